@@ -1,0 +1,194 @@
+//! The reader for cobra/pflag command lines (kubectl and helm), driven by the generated flag
+//! tables in `kubectl_flags.rs` and `helm_flags.rs`.
+//!
+//! It follows cobra's own rules, so that the subcommand it finds is the one the real tool runs:
+//! - the subcommand path is the run of words that name children of the command found so far,
+//!   with flags allowed in between (`kubectl -n x rollout --context y restart`);
+//! - a long flag without `=` that takes a value consumes the next argument, whatever it looks
+//!   like (pflag does the same, even for `--context --namespace`);
+//! - a short cluster is read character by character: boolean flags stack (`-it`), the first
+//!   value flag takes the rest of the cluster (`-nprod`, `-n=prod`) or the next argument;
+//! - `--` ends the flags.
+//!
+//! A flag the table does not know is read as boolean and recorded. While the path may still grow
+//! (the current command has children), such a flag makes the reading *uncertain*: pflag could
+//! treat it as taking a value and so see a different subcommand.
+
+use super::{Invocation, ReadError};
+
+/// How a flag is used on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arity {
+    Bool,
+    Value,
+}
+
+/// One known command path, e.g. "rollout restart" ("" is the root).
+pub struct CommandSpec {
+    pub path: &'static str,
+    /// Direct subcommand names of this path, sorted.
+    pub children: &'static [&'static str],
+    /// Long flags of this command, including inherited and global ones, without the leading
+    /// "--", sorted by name.
+    pub long: &'static [(&'static str, Arity)],
+    /// Short flags (one character) of this command, including inherited ones, sorted.
+    pub short: &'static [(char, Arity)],
+}
+
+/// Finds a command path in a table sorted by path.
+pub fn find<'t>(table: &'t [CommandSpec], path: &str) -> Option<&'t CommandSpec> {
+    table
+        .binary_search_by(|c| c.path.cmp(path))
+        .ok()
+        .map(|i| &table[i])
+}
+
+fn long_arity(spec: &CommandSpec, name: &str) -> Option<Arity> {
+    spec.long
+        .binary_search_by(|(n, _)| (*n).cmp(name))
+        .ok()
+        .map(|i| spec.long[i].1)
+}
+
+fn short_arity(spec: &CommandSpec, c: char) -> Option<Arity> {
+    spec.short
+        .binary_search_by(|(n, _)| n.cmp(&c))
+        .ok()
+        .map(|i| spec.short[i].1)
+}
+
+/// Reads a cobra command line. `extra_children` names root commands cobra adds at run time
+/// (`help`, `completion`) that the help text may not list.
+pub fn read(
+    table: &'static [CommandSpec],
+    extra_root_children: &[&str],
+    args: &[String],
+) -> Result<Invocation, ReadError> {
+    let root = find(table, "").expect("generated table has a root entry");
+    let mut inv = Invocation {
+        known_subcommand: true,
+        ..Invocation::default()
+    };
+    let mut spec = root;
+    // Whether the next plain word may still be a subcommand.
+    let mut path_open = true;
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        if arg == "--" {
+            inv.positionals.extend(args[i..].iter().cloned());
+            break;
+        }
+        if let Some(body) = arg.strip_prefix("--") {
+            let (name, inline) = match body.split_once('=') {
+                Some((n, v)) => (n, Some(v.to_string())),
+                None => (body, None),
+            };
+            let value = match long_arity(spec, name) {
+                Some(Arity::Value) => match inline {
+                    Some(v) => Some(v),
+                    None => Some(take_value(args, &mut i, arg)?),
+                },
+                Some(Arity::Bool) => inline,
+                None => {
+                    note_unknown(&mut inv, spec, path_open, arg);
+                    inline
+                }
+            };
+            inv.flags.push((format!("--{name}"), value));
+            continue;
+        }
+        if arg.len() > 1 && arg.starts_with('-') {
+            read_short_cluster(spec, path_open, &mut inv, args, &mut i, arg)?;
+            continue;
+        }
+        // A plain word (or "-" alone).
+        if path_open {
+            let child = spec
+                .children
+                .binary_search(&arg.as_str())
+                .is_ok()
+                .then(|| {
+                    let path = if spec.path.is_empty() {
+                        arg.clone()
+                    } else {
+                        format!("{} {}", spec.path, arg)
+                    };
+                    find(table, &path)
+                })
+                .flatten();
+            if let Some(child) = child {
+                inv.path.push(arg.clone());
+                spec = child;
+                path_open = !child.children.is_empty();
+                continue;
+            }
+            if inv.path.is_empty() {
+                inv.path.push(arg.clone());
+                inv.known_subcommand = extra_root_children.contains(&arg.as_str());
+                path_open = false;
+                continue;
+            }
+            path_open = false;
+        }
+        inv.positionals.push(arg.clone());
+    }
+    Ok(inv)
+}
+
+fn read_short_cluster(
+    spec: &CommandSpec,
+    path_open: bool,
+    inv: &mut Invocation,
+    args: &[String],
+    i: &mut usize,
+    arg: &str,
+) -> Result<(), ReadError> {
+    let body = &arg[1..];
+    for (pos, c) in body.char_indices() {
+        let rest = &body[pos + c.len_utf8()..];
+        match short_arity(spec, c) {
+            Some(Arity::Value) => {
+                let value = if let Some(v) = rest.strip_prefix('=') {
+                    v.to_string()
+                } else if !rest.is_empty() {
+                    rest.to_string()
+                } else {
+                    take_value(args, i, arg)?
+                };
+                inv.flags.push((format!("-{c}"), Some(value)));
+                return Ok(());
+            }
+            known => {
+                if known.is_none() {
+                    note_unknown(inv, spec, path_open, arg);
+                }
+                if let Some(v) = rest.strip_prefix('=') {
+                    inv.flags.push((format!("-{c}"), Some(v.to_string())));
+                    return Ok(());
+                }
+                inv.flags.push((format!("-{c}"), None));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn take_value(args: &[String], i: &mut usize, flag: &str) -> Result<String, ReadError> {
+    let v = args
+        .get(*i)
+        .cloned()
+        .ok_or_else(|| ReadError(format!("flag {flag} needs a value and none was given")))?;
+    *i += 1;
+    Ok(v)
+}
+
+fn note_unknown(inv: &mut Invocation, spec: &CommandSpec, path_open: bool, arg: &str) {
+    if path_open && !spec.children.is_empty() {
+        inv.uncertain.push(format!(
+            "unknown flag {arg} before the subcommand is complete: the real tool may read it \
+             as taking a value and run a different subcommand"
+        ));
+    }
+}

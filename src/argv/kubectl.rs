@@ -1,0 +1,44 @@
+//! The kubectl argv reader: cobra rules (see `cobra.rs`) over the table generated from the
+//! pinned kubectl's help, plus kubectl's target facts.
+
+use super::{cobra, Invocation, ReadError};
+
+/// Root commands cobra adds at run time that `kubectl --help` does not list.
+const RUNTIME_ROOT_COMMANDS: &[&str] = &["help"];
+
+pub(crate) fn read(
+    args: &[String],
+    _env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Invocation, ReadError> {
+    let mut inv = cobra::read(super::kubectl_flags::COMMANDS, RUNTIME_ROOT_COMMANDS, args)?;
+    let t = &mut inv.target;
+    t.context = last(&inv.flags, &["--context"]);
+    t.cluster = last(&inv.flags, &["--cluster"]);
+    t.user = last(&inv.flags, &["--user"]);
+    t.namespace = last(&inv.flags, &["-n", "--namespace"]);
+    t.kubeconfig = last(&inv.flags, &["--kubeconfig"]);
+    t.server = last(&inv.flags, &["-s", "--server"]);
+    inv.files = all(&inv.flags, &["-f", "--filename", "-k", "--kustomize"]);
+    inv.reads_stdin = all(&inv.flags, &["-f", "--filename"])
+        .iter()
+        .any(|f| f == "-");
+    Ok(inv)
+}
+
+/// The last value of any of `names` (pflag: a repeated scalar flag keeps the last value).
+pub(crate) fn last(flags: &[(String, Option<String>)], names: &[&str]) -> Option<String> {
+    flags
+        .iter()
+        .rev()
+        .find(|(n, v)| v.is_some() && names.contains(&n.as_str()))
+        .and_then(|(_, v)| v.clone())
+}
+
+/// Every value of any of `names`, in order (slice flags such as `-f` accumulate).
+pub(crate) fn all(flags: &[(String, Option<String>)], names: &[&str]) -> Vec<String> {
+    flags
+        .iter()
+        .filter(|(n, _)| names.contains(&n.as_str()))
+        .filter_map(|(_, v)| v.clone())
+        .collect()
+}

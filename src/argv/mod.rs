@@ -1,0 +1,126 @@
+//! Foreign-argv readers: raw argv of terraform/tofu, kubectl or helm → [`Invocation`].
+//!
+//! These are hand-written on purpose and never use clap: the real tools accept flags hitl-gate
+//! does not know, and argv must pass through byte for byte. The readers only *observe*; the
+//! original `OsString`s are what gets exec'd.
+//!
+//! Reading is conservative. Whenever the reader cannot be sure what the real tool will do (an
+//! unknown flag where a subcommand could follow, a value flag with no value), it says so in the
+//! [`Invocation`] (`uncertain`), and the policy treats that command as unknown, which gates by
+//! default. A reader can make the gate stricter; it must never make it looser.
+
+use std::ffi::OsString;
+
+use crate::tool::Tool;
+
+pub mod cobra;
+pub mod helm;
+mod helm_flags;
+pub mod kubectl;
+mod kubectl_flags;
+pub mod terraform;
+
+/// What the agent asked a tool to do, as far as the gate needs to know.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Invocation {
+    /// The tool name as the shim was called (`tofu` stays `tofu`).
+    pub tool: &'static str,
+    /// The subcommand path, e.g. `["rollout", "restart"]`; empty for the bare tool, `-version`
+    /// and `--help`.
+    pub path: Vec<String>,
+    /// False when the first word is not a subcommand the reader knows: a kubectl or helm plugin,
+    /// a typo, a command newer than the reader.
+    pub known_subcommand: bool,
+    /// Why the reading may not match the real tool's (unknown flags in a position where they
+    /// could hide a subcommand). Non-empty means "treat as unknown".
+    pub uncertain: Vec<String>,
+    /// Where the command points.
+    pub target: Target,
+    /// Manifests named with `-f/--filename` (kubectl) or `-f/--values` (helm), and `-k` dirs.
+    pub files: Vec<String>,
+    /// True when a manifest or values file is read from stdin (`-f -`).
+    pub reads_stdin: bool,
+    /// Arguments that are neither flags, flag values nor part of the subcommand path.
+    pub positionals: Vec<String>,
+    /// Every flag seen, in order, as (name with its dashes, value). Boolean flags have no value
+    /// unless written as `--flag=value`.
+    pub flags: Vec<(String, Option<String>)>,
+}
+
+/// The target facts found in argv (and, where the tool itself reads them, the environment).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Target {
+    /// terraform `-chdir=DIR`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chdir: Option<String>,
+    /// terraform workspace from `TF_WORKSPACE` (the selected one on disk is read lazily).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
+    /// kube context (`--context`, helm `--kube-context` or `HELM_KUBECONTEXT`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+    /// `-n/--namespace` (or `HELM_NAMESPACE` for helm).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// `--kubeconfig` (else `KUBECONFIG` is consulted when the context is resolved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
+    /// kubectl `--cluster`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    /// kubectl `--user`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// kubectl `-s/--server`, helm `--kube-apiserver`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+}
+
+/// argv a reader refuses to interpret. The shim fails closed on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadError(pub String);
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Reads argv (without argv[0]) for `tool`. `env` looks up environment variables the tool itself
+/// reads for its target (passed in so tests and `explain` can control it).
+pub fn read(
+    tool: Tool,
+    args: &[OsString],
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Invocation, ReadError> {
+    // Arguments that are not UTF-8 are read lossily: U+FFFD never equals a flag or subcommand
+    // name, so lossy reading can only turn a word into "unknown", never into something known.
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut inv = match tool {
+        Tool::Terraform | Tool::Tofu => terraform::read(&args, env)?,
+        Tool::Kubectl => kubectl::read(&args, env)?,
+        Tool::Helm => helm::read(&args, env)?,
+    };
+    inv.tool = tool.name();
+    Ok(inv)
+}
+
+impl Invocation {
+    /// The subcommand path joined with single spaces (`rollout restart`), as policy globs see it.
+    pub fn path_string(&self) -> String {
+        self.path.join(" ")
+    }
+
+    /// The last value given for any of `names` (repeated flags: the last one wins, as in the
+    /// real tools).
+    pub fn flag_value(&self, names: &[&str]) -> Option<&str> {
+        self.flags
+            .iter()
+            .rev()
+            .find(|(n, _)| names.contains(&n.as_str()))
+            .and_then(|(_, v)| v.as_deref())
+    }
+}

@@ -1,0 +1,142 @@
+//! `hitl-gate explain -- TOOL ARGS...`: how the shim would classify a command, without running
+//! anything. Uses exactly the shim's reader, policy and resolver.
+
+use std::ffi::OsString;
+
+use serde::Serialize;
+
+use super::CliError;
+use crate::argv::{self, Invocation};
+use crate::exit;
+use crate::policy::{self, Context, EnvMatch, Facts, Verdict};
+use crate::shim::resolve;
+use crate::tool::Tool;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+    /// The command as the agent would type it, after `--`: `kubectl --context prod delete ...`.
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    command: Vec<OsString>,
+}
+
+#[derive(Serialize)]
+struct Explanation {
+    tool: String,
+    real_binary: Option<String>,
+    real_binary_error: Option<String>,
+    subcommand: String,
+    known_subcommand: bool,
+    uncertain: Vec<String>,
+    argv_error: Option<String>,
+    target: Option<crate::argv::Target>,
+    facts: Option<Facts>,
+    environment: Option<EnvMatch>,
+    rule: String,
+    verdict: policy::Action,
+    reason: String,
+    policy: String,
+}
+
+pub fn run(args: Args) -> Result<i32, CliError> {
+    let (first, rest) = args.command.split_first().expect("clap requires a command");
+    let name = std::path::Path::new(first)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tool = Tool::from_name(&name).ok_or_else(|| {
+        CliError::new(
+            2,
+            format!(
+                "{name:?} is not a gated tool; explain knows terraform, tofu, kubectl and helm"
+            ),
+        )
+    })?;
+    let (policy, source) =
+        policy::load::load().map_err(|e| CliError::new(exit::POLICY_ERROR, e.to_string()))?;
+    let env = |k: &str| std::env::var(k).ok();
+    let read = argv::read(tool, rest, &env);
+    let ctx = Context::process();
+    let verdict: Verdict = policy.classify(tool, &read, &ctx);
+    let me =
+        resolve::SelfId::current(&std::env::current_exe().unwrap_or_default().into_os_string());
+    let path = std::env::var_os("PATH");
+    let real = resolve::resolve(tool, policy.real_path(tool), path.as_deref(), &me);
+    let inv: Option<&Invocation> = read.as_ref().ok();
+    let d = verdict.decision();
+    let ex = Explanation {
+        tool: tool.name().into(),
+        real_binary: real.as_ref().ok().map(|p| p.display().to_string()),
+        real_binary_error: real.as_ref().err().map(|e| e.to_string()),
+        subcommand: inv.map(|i| i.path_string()).unwrap_or_default(),
+        known_subcommand: inv.is_some_and(|i| i.known_subcommand),
+        uncertain: inv.map(|i| i.uncertain.clone()).unwrap_or_default(),
+        argv_error: read.as_ref().err().map(|e| e.to_string()),
+        target: inv.map(|i| i.target.clone()),
+        facts: inv.map(|i| Facts::resolve(tool, i, &ctx)),
+        environment: d
+            .environment
+            .clone()
+            .or_else(|| inv.and_then(|i| policy.environment(tool, i, &ctx))),
+        rule: d.rule.clone(),
+        verdict: verdict.action(),
+        reason: d.reason.clone(),
+        policy: source.to_string(),
+    };
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&ex).expect("explanation serialises")
+        );
+    } else {
+        print_text(&ex);
+    }
+    Ok(0)
+}
+
+fn print_text(ex: &Explanation) {
+    let or_none = |s: &Option<String>| s.clone().unwrap_or_else(|| "-".into());
+    println!("tool:         {}", ex.tool);
+    match (&ex.real_binary, &ex.real_binary_error) {
+        (Some(p), _) => println!("real binary:  {p}"),
+        (None, Some(e)) => println!("real binary:  NOT FOUND ({e})"),
+        _ => {}
+    }
+    if let Some(e) = &ex.argv_error {
+        println!("argv:         unreadable: {e}");
+    }
+    let known = if ex.known_subcommand {
+        ""
+    } else {
+        " (unknown)"
+    };
+    println!("subcommand:   {}{known}", ex.subcommand);
+    for u in &ex.uncertain {
+        println!("uncertain:    {u}");
+    }
+    if let Some(f) = &ex.facts {
+        println!(
+            "target:       context={} namespace={} workspace={} dir={}",
+            or_none(&f.kube_context),
+            or_none(&f.namespace),
+            or_none(&f.terraform_workspace),
+            or_none(&f.dir)
+        );
+    }
+    match &ex.environment {
+        Some(e) => println!("environment:  {} (risk {:?})", e.name, e.risk),
+        None => println!("environment:  none matched"),
+    }
+    println!("rule:         {}", ex.rule);
+    println!(
+        "verdict:      {}",
+        serde_json::to_value(ex.verdict)
+            .expect("action serialises")
+            .as_str()
+            .unwrap_or("?")
+    );
+    println!("reason:       {}", ex.reason);
+    println!("policy:       {}", ex.policy);
+}

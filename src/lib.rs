@@ -1,0 +1,13 @@
+//! hitl-gate: a human-in-the-loop approval gate for AI agents that run terraform, tofu, kubectl
+//! and helm.
+//!
+//! The binary is a multicall program (see `main.rs`): under a tool's name it is the shim
+//! ([`shim`]), under its own name it is the CLI ([`cli`]). The library exposes the pieces so
+//! tests, benchmarks and (later) the server share one implementation.
+
+pub mod argv;
+pub mod cli;
+pub mod exit;
+pub mod policy;
+pub mod shim;
+pub mod tool;

@@ -1,0 +1,467 @@
+//! The policy: which commands pass, which are gated and which are denied, in which
+//! environments. Shared by the shim and (later) the server.
+//!
+//! Classification is one straight pass: the file's rules in order, then the built-in rules,
+//! then the fallbacks. The first match wins. The result is a [`Verdict`], a `#[must_use]` enum
+//! that callers must destructure; there is no boolean "allowed" anywhere.
+
+pub mod builtin;
+pub mod glob;
+pub mod load;
+pub mod schema;
+
+use std::path::{Path, PathBuf};
+
+use crate::argv::Invocation;
+use crate::tool::Tool;
+pub use schema::{Action, Risk};
+use schema::{Environment, PolicyFile, Rule, ToolName};
+
+/// A validated policy.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    file: PolicyFile,
+}
+
+/// What to do with one invocation.
+#[must_use = "a verdict decides whether a command runs; it must be acted on"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Run the real tool now.
+    Pass(Decision),
+    /// Ask a human first.
+    Gate(Decision),
+    /// Never run it.
+    Deny(Decision),
+}
+
+/// Why a verdict was reached.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Decision {
+    /// The rule that matched (a `[[rule]]` name, or a `builtin:` / `defaults.` name).
+    pub rule: String,
+    /// The environment matched, if any rule needed one or `explain` asked.
+    pub environment: Option<EnvMatch>,
+    /// One line for the agent: what happened and why.
+    pub reason: String,
+}
+
+/// An environment that matched, with its risk.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct EnvMatch {
+    pub name: String,
+    pub risk: Risk,
+}
+
+impl Verdict {
+    pub fn decision(&self) -> &Decision {
+        match self {
+            Verdict::Pass(d) | Verdict::Gate(d) | Verdict::Deny(d) => d,
+        }
+    }
+
+    pub fn action(&self) -> Action {
+        match self {
+            Verdict::Pass(_) => Action::Pass,
+            Verdict::Gate(_) => Action::Gate,
+            Verdict::Deny(_) => Action::Deny,
+        }
+    }
+
+    fn new(action: Action, decision: Decision) -> Verdict {
+        match action {
+            Action::Pass => Verdict::Pass(decision),
+            Action::Gate => Verdict::Gate(decision),
+            Action::Deny => Verdict::Deny(decision),
+        }
+    }
+}
+
+/// The facts environments are matched on that are not in argv: the working directory and
+/// what the tool would read from disk or the process environment. Resolved lazily: the
+/// passthrough path only pays for what a rule actually asks.
+pub struct Context<'a> {
+    /// The working directory; `None` means this process's, looked up only when needed.
+    pub cwd: Option<PathBuf>,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Context<'_> {
+    /// The real process context.
+    pub fn process() -> Context<'static> {
+        Context {
+            cwd: None,
+            env: &|k| std::env::var(k).ok(),
+        }
+    }
+}
+
+impl Policy {
+    /// The built-in rules alone (no file).
+    pub fn builtin() -> Policy {
+        Policy {
+            file: PolicyFile {
+                version: 1,
+                defaults: Default::default(),
+                tools: Default::default(),
+                environments: Vec::new(),
+                rules: Vec::new(),
+            },
+        }
+    }
+
+    /// Validates a parsed file: the things serde cannot check.
+    pub fn from_file(file: PolicyFile) -> Result<Policy, String> {
+        if file.version != 1 {
+            return Err(format!(
+                "version = {} is not supported; this hitl-gate reads version = 1",
+                file.version
+            ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for rule in &file.rules {
+            if !names.insert(rule.name.as_str()) {
+                return Err(format!("rule name {:?} is used twice", rule.name));
+            }
+            for env in &rule.environments {
+                if !file.environments.iter().any(|e| &e.name == env) {
+                    return Err(format!(
+                        "rule {:?} names environment {env:?}, which no [[environment]] defines",
+                        rule.name
+                    ));
+                }
+            }
+            for flag in rule.flags.keys() {
+                if !flag.starts_with('-') {
+                    return Err(format!(
+                        "rule {:?}: flag {flag:?} must be written with its dashes (\"--{flag}\")",
+                        rule.name
+                    ));
+                }
+            }
+        }
+        let mut env_names = std::collections::HashSet::new();
+        for env in &file.environments {
+            if !env_names.insert(env.name.as_str()) {
+                return Err(format!("environment name {:?} is used twice", env.name));
+            }
+        }
+        for (tool, cfg) in [
+            ("terraform", &file.tools.terraform),
+            ("tofu", &file.tools.tofu),
+            ("kubectl", &file.tools.kubectl),
+            ("helm", &file.tools.helm),
+        ] {
+            if let Some(p) = cfg.as_ref().and_then(|c| c.real_path.as_ref()) {
+                if !p.is_absolute() {
+                    return Err(format!(
+                        "tools.{tool}.real_path = {:?} must be an absolute path",
+                        p.display()
+                    ));
+                }
+            }
+        }
+        Ok(Policy { file })
+    }
+
+    /// The configured real binary for `tool`, if any.
+    pub fn real_path(&self, tool: Tool) -> Option<&Path> {
+        let t = &self.file.tools;
+        let cfg = match tool {
+            Tool::Terraform => &t.terraform,
+            Tool::Tofu => &t.tofu,
+            Tool::Kubectl => &t.kubectl,
+            Tool::Helm => &t.helm,
+        };
+        cfg.as_ref().and_then(|c| c.real_path.as_deref())
+    }
+
+    /// Classifies one invocation. `read` is the reader's result: a read error fails closed.
+    pub fn classify(
+        &self,
+        tool: Tool,
+        read: &Result<Invocation, crate::argv::ReadError>,
+        ctx: &Context<'_>,
+    ) -> Verdict {
+        let inv = match read {
+            Ok(inv) => inv,
+            Err(e) => {
+                return Verdict::Deny(Decision {
+                    rule: "argv".into(),
+                    environment: None,
+                    reason: format!("cannot read the {tool} command line safely: {e}"),
+                })
+            }
+        };
+        let mut env = LazyEnv::new(&self.file.environments, tool, inv, ctx);
+        let verdict = self.first_match(tool, inv, &mut env);
+        escalate_for_environment(tool, verdict)
+    }
+
+    /// The environment an invocation targets (for `explain` and the gated path).
+    pub fn environment(&self, tool: Tool, inv: &Invocation, ctx: &Context<'_>) -> Option<EnvMatch> {
+        LazyEnv::new(&self.file.environments, tool, inv, ctx).get()
+    }
+
+    fn first_match(&self, tool: Tool, inv: &Invocation, env: &mut LazyEnv<'_>) -> Verdict {
+        let path = inv.path_string();
+        if !inv.known_subcommand || !inv.uncertain.is_empty() {
+            // User rules may still name a plugin explicitly (`subcommands = ["foo"]`), but only
+            // when the reading is certain.
+            if inv.uncertain.is_empty() {
+                if let Some(v) = self.user_rules(tool, inv, &path, env) {
+                    return v;
+                }
+            }
+            let why = if inv.uncertain.is_empty() {
+                format!("`{tool} {path}` is not a subcommand hitl-gate knows (a plugin?)")
+            } else {
+                inv.uncertain.join("; ")
+            };
+            return Verdict::new(
+                self.file.defaults.unknown_subcommand,
+                Decision {
+                    rule: builtin::UNKNOWN.into(),
+                    environment: env.get(),
+                    reason: why,
+                },
+            );
+        }
+        if let Some(v) = self.user_rules(tool, inv, &path, env) {
+            return v;
+        }
+        if self.file.defaults.builtin_rules {
+            for rule in builtin::RULES {
+                if rule.tools.contains(&tool)
+                    && rule
+                        .subcommands
+                        .iter()
+                        .any(|p| glob::matches(p, &path, None))
+                {
+                    return Verdict::new(
+                        rule.action,
+                        Decision {
+                            rule: rule.name.into(),
+                            environment: None,
+                            reason: format!("`{tool} {path}` matched {}", rule.name),
+                        },
+                    );
+                }
+            }
+        }
+        Verdict::Gate(Decision {
+            rule: builtin::UNLISTED.into(),
+            environment: env.get(),
+            reason: format!("`{tool} {path}` is on no rule's list; unlisted commands are gated"),
+        })
+    }
+
+    fn user_rules(
+        &self,
+        tool: Tool,
+        inv: &Invocation,
+        path: &str,
+        env: &mut LazyEnv<'_>,
+    ) -> Option<Verdict> {
+        for rule in &self.file.rules {
+            if !rule_applies(rule, tool, inv, path) {
+                continue;
+            }
+            let environment = if rule.environments.is_empty() {
+                None
+            } else {
+                match env.get() {
+                    Some(e) if rule.environments.contains(&e.name) => Some(e),
+                    _ => continue,
+                }
+            };
+            return Some(Verdict::new(
+                rule.action,
+                Decision {
+                    reason: format!("`{tool} {path}` matched rule {:?}", rule.name),
+                    rule: rule.name.clone(),
+                    environment,
+                },
+            ));
+        }
+        None
+    }
+}
+
+fn rule_applies(rule: &Rule, tool: Tool, inv: &Invocation, path: &str) -> bool {
+    let tool_ok = rule.tools.is_empty()
+        || rule.tools.iter().any(|t| {
+            matches!(
+                (t, tool),
+                (ToolName::Terraform, Tool::Terraform)
+                    | (ToolName::Tofu, Tool::Tofu)
+                    | (ToolName::Kubectl, Tool::Kubectl)
+                    | (ToolName::Helm, Tool::Helm)
+            )
+        });
+    let sub_ok = rule.subcommands.is_empty()
+        || rule
+            .subcommands
+            .iter()
+            .any(|p| glob::matches(p, path, None));
+    let flags_ok = rule.flags.iter().all(|(flag, accepted)| {
+        inv.flags
+            .iter()
+            .rev()
+            .find(|(n, _)| n == flag)
+            .is_some_and(|(_, v)| {
+                accepted.iter().any(|a| match v {
+                    Some(v) => glob::matches(a, v, None),
+                    None => a == "*",
+                })
+            })
+    });
+    tool_ok && sub_ok && flags_ok
+}
+
+/// Environment variables that make the real tool run something other than what argv says.
+/// Their presence can only make the verdict stricter: a `pass` becomes a `gate`.
+fn escalate_for_environment(tool: Tool, verdict: Verdict) -> Verdict {
+    let Verdict::Pass(d) = verdict else {
+        return verdict;
+    };
+    // terraform inserts TF_CLI_ARGS after the subcommand, or in front of everything when argv
+    // has none: `TF_CLI_ARGS="destroy -auto-approve" terraform` destroys.
+    if tool.is_terraform_like() {
+        if let Some(name) = tf_cli_args_in_env() {
+            return Verdict::Gate(Decision {
+                rule: "environment:TF_CLI_ARGS".into(),
+                environment: d.environment,
+                reason: format!(
+                    "{name} is set and can change what terraform runs; the command is gated"
+                ),
+            });
+        }
+    }
+    Verdict::Pass(d)
+}
+
+/// The name of the first non-empty `TF_CLI_ARGS` or `TF_CLI_ARGS_<command>` variable.
+fn tf_cli_args_in_env() -> Option<String> {
+    std::env::vars_os().find_map(|(k, v)| {
+        let k = k.to_str()?;
+        (k.starts_with("TF_CLI_ARGS") && !v.to_string_lossy().trim().is_empty())
+            .then(|| k.to_string())
+    })
+}
+
+/// The first environment that matches, computed once and only when asked.
+struct LazyEnv<'a> {
+    envs: &'a [Environment],
+    tool: Tool,
+    inv: &'a Invocation,
+    ctx: &'a Context<'a>,
+    cached: Option<Option<EnvMatch>>,
+}
+
+impl<'a> LazyEnv<'a> {
+    fn new(envs: &'a [Environment], tool: Tool, inv: &'a Invocation, ctx: &'a Context<'a>) -> Self {
+        LazyEnv {
+            envs,
+            tool,
+            inv,
+            ctx,
+            cached: None,
+        }
+    }
+
+    fn get(&mut self) -> Option<EnvMatch> {
+        if self.envs.is_empty() {
+            return None;
+        }
+        if let Some(c) = &self.cached {
+            return c.clone();
+        }
+        let facts = Facts::resolve(self.tool, self.inv, self.ctx);
+        let found = self
+            .envs
+            .iter()
+            .find(|e| facts.matches(e))
+            .map(|e| EnvMatch {
+                name: e.name.clone(),
+                risk: e.risk,
+            });
+        self.cached = Some(found.clone());
+        found
+    }
+}
+
+/// The facts an environment is matched against.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Facts {
+    pub kube_context: Option<String>,
+    pub namespace: Option<String>,
+    pub terraform_workspace: Option<String>,
+    pub dir: Option<String>,
+}
+
+impl Facts {
+    /// Resolves the facts for one invocation: argv first, then what the tool would read.
+    pub fn resolve(tool: Tool, inv: &Invocation, ctx: &Context<'_>) -> Facts {
+        let mut facts = Facts {
+            namespace: inv.target.namespace.clone(),
+            ..Facts::default()
+        };
+        let cwd = ctx.cwd.clone().or_else(|| std::env::current_dir().ok());
+        let dir = match (&cwd, &inv.target.chdir) {
+            (Some(cwd), Some(ch)) => Some(cwd.join(ch)),
+            (Some(cwd), None) => Some(cwd.clone()),
+            (None, Some(ch)) if Path::new(ch).is_absolute() => Some(PathBuf::from(ch)),
+            _ => None,
+        };
+        if tool.is_terraform_like() {
+            facts.terraform_workspace = inv.target.workspace.clone().or_else(|| {
+                let d = dir.as_ref()?;
+                let ws = std::fs::read_to_string(d.join(".terraform/environment")).ok();
+                Some(ws.map_or("default".into(), |w| w.trim().to_string()))
+            });
+        } else {
+            facts.kube_context = inv
+                .target
+                .context
+                .clone()
+                .or_else(|| current_context(inv, ctx));
+        }
+        facts.dir = dir.map(|d| d.to_string_lossy().into_owned());
+        facts
+    }
+
+    fn matches(&self, env: &Environment) -> bool {
+        let any = |globs: &[String], fact: &Option<String>, sep| {
+            fact.as_deref()
+                .is_some_and(|f| globs.iter().any(|g| glob::matches(g, f, sep)))
+        };
+        any(&env.kube_contexts, &self.kube_context, None)
+            || any(&env.namespaces, &self.namespace, None)
+            || any(&env.terraform_workspaces, &self.terraform_workspace, None)
+            || any(&env.paths, &self.dir, Some('/'))
+    }
+}
+
+/// The current-context of the effective kubeconfig: `--kubeconfig`, else each file of
+/// `KUBECONFIG` in order (the first that sets it wins, as in kubectl's merge), else
+/// `~/.kube/config`. Only the top-level `current-context:` line is read here.
+fn current_context(inv: &Invocation, ctx: &Context<'_>) -> Option<String> {
+    let files: Vec<PathBuf> = match (&inv.target.kubeconfig, (ctx.env)("KUBECONFIG")) {
+        (Some(k), _) => vec![PathBuf::from(k)],
+        (None, Some(list)) if !list.is_empty() => list
+            .split(':')
+            .filter(|s| !s.is_empty())
+            .map(PathBuf::from)
+            .collect(),
+        _ => vec![PathBuf::from((ctx.env)("HOME")?).join(".kube/config")],
+    };
+    files.iter().find_map(|f| {
+        let text = std::fs::read_to_string(f).ok()?;
+        text.lines().find_map(|l| {
+            let v = l.strip_prefix("current-context:")?.trim();
+            let v = v.trim_matches(|c| c == '"' || c == '\'');
+            (!v.is_empty()).then(|| v.to_string())
+        })
+    })
+}
