@@ -35,7 +35,7 @@ struct Explanation {
     facts: Option<Facts>,
     environment: Option<EnvMatch>,
     rule: String,
-    verdict: policy::Action,
+    verdict: &'static str,
     reason: String,
     policy: String,
 }
@@ -59,13 +59,13 @@ pub fn run(args: Args) -> Result<i32, CliError> {
     let env = |k: &str| std::env::var(k).ok();
     let read = argv::read(tool, rest, &env);
     let ctx = Context::process();
-    let verdict: Verdict = policy.classify(tool, &read, &ctx);
+    let verdict: Option<Verdict> = read.as_ref().ok().map(|inv| policy.classify(tool, inv, &ctx));
     let me =
         resolve::SelfId::current(&std::env::current_exe().unwrap_or_default().into_os_string());
     let path = std::env::var_os("PATH");
     let real = resolve::resolve(tool, policy.real_path(tool), path.as_deref(), &me);
     let inv: Option<&Invocation> = read.as_ref().ok();
-    let d = verdict.decision();
+    let d = verdict.as_ref().map(|v| v.decision());
     let ex = Explanation {
         tool: tool.name().into(),
         real_binary: real.as_ref().ok().map(|p| p.display().to_string()),
@@ -77,12 +77,14 @@ pub fn run(args: Args) -> Result<i32, CliError> {
         target: inv.map(|i| i.target.clone()),
         facts: inv.map(|i| Facts::resolve(tool, i, &ctx)),
         environment: d
-            .environment
-            .clone()
+            .and_then(|d| d.environment.clone())
             .or_else(|| inv.and_then(|i| policy.environment(tool, i, &ctx))),
-        rule: d.rule.clone(),
-        verdict: verdict.action(),
-        reason: d.reason.clone(),
+        rule: d.map_or("argv".into(), |d| d.rule.clone()),
+        verdict: verdict.as_ref().map_or("refuse", |v| v.action().as_str()),
+        reason: d.map_or_else(
+            || "the command line cannot be read safely; the shim refuses it".into(),
+            |d| d.reason.clone(),
+        ),
         policy: source.to_string(),
     };
     if args.json {

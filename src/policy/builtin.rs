@@ -218,3 +218,22 @@ pub static RULES: &[BuiltinRule] = &[
 pub const UNLISTED: &str = "builtin:unlisted";
 /// The name reported for unknown subcommands and uncertain readings.
 pub const UNKNOWN: &str = "defaults.unknown_subcommand";
+
+#[cfg(test)]
+mod tests {
+    /// docs/policy.md prints the built-in rules; this keeps it honest.
+    #[test]
+    fn docs_list_every_builtin_pattern() {
+        let doc = include_str!("../../docs/policy.md");
+        for rule in super::RULES {
+            let line = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", rule.name)))
+                .unwrap_or_else(|| panic!("docs/policy.md lacks rule {}", rule.name));
+            for p in rule.subcommands.iter().filter(|p| !p.is_empty()) {
+                assert!(line.contains(&format!("`{p}`")), "{}: {p} missing in docs", rule.name);
+            }
+            assert!(line.contains(&format!("| {} |", rule.action.as_str())), "{}", rule.name);
+        }
+    }
+}

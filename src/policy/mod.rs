@@ -176,23 +176,8 @@ impl Policy {
         cfg.as_ref().and_then(|c| c.real_path.as_deref())
     }
 
-    /// Classifies one invocation. `read` is the reader's result: a read error fails closed.
-    pub fn classify(
-        &self,
-        tool: Tool,
-        read: &Result<Invocation, crate::argv::ReadError>,
-        ctx: &Context<'_>,
-    ) -> Verdict {
-        let inv = match read {
-            Ok(inv) => inv,
-            Err(e) => {
-                return Verdict::Deny(Decision {
-                    rule: "argv".into(),
-                    environment: None,
-                    reason: format!("cannot read the {tool} command line safely: {e}"),
-                })
-            }
-        };
+    /// Classifies one invocation.
+    pub fn classify(&self, tool: Tool, inv: &Invocation, ctx: &Context<'_>) -> Verdict {
         let mut env = LazyEnv::new(&self.file.environments, tool, inv, ctx);
         let verdict = self.first_match(tool, inv, &mut env);
         escalate_for_environment(tool, verdict)

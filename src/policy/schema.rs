@@ -86,6 +86,15 @@ impl Action {
     fn gate() -> Action {
         Action::Gate
     }
+
+    /// The spelling used in policy files and `explain`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Pass => "pass",
+            Action::Gate => "gate",
+            Action::Deny => "deny",
+        }
+    }
 }
 
 /// How much damage a mistake in an environment can do.

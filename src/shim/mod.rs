@@ -35,8 +35,16 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> (u8, String) {
         Err(e) => return (code::POLICY_ERROR, format!("{e}; {tool} did not run")),
     };
     let env = |k: &str| std::env::var(k).ok();
-    let read = argv::read(tool, args, &env);
-    let verdict = policy.classify(tool, &read, &Context::process());
+    let inv = match argv::read(tool, args, &env) {
+        Ok(inv) => inv,
+        Err(e) => {
+            return (
+                code::REFUSED,
+                format!("cannot read the {tool} command line safely ({e}); it did not run"),
+            )
+        }
+    };
+    let verdict = policy.classify(tool, &inv, &Context::process());
     match verdict {
         Verdict::Pass(_) => {
             let me = resolve::SelfId::current(argv0);

@@ -1,0 +1,10 @@
+//! The integration tests: one crate, driving the built `hitl-gate` binary under its tool names
+//! from temp dirs, against the pinned real tools (see `support::tools`).
+
+mod support;
+
+mod classification;
+mod policy_errors;
+mod process;
+mod resolution;
+// mod transparency;

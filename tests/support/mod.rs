@@ -1,0 +1,168 @@
+//! The test harness: a sandbox per test (shims dir, real-tools dir, HOME, a fake filesystem
+//! root for the system policy), commands with a controlled environment, and a run-with-timeout
+//! helper. The pinned real tools are found through [`tools`].
+
+#![allow(dead_code)]
+
+pub mod tools;
+
+use std::ffi::OsStr;
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hitl-gate"))
+}
+
+/// The tool names the shim answers to.
+pub const TOOL_NAMES: [&str; 4] = ["terraform", "tofu", "kubectl", "helm"];
+
+/// One test's private world.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    /// Symlinks named after the tools, pointing at the binary under test.
+    pub shims: PathBuf,
+    /// Where the real (or fake) tools live.
+    pub real: PathBuf,
+    pub home: PathBuf,
+    /// Stands in for `/` when the shim looks for `etc/hitl-gate/policy.toml`.
+    pub root: PathBuf,
+    /// The working directory commands start in.
+    pub work: PathBuf,
+}
+
+impl Sandbox {
+    pub fn new() -> Sandbox {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let base = dir.path().to_path_buf();
+        let sb = Sandbox {
+            shims: base.join("shims"),
+            real: base.join("real"),
+            home: base.join("home"),
+            root: base.join("root"),
+            work: base.join("work"),
+            dir,
+        };
+        for d in [&sb.shims, &sb.real, &sb.home, &sb.root, &sb.work] {
+            std::fs::create_dir_all(d).unwrap();
+        }
+        for name in TOOL_NAMES {
+            symlink(bin(), sb.shims.join(name)).unwrap();
+        }
+        std::fs::write(sb.home.join("tf.rc"), "").unwrap();
+        sb
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Links a real binary into the real-tools dir under `name`.
+    pub fn add_real(&self, name: &str, target: &Path) {
+        symlink(target, self.real.join(name)).unwrap();
+    }
+
+    /// Writes an executable script into `dir` under `name`.
+    pub fn script(&self, dir: &Path, name: &str, body: &str) -> PathBuf {
+        std::fs::create_dir_all(dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    }
+
+    /// A fake real tool that prints `RAN <argv0> <args...>` and exits 0.
+    pub fn fake_real(&self, name: &str) -> PathBuf {
+        self.script(
+            &self.real.clone(),
+            name,
+            "#!/bin/sh\nprintf 'RAN %s' \"$0\"; for a in \"$@\"; do printf ' [%s]' \"$a\"; done; echo\n",
+        )
+    }
+
+    /// Writes a policy file (mode 0600) and returns its path.
+    pub fn policy(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        p
+    }
+
+    /// The environment every command starts from: nothing inherited but what the tools need.
+    fn base(&self, program: &OsStr, path: String) -> Command {
+        let mut c = Command::new(program);
+        c.env_clear()
+            .env("PATH", path)
+            .env("HOME", &self.home)
+            .env("HITL_GATE_TEST_ROOT", &self.root)
+            .env("CHECKPOINT_DISABLE", "1")
+            .env("TF_CLI_CONFIG_FILE", self.home.join("tf.rc"))
+            .env("TF_IN_AUTOMATION", "1")
+            .env("LANG", "C.UTF-8")
+            .current_dir(&self.work)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// A command run through the shims (shims first on PATH).
+    pub fn shim(&self, tool: &str) -> Command {
+        let path = format!("{}:{}:/usr/bin:/bin", self.shims.display(), self.real.display());
+        self.base(OsStr::new(tool), path)
+    }
+
+    /// The same command run directly on the real tool (no shims on PATH).
+    pub fn direct(&self, tool: &str) -> Command {
+        let path = format!("{}:/usr/bin:/bin", self.real.display());
+        self.base(OsStr::new(tool), path)
+    }
+
+    /// `hitl-gate` itself, with the sandbox environment.
+    pub fn cli(&self) -> Command {
+        let path = format!("{}:{}:/usr/bin:/bin", self.shims.display(), self.real.display());
+        self.base(bin().as_os_str(), path)
+    }
+}
+
+/// Runs a command to completion, failing the test if it takes longer than `limit`.
+pub fn run_within(cmd: &mut Command, limit: Duration) -> Output {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let start = Instant::now();
+    loop {
+        if child.try_wait().expect("wait").is_some() {
+            return child.wait_with_output().expect("output");
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "{cmd:?} did not finish within {limit:?}; stderr so far: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Runs a command with a generous 60 s limit.
+pub fn run(cmd: &mut Command) -> Output {
+    run_within(cmd, Duration::from_secs(60))
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The exit code, with a readable failure if the process died by a signal.
+pub fn code(o: &Output) -> i32 {
+    o.status
+        .code()
+        .unwrap_or_else(|| panic!("killed by a signal: {:?}; stderr: {}", o.status, stderr(o)))
+}
