@@ -4,7 +4,8 @@
 mod support;
 
 mod classification;
+mod cli;
 mod policy_errors;
 mod process;
 mod resolution;
-// mod transparency;
+mod transparency;

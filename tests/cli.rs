@@ -1,0 +1,130 @@
+//! `hitl-gate explain` and `hitl-gate doctor`, run as the built binary.
+
+use std::os::unix::fs::symlink;
+
+use crate::support::{bin, code, run, stderr, stdout, Sandbox};
+
+#[test]
+fn explain_prints_every_step_without_running_anything() {
+    let sb = Sandbox::new();
+    sb.script(&sb.real, "kubectl", "#!/bin/sh\ntouch \"$HOME/ran\"\n");
+    let p = sb.policy(
+        "p.toml",
+        "version = 1\n[[environment]]\nname = \"production\"\nrisk = \"high\"\nkube_contexts = [\"prod\"]\n",
+    );
+    let out = run(sb
+        .cli()
+        .env("HITL_GATE_POLICY", &p)
+        .args(["explain", "--", "kubectl", "--context", "prod", "-n", "web", "delete", "deploy", "api"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = stdout(&out);
+    for want in [
+        "tool:         kubectl",
+        &format!("real binary:  {}", sb.real.join("kubectl").display()),
+        "subcommand:   delete",
+        "context=prod namespace=web",
+        "environment:  production (risk High)",
+        "rule:         builtin:kubectl-mutating",
+        "verdict:      gate",
+        &format!("policy:       {} (from $HITL_GATE_POLICY)", p.display()),
+    ] {
+        assert!(text.contains(want), "missing {want:?} in:\n{text}");
+    }
+    assert!(!sb.home.join("ran").exists(), "explain must not run the tool");
+}
+
+#[test]
+fn explain_json_is_machine_readable() {
+    let sb = Sandbox::new();
+    sb.fake_real("helm");
+    let out = run(sb
+        .cli()
+        .args(["explain", "--json", "--", "helm", "--kube-context", "stage", "upgrade", "web", "./chart", "-f", "-"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(v["tool"], "helm");
+    assert_eq!(v["subcommand"], "upgrade");
+    assert_eq!(v["verdict"], "gate");
+    assert_eq!(v["rule"], "builtin:helm-mutating");
+    assert_eq!(v["target"]["context"], "stage");
+    assert_eq!(v["known_subcommand"], true);
+    assert_eq!(v["real_binary"], sb.real.join("helm").display().to_string());
+
+    let out = run(sb.cli().args(["explain", "--json", "--", "kubectl", "get", "pods", "-n"]));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+    assert_eq!(v["verdict"], "refuse");
+    assert!(v["argv_error"].as_str().unwrap().contains("-n needs a value"), "{v}");
+    assert!(v["real_binary_error"].as_str().unwrap().contains("real kubectl not found"), "{v}");
+
+    let out = run(sb.cli().args(["explain", "--", "vim", "x"]));
+    assert_eq!(code(&out), 2);
+    assert!(stderr(&out).contains("not a gated tool"), "{}", stderr(&out));
+}
+
+#[test]
+fn doctor_passes_when_shims_come_first() {
+    let sb = Sandbox::new();
+    for t in ["terraform", "kubectl", "helm"] {
+        sb.fake_real(t);
+    }
+    // tofu is not installed at all: no shim either (install.sh only links installed tools).
+    std::fs::remove_file(sb.shims.join("tofu")).unwrap();
+    let out = run(sb.cli().arg("doctor"));
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains(&format!(
+        "ok   kubectl: shim {} → real {}",
+        sb.shims.join("kubectl").display(),
+        sb.real.join("kubectl").display()
+    )), "{text}");
+    assert!(text.contains("skip tofu"), "{text}");
+    assert!(text.contains("ok   policy: built-in rules"), "{text}");
+}
+
+#[test]
+fn doctor_fails_when_a_real_tool_comes_first_or_is_missing_or_the_policy_is_bad() {
+    let sb = Sandbox::new();
+    sb.fake_real("kubectl");
+    // The real dir before the shims: the agent would bypass the gate.
+    let path = format!("{}:{}:/usr/bin:/bin", sb.real.display(), sb.shims.display());
+    let out = run(sb.cli().env("PATH", &path).arg("doctor"));
+    assert_eq!(code(&out), 1);
+    assert!(stdout(&out).contains("FAIL kubectl: the first kubectl on PATH is"), "{}", stdout(&out));
+
+    // Shim present, no real helm anywhere.
+    let out = run(sb.cli().arg("doctor"));
+    assert_eq!(code(&out), 1);
+    assert!(stdout(&out).contains("FAIL helm: real helm not found"), "{}", stdout(&out));
+
+    let p = sb.policy("bad.toml", "version = 1\nnonsense = 1\n");
+    let out = run(sb.cli().env("HITL_GATE_POLICY", &p).arg("doctor"));
+    assert_eq!(code(&out), 1);
+    assert!(stdout(&out).contains("FAIL policy"), "{}", stdout(&out));
+}
+
+#[test]
+fn doctor_recognises_a_shim_symlinked_from_elsewhere() {
+    let sb = Sandbox::new();
+    sb.fake_real("kubectl");
+    let other = sb.path().join("opt-shims");
+    std::fs::create_dir_all(&other).unwrap();
+    symlink(bin(), other.join("kubectl")).unwrap();
+    let path = format!("{}:{}:/usr/bin:/bin", other.display(), sb.real.display());
+    let out = run(sb.cli().env("PATH", &path).arg("doctor"));
+    assert!(stdout(&out).contains("ok   kubectl: shim"), "{}", stdout(&out));
+}
+
+#[test]
+fn the_example_policy_is_valid() {
+    let sb = Sandbox::new();
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/policy.example.toml");
+    let p = sb.policy("example.toml", &std::fs::read_to_string(example).unwrap());
+    let out = run(sb
+        .cli()
+        .env("HITL_GATE_POLICY", &p)
+        .args(["explain", "--json", "--", "kubectl", "--context", "prod-eu", "drain", "node1"]));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["verdict"], "deny");
+    assert_eq!(v["rule"], "never-drain-production");
+}
