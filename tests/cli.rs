@@ -12,10 +12,18 @@ fn explain_prints_every_step_without_running_anything() {
         "p.toml",
         "version = 1\n[[environment]]\nname = \"production\"\nrisk = \"high\"\nkube_contexts = [\"prod\"]\n",
     );
-    let out = run(sb
-        .cli()
-        .env("HITL_GATE_POLICY", &p)
-        .args(["explain", "--", "kubectl", "--context", "prod", "-n", "web", "delete", "deploy", "api"]));
+    let out = run(sb.cli().env("HITL_GATE_POLICY", &p).args([
+        "explain",
+        "--",
+        "kubectl",
+        "--context",
+        "prod",
+        "-n",
+        "web",
+        "delete",
+        "deploy",
+        "api",
+    ]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let text = stdout(&out);
     for want in [
@@ -30,16 +38,29 @@ fn explain_prints_every_step_without_running_anything() {
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
-    assert!(!sb.home.join("ran").exists(), "explain must not run the tool");
+    assert!(
+        !sb.home.join("ran").exists(),
+        "explain must not run the tool"
+    );
 }
 
 #[test]
 fn explain_json_is_machine_readable() {
     let sb = Sandbox::new();
     sb.fake_real("helm");
-    let out = run(sb
-        .cli()
-        .args(["explain", "--json", "--", "helm", "--kube-context", "stage", "upgrade", "web", "./chart", "-f", "-"]));
+    let out = run(sb.cli().args([
+        "explain",
+        "--json",
+        "--",
+        "helm",
+        "--kube-context",
+        "stage",
+        "upgrade",
+        "web",
+        "./chart",
+        "-f",
+        "-",
+    ]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
     assert_eq!(v["tool"], "helm");
@@ -50,15 +71,38 @@ fn explain_json_is_machine_readable() {
     assert_eq!(v["known_subcommand"], true);
     assert_eq!(v["real_binary"], sb.real.join("helm").display().to_string());
 
-    let out = run(sb.cli().args(["explain", "--json", "--", "kubectl", "get", "pods", "-n"]));
+    // No real kubectl on this PATH (the machine's /usr/bin may have one).
+    let out = run(sb
+        .cli()
+        .env(
+            "PATH",
+            format!("{}:{}", sb.shims.display(), sb.real.display()),
+        )
+        .args(["explain", "--json", "--", "kubectl", "get", "pods", "-n"]));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
     assert_eq!(v["verdict"], "refuse");
-    assert!(v["argv_error"].as_str().unwrap().contains("-n needs a value"), "{v}");
-    assert!(v["real_binary_error"].as_str().unwrap().contains("real kubectl not found"), "{v}");
+    assert!(
+        v["argv_error"]
+            .as_str()
+            .unwrap()
+            .contains("-n needs a value"),
+        "{v}"
+    );
+    assert!(
+        v["real_binary_error"]
+            .as_str()
+            .unwrap()
+            .contains("real kubectl not found"),
+        "{v}"
+    );
 
     let out = run(sb.cli().args(["explain", "--", "vim", "x"]));
     assert_eq!(code(&out), 2);
-    assert!(stderr(&out).contains("not a gated tool"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a gated tool"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -72,11 +116,14 @@ fn doctor_passes_when_shims_come_first() {
     let out = run(sb.cli().arg("doctor"));
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
-    assert!(text.contains(&format!(
-        "ok   kubectl: shim {} → real {}",
-        sb.shims.join("kubectl").display(),
-        sb.real.join("kubectl").display()
-    )), "{text}");
+    assert!(
+        text.contains(&format!(
+            "ok   kubectl: shim {} → real {}",
+            sb.shims.join("kubectl").display(),
+            sb.real.join("kubectl").display()
+        )),
+        "{text}"
+    );
     assert!(text.contains("skip tofu"), "{text}");
     assert!(text.contains("ok   policy: built-in rules"), "{text}");
 }
@@ -89,12 +136,20 @@ fn doctor_fails_when_a_real_tool_comes_first_or_is_missing_or_the_policy_is_bad(
     let path = format!("{}:{}:/usr/bin:/bin", sb.real.display(), sb.shims.display());
     let out = run(sb.cli().env("PATH", &path).arg("doctor"));
     assert_eq!(code(&out), 1);
-    assert!(stdout(&out).contains("FAIL kubectl: the first kubectl on PATH is"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("FAIL kubectl: the first kubectl on PATH is"),
+        "{}",
+        stdout(&out)
+    );
 
     // Shim present, no real helm anywhere.
     let out = run(sb.cli().arg("doctor"));
     assert_eq!(code(&out), 1);
-    assert!(stdout(&out).contains("FAIL helm: real helm not found"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("FAIL helm: real helm not found"),
+        "{}",
+        stdout(&out)
+    );
 
     let p = sb.policy("bad.toml", "version = 1\nnonsense = 1\n");
     let out = run(sb.cli().env("HITL_GATE_POLICY", &p).arg("doctor"));
@@ -111,7 +166,11 @@ fn doctor_recognises_a_shim_symlinked_from_elsewhere() {
     symlink(bin(), other.join("kubectl")).unwrap();
     let path = format!("{}:{}:/usr/bin:/bin", other.display(), sb.real.display());
     let out = run(sb.cli().env("PATH", &path).arg("doctor"));
-    assert!(stdout(&out).contains("ok   kubectl: shim"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("ok   kubectl: shim"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -119,10 +178,16 @@ fn the_example_policy_is_valid() {
     let sb = Sandbox::new();
     let example = concat!(env!("CARGO_MANIFEST_DIR"), "/policy.example.toml");
     let p = sb.policy("example.toml", &std::fs::read_to_string(example).unwrap());
-    let out = run(sb
-        .cli()
-        .env("HITL_GATE_POLICY", &p)
-        .args(["explain", "--json", "--", "kubectl", "--context", "prod-eu", "drain", "node1"]));
+    let out = run(sb.cli().env("HITL_GATE_POLICY", &p).args([
+        "explain",
+        "--json",
+        "--",
+        "kubectl",
+        "--context",
+        "prod-eu",
+        "drain",
+        "node1",
+    ]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["verdict"], "deny");

@@ -14,8 +14,14 @@ fn ran(out: &std::process::Output) -> bool {
 fn malformed_toml_names_file_line_and_column_and_nothing_runs() {
     let sb = Sandbox::new();
     sb.fake_real("kubectl");
-    let p = sb.policy("bad.toml", "version = 1\n\n[[rule]]\nname = \"x\naction = \"pass\"\n");
-    let out = run(sb.shim("kubectl").env("HITL_GATE_POLICY", &p).arg("version"));
+    let p = sb.policy(
+        "bad.toml",
+        "version = 1\n\n[[rule]]\nname = \"x\naction = \"pass\"\n",
+    );
+    let out = run(sb
+        .shim("kubectl")
+        .env("HITL_GATE_POLICY", &p)
+        .arg("version"));
     assert_eq!(code(&out), 85);
     assert!(!ran(&out));
     let err = stderr(&out);
@@ -36,14 +42,20 @@ fn an_unknown_key_fails_closed() {
     assert_eq!(code(&out), 85);
     assert!(!ran(&out));
     let err = stderr(&out);
-    assert!(err.contains("line 5, column 1") && err.contains("subcommand"), "{err}");
+    assert!(
+        err.contains("line 5, column 1") && err.contains("subcommand"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_missing_policy_file_named_by_the_environment_fails_closed() {
     let sb = Sandbox::new();
     sb.fake_real("helm");
-    let out = run(sb.shim("helm").env("HITL_GATE_POLICY", sb.path().join("nope.toml")).arg("version"));
+    let out = run(sb
+        .shim("helm")
+        .env("HITL_GATE_POLICY", sb.path().join("nope.toml"))
+        .arg("version"));
     assert_eq!(code(&out), 85);
     assert!(stderr(&out).contains("cannot open"), "{}", stderr(&out));
 }
@@ -54,10 +66,17 @@ fn a_group_writable_policy_is_refused() {
     sb.fake_real("kubectl");
     let p = sb.policy("gw.toml", "version = 1\n");
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o620)).unwrap();
-    let out = run(sb.shim("kubectl").env("HITL_GATE_POLICY", &p).arg("version"));
+    let out = run(sb
+        .shim("kubectl")
+        .env("HITL_GATE_POLICY", &p)
+        .arg("version"));
     assert_eq!(code(&out), 85);
     assert!(!ran(&out));
-    assert!(stderr(&out).contains("writable by group or others"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("writable by group or others"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -70,9 +89,16 @@ fn a_policy_owned_by_someone_else_is_refused() {
     sb.fake_real("kubectl");
     let p = sb.policy("other.toml", "version = 1\n");
     nix::unistd::chown(&p, Some(nix::unistd::Uid::from_raw(65534)), None).unwrap();
-    let out = run(sb.shim("kubectl").env("HITL_GATE_POLICY", &p).arg("version"));
+    let out = run(sb
+        .shim("kubectl")
+        .env("HITL_GATE_POLICY", &p)
+        .arg("version"));
     assert_eq!(code(&out), 85);
-    assert!(stderr(&out).contains("owned by uid 65534"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("owned by uid 65534"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -98,17 +124,29 @@ fn the_system_policy_wins_over_the_environment() {
         "version = 1\n[[rule]]\nname = \"no-deletes\"\ntools = [\"kubectl\"]\nsubcommands = [\"delete\"]\naction = \"deny\"\n",
     )
     .unwrap();
-    std::fs::set_permissions(etc.join("policy.toml"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(
+        etc.join("policy.toml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
     let out = run(sb
         .shim("kubectl")
         .env("HITL_GATE_POLICY", &lenient)
         .args(["delete", "pod", "x"]));
-    assert_eq!(code(&out), 84, "denied by the system policy: {}", stderr(&out));
+    assert_eq!(
+        code(&out),
+        84,
+        "denied by the system policy: {}",
+        stderr(&out)
+    );
     assert!(stderr(&out).contains("no-deletes"), "{}", stderr(&out));
 
     // A system policy in a directory others can write is refused, not skipped.
     std::fs::set_permissions(&etc, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = run(sb.shim("kubectl").env("HITL_GATE_POLICY", &lenient).arg("version"));
+    let out = run(sb
+        .shim("kubectl")
+        .env("HITL_GATE_POLICY", &lenient)
+        .arg("version"));
     assert_eq!(code(&out), 85, "{}", stderr(&out));
     assert!(stderr(&out).contains("its directory"), "{}", stderr(&out));
 }
@@ -121,7 +159,10 @@ fn deny_rules_exit_with_their_own_code() {
         "deny.toml",
         "version = 1\n[[rule]]\nname = \"never-destroy\"\ntools = [\"terraform\", \"tofu\"]\nsubcommands = [\"destroy\"]\naction = \"deny\"\n",
     );
-    let out = run(sb.shim("terraform").env("HITL_GATE_POLICY", &p).args(["destroy", "-auto-approve"]));
+    let out = run(sb
+        .shim("terraform")
+        .env("HITL_GATE_POLICY", &p)
+        .args(["destroy", "-auto-approve"]));
     assert_eq!(code(&out), 84);
     assert!(stderr(&out).contains("never-destroy"), "{}", stderr(&out));
     assert!(!ran(&out));

@@ -16,7 +16,11 @@ fn passthrough_keeps_the_pid() {
     let child = cmd.spawn().unwrap();
     let spawned = child.id();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(stdout(&out).trim(), spawned.to_string(), "the tool must run in the shim's PID");
+    assert_eq!(
+        stdout(&out).trim(),
+        spawned.to_string(),
+        "the tool must run in the shim's PID"
+    );
 }
 
 #[test]
@@ -28,7 +32,10 @@ fn argv0_args_cwd_and_environment_reach_the_tool_untouched() {
         "#!/bin/sh\necho \"argv0=$0\"; for a in \"$@\"; do echo \"arg=[$a]\"; done; echo \"cwd=$(pwd)\"; echo \"custom=$CUSTOM_VAR\"; echo \"depth=$HITL_GATE_DEPTH\"\n",
     );
     let odd = "two  spaces\tand\ttabs";
-    let out = run(sb.shim("helm").args(["version", odd, "", "--short"]).env("CUSTOM_VAR", "x y"));
+    let out = run(sb
+        .shim("helm")
+        .args(["version", odd, "", "--short"])
+        .env("CUSTOM_VAR", "x y"));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let real = sb.real.join("helm");
     let want = format!(
@@ -47,13 +54,20 @@ fn argv0_is_what_the_agent_typed() {
     // A script cannot see its argv[0] (the kernel substitutes the script path), so the real
     // tool here is a tiny compiled program.
     let src = sb.path().join("argv0.c");
-    std::fs::write(&src, "#include <stdio.h>\nint main(int c, char **v) { puts(v[0]); return 0; }\n")
-        .unwrap();
+    std::fs::write(
+        &src,
+        "#include <stdio.h>\nint main(int c, char **v) { puts(v[0]); return 0; }\n",
+    )
+    .unwrap();
     let out = run(std::process::Command::new("cc")
         .arg("-o")
         .arg(sb.real.join("kubectl"))
         .arg(&src));
-    assert!(out.status.success(), "cc is needed for this test: {}", stderr(&out));
+    assert!(
+        out.status.success(),
+        "cc is needed for this test: {}",
+        stderr(&out)
+    );
 
     let out = run(sb.shim("kubectl").arg("version"));
     assert_eq!(stdout(&out), "kubectl\n", "{}", stderr(&out));
@@ -79,7 +93,11 @@ fn sigterm_ends_a_passthrough_like_the_real_tool() {
     let direct = measure(sb.direct("terraform"));
     let shimmed = measure(sb.shim("terraform"));
     assert_eq!(direct.signal(), Some(15));
-    assert_eq!(shimmed.signal(), direct.signal(), "the shim must die as the tool dies");
+    assert_eq!(
+        shimmed.signal(),
+        direct.signal(),
+        "the shim must die as the tool dies"
+    );
 }
 
 #[test]
@@ -93,19 +111,33 @@ fn sigpipe_has_its_default_behaviour() {
             .env_clear()
             .env("PATH", path)
             .env("HITL_GATE_TEST_ROOT", &sb.root)
-            .args(["-c", "kubectl version | head -1 >/dev/null; echo ${PIPESTATUS[0]}"]));
+            .args([
+                "-c",
+                "kubectl version | head -1 >/dev/null; echo ${PIPESTATUS[0]}",
+            ]));
         stdout(&out).trim().to_string()
     };
     let direct = status_of(format!("{}:/usr/bin:/bin", sb.real.display()));
-    let shimmed = status_of(format!("{}:{}:/usr/bin:/bin", sb.shims.display(), sb.real.display()));
+    let shimmed = status_of(format!(
+        "{}:{}:/usr/bin:/bin",
+        sb.shims.display(),
+        sb.real.display()
+    ));
     assert_eq!(direct, "141");
-    assert_eq!(shimmed, "141", "SIGPIPE must be at its default in the exec'd tool");
+    assert_eq!(
+        shimmed, "141",
+        "SIGPIPE must be at its default in the exec'd tool"
+    );
 }
 
 #[test]
 fn exit_codes_pass_through() {
     let sb = Sandbox::new();
-    sb.script(&sb.real, "helm", "#!/bin/sh\necho out; echo err >&2; exit 42\n");
+    sb.script(
+        &sb.real,
+        "helm",
+        "#!/bin/sh\necho out; echo err >&2; exit 42\n",
+    );
     let out = run(sb.shim("helm").arg("version"));
     assert_eq!(code(&out), 42);
     assert_eq!(stdout(&out), "out\n");
@@ -121,7 +153,10 @@ fn an_unknown_program_name_lists_the_valid_ones() {
     assert_eq!(code(&out), 64);
     let err = stderr(&out);
     assert!(err.contains("\"kubectl-foo\""), "{err}");
-    assert!(err.contains("terraform, tofu, kubectl, helm, hitl-gate"), "{err}");
+    assert!(
+        err.contains("terraform, tofu, kubectl, helm, hitl-gate"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -129,13 +164,17 @@ fn a_gated_command_does_not_run_and_says_which_rule() {
     let sb = Sandbox::new();
     sb.script(&sb.real, "kubectl", "#!/bin/sh\ntouch \"$HOME/ran\"\n");
     let out = run_within(
-        sb.shim("kubectl").args(["--context", "prod", "delete", "deploy", "web"]),
+        sb.shim("kubectl")
+            .args(["--context", "prod", "delete", "deploy", "web"]),
         Duration::from_secs(5),
     );
     assert_eq!(code(&out), 83, "approval unavailable");
     assert!(!sb.home.join("ran").exists(), "the real tool must not run");
     let err = stderr(&out);
     assert_eq!(err.lines().count(), 1, "one line: {err}");
-    assert!(err.contains("kubectl --context prod delete deploy web"), "{err}");
+    assert!(
+        err.contains("kubectl --context prod delete deploy web"),
+        "{err}"
+    );
     assert!(err.contains("builtin:kubectl-mutating"), "{err}");
 }

@@ -51,11 +51,13 @@ fn two_plain_copies_of_the_binary_stop_at_the_depth_guard() {
         std::fs::create_dir_all(d).unwrap();
         std::fs::copy(bin(), d.join("kubectl")).unwrap();
     }
-    let path = format!("{}:{}:{}:/usr/bin:/bin", a.display(), b.display(), sb.real.display());
-    let out = run_within(
-        sb.shim("kubectl").env("PATH", path).arg("version"),
-        LIMIT,
+    let path = format!(
+        "{}:{}:{}:/usr/bin:/bin",
+        a.display(),
+        b.display(),
+        sb.real.display()
     );
+    let out = run_within(sb.shim("kubectl").env("PATH", path).arg("version"), LIMIT);
     assert_eq!(code(&out), 86, "recursion: {}", stderr(&out));
     assert!(stderr(&out).contains("HITL_GATE_DEPTH"), "{}", stderr(&out));
 }
@@ -112,7 +114,12 @@ fn a_non_executable_file_is_not_a_candidate() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("kubectl"), "#!/bin/sh\necho NOEXEC\n").unwrap();
     sb.fake_real("kubectl");
-    let path = format!("{}:{}:{}", sb.shims.display(), dir.display(), sb.real.display());
+    let path = format!(
+        "{}:{}:{}",
+        sb.shims.display(),
+        dir.display(),
+        sb.real.display()
+    );
     let out = run_within(sb.shim("kubectl").env("PATH", path).arg("version"), LIMIT);
     assert!(stdout(&out).starts_with("RAN "), "{}", stdout(&out));
 }
@@ -124,10 +131,15 @@ fn real_path_from_the_policy_wins_and_must_not_be_the_shim() {
     let elsewhere = sb.script(&sb.path().join("opt"), "kubectl", "#!/bin/sh\necho OPT\n");
     let p = sb.policy(
         "p.toml",
-        &format!("version = 1\n[tools.kubectl]\nreal_path = {:?}\n", elsewhere.display().to_string()),
+        &format!(
+            "version = 1\n[tools.kubectl]\nreal_path = {:?}\n",
+            elsewhere.display().to_string()
+        ),
     );
     let out = run_within(
-        sb.shim("kubectl").env("HITL_GATE_POLICY", &p).arg("version"),
+        sb.shim("kubectl")
+            .env("HITL_GATE_POLICY", &p)
+            .arg("version"),
         LIMIT,
     );
     assert_eq!(stdout(&out), "OPT\n", "{}", stderr(&out));
@@ -140,11 +152,17 @@ fn real_path_from_the_policy_wins_and_must_not_be_the_shim() {
         ),
     );
     let out = run_within(
-        sb.shim("kubectl").env("HITL_GATE_POLICY", &p).arg("version"),
+        sb.shim("kubectl")
+            .env("HITL_GATE_POLICY", &p)
+            .arg("version"),
         LIMIT,
     );
     assert_eq!(code(&out), 86, "{}", stderr(&out));
-    assert!(stderr(&out).contains("is hitl-gate itself"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("is hitl-gate itself"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -152,10 +170,17 @@ fn a_garbage_depth_counter_only_makes_it_stricter() {
     let sb = Sandbox::new();
     sb.fake_real("kubectl");
     let out = run_within(
-        sb.shim("kubectl").env("HITL_GATE_DEPTH", "-5").arg("version"),
+        sb.shim("kubectl")
+            .env("HITL_GATE_DEPTH", "-5")
+            .arg("version"),
         LIMIT,
     );
     assert_eq!(code(&out), 86);
-    let out = run_within(sb.shim("kubectl").env("HITL_GATE_DEPTH", "0").arg("version"), LIMIT);
+    let out = run_within(
+        sb.shim("kubectl")
+            .env("HITL_GATE_DEPTH", "0")
+            .arg("version"),
+        LIMIT,
+    );
     assert_eq!(code(&out), 0);
 }

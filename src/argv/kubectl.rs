@@ -4,7 +4,7 @@
 use super::{cobra, Invocation, ReadError};
 
 /// Root commands cobra adds at run time that `kubectl --help` does not list.
-const RUNTIME_ROOT_COMMANDS: &[&str] = &["help"];
+const RUNTIME_ROOT_COMMANDS: &[&str] = &["help", "options"];
 
 pub(crate) fn read(
     args: &[String],

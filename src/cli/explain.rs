@@ -59,7 +59,10 @@ pub fn run(args: Args) -> Result<i32, CliError> {
     let env = |k: &str| std::env::var(k).ok();
     let read = argv::read(tool, rest, &env);
     let ctx = Context::process();
-    let verdict: Option<Verdict> = read.as_ref().ok().map(|inv| policy.classify(tool, inv, &ctx));
+    let verdict: Option<Verdict> = read
+        .as_ref()
+        .ok()
+        .map(|inv| policy.classify(tool, inv, &ctx));
     let me =
         resolve::SelfId::current(&std::env::current_exe().unwrap_or_default().into_os_string());
     let path = std::env::var_os("PATH");

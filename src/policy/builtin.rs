@@ -164,6 +164,7 @@ pub static RULES: &[BuiltinRule] = &[
             "un",
             "rollback",
             "test",
+            "plugin add",
             "plugin install",
             "plugin uninstall",
             "plugin rm",
@@ -231,9 +232,17 @@ mod tests {
                 .find(|l| l.starts_with(&format!("| `{}` |", rule.name)))
                 .unwrap_or_else(|| panic!("docs/policy.md lacks rule {}", rule.name));
             for p in rule.subcommands.iter().filter(|p| !p.is_empty()) {
-                assert!(line.contains(&format!("`{p}`")), "{}: {p} missing in docs", rule.name);
+                assert!(
+                    line.contains(&format!("`{p}`")),
+                    "{}: {p} missing in docs",
+                    rule.name
+                );
             }
-            assert!(line.contains(&format!("| {} |", rule.action.as_str())), "{}", rule.name);
+            assert!(
+                line.contains(&format!("| {} |", rule.action.as_str())),
+                "{}",
+                rule.name
+            );
         }
     }
 }

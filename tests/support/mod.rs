@@ -109,7 +109,11 @@ impl Sandbox {
 
     /// A command run through the shims (shims first on PATH).
     pub fn shim(&self, tool: &str) -> Command {
-        let path = format!("{}:{}:/usr/bin:/bin", self.shims.display(), self.real.display());
+        let path = format!(
+            "{}:{}:/usr/bin:/bin",
+            self.shims.display(),
+            self.real.display()
+        );
         self.base(OsStr::new(tool), path)
     }
 
@@ -121,7 +125,11 @@ impl Sandbox {
 
     /// `hitl-gate` itself, with the sandbox environment.
     pub fn cli(&self) -> Command {
-        let path = format!("{}:{}:/usr/bin:/bin", self.shims.display(), self.real.display());
+        let path = format!(
+            "{}:{}:/usr/bin:/bin",
+            self.shims.display(),
+            self.real.display()
+        );
         self.base(bin().as_os_str(), path)
     }
 }

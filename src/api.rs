@@ -1,0 +1,201 @@
+//! Wire types of the `/api/v1` HTTP API, shared by the server, the admin CLI and (next issue)
+//! the shim's client. docs/api.md documents every field; keep the two in step.
+//!
+//! Every type that the server reads from a client rejects unknown fields, so a typo is a 400
+//! with the field path rather than a silently ignored setting.
+
+use serde::{Deserialize, Serialize};
+
+/// `POST /api/v1/requests`: what an agent (its shim) asks to run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// `terraform`, `tofu`, `kubectl` or `helm`.
+    pub tool: String,
+    /// The full argv after the tool name, exactly as the agent gave it.
+    pub argv: Vec<String>,
+    /// The working directory of the command.
+    pub cwd: String,
+    /// The host the shim runs on.
+    pub host: String,
+    /// Where the command points (kube context, namespace, workspace, …).
+    #[serde(default)]
+    pub environment: Target,
+    /// The change the approver will see.
+    #[serde(default)]
+    pub diff: Diff,
+    /// SHA-256 (lowercase hex) of each artifact the run is bound to: the terraform plan file,
+    /// the exact manifest bytes, the rendered helm manifest.
+    #[serde(default)]
+    pub artifact_sha256: Vec<String>,
+    /// Why the agent wants to run this, in its own words (shown to approvers, never trusted).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// The target facts the shim resolved. The server re-matches them against its own policy.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_context: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_server: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kube_user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terraform_workspace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terraform_backend: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+}
+
+/// The diff shown to approvers. Stored exactly as received; rendered escaped.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Diff {
+    #[serde(default)]
+    pub text: String,
+    /// A structured per-resource summary (free-form JSON from the shim's change model).
+    #[serde(default)]
+    pub summary: serde_json::Value,
+    /// True when the shim cut the text to fit the body limit.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// The states of a request. Exactly one terminal state is ever reached.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    Approved,
+    Rejected,
+    Expired,
+    Cancelled,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Approved => "approved",
+            State::Rejected => "rejected",
+            State::Expired => "expired",
+            State::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        Some(match s {
+            "pending" => State::Pending,
+            "approved" => State::Approved,
+            "rejected" => State::Rejected,
+            "expired" => State::Expired,
+            "cancelled" => State::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// A request as the API returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RequestView {
+    pub id: String,
+    pub state: State,
+    pub agent: String,
+    pub on_behalf_of: Option<String>,
+    pub tool: String,
+    pub argv: Vec<String>,
+    pub cwd: String,
+    pub host: String,
+    pub environment: Target,
+    pub diff: Diff,
+    pub artifact_sha256: Vec<String>,
+    pub reason: Option<String>,
+    /// What the *server's* policy made of the request.
+    pub classification: Classification,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    /// When the request expires if nobody decides (unix ms).
+    pub deadline: i64,
+    pub decision: Option<SignedDecision>,
+    pub outcome: Option<Outcome>,
+}
+
+/// The server's own classification of a request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Classification {
+    /// `pass`, `gate` or `deny` by the server's policy. A request the server would not gate is
+    /// still decided by a human.
+    pub verdict: String,
+    pub rule: String,
+    pub environment: Option<String>,
+    pub risk: Option<String>,
+    pub timeout_seconds: u64,
+    pub approvals_needed: u32,
+}
+
+/// A decision with the server's signature over its canonical bytes (see `signing.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SignedDecision {
+    pub request_id: String,
+    /// `approved`, `rejected`, `expired` or `cancelled`.
+    pub decision: State,
+    pub approvers: Vec<String>,
+    pub comment: Option<String>,
+    pub argv_sha256: String,
+    pub artifact_sha256: Vec<String>,
+    pub environment_sha256: String,
+    /// Unix milliseconds.
+    pub decided_at: i64,
+    /// The shim must start the run before this time (unix ms).
+    pub valid_until: i64,
+    /// Ed25519 signature, lowercase hex.
+    pub signature: String,
+}
+
+/// `POST /api/v1/requests/{id}/decision`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    pub decision: Verb,
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Verb {
+    Approve,
+    Reject,
+}
+
+/// `POST /api/v1/requests/{id}/outcome`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Outcome {
+    /// The tool's exit code, or None when it died of a signal.
+    pub exit_code: Option<i32>,
+    #[serde(default)]
+    pub signal: Option<i32>,
+    pub duration_ms: u64,
+}
+
+/// Every error body: a stable machine code and a human message.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// `GET /api/v1/public-key`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PublicKey {
+    pub algorithm: String,
+    /// 32 bytes, lowercase hex.
+    pub public_key: String,
+}

@@ -1,0 +1,298 @@
+//! The audit log's pure core: the row model, its canonical encoding, the SHA-256 chain, signed
+//! checkpoints and verification. Shared by the server (which appends) and
+//! `hitl-gate audit verify` (which checks a database or an export offline).
+//!
+//! `hash = SHA-256(prev_hash || canonical JSON of the row)`, where `prev_hash` is the previous
+//! row's hash as 64 lowercase hex characters (64 zeros before the first row) and the canonical
+//! JSON is `{"actor","at","body","kind","request_id","seq"}` with keys sorted, no whitespace, and
+//! `body` itself canonical. Checkpoints sign `(seq, hash of row seq)` with the server's key, so a
+//! truncated tail is detectable. docs/api.md documents the layout.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{hex, signing};
+
+/// The `prev_hash` of the first row.
+pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// One audit row, as stored and as exported (one JSON object per line).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Row {
+    pub seq: i64,
+    /// Unix milliseconds.
+    pub at: i64,
+    /// `request_created`, `approved`, `rejected`, `expired`, `cancelled`, `outcome`, …
+    pub kind: String,
+    pub request_id: Option<String>,
+    /// Who caused the event: `agent:<name>`, `local:<user>`, `system:reaper`, `policy:<rule>`.
+    pub actor: String,
+    /// The event's canonical JSON text: the full command, the environment, and for
+    /// `request_created` the diff exactly as shown.
+    pub body: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// A signed checkpoint over the head of the chain at `seq`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checkpoint {
+    pub seq: i64,
+    pub head_hash: String,
+    pub at: i64,
+    pub signature: String,
+}
+
+/// One line of an export: a row or a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportLine {
+    Row(Row),
+    Checkpoint(Checkpoint),
+}
+
+/// Canonical JSON text of a value: keys sorted (serde_json's map is ordered), no whitespace.
+pub fn canonical(v: &serde_json::Value) -> String {
+    v.to_string()
+}
+
+/// The hash of a row with the given fields.
+pub fn row_hash(
+    prev_hash: &str,
+    seq: i64,
+    at: i64,
+    kind: &str,
+    request_id: Option<&str>,
+    actor: &str,
+    body: &serde_json::Value,
+) -> String {
+    let row = serde_json::json!({
+        "actor": actor,
+        "at": at,
+        "body": body,
+        "kind": kind,
+        "request_id": request_id,
+        "seq": seq,
+    });
+    let mut input = Vec::with_capacity(prev_hash.len() + 256);
+    input.extend_from_slice(prev_hash.as_bytes());
+    input.extend_from_slice(canonical(&row).as_bytes());
+    hex::sha256(&input)
+}
+
+/// Builds the next row of the chain.
+pub fn next_row(
+    prev: Option<(&i64, &str)>,
+    at: i64,
+    kind: &str,
+    request_id: Option<&str>,
+    actor: &str,
+    body: &serde_json::Value,
+) -> Row {
+    let (seq, prev_hash) = match prev {
+        Some((s, h)) => (s + 1, h.to_string()),
+        None => (1, GENESIS.to_string()),
+    };
+    let hash = row_hash(&prev_hash, seq, at, kind, request_id, actor, body);
+    Row {
+        seq,
+        at,
+        kind: kind.into(),
+        request_id: request_id.map(Into::into),
+        actor: actor.into(),
+        body: canonical(body),
+        prev_hash,
+        hash,
+    }
+}
+
+/// The first problem found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyError {
+    pub seq: i64,
+    pub why: String,
+}
+
+impl std::fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "audit log broken at seq {}: {}", self.seq, self.why)
+    }
+}
+
+/// What a successful verification covered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub rows: u64,
+    pub last_seq: i64,
+    pub head_hash: String,
+    pub checkpoints: u64,
+}
+
+/// Verifies rows (in seq order) and checkpoints. With `public_key`, every checkpoint signature is
+/// checked; the rows' chain is checked either way.
+pub fn verify<I>(
+    rows: I,
+    checkpoints: &[Checkpoint],
+    public_key: Option<&str>,
+) -> Result<Report, VerifyError>
+where
+    I: IntoIterator<Item = Result<Row, VerifyError>>,
+{
+    let mut cps: Vec<&Checkpoint> = checkpoints.iter().collect();
+    cps.sort_by_key(|c| c.seq);
+    let mut cp_iter = cps.iter().peekable();
+    let mut expected = 1i64;
+    let mut prev = GENESIS.to_string();
+    let mut n = 0u64;
+    let mut checked = 0u64;
+    for row in rows {
+        let row = row?;
+        let bad = |why: String| VerifyError {
+            seq: row.seq.min(expected),
+            why,
+        };
+        if row.seq != expected {
+            return Err(if row.seq > expected {
+                VerifyError {
+                    seq: expected,
+                    why: format!("row {expected} is missing (the next row is {})", row.seq),
+                }
+            } else {
+                bad(format!(
+                    "row {} appears where row {expected} should be",
+                    row.seq
+                ))
+            });
+        }
+        if row.prev_hash != prev {
+            return Err(bad(format!(
+                "prev_hash {} does not match the hash of row {} ({prev}): rows were removed, \
+                 reordered or edited",
+                row.prev_hash,
+                row.seq - 1
+            )));
+        }
+        let body: serde_json::Value = serde_json::from_str(&row.body)
+            .map_err(|e| bad(format!("body is not JSON ({e}): the row was edited")))?;
+        if canonical(&body) != row.body {
+            return Err(bad(
+                "body is not in canonical form: the row was edited".into()
+            ));
+        }
+        let want = row_hash(
+            &prev,
+            row.seq,
+            row.at,
+            &row.kind,
+            row.request_id.as_deref(),
+            &row.actor,
+            &body,
+        );
+        if want != row.hash {
+            return Err(bad(
+                "hash does not match the row's contents: the row was edited".into(),
+            ));
+        }
+        while let Some(cp) = cp_iter.next_if(|c| c.seq <= row.seq) {
+            check_checkpoint(cp, public_key)?;
+            if cp.seq == row.seq && cp.head_hash != row.hash {
+                return Err(VerifyError {
+                    seq: cp.seq,
+                    why: "the signed checkpoint for this row names another hash".into(),
+                });
+            }
+            checked += 1;
+        }
+        prev = row.hash;
+        expected += 1;
+        n += 1;
+    }
+    if let Some(cp) = cp_iter.next() {
+        check_checkpoint(cp, public_key)?;
+        return Err(VerifyError {
+            seq: expected,
+            why: format!(
+                "the log ends at seq {} but a signed checkpoint covers seq {}: the tail was truncated",
+                expected - 1,
+                cp.seq
+            ),
+        });
+    }
+    Ok(Report {
+        rows: n,
+        last_seq: expected - 1,
+        head_hash: prev,
+        checkpoints: checked,
+    })
+}
+
+fn check_checkpoint(cp: &Checkpoint, public_key: Option<&str>) -> Result<(), VerifyError> {
+    if let Some(key) = public_key {
+        signing::verify(
+            key,
+            &signing::checkpoint_bytes(cp.seq, &cp.head_hash),
+            &cp.signature,
+        )
+        .map_err(|e| VerifyError {
+            seq: cp.seq,
+            why: format!("checkpoint signature: {e}"),
+        })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(n: i64) -> Vec<Row> {
+        let mut rows: Vec<Row> = Vec::new();
+        for i in 0..n {
+            let body = serde_json::json!({"i": i, "argv": ["delete", "pod"]});
+            let prev = rows.last().map(|r| (&r.seq, r.hash.as_str()));
+            let r = next_row(prev, 1000 + i, "approved", Some("r"), "local:alice", &body);
+            rows.push(r);
+        }
+        rows
+    }
+
+    fn check(rows: Vec<Row>, cps: &[Checkpoint]) -> Result<Report, VerifyError> {
+        verify(rows.into_iter().map(Ok), cps, None)
+    }
+
+    #[test]
+    fn an_intact_chain_verifies() {
+        let r = check(chain(5), &[]).unwrap();
+        assert_eq!((r.rows, r.last_seq), (5, 5));
+    }
+
+    #[test]
+    fn each_tampering_names_the_first_bad_seq() {
+        let mut rows = chain(5);
+        rows[2].body = rows[2].body.replace("delete", "delcte");
+        assert_eq!(check(rows, &[]).unwrap_err().seq, 3);
+
+        let mut rows = chain(5);
+        rows.remove(1);
+        assert_eq!(check(rows, &[]).unwrap_err().seq, 2);
+
+        let mut rows = chain(5);
+        rows.swap(2, 3);
+        let (a, b) = (rows[2].seq, rows[3].seq);
+        rows[2].seq = b;
+        rows[3].seq = a;
+        assert_eq!(check(rows, &[]).unwrap_err().seq, 3);
+
+        let rows = chain(5);
+        let cp = Checkpoint {
+            seq: 5,
+            head_hash: rows[4].hash.clone(),
+            at: 0,
+            signature: String::new(),
+        };
+        let e = check(rows[..3].to_vec(), &[cp]).unwrap_err();
+        assert_eq!(e.seq, 4);
+        assert!(e.why.contains("truncated"), "{e}");
+    }
+}
