@@ -6,21 +6,40 @@
 //! exists, so that a harmless command reaches the real tool's `exec` as cheaply as possible.
 //! Any other name fails with the list of valid ones.
 
+//!
+//! `#![no_main]`: the C `main` below is the entry point, so std's runtime start-up
+//! (`lang_start`: main-thread stack-guard discovery through `pthread_getattr_np`, which parses
+//! `/proc/self/maps`, and the SIGPIPE-to-ignore dance) never runs. That is a third of the shim's
+//! cost. std still receives argv and the environment from glibc, so `std::env` works as usual.
+//! Consequences, all intended: SIGPIPE keeps its default disposition in every mode, and a stack
+//! overflow is a plain SIGSEGV without std's message, and stdout is flushed explicitly.
+
+#![no_main]
+
+use std::ffi::c_int;
+
 use hitl_gate::tool::{self, Mode};
 
-fn main() {
+/// The process entry point (called by the C runtime).
+#[no_mangle]
+pub extern "C" fn main(_argc: c_int, _argv: *const *const std::ffi::c_char) -> c_int {
     let mut args = std::env::args_os();
     let argv0 = args.next().unwrap_or_default();
     match tool::mode_from_argv0(&argv0) {
         Ok(Mode::Shim(t)) => hitl_gate::shim::run(t, argv0, args.collect()),
-        Ok(Mode::Cli) => std::process::exit(hitl_gate::cli::run()),
+        Ok(Mode::Cli) => {
+            let code = hitl_gate::cli::run();
+            // std's runtime, which would flush stdout at exit, is not in use (see above).
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            code
+        }
         Err(name) => {
             eprintln!(
                 "hitl-gate: started as {name:?}, which is not a name this binary answers to; \
                  valid names: {}",
                 tool::valid_names()
             );
-            std::process::exit(i32::from(hitl_gate::exit::BAD_NAME))
+            c_int::from(hitl_gate::exit::BAD_NAME)
         }
     }
 }
