@@ -12,6 +12,8 @@ pub mod cli;
 pub mod exit;
 pub mod hex;
 pub mod policy;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod shim;
 pub mod signing;
 pub mod tool;

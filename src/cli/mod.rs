@@ -1,8 +1,18 @@
 //! The `hitl-gate` command line (clap). Each subcommand lives in its own file. Errors are
 //! returned up to [`run`], which prints them once.
 
+#[cfg(feature = "server")]
+mod admin;
+#[cfg(feature = "server")]
+mod audit;
 mod doctor;
 mod explain;
+#[cfg(feature = "server")]
+mod keys;
+#[cfg(feature = "server")]
+mod serve;
+#[cfg(feature = "server")]
+mod uds_http;
 
 use clap::{Parser, Subcommand};
 
@@ -27,6 +37,29 @@ enum Command {
     Explain(explain::Args),
     /// Check the installation: PATH order, real binaries, policy file.
     Doctor(doctor::Args),
+    /// Run the approval server.
+    #[cfg(feature = "server")]
+    Serve(serve::Args),
+    /// List requests (default: pending), over the server's admin socket.
+    #[cfg(feature = "server")]
+    List(admin::ListArgs),
+    /// Show one request, with its diff.
+    #[cfg(feature = "server")]
+    Show(admin::ShowArgs),
+    /// Approve a request, as the local user.
+    #[cfg(feature = "server")]
+    Approve(admin::ApproveArgs),
+    /// Reject a request, as the local user; a reason is required.
+    #[cfg(feature = "server")]
+    Reject(admin::RejectArgs),
+    /// Verify or export the audit log.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Audit(audit::Command),
+    /// The server's signing key and agent tokens.
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Keys(keys::Command),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -35,6 +68,20 @@ pub fn run() -> i32 {
     let result = match cli.command {
         Command::Explain(a) => explain::run(a),
         Command::Doctor(a) => doctor::run(a),
+        #[cfg(feature = "server")]
+        Command::Serve(a) => serve::run(a),
+        #[cfg(feature = "server")]
+        Command::List(a) => admin::list(a),
+        #[cfg(feature = "server")]
+        Command::Show(a) => admin::show(a),
+        #[cfg(feature = "server")]
+        Command::Approve(a) => admin::approve(a),
+        #[cfg(feature = "server")]
+        Command::Reject(a) => admin::reject(a),
+        #[cfg(feature = "server")]
+        Command::Audit(c) => audit::run(c),
+        #[cfg(feature = "server")]
+        Command::Keys(c) => keys::run(c),
     };
     match result {
         Ok(code) => code,

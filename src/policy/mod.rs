@@ -84,6 +84,9 @@ pub struct Context<'a> {
     /// The working directory; `None` means this process's, looked up only when needed.
     pub cwd: Option<PathBuf>,
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    /// Facts resolved elsewhere (the server uses the ones the shim reported) instead of being
+    /// read from this machine.
+    pub facts: Option<Facts>,
 }
 
 impl Context<'_> {
@@ -92,6 +95,7 @@ impl Context<'_> {
         Context {
             cwd: None,
             env: &|k| std::env::var(k).ok(),
+            facts: None,
         }
     }
 }
@@ -106,6 +110,7 @@ impl Policy {
                 tools: Default::default(),
                 environments: Vec::new(),
                 rules: Vec::new(),
+                serve: Default::default(),
             },
         }
     }
@@ -140,6 +145,18 @@ impl Policy {
                 }
             }
         }
+        let mut agents = std::collections::HashSet::new();
+        for a in &file.serve.agents {
+            if !agents.insert(a.name.as_str()) {
+                return Err(format!("agent name {:?} is used twice", a.name));
+            }
+            if crate::hex::decode(&a.token_sha256).map(|b| b.len()) != Some(32) {
+                return Err(format!(
+                    "agent {:?}: token_sha256 must be 64 hex characters (a SHA-256)",
+                    a.name
+                ));
+            }
+        }
         let mut env_names = std::collections::HashSet::new();
         for env in &file.environments {
             if !env_names.insert(env.name.as_str()) {
@@ -162,6 +179,20 @@ impl Policy {
             }
         }
         Ok(Policy { file })
+    }
+
+    /// The `[serve]` section.
+    pub fn serve(&self) -> &schema::Serve {
+        &self.file.serve
+    }
+
+    /// The timeout a rule sets, if it is a file rule that sets one.
+    pub fn rule_timeout(&self, rule: &str) -> Option<std::time::Duration> {
+        self.file
+            .rules
+            .iter()
+            .find(|r| r.name == rule)
+            .and_then(|r| r.timeout.map(|d| d.0))
     }
 
     /// The configured real binary for `tool`, if any.
@@ -362,7 +393,10 @@ impl<'a> LazyEnv<'a> {
         if let Some(c) = &self.cached {
             return c.clone();
         }
-        let facts = Facts::resolve(self.tool, self.inv, self.ctx);
+        let facts = match &self.ctx.facts {
+            Some(f) => f.clone(),
+            None => Facts::resolve(self.tool, self.inv, self.ctx),
+        };
         let found = self
             .envs
             .iter()

@@ -25,6 +25,125 @@ pub struct PolicyFile {
     /// `[[rule]]` tables, matched in file order before the built-in rules; the first match wins.
     #[serde(default, rename = "rule")]
     pub rules: Vec<Rule>,
+    /// `[serve]`: the approval server's settings.
+    #[serde(default)]
+    pub serve: Serve,
+}
+
+/// A duration written as `500ms`, `30s`, `15m` or `2h`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Duration(pub std::time::Duration);
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Duration)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `500ms`, `30s`, `15m`, `2h` (one number, one unit).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration (write 500ms, 30s, 15m or 2h)"))?;
+    let ms = match unit {
+        "ms" => n,
+        "s" => n * 1000,
+        "m" => n * 60_000,
+        "h" => n * 3_600_000,
+        _ => {
+            return Err(format!(
+                "{s:?} is not a duration (write 500ms, 30s, 15m or 2h)"
+            ))
+        }
+    };
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+/// `[serve]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Serve {
+    /// Address to listen on (`--listen` overrides). Default `127.0.0.1:8080`.
+    #[serde(default)]
+    pub listen: Option<String>,
+    /// Where the database, the signing key and the admin socket live (`--data-dir` overrides).
+    /// Default `$XDG_DATA_HOME/hitl-gate`.
+    #[serde(default)]
+    pub data_dir: Option<PathBuf>,
+    /// Largest accepted request body, in bytes. Default 8 MiB.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+    /// How long an approval stays valid for the shim to start the run. Default 5m.
+    #[serde(default = "default_valid_for")]
+    pub decision_valid_for: Duration,
+    /// Timeout of a request whose rule sets none, outside high-risk environments. Default 1h.
+    #[serde(default = "default_timeout")]
+    pub default_timeout: Duration,
+    /// Timeout in `high` and `critical` environments when the rule sets none. Default 15m.
+    #[serde(default = "default_high_risk_timeout")]
+    pub high_risk_timeout: Duration,
+    /// Sign a checkpoint of the audit log every N rows. Default 100.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// …and at least this often while rows are being added. Default 60s.
+    #[serde(default = "default_checkpoint_interval")]
+    pub checkpoint_interval: Duration,
+    /// `[[serve.agent]]`: the agents allowed to submit requests.
+    #[serde(default, rename = "agent")]
+    pub agents: Vec<Agent>,
+}
+
+impl Default for Serve {
+    fn default() -> Self {
+        Serve {
+            listen: None,
+            data_dir: None,
+            body_limit_bytes: default_body_limit(),
+            decision_valid_for: default_valid_for(),
+            default_timeout: default_timeout(),
+            high_risk_timeout: default_high_risk_timeout(),
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_interval: default_checkpoint_interval(),
+            agents: Vec::new(),
+        }
+    }
+}
+
+fn default_body_limit() -> usize {
+    8 * 1024 * 1024
+}
+fn default_valid_for() -> Duration {
+    Duration(std::time::Duration::from_secs(300))
+}
+fn default_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(3600))
+}
+fn default_high_risk_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(900))
+}
+fn default_checkpoint_every() -> u64 {
+    100
+}
+fn default_checkpoint_interval() -> Duration {
+    Duration(std::time::Duration::from_secs(60))
+}
+
+/// `[[serve.agent]]`: one agent's bearer token (only its SHA-256 is stored).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    /// Shown to approvers and in the audit log as `agent:<name>`.
+    pub name: String,
+    /// SHA-256 of the token, lowercase hex (`hitl-gate keys agent-token` makes both).
+    pub token_sha256: String,
+    /// The human this agent acts for.
+    #[serde(default)]
+    pub on_behalf_of: Option<String>,
 }
 
 /// `[defaults]`
@@ -161,4 +280,18 @@ pub struct Rule {
     #[serde(default)]
     pub environments: Vec<String>,
     pub action: Action,
+    /// How long a gated request waits for a human before it is rejected as `expired`. Default:
+    /// `[serve] high_risk_timeout` in high/critical environments, else `default_timeout`.
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    /// What happens at the timeout. Only `"reject"` exists (recorded as `expired`).
+    #[serde(default)]
+    pub on_timeout: Option<OnTimeout>,
+}
+
+/// `on_timeout`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnTimeout {
+    Reject,
 }

@@ -1,0 +1,336 @@
+//! `hitl-gate audit verify` and `hitl-gate audit export`: check the hash chain and the signed
+//! checkpoints of a server database or of an export, and write evidence that verifies offline.
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{ConnectOptions, Row as _};
+
+use super::CliError;
+use crate::audit::{self, Checkpoint, ExportLine, Row, VerifyError};
+use crate::server;
+use crate::signing::{Keys, KEY_FILE};
+
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Check the chain and the checkpoints; exit 1 naming the first bad seq.
+    Verify(VerifyArgs),
+    /// Write the log (and its checkpoints) as JSON lines or CSV to stdout.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args)]
+pub struct VerifyArgs {
+    /// The server's database [default: DATA_DIR/hitl-gate.db].
+    #[arg(long, conflicts_with = "file")]
+    db: Option<PathBuf>,
+    /// An export written by `audit export --format jsonl`.
+    #[arg(long)]
+    file: Option<PathBuf>,
+    /// The server's public key (hex), to check checkpoint signatures [default: from the
+    /// signing key next to --db].
+    #[arg(long)]
+    public_key: Option<String>,
+    /// The server's data dir [default: $XDG_DATA_HOME/hitl-gate].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct ExportArgs {
+    /// jsonl (verifiable with `audit verify --file`) or csv (for spreadsheets).
+    #[arg(long, default_value = "jsonl")]
+    format: String,
+    /// Only rows at or after this time (unix ms, or YYYY-MM-DD).
+    #[arg(long)]
+    since: Option<String>,
+    /// Only rows at or before this time (unix ms, or YYYY-MM-DD).
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long)]
+    db: Option<PathBuf>,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+pub fn run(cmd: Command) -> Result<i32, CliError> {
+    match cmd {
+        Command::Verify(a) => verify(a),
+        Command::Export(a) => export(a),
+    }
+}
+
+fn db_path(db: Option<PathBuf>, data_dir: Option<PathBuf>) -> PathBuf {
+    db.unwrap_or_else(|| {
+        data_dir
+            .unwrap_or_else(server::default_data_dir)
+            .join(server::DB_FILE)
+    })
+}
+
+fn fail(m: impl Into<String>) -> CliError {
+    CliError::new(1, m)
+}
+
+/// Reads the database page by page (read-only), as a blocking iterator of rows.
+struct DbReader {
+    rt: tokio::runtime::Runtime,
+    conn: sqlx::SqliteConnection,
+}
+
+impl DbReader {
+    fn open(path: &Path) -> Result<DbReader, CliError> {
+        if !path.exists() {
+            return Err(fail(format!("{}: no such database", path.display())));
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(|e| fail(e.to_string()))?
+            .read_only(true);
+        let conn = rt
+            .block_on(opts.connect())
+            .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        Ok(DbReader { rt, conn })
+    }
+
+    fn page(
+        &mut self,
+        after: i64,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> Result<Vec<Row>, String> {
+        let q = sqlx::query(
+            "SELECT seq, at, kind, request_id, actor, body, prev_hash, hash FROM audit WHERE seq > ?1 \
+             AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at <= ?3) ORDER BY seq LIMIT 20000",
+        )
+        .bind(after)
+        .bind(since)
+        .bind(until);
+        let rows = self
+            .rt
+            .block_on(q.fetch_all(&mut self.conn))
+            .map_err(|e| e.to_string())?;
+        Ok(rows
+            .iter()
+            .map(|r| Row {
+                seq: r.get(0),
+                at: r.get(1),
+                kind: r.get(2),
+                request_id: r.get(3),
+                actor: r.get(4),
+                body: r.get(5),
+                prev_hash: r.get(6),
+                hash: r.get(7),
+            })
+            .collect())
+    }
+
+    fn checkpoints(&mut self) -> Result<Vec<Checkpoint>, CliError> {
+        let q = sqlx::query_as::<_, (i64, String, i64, String)>(
+            "SELECT seq, head_hash, at, signature FROM checkpoints ORDER BY seq",
+        );
+        Ok(self
+            .rt
+            .block_on(q.fetch_all(&mut self.conn))
+            .map_err(|e| fail(e.to_string()))?
+            .into_iter()
+            .map(|(seq, head_hash, at, signature)| Checkpoint {
+                seq,
+                head_hash,
+                at,
+                signature,
+            })
+            .collect())
+    }
+
+    /// All rows, in pages, as an iterator for `audit::verify`.
+    fn rows(
+        &mut self,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> impl Iterator<Item = Result<Row, VerifyError>> + '_ {
+        let mut after = 0i64;
+        let mut buf = std::collections::VecDeque::new();
+        let mut done = false;
+        std::iter::from_fn(move || {
+            if buf.is_empty() && !done {
+                match self.page(after, since, until) {
+                    Ok(p) if p.is_empty() => done = true,
+                    Ok(p) => {
+                        after = p.last().map_or(after, |r| r.seq);
+                        buf.extend(p);
+                    }
+                    Err(e) => {
+                        done = true;
+                        return Some(Err(VerifyError {
+                            seq: after + 1,
+                            why: format!("cannot read the database: {e}"),
+                        }));
+                    }
+                }
+            }
+            buf.pop_front().map(Ok)
+        })
+    }
+}
+
+fn verify(a: VerifyArgs) -> Result<i32, CliError> {
+    let report = if let Some(file) = &a.file {
+        let f = std::fs::File::open(file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
+        let mut rows = Vec::new();
+        let mut cps = Vec::new();
+        for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+            let line = line.map_err(|e| fail(format!("{}: {e}", file.display())))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match serde_json::from_str::<ExportLine>(&line) {
+                Ok(ExportLine::Row(r)) => rows.push(r),
+                Ok(ExportLine::Checkpoint(c)) => cps.push(c),
+                Err(e) => {
+                    return Err(fail(format!(
+                        "{} line {}: not an export line ({e}): the file was edited",
+                        file.display(),
+                        i + 1
+                    )))
+                }
+            }
+        }
+        let key = a.public_key.clone();
+        if key.is_none() {
+            eprintln!("note: no --public-key: checkpoint signatures are not checked");
+        }
+        audit::verify(rows.into_iter().map(Ok), &cps, key.as_deref())
+    } else {
+        let path = db_path(a.db.clone(), a.data_dir.clone());
+        let key = match &a.public_key {
+            Some(k) => Some(k.clone()),
+            None => {
+                let dir = path.parent().unwrap_or(Path::new("."));
+                dir.join(KEY_FILE)
+                    .exists()
+                    .then(|| Keys::load_or_create(dir).map(|k| k.public_hex()))
+                    .transpose()
+                    .map_err(fail)?
+            }
+        };
+        if key.is_none() {
+            eprintln!("note: no --public-key and no signing key beside the database: checkpoint signatures are not checked");
+        }
+        let mut db = DbReader::open(&path)?;
+        let cps = db.checkpoints()?;
+        let rows: Vec<_> = db.rows(None, None).collect();
+        audit::verify(rows, &cps, key.as_deref())
+    };
+    match report {
+        Ok(r) => {
+            println!(
+                "audit log ok: {} rows (seq 1..{}), {} signed checkpoints, head {}",
+                r.rows, r.last_seq, r.checkpoints, r.head_hash
+            );
+            Ok(0)
+        }
+        Err(e) => Err(fail(e.to_string())),
+    }
+}
+
+/// `1732406400000` (unix ms) or `2026-11-24` (UTC midnight).
+fn parse_time(s: &str) -> Result<i64, CliError> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let bad = || fail(format!("{s:?} is not a time (unix ms or YYYY-MM-DD)"));
+    let mut parts = s.split('-').map(|p| p.parse::<i64>());
+    let (y, m, d) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(y)), Some(Ok(m)), Some(Ok(d)), None)
+            if (1..=12).contains(&m) && (1..=31).contains(&d) =>
+        {
+            (y, m, d)
+        }
+        _ => return Err(bad()),
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Ok((era * 146_097 + doe - 719_468) * 86_400_000)
+}
+
+fn export(a: ExportArgs) -> Result<i32, CliError> {
+    let since = a.since.as_deref().map(parse_time).transpose()?;
+    let until = a.until.as_deref().map(parse_time).transpose()?;
+    let mut db = DbReader::open(&db_path(a.db, a.data_dir))?;
+    let cps = db.checkpoints()?;
+    let out = std::io::stdout();
+    let mut out = std::io::BufWriter::new(out.lock());
+    let w = |e: std::io::Error| fail(format!("writing the export: {e}"));
+    match a.format.as_str() {
+        "jsonl" => {
+            let mut last = 0;
+            for row in db.rows(since, until) {
+                let row = row.map_err(|e| fail(e.to_string()))?;
+                last = row.seq;
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&ExportLine::Row(row)).expect("row serialises")
+                )
+                .map_err(w)?;
+            }
+            for cp in cps.into_iter().filter(|c| c.seq <= last) {
+                writeln!(
+                    out,
+                    "{}",
+                    serde_json::to_string(&ExportLine::Checkpoint(cp)).expect("serialises")
+                )
+                .map_err(w)?;
+            }
+        }
+        "csv" => {
+            writeln!(out, "seq,at,kind,request_id,actor,body,prev_hash,hash").map_err(w)?;
+            let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+            for row in db.rows(since, until) {
+                let r = row.map_err(|e| fail(e.to_string()))?;
+                writeln!(
+                    out,
+                    "{},{},{},{},{},{},{},{}",
+                    r.seq,
+                    r.at,
+                    q(&r.kind),
+                    q(r.request_id.as_deref().unwrap_or("")),
+                    q(&r.actor),
+                    q(&r.body),
+                    r.prev_hash,
+                    r.hash
+                )
+                .map_err(w)?;
+            }
+        }
+        f => {
+            return Err(CliError::new(
+                2,
+                format!("--format {f:?}: use jsonl or csv"),
+            ))
+        }
+    }
+    out.flush().map_err(w)?;
+    Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn dates_parse_to_utc_midnight() {
+        assert_eq!(super::parse_time("1970-01-01").unwrap(), 0);
+        assert_eq!(super::parse_time("2026-11-24").unwrap(), 1_795_478_400_000);
+        assert_eq!(super::parse_time("42").unwrap(), 42);
+        assert!(super::parse_time("2026-13-01").is_err());
+    }
+}

@@ -1,0 +1,107 @@
+//! `hitl-gate serve`: runs the approval server (see `src/server/`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::CliError;
+use crate::policy;
+use crate::server::{self, Config};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the database, the signing key and the admin socket live
+    /// [default: [serve] data_dir, else $XDG_DATA_HOME/hitl-gate].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on [default: [serve] listen, else 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<String>,
+    /// PEM certificate chain for HTTPS.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for HTTPS.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
+    #[arg(long)]
+    insecure_http: bool,
+}
+
+pub fn run(args: Args) -> Result<i32, CliError> {
+    let fail = |m: String| CliError::new(1, m);
+    let (policy, source) = policy::load::load()
+        .map_err(|e| CliError::new(crate::exit::POLICY_ERROR, e.to_string()))?;
+    let serve = policy.serve().clone();
+    let listen = args
+        .listen
+        .or(serve.listen.clone())
+        .unwrap_or_else(|| "127.0.0.1:8080".into());
+    let addr: SocketAddr = listen.parse().map_err(|_| {
+        fail(format!(
+            "--listen {listen:?} is not an address like 127.0.0.1:8080"
+        ))
+    })?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(server::tls::load(c, k).map_err(fail)?),
+        _ => None,
+    };
+    if !addr.ip().is_loopback() && tls.is_none() && !args.insecure_http {
+        return Err(fail(format!(
+            "refusing to listen on {addr} without TLS: approvals and agent tokens would cross the \
+             network in clear text. Give --tls-cert and --tls-key, or --insecure-http if a \
+             TLS-terminating proxy sits in front"
+        )));
+    }
+    let data_dir = args
+        .data_dir
+        .or(serve.data_dir.clone())
+        .unwrap_or_else(server::default_data_dir);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| fail(format!("cannot start the runtime: {e}")))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let agents = serve.agents.len();
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| fail(format!("cannot listen on {addr}: {e}")))?;
+        let local = listener.local_addr().map_err(|e| fail(e.to_string()))?;
+        let config = Config {
+            data_dir: data_dir.clone(),
+            policy,
+            tls,
+        };
+        server::launch_with_listener(config, listener, shutdown_signal(), |s| {
+            println!("hitl-gate serve: listening on {scheme}://{local}");
+            println!("  public key (ed25519): {}", s.public_key);
+            println!("  data dir:             {}", data_dir.display());
+            println!("  admin socket:         {}", s.socket.display());
+            println!("  policy:               {source}");
+            println!(
+                "  agents:               {agents} configured ([[serve.agent]]; make a token with \
+                 `hitl-gate keys agent-token NAME`)"
+            );
+            println!(
+                "  shims: pin url = \"{scheme}://{local}\" and public_key = \"{}\" (docs/api.md)",
+                s.public_key
+            );
+            println!("  decide: hitl-gate list | show ID | approve ID | reject ID -m REASON --data-dir {}", data_dir.display());
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+        })
+        .await
+        .map_err(fail)
+    })?;
+    Ok(0)
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

@@ -1,0 +1,100 @@
+//! Who is calling: an agent (bearer token) or an approver (today: a local user on the admin Unix
+//! socket, identified by SO_PEERCRED; later: an OIDC session). Authentication is an axum
+//! extractor, so a handler that takes [`Approver`] cannot run for an agent.
+
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+
+use super::error::ApiError;
+use super::App;
+
+/// An authenticated agent.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    pub on_behalf_of: Option<String>,
+}
+
+/// An authenticated human who may decide. Its string is the identity recorded in decisions and
+/// the audit log (`local:<user>`).
+#[derive(Debug, Clone)]
+pub struct Approver(pub String);
+
+/// Either kind of caller.
+#[derive(Debug, Clone)]
+pub enum Caller {
+    Agent(Agent),
+    Approver(Approver),
+}
+
+/// The connection info of the admin socket: the peer's identity from SO_PEERCRED, if known.
+#[derive(Debug, Clone)]
+pub struct LocalPeer(pub Option<String>);
+
+impl FromRequestParts<Arc<App>> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        // Only the admin socket's listener sets this connection info; a TCP request cannot.
+        if let Some(ConnectInfo(LocalPeer(peer))) = parts.extensions.get::<ConnectInfo<LocalPeer>>()
+        {
+            return peer
+                .clone()
+                .map(|id| Caller::Approver(Approver(id)))
+                .ok_or_else(ApiError::unauthorized);
+        }
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(ApiError::unauthorized)?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .ok_or_else(ApiError::unauthorized)?;
+        let digest = crate::hex::sha256(token.trim().as_bytes());
+        app.agents
+            .get(&digest)
+            .cloned()
+            .map(Caller::Agent)
+            .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+impl FromRequestParts<Arc<App>> for Agent {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        match Caller::from_request_parts(parts, app).await? {
+            Caller::Agent(a) => Ok(a),
+            Caller::Approver(_) => Err(ApiError::forbidden("this endpoint is for agents")),
+        }
+    }
+}
+
+impl FromRequestParts<Arc<App>> for Approver {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        match Caller::from_request_parts(parts, app).await? {
+            Caller::Approver(a) => Ok(a),
+            Caller::Agent(_) => Err(ApiError::forbidden("agents cannot decide or list requests")),
+        }
+    }
+}
+
+/// The user name for a uid, from `/etc/passwd` (read directly: no NSS in a static binary).
+pub fn username(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let mut f = l.split(':');
+                let name = f.next()?;
+                let id: u32 = f.nth(1)?.parse().ok()?;
+                (id == uid).then(|| name.to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("uid{uid}"))
+}

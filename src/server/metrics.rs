@@ -1,0 +1,87 @@
+//! `GET /metrics` in the Prometheus text format: pending requests, decisions by outcome, the
+//! time-to-decision histogram and the number of waiting clients.
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+
+use crate::api::State;
+
+/// Histogram bucket bounds, seconds.
+const BUCKETS: [f64; 10] = [
+    0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0,
+];
+const OUTCOMES: [State; 4] = [
+    State::Approved,
+    State::Rejected,
+    State::Expired,
+    State::Cancelled,
+];
+
+#[derive(Default)]
+pub struct Metrics {
+    decisions: [AtomicU64; 4],
+    buckets: [AtomicU64; 10],
+    count: AtomicU64,
+    sum_ms: AtomicU64,
+    pub waiters: AtomicI64,
+}
+
+impl Metrics {
+    pub fn decided(&self, to: State, took_ms: i64) {
+        if let Some(i) = OUTCOMES.iter().position(|s| *s == to) {
+            self.decisions[i].fetch_add(1, Relaxed);
+        }
+        let secs = took_ms.max(0) as f64 / 1000.0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if secs <= *b {
+                self.buckets[i].fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_ms
+            .fetch_add(u64::try_from(took_ms.max(0)).unwrap_or(0), Relaxed);
+    }
+
+    pub fn render(&self, pending: i64) -> String {
+        let mut s = String::new();
+        s.push_str("# HELP hitl_gate_pending_requests Requests waiting for a decision.\n");
+        s.push_str("# TYPE hitl_gate_pending_requests gauge\n");
+        s.push_str(&format!("hitl_gate_pending_requests {pending}\n"));
+        s.push_str(
+            "# HELP hitl_gate_decisions_total Terminal decisions since start, by outcome.\n",
+        );
+        s.push_str("# TYPE hitl_gate_decisions_total counter\n");
+        for (i, o) in OUTCOMES.iter().enumerate() {
+            s.push_str(&format!(
+                "hitl_gate_decisions_total{{outcome=\"{}\"}} {}\n",
+                o.as_str(),
+                self.decisions[i].load(Relaxed)
+            ));
+        }
+        s.push_str("# HELP hitl_gate_time_to_decision_seconds From request to decision.\n");
+        s.push_str("# TYPE hitl_gate_time_to_decision_seconds histogram\n");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            s.push_str(&format!(
+                "hitl_gate_time_to_decision_seconds_bucket{{le=\"{b}\"}} {}\n",
+                self.buckets[i].load(Relaxed)
+            ));
+        }
+        let count = self.count.load(Relaxed);
+        s.push_str(&format!(
+            "hitl_gate_time_to_decision_seconds_bucket{{le=\"+Inf\"}} {count}\n"
+        ));
+        s.push_str(&format!(
+            "hitl_gate_time_to_decision_seconds_sum {}\n",
+            self.sum_ms.load(Relaxed) as f64 / 1000.0
+        ));
+        s.push_str(&format!(
+            "hitl_gate_time_to_decision_seconds_count {count}\n"
+        ));
+        s.push_str("# HELP hitl_gate_waiters Clients waiting in a long-poll.\n");
+        s.push_str("# TYPE hitl_gate_waiters gauge\n");
+        s.push_str(&format!(
+            "hitl_gate_waiters {}\n",
+            self.waiters.load(Relaxed)
+        ));
+        s
+    }
+}

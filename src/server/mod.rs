@@ -1,0 +1,320 @@
+//! The approval server (`hitl-gate serve`): a durable queue of requests, push wake-up of waiting
+//! shims, per-rule timeouts, signed decisions and a tamper-evident audit log, on SQLite.
+//!
+//! The test seam is [`launch_with_listener`]: tests bind `127.0.0.1:0` themselves and hand the
+//! listener over, so they know the address and drive the server with a real HTTP client.
+//!
+//! Two listeners share one router: TCP (agents, with bearer tokens; public endpoints) and the
+//! admin Unix socket `DATA_DIR/admin.sock` (mode 0600), whose callers are approvers identified by
+//! SO_PEERCRED as `local:<user>`.
+
+pub mod auth;
+pub mod error;
+mod metrics;
+mod routes;
+pub mod store;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::{watch, Notify};
+
+use crate::api::State;
+use crate::policy::Policy;
+use crate::signing::Keys;
+use auth::{Agent, LocalPeer};
+use store::{Change, Changed, Store};
+
+/// The database file inside the data dir.
+pub const DB_FILE: &str = "hitl-gate.db";
+/// The admin socket inside the data dir.
+pub const SOCKET_FILE: &str = "admin.sock";
+
+/// What the server needs to start.
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub policy: Policy,
+    /// Serve HTTPS with this configuration instead of plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Shared state of a running server.
+pub struct App {
+    pub(crate) store: Store,
+    pub(crate) policy: Policy,
+    pub(crate) keys: Arc<Keys>,
+    /// Agents by the SHA-256 of their token.
+    pub(crate) agents: HashMap<String, Agent>,
+    pub(crate) waiters: Waiters,
+    pub(crate) metrics: metrics::Metrics,
+    pub(crate) reaper: Notify,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// Largest accepted request body, bytes.
+    pub(crate) body_limit: usize,
+}
+
+/// Per-request wake-up: a waiter subscribes, a decision notifies every subscriber at once.
+#[derive(Default)]
+pub struct Waiters {
+    map: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl Waiters {
+    pub fn subscribe(&self, id: &str) -> Arc<Notify> {
+        let mut map = self.map.lock().expect("waiters lock");
+        map.entry(id.to_string()).or_default().clone()
+    }
+
+    pub fn wake(&self, id: &str) {
+        if let Some(n) = self.map.lock().expect("waiters lock").remove(id) {
+            n.notify_waiters();
+        }
+    }
+
+    /// Drops the entry when nobody else holds it (a waiter that gave up).
+    pub fn release(&self, id: &str, mine: Arc<Notify>) {
+        let mut map = self.map.lock().expect("waiters lock");
+        if Arc::strong_count(&mine) == 2 {
+            map.remove(id);
+        }
+    }
+}
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The default data dir: `$XDG_DATA_HOME/hitl-gate`, else `~/.local/share/hitl-gate`.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("hitl-gate")
+}
+
+/// Creates the data dir (0700) or checks an existing one: a directory that group or others can
+/// write would let them replace the admin socket, so it is refused.
+pub fn prepare_data_dir(dir: &Path) -> Result<(), String> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| format!("cannot chmod {}: {e}", dir.display()))?;
+    }
+    let mode = std::fs::metadata(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .permissions()
+        .mode();
+    if mode & 0o022 != 0 {
+        return Err(format!(
+            "data dir {} is writable by group or others (mode {:o}); the admin socket cannot be \
+             trusted there (chmod go-w)",
+            dir.display(),
+            mode & 0o777
+        ));
+    }
+    Ok(())
+}
+
+/// Everything `serve` prints at start, and what tests need to know.
+pub struct Started {
+    pub public_key: String,
+    pub socket: PathBuf,
+}
+
+/// Starts the server on `listener` and runs it until `shutdown` completes. `on_start` is called
+/// once everything is listening.
+pub async fn launch_with_listener<F>(
+    config: Config,
+    listener: TcpListener,
+    shutdown: F,
+    on_start: impl FnOnce(&Started) + Send,
+) -> Result<(), String>
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    prepare_data_dir(&config.data_dir)?;
+    let keys = Arc::new(Keys::load_or_create(&config.data_dir)?);
+    let serve = config.policy.serve().clone();
+    let store = Store::open(
+        &config.data_dir.join(DB_FILE),
+        keys.clone(),
+        serve.checkpoint_every,
+    )
+    .await
+    .map_err(|e| format!("cannot open the database: {e}"))?;
+    let agents = serve
+        .agents
+        .iter()
+        .map(|a| {
+            (
+                a.token_sha256.to_ascii_lowercase(),
+                Agent {
+                    name: a.name.clone(),
+                    on_behalf_of: a.on_behalf_of.clone(),
+                },
+            )
+        })
+        .collect();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let app = Arc::new(App {
+        store,
+        policy: config.policy,
+        keys,
+        agents,
+        waiters: Waiters::default(),
+        metrics: metrics::Metrics::default(),
+        reaper: Notify::new(),
+        shutdown: stop_rx.clone(),
+        body_limit: serve.body_limit_bytes,
+    });
+
+    // Expire what became overdue while the server was down, before anyone can decide it.
+    expire_due(&app).await;
+
+    let socket = config.data_dir.join(SOCKET_FILE);
+    let _ = std::fs::remove_file(&socket);
+    let uds = UnixListener::bind(&socket)
+        .map_err(|e| format!("cannot bind {}: {e}", socket.display()))?;
+    std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("cannot chmod {}: {e}", socket.display()))?;
+
+    let router = routes::router(app.clone());
+    let started = Started {
+        public_key: app.keys.public_hex(),
+        socket: socket.clone(),
+    };
+    on_start(&started);
+
+    let reaper = tokio::spawn(reaper(app.clone()));
+    let checkpointer = tokio::spawn(checkpointer(app.clone(), serve.checkpoint_interval.0));
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let uds_server = axum::serve(
+        uds,
+        router
+            .clone()
+            .into_make_service_with_connect_info::<LocalPeer>(),
+    )
+    .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let tcp = async {
+        match config.tls {
+            Some(tls) => {
+                axum::serve(tls::TlsListener::new(listener, tls), router)
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .await
+            }
+            None => {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stopped(stop_rx.clone()))
+                    .await
+            }
+        }
+    };
+    let (a, b) = tokio::join!(tcp, uds_server);
+    reaper.abort();
+    checkpointer.abort();
+    let _ = std::fs::remove_file(&socket);
+    // A last checkpoint so the head at shutdown is signed.
+    let _ = app.store.checkpoint(now_ms()).await;
+    a.and(b).map_err(|e| format!("server error: {e}"))
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, UnixListener>>
+    for LocalPeer
+{
+    fn connect_info(stream: axum::serve::IncomingStream<'_, UnixListener>) -> Self {
+        LocalPeer(
+            stream
+                .io()
+                .peer_cred()
+                .ok()
+                .map(|c| format!("local:{}", auth::username(c.uid()))),
+        )
+    }
+}
+
+/// Applies a state change and wakes whoever waits on it.
+pub(crate) async fn decide(
+    app: &App,
+    id: &str,
+    change: Change<'_>,
+) -> Result<Changed, store::StoreError> {
+    let to = change.to;
+    let result = app.store.change(id, change).await?;
+    if let Changed::Done(view) = &result {
+        app.waiters.wake(id);
+        app.metrics.decided(
+            to,
+            view.decision
+                .as_ref()
+                .map_or(0, |d| d.decided_at - view.created_at),
+        );
+    }
+    Ok(result)
+}
+
+/// Expires every overdue pending request.
+async fn expire_due(app: &App) {
+    let now = now_ms();
+    let Ok(ids) = app.store.overdue(now).await else {
+        return;
+    };
+    for id in ids {
+        let change = Change {
+            to: State::Expired,
+            actor: "system:reaper",
+            comment: Some("nobody decided before the deadline"),
+            now,
+            valid_for_ms: 0,
+            only_agent: None,
+        };
+        if let Err(e) = decide(app, &id, change).await {
+            eprintln!("hitl-gate serve: expiring {id} failed (will retry): {e}");
+        }
+    }
+}
+
+/// Sleeps until the next deadline (or a new request), then expires what is due.
+async fn reaper(app: Arc<App>) {
+    let mut stop = app.shutdown.clone();
+    loop {
+        let wait = match app.store.next_deadline().await {
+            Ok(Some(d)) => u64::try_from(d - now_ms()).unwrap_or(0),
+            _ => 60_000,
+        };
+        let notified = app.reaper.notified();
+        tokio::select! {
+            () = tokio::time::sleep(std::time::Duration::from_millis(wait)) => expire_due(&app).await,
+            () = notified => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Signs a checkpoint at least every `interval` while rows are being added.
+async fn checkpointer(app: Arc<App>, interval: std::time::Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = app.store.checkpoint(now_ms()).await {
+            eprintln!("hitl-gate serve: checkpoint failed: {e}");
+        }
+    }
+}

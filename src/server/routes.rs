@@ -1,0 +1,415 @@
+//! The HTTP routes of `/api/v1` and the public endpoints. docs/api.md documents each.
+
+use std::ffi::OsString;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State as AxState};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use super::auth::{Agent, Approver, Caller};
+use super::error::ApiError;
+use super::store::{Change, Changed, NewRequest};
+use super::{decide, now_ms, App};
+use crate::api::{
+    Classification, CreateRequest, DecisionBody, Outcome, PublicKey, RequestView, State, Verb,
+};
+use crate::policy::{Context, Facts, Risk, Verdict};
+use crate::tool::Tool;
+
+/// The longest a single long-poll waits, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 60;
+
+pub fn router(app: Arc<App>) -> Router {
+    let body_limit = app.body_limit;
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/public-key", get(public_key))
+        .route("/api/v1/requests", post(create).get(list))
+        .route("/api/v1/requests/{id}", get(show))
+        .route("/api/v1/requests/{id}/cancel", post(cancel))
+        .route("/api/v1/requests/{id}/outcome", post(outcome))
+        .route("/api/v1/requests/{id}/decision", post(decision))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(app)
+}
+
+type St = AxState<Arc<App>>;
+
+/// A JSON body read with the size limit and parsed with the path of the first bad field.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<App>> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &Arc<App>) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "body_too_large",
+                    format!(
+                        "the request body exceeds the limit of {} bytes",
+                        state.body_limit
+                    ),
+                )
+            } else {
+                ApiError::bad_request("unreadable_body", e.body_text())
+            }
+        })?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
+            let path = e.path().to_string();
+            ApiError::bad_request("invalid_json", format!("at `{path}`: {}", e.inner()))
+        })
+    }
+}
+
+fn check_id(id: &str) -> Result<(), ApiError> {
+    if id.len() == 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_id",
+            "a request id is 32 lowercase hex characters",
+        ))
+    }
+}
+
+fn new_id() -> String {
+    let mut b = [0u8; 16];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .expect("system randomness");
+    crate::hex::encode(&b)
+}
+
+async fn metrics(AxState(app): St) -> Result<Response, ApiError> {
+    let pending = app.store.count(State::Pending).await?;
+    Ok((
+        [("content-type", "text/plain; version=0.0.4")],
+        app.metrics.render(pending),
+    )
+        .into_response())
+}
+
+async fn public_key(AxState(app): St) -> Json<PublicKey> {
+    Json(PublicKey {
+        algorithm: "ed25519".into(),
+        public_key: app.keys.public_hex(),
+    })
+}
+
+/// The server's own classification of a request: it never trusts the shim's verdict.
+fn classify(app: &App, req: &CreateRequest, tool: Tool) -> Classification {
+    let serve = app.policy.serve();
+    let args: Vec<OsString> = req.argv.iter().map(OsString::from).collect();
+    let facts = Facts {
+        kube_context: req.environment.kube_context.clone(),
+        namespace: req.environment.namespace.clone(),
+        terraform_workspace: req.environment.terraform_workspace.clone(),
+        dir: req
+            .environment
+            .dir
+            .clone()
+            .or_else(|| Some(req.cwd.clone())),
+    };
+    let ctx = Context {
+        cwd: Some(req.cwd.clone().into()),
+        env: &|_| None,
+        facts: Some(facts),
+    };
+    let (verdict, rule, env) = match crate::argv::read(tool, &args, &|_| None) {
+        Ok(inv) => {
+            let v = app.policy.classify(tool, &inv, &ctx);
+            let env = v
+                .decision()
+                .environment
+                .clone()
+                .or_else(|| app.policy.environment(tool, &inv, &ctx));
+            let name = match &v {
+                Verdict::Pass(_) => "pass",
+                Verdict::Gate(_) => "gate",
+                Verdict::Deny(_) => "deny",
+            };
+            (name, v.decision().rule.clone(), env)
+        }
+        Err(e) => ("gate", format!("argv ({e})"), None),
+    };
+    let risk = env.as_ref().map(|e| e.risk);
+    let timeout = app.policy.rule_timeout(&rule).unwrap_or_else(|| {
+        if risk >= Some(Risk::High) {
+            serve.high_risk_timeout.0
+        } else {
+            serve.default_timeout.0
+        }
+    });
+    Classification {
+        verdict: verdict.into(),
+        rule,
+        environment: env.as_ref().map(|e| e.name.clone()),
+        risk: risk.map(|r| format!("{r:?}").to_lowercase()),
+        timeout_seconds: timeout.as_secs(),
+        approvals_needed: 1,
+    }
+}
+
+async fn create(
+    AxState(app): St,
+    agent: Agent,
+    Body(req): Body<CreateRequest>,
+) -> Result<Response, ApiError> {
+    let tool = Tool::from_name(&req.tool).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!("at `tool`: unknown tool {:?}", req.tool),
+        )
+    })?;
+    for (i, h) in req.artifact_sha256.iter().enumerate() {
+        if crate::hex::decode(h).map(|b| b.len()) != Some(32)
+            || h.bytes().any(|b| b.is_ascii_uppercase())
+        {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("at `artifact_sha256[{i}]`: not a lowercase hex SHA-256"),
+            ));
+        }
+    }
+    let classification = classify(&app, &req, tool);
+    let now = now_ms();
+    let timeout_ms = i64::try_from(classification.timeout_seconds * 1000).unwrap_or(i64::MAX);
+    let timeout_ms = app
+        .policy
+        .rule_timeout(&classification.rule)
+        .map_or(timeout_ms, |d| {
+            i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+        });
+    let denied = (classification.verdict == "deny").then(|| classification.rule.clone());
+    let new = NewRequest {
+        id: new_id(),
+        agent: agent.name.clone(),
+        on_behalf_of: agent.on_behalf_of.clone(),
+        request: req,
+        classification,
+        created_at: now,
+        deadline: now.saturating_add(timeout_ms),
+    };
+    let mut view = app.store.create(new).await?;
+    app.reaper.notify_one();
+    if let Some(rule) = denied {
+        // The server's policy denies it: rejected at once, on the record.
+        let actor = format!("policy:{rule}");
+        let comment = format!("denied by the server's policy (rule {rule})");
+        let change = Change {
+            to: State::Rejected,
+            actor: &actor,
+            comment: Some(&comment),
+            now: now_ms(),
+            valid_for_ms: 0,
+            only_agent: None,
+        };
+        if let Changed::Done(v) = decide(&app, &view.id, change).await? {
+            view = *v;
+        }
+    }
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list(
+    AxState(app): St,
+    _who: Approver,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Vec<RequestView>>, ApiError> {
+    let state = match q.state.as_deref() {
+        None | Some("all") => None,
+        Some(s) => Some(State::parse(s).ok_or_else(|| {
+            ApiError::bad_request("invalid_query", format!("unknown state {s:?}"))
+        })?),
+    };
+    Ok(Json(
+        app.store
+            .list(state, q.limit.unwrap_or(100).clamp(1, 1000))
+            .await?,
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitQuery {
+    wait: Option<u64>,
+}
+
+/// Reads a request the caller may see: approvers see all, an agent only its own (others are
+/// "not found", so their existence does not leak).
+async fn visible(app: &App, caller: &Caller, id: &str) -> Result<RequestView, ApiError> {
+    check_id(id)?;
+    let view = app
+        .store
+        .get(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("request"))?;
+    match caller {
+        Caller::Agent(a) if a.name != view.agent => Err(ApiError::not_found("request")),
+        _ => Ok(view),
+    }
+}
+
+async fn show(
+    AxState(app): St,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> Result<Response, ApiError> {
+    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
+    let until = tokio::time::Instant::now() + wait;
+    let mut stop = app.shutdown.clone();
+    loop {
+        // Subscribe before reading, so a decision landing in between is not missed.
+        let notify = app.waiters.subscribe(&id);
+        let step = wait_step(&app, &caller, &id, &notify, until, &mut stop).await;
+        app.waiters.release(&id, notify);
+        match step? {
+            Some(view) => return Ok(Json(view).into_response()),
+            None => continue,
+        }
+    }
+}
+
+/// One round of a long-poll: the request if it is decided or the wait is over, `None` after a
+/// wake-up (read it again), an error on shutdown.
+async fn wait_step(
+    app: &App,
+    caller: &Caller,
+    id: &str,
+    notify: &tokio::sync::Notify,
+    until: tokio::time::Instant,
+    stop: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<Option<RequestView>, ApiError> {
+    let notified = notify.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    let view = visible(app, caller, id).await?;
+    if view.state != State::Pending || tokio::time::Instant::now() >= until {
+        return Ok(Some(view));
+    }
+    if *stop.borrow() {
+        return Err(shutting_down());
+    }
+    app.metrics.waiters.fetch_add(1, Relaxed);
+    let woke = tokio::select! {
+        () = &mut notified => true,
+        () = tokio::time::sleep_until(until) => true,
+        _ = stop.changed() => false,
+    };
+    app.metrics.waiters.fetch_sub(1, Relaxed);
+    if woke {
+        Ok(None)
+    } else {
+        Err(shutting_down())
+    }
+}
+
+fn shutting_down() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "shutting_down",
+        "the server is shutting down; retry the same request (it is kept)",
+    )
+}
+
+fn conflict(state: State) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "already_decided",
+        format!("the request is already {}", state.as_str()),
+    )
+}
+
+fn changed(r: Changed) -> Result<Response, ApiError> {
+    match r {
+        Changed::Done(v) => Ok(Json(*v).into_response()),
+        Changed::Conflict(s) => Err(conflict(s)),
+        Changed::NotFound => Err(ApiError::not_found("request")),
+    }
+}
+
+async fn cancel(
+    AxState(app): St,
+    agent: Agent,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    check_id(&id)?;
+    let actor = format!("agent:{}", agent.name);
+    let change = Change {
+        to: State::Cancelled,
+        actor: &actor,
+        comment: Some("cancelled by the agent"),
+        now: now_ms(),
+        valid_for_ms: 0,
+        only_agent: Some(&agent.name),
+    };
+    changed(decide(&app, &id, change).await?)
+}
+
+async fn outcome(
+    AxState(app): St,
+    agent: Agent,
+    Path(id): Path<String>,
+    Body(o): Body<Outcome>,
+) -> Result<Response, ApiError> {
+    check_id(&id)?;
+    changed(app.store.outcome(&id, &agent.name, &o, now_ms()).await?)
+}
+
+async fn decision(
+    AxState(app): St,
+    who: Approver,
+    Path(id): Path<String>,
+    Body(d): Body<DecisionBody>,
+) -> Result<Response, ApiError> {
+    check_id(&id)?;
+    let comment = d
+        .comment
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty());
+    if d.decision == Verb::Reject && comment.is_none() {
+        return Err(ApiError::bad_request(
+            "reason_required",
+            "a rejection needs a reason in `comment`: the agent reads it",
+        ));
+    }
+    let to = match d.decision {
+        Verb::Approve => State::Approved,
+        Verb::Reject => State::Rejected,
+    };
+    let change = Change {
+        to,
+        actor: &who.0,
+        comment,
+        now: now_ms(),
+        valid_for_ms: i64::try_from(app.policy.serve().decision_valid_for.0.as_millis())
+            .unwrap_or(i64::MAX),
+        only_agent: None,
+    };
+    changed(decide(&app, &id, change).await?)
+}

@@ -1,0 +1,597 @@
+//! The durable store: requests, the audit log and its signed checkpoints, in SQLite.
+//!
+//! Every state change and the audit row that records it are written in one `BEGIN IMMEDIATE`
+//! transaction on the single writer connection; if any statement fails (an audit append that
+//! cannot be written: disk full, I/O error, a read-only file), the transaction rolls back and the
+//! request stays as it was. "Exactly one terminal state" is enforced by a conditional update
+//! (`… WHERE state = 'pending'`), not by a lock in memory, and triggers make the audit log
+//! append-only and a decided request's decision immutable.
+//!
+//! Reads go through a small pool (WAL mode lets them run beside the writer). The database is
+//! opened with `synchronous = FULL`: a decision is on disk when the API answers.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde_json::json;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, Row as _, SqliteConnection, SqlitePool};
+use tokio::sync::Mutex;
+
+use crate::api::{Classification, CreateRequest, Outcome, RequestView, SignedDecision, State};
+use crate::audit::{self, Checkpoint, Row};
+use crate::signing::{self, Keys};
+
+const SCHEMA: &str = r#"
+CREATE TABLE requests (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'expired', 'cancelled')),
+    created_at INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    decision TEXT,
+    outcome TEXT
+);
+CREATE INDEX requests_by_state ON requests (state, deadline);
+CREATE TRIGGER requests_decision_is_final BEFORE UPDATE ON requests
+WHEN OLD.state <> 'pending' AND (NEW.state IS NOT OLD.state OR NEW.decision IS NOT OLD.decision
+    OR NEW.data IS NOT OLD.data OR NEW.id IS NOT OLD.id OR NEW.deadline IS NOT OLD.deadline)
+BEGIN SELECT RAISE(ABORT, 'a decided request cannot change'); END;
+CREATE TRIGGER requests_outcome_once BEFORE UPDATE OF outcome ON requests
+WHEN OLD.outcome IS NOT NULL
+BEGIN SELECT RAISE(ABORT, 'the outcome is already recorded'); END;
+CREATE TRIGGER requests_are_kept BEFORE DELETE ON requests
+BEGIN SELECT RAISE(ABORT, 'requests are never deleted'); END;
+
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    request_id TEXT,
+    actor TEXT NOT NULL,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+CREATE TABLE checkpoints (
+    seq INTEGER PRIMARY KEY,
+    head_hash TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    signature TEXT NOT NULL
+);
+CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+"#;
+
+/// A store failure, reported to the client as a 500 with a stable code.
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+type Result<T> = std::result::Result<T, StoreError>;
+
+/// A request to insert.
+pub struct NewRequest {
+    pub id: String,
+    pub agent: String,
+    pub on_behalf_of: Option<String>,
+    pub request: CreateRequest,
+    pub classification: Classification,
+    pub created_at: i64,
+    pub deadline: i64,
+}
+
+/// A state change to apply.
+pub struct Change<'a> {
+    pub to: State,
+    pub actor: &'a str,
+    pub comment: Option<&'a str>,
+    pub now: i64,
+    /// How long an approval stays valid for the shim to start the run (ms).
+    pub valid_for_ms: i64,
+    /// Only this agent may make the change (cancel); None for approvers and the reaper.
+    pub only_agent: Option<&'a str>,
+}
+
+/// The result of a state change.
+pub enum Changed {
+    Done(Box<RequestView>),
+    /// The request is not pending any more (or, for an agent, not its own and so "not found").
+    Conflict(State),
+    NotFound,
+}
+
+pub struct Store {
+    writer: Mutex<SqliteConnection>,
+    read: SqlitePool,
+    keys: Arc<Keys>,
+    checkpoint_every: i64,
+}
+
+fn options(path: &Path) -> Result<SqliteConnectOptions> {
+    Ok(
+        SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10)),
+    )
+}
+
+impl Store {
+    /// Opens (and on first use creates) the database at `path`.
+    pub async fn open(path: &Path, keys: Arc<Keys>, checkpoint_every: u64) -> Result<Store> {
+        let mut writer = SqliteConnection::connect_with(&options(path)?).await?;
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut writer)
+            .await?;
+        if version == 0 {
+            let mut tx = writer.begin().await?;
+            sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
+            sqlx::query("PRAGMA user_version = 1")
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        } else if version != 1 {
+            return Err(StoreError(format!(
+                "{}: schema version {version} is newer than this hitl-gate (1)",
+                path.display()
+            )));
+        }
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options(path)?.read_only(true))
+            .await?;
+        Ok(Store {
+            writer: Mutex::new(writer),
+            read,
+            keys,
+            checkpoint_every: i64::try_from(checkpoint_every.max(1)).unwrap_or(i64::MAX),
+        })
+    }
+
+    /// Runs `f` inside `BEGIN IMMEDIATE … COMMIT` on the writer; rolls back on any error.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        F: for<'c> FnOnce(
+            &'c mut SqliteConnection,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>,
+        >,
+    {
+        let mut conn = self.writer.lock().await;
+        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        match f(&mut conn).await {
+            Ok(v) => match sqlx::query("COMMIT").execute(&mut *conn).await {
+                Ok(_) => Ok(v),
+                Err(e) => {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                    Err(e.into())
+                }
+            },
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Inserts a request and its `request_created` audit row.
+    pub async fn create(&self, new: NewRequest) -> Result<RequestView> {
+        let data = json!({
+            "request": &new.request,
+            "on_behalf_of": &new.on_behalf_of,
+            "classification": &new.classification,
+        });
+        let body = json!({
+            "command": {"tool": &new.request.tool, "argv": &new.request.argv},
+            "environment": &new.request.environment,
+            "request": &new.request,
+            "agent": &new.agent,
+            "on_behalf_of": &new.on_behalf_of,
+            "classification": &new.classification,
+            "deadline": new.deadline,
+        });
+        let keys = self.keys.clone();
+        let every = self.checkpoint_every;
+        let id = new.id.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO requests (id, agent, state, created_at, deadline, data) \
+                     VALUES (?, ?, 'pending', ?, ?, ?)",
+                )
+                .bind(&new.id)
+                .bind(&new.agent)
+                .bind(new.created_at)
+                .bind(new.deadline)
+                .bind(data.to_string())
+                .execute(&mut *c)
+                .await?;
+                let actor = format!("agent:{}", new.agent);
+                append(
+                    c,
+                    &keys,
+                    every,
+                    new.created_at,
+                    "request_created",
+                    Some(&new.id),
+                    &actor,
+                    &body,
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .await?;
+        self.get(&id)
+            .await?
+            .ok_or_else(|| StoreError("the request vanished after insert".into()))
+    }
+
+    /// Moves a pending request to a terminal state, signing the decision and appending the audit
+    /// row in the same transaction.
+    pub async fn change(&self, id: &str, ch: Change<'_>) -> Result<Changed> {
+        let Some(view) = self.get(id).await? else {
+            return Ok(Changed::NotFound);
+        };
+        if let Some(agent) = ch.only_agent {
+            if view.agent != agent {
+                return Ok(Changed::NotFound);
+            }
+        }
+        if view.state != State::Pending {
+            return Ok(Changed::Conflict(view.state));
+        }
+        let valid_until = if ch.to == State::Approved {
+            ch.now + ch.valid_for_ms
+        } else {
+            ch.now
+        };
+        let mut decision = SignedDecision {
+            request_id: view.id.clone(),
+            decision: ch.to,
+            approvers: vec![ch.actor.to_string()],
+            comment: ch.comment.map(Into::into),
+            argv_sha256: signing::argv_sha256(&view.tool, &view.argv),
+            artifact_sha256: view.artifact_sha256.clone(),
+            environment_sha256: signing::environment_sha256(&view.environment),
+            decided_at: ch.now,
+            valid_until,
+            signature: String::new(),
+        };
+        decision.signature = self.keys.sign(&signing::decision_bytes(&decision));
+        let body = json!({
+            "command": {"tool": &view.tool, "argv": &view.argv},
+            "environment": &view.environment,
+            "diff_sha256": crate::hex::sha256(view.diff.text.as_bytes()),
+            "decision": &decision,
+        });
+        let keys = self.keys.clone();
+        let every = self.checkpoint_every;
+        let (id_s, actor, kind, now) =
+            (id.to_string(), ch.actor.to_string(), ch.to.as_str(), ch.now);
+        let decision_json = serde_json::to_string(&decision).expect("decision serialises");
+        let updated = self
+            .write(move |c| {
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "UPDATE requests SET state = ?, decision = ? WHERE id = ? AND state = 'pending'",
+                    )
+                    .bind(kind)
+                    .bind(&decision_json)
+                    .bind(&id_s)
+                    .execute(&mut *c)
+                    .await?;
+                    if r.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    append(c, &keys, every, now, kind, Some(&id_s), &actor, &body).await?;
+                    Ok(true)
+                })
+            })
+            .await?;
+        if !updated {
+            let state = self.get(id).await?.map_or(State::Pending, |v| v.state);
+            return Ok(Changed::Conflict(state));
+        }
+        let view = self
+            .get(id)
+            .await?
+            .ok_or_else(|| StoreError("the request vanished after its decision".into()))?;
+        Ok(Changed::Done(Box::new(view)))
+    }
+
+    /// Records the outcome of an approved run, once, with its audit row.
+    pub async fn outcome(
+        &self,
+        id: &str,
+        agent: &str,
+        outcome: &Outcome,
+        now: i64,
+    ) -> Result<Changed> {
+        let Some(view) = self.get(id).await? else {
+            return Ok(Changed::NotFound);
+        };
+        if view.agent != agent {
+            return Ok(Changed::NotFound);
+        }
+        if view.state != State::Approved || view.outcome.is_some() {
+            return Ok(Changed::Conflict(view.state));
+        }
+        let body = json!({
+            "command": {"tool": &view.tool, "argv": &view.argv},
+            "environment": &view.environment,
+            "outcome": outcome,
+        });
+        let keys = self.keys.clone();
+        let every = self.checkpoint_every;
+        let (id_s, actor) = (id.to_string(), format!("agent:{agent}"));
+        let text = serde_json::to_string(outcome).expect("outcome serialises");
+        let updated = self
+            .write(move |c| {
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "UPDATE requests SET outcome = ? WHERE id = ? AND state = 'approved' \
+                         AND outcome IS NULL",
+                    )
+                    .bind(&text)
+                    .bind(&id_s)
+                    .execute(&mut *c)
+                    .await?;
+                    if r.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    append(c, &keys, every, now, "outcome", Some(&id_s), &actor, &body).await?;
+                    Ok(true)
+                })
+            })
+            .await?;
+        if !updated {
+            return Ok(Changed::Conflict(State::Approved));
+        }
+        Ok(Changed::Done(Box::new(
+            self.get(id).await?.expect("exists"),
+        )))
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<RequestView>> {
+        let row = sqlx::query(
+            "SELECT id, agent, state, created_at, deadline, data, decision, outcome \
+             FROM requests WHERE id = ?",
+        )
+        .bind(id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| view_from_row(&r)).transpose()
+    }
+
+    /// Requests, newest first, optionally only those in `state`.
+    pub async fn list(&self, state: Option<State>, limit: i64) -> Result<Vec<RequestView>> {
+        let rows = sqlx::query(
+            "SELECT id, agent, state, created_at, deadline, data, decision, outcome FROM requests \
+             WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id LIMIT ?2",
+        )
+        .bind(state.map(State::as_str))
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(view_from_row).collect()
+    }
+
+    /// Ids of pending requests whose deadline has passed.
+    pub async fn overdue(&self, now: i64) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT id FROM requests WHERE state = 'pending' AND deadline <= ? ORDER BY deadline",
+        )
+        .bind(now)
+        .fetch_all(&self.read)
+        .await?)
+    }
+
+    /// The earliest deadline among pending requests.
+    pub async fn next_deadline(&self) -> Result<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(deadline) FROM requests WHERE state = 'pending'")
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
+    pub async fn count(&self, state: State) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE state = ?")
+                .bind(state.as_str())
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
+    /// Signs a checkpoint over the current head if rows were added since the last one.
+    pub async fn checkpoint(&self, now: i64) -> Result<()> {
+        let keys = self.keys.clone();
+        self.write(move |c| {
+            Box::pin(async move {
+                let head: Option<(i64, String)> =
+                    sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+                        .fetch_optional(&mut *c)
+                        .await?;
+                let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM checkpoints")
+                    .fetch_one(&mut *c)
+                    .await?;
+                if let Some((seq, hash)) = head {
+                    if last != Some(seq) {
+                        insert_checkpoint(c, &keys, seq, &hash, now).await?;
+                    }
+                }
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Every audit row in seq order, and every checkpoint.
+    pub async fn audit(
+        &self,
+        since: Option<i64>,
+        until: Option<i64>,
+    ) -> Result<(Vec<Row>, Vec<Checkpoint>)> {
+        let rows = sqlx::query(
+            "SELECT seq, at, kind, request_id, actor, body, prev_hash, hash FROM audit \
+             WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR at <= ?2) ORDER BY seq",
+        )
+        .bind(since)
+        .bind(until)
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(|r| Row {
+            seq: r.get(0),
+            at: r.get(1),
+            kind: r.get(2),
+            request_id: r.get(3),
+            actor: r.get(4),
+            body: r.get(5),
+            prev_hash: r.get(6),
+            hash: r.get(7),
+        })
+        .collect();
+        let cps = sqlx::query_as::<_, (i64, String, i64, String)>(
+            "SELECT seq, head_hash, at, signature FROM checkpoints ORDER BY seq",
+        )
+        .fetch_all(&self.read)
+        .await?
+        .into_iter()
+        .map(|(seq, head_hash, at, signature)| Checkpoint {
+            seq,
+            head_hash,
+            at,
+            signature,
+        })
+        .collect();
+        Ok((rows, cps))
+    }
+}
+
+/// Appends one audit row (and, every N rows, a signed checkpoint) on the writer's transaction.
+#[allow(clippy::too_many_arguments)]
+async fn append(
+    c: &mut SqliteConnection,
+    keys: &Keys,
+    checkpoint_every: i64,
+    at: i64,
+    kind: &str,
+    request_id: Option<&str>,
+    actor: &str,
+    body: &serde_json::Value,
+) -> Result<()> {
+    let head: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *c)
+            .await?;
+    let row = audit::next_row(
+        head.as_ref().map(|(s, h)| (s, h.as_str())),
+        at,
+        kind,
+        request_id,
+        actor,
+        body,
+    );
+    sqlx::query(
+        "INSERT INTO audit (seq, at, kind, request_id, actor, body, prev_hash, hash) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(row.seq)
+    .bind(row.at)
+    .bind(&row.kind)
+    .bind(&row.request_id)
+    .bind(&row.actor)
+    .bind(&row.body)
+    .bind(&row.prev_hash)
+    .bind(&row.hash)
+    .execute(&mut *c)
+    .await?;
+    if row.seq % checkpoint_every == 0 {
+        insert_checkpoint(c, keys, row.seq, &row.hash, at).await?;
+    }
+    Ok(())
+}
+
+async fn insert_checkpoint(
+    c: &mut SqliteConnection,
+    keys: &Keys,
+    seq: i64,
+    hash: &str,
+    at: i64,
+) -> Result<()> {
+    let sig = keys.sign(&signing::checkpoint_bytes(seq, hash));
+    sqlx::query("INSERT INTO checkpoints (seq, head_hash, at, signature) VALUES (?, ?, ?, ?)")
+        .bind(seq)
+        .bind(hash)
+        .bind(at)
+        .bind(sig)
+        .execute(&mut *c)
+        .await?;
+    Ok(())
+}
+
+fn view_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RequestView> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError(format!("stored {what} is unreadable: {e}"))
+    };
+    let data: serde_json::Value =
+        serde_json::from_str(r.get::<&str, _>(5)).map_err(|e| bad("request", &e))?;
+    let request: CreateRequest =
+        serde_json::from_value(data["request"].clone()).map_err(|e| bad("request", &e))?;
+    let classification: Classification = serde_json::from_value(data["classification"].clone())
+        .map_err(|e| bad("classification", &e))?;
+    let state_s: String = r.get(2);
+    let decision: Option<String> = r.get(6);
+    let outcome: Option<String> = r.get(7);
+    Ok(RequestView {
+        id: r.get(0),
+        agent: r.get(1),
+        state: State::parse(&state_s)
+            .ok_or_else(|| StoreError(format!("unknown state {state_s}")))?,
+        on_behalf_of: data["on_behalf_of"].as_str().map(Into::into),
+        tool: request.tool,
+        argv: request.argv,
+        cwd: request.cwd,
+        host: request.host,
+        environment: request.environment,
+        diff: request.diff,
+        artifact_sha256: request.artifact_sha256,
+        reason: request.reason,
+        classification,
+        created_at: r.get(3),
+        deadline: r.get(4),
+        decision: decision
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(|e| bad("decision", &e))?,
+        outcome: outcome
+            .map(|o| serde_json::from_str(&o))
+            .transpose()
+            .map_err(|e| bad("outcome", &e))?,
+    })
+}
