@@ -3,9 +3,11 @@
 
 mod support;
 
+mod audit;
 mod classification;
 mod cli;
 mod policy_errors;
 mod process;
 mod resolution;
+mod server;
 mod transparency;

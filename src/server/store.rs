@@ -146,12 +146,9 @@ impl Store {
             .fetch_one(&mut writer)
             .await?;
         if version == 0 {
-            let mut tx = writer.begin().await?;
-            sqlx::raw_sql(SCHEMA).execute(&mut *tx).await?;
-            sqlx::query("PRAGMA user_version = 1")
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
+            // One script, one transaction: a crash half-way leaves version 0 and no tables.
+            let script = format!("BEGIN IMMEDIATE;\n{SCHEMA}\nPRAGMA user_version = 1;\nCOMMIT;");
+            sqlx::query(&script).execute(&mut writer).await?;
         } else if version != 1 {
             return Err(StoreError(format!(
                 "{}: schema version {version} is newer than this hitl-gate (1)",

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod server;
 pub mod tools;
 
 use std::ffi::OsStr;

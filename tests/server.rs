@@ -1,0 +1,662 @@
+//! The approval server: lifecycle with push wake-up, races, restart, identity, bad input,
+//! server-side policy, signed decisions, fail-closed audit, shutdown and TLS. A real server on
+//! `127.0.0.1:0` with real SQLite; decisions through the admin socket or the built CLI.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::support::server::{
+    create_body, policy_with, raw_db, ServeProcess, TestServer, TOKEN_A, TOKEN_B,
+};
+use crate::support::{bin, code, run, stderr, stdout};
+
+const BIG_WAIT: u64 = 30;
+
+/// Starts a long-poll in the background; returns its handle and when it started.
+fn poll(
+    agent: &crate::support::server::Agent,
+    id: &str,
+) -> tokio::task::JoinHandle<(u16, Value, Duration)> {
+    let (agent, id) = (agent.clone(), id.to_string());
+    tokio::spawn(async move {
+        let t = Instant::now();
+        let (s, v) = agent.wait(&id, BIG_WAIT).await;
+        (s, v, t.elapsed())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approve_reject_cancel_and_expiry_wake_the_poller_at_once() {
+    let srv = TestServer::start(&policy_with(
+        "[[rule]]\nname = \"quick\"\ntools = [\"kubectl\"]\nsubcommands = [\"scale\"]\naction = \"gate\"\ntimeout = \"700ms\"\n",
+    ))
+    .await;
+    let a = srv.agent(TOKEN_A);
+    let ap = srv.approver();
+
+    // Approve.
+    let id = a.create(&["delete", "deploy", "web"]).await;
+    let waiter = poll(&a, &id);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, v) = ap.decide(&id, "approve", Some("ok")).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v, took) = waiter.await.unwrap();
+    assert_eq!((s, v["state"].as_str()), (200, Some("approved")));
+    assert!(
+        took < Duration::from_secs(5),
+        "the poller waited {took:?}, not woken"
+    );
+    assert!(
+        v["decision"]["approvers"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("local:"),
+        "{v}"
+    );
+
+    // Reject, with its reason.
+    let id = a.create(&["delete", "deploy", "api"]).await;
+    let waiter = poll(&a, &id);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s, v) = ap.decide(&id, "reject", None).await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("reason_required")));
+    let (s, _) = ap
+        .decide(&id, "reject", Some("not during the freeze"))
+        .await;
+    assert_eq!(s, 200);
+    let (_, v, took) = waiter.await.unwrap();
+    assert_eq!(v["state"], "rejected");
+    assert_eq!(v["decision"]["comment"], "not during the freeze");
+    assert!(took < Duration::from_secs(5));
+
+    // Cancel by the agent.
+    let id = a.create(&["delete", "pod", "x"]).await;
+    let waiter = poll(&a, &id);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (s, _) = a
+        .post(&format!("/api/v1/requests/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(s, 200);
+    let (_, v, took) = waiter.await.unwrap();
+    assert_eq!(v["state"], "cancelled");
+    assert!(took < Duration::from_secs(5));
+
+    // Expiry by the rule's timeout (700ms).
+    let id = a.create(&["scale", "deploy", "web", "--replicas=0"]).await;
+    let (_, v, took) = poll(&a, &id).await.unwrap();
+    assert_eq!(v["state"], "expired", "{v}");
+    assert_eq!(v["classification"]["rule"], "quick");
+    assert!(
+        took >= Duration::from_millis(500) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
+    assert_eq!(v["decision"]["approvers"][0], "system:reaper");
+
+    // A decision on a decided or expired request is a conflict.
+    let (s, v) = ap.decide(&id, "approve", None).await;
+    assert_eq!((s, v["code"].as_str()), (409, Some("already_decided")));
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_approve_reject_and_the_reaper_leave_exactly_one_decision() {
+    let srv = TestServer::start(&policy_with(
+        "[[rule]]\nname = \"race\"\ntools = [\"kubectl\"]\naction = \"gate\"\ntimeout = \"40ms\"\n",
+    ))
+    .await;
+    let a = srv.agent(TOKEN_A);
+    let mut ids = Vec::new();
+    for round in 0..200 {
+        let id = a.create(&["delete", "pod", &format!("p{round}")]).await;
+        // Aim both decisions at the deadline, where the reaper fires too.
+        tokio::time::sleep(Duration::from_millis(38)).await;
+        let ap1 = srv.approver();
+        let ap2 = srv.approver();
+        let (i1, i2) = (id.clone(), id.clone());
+        let (r1, r2) = tokio::join!(
+            tokio::spawn(async move { ap1.decide(&i1, "approve", None).await }),
+            tokio::spawn(async move { ap2.decide(&i2, "reject", Some("race")).await }),
+        );
+        let (s1, s2) = (r1.unwrap().0, r2.unwrap().0);
+        assert!(
+            [s1, s2].iter().filter(|s| **s == 200).count() <= 1,
+            "round {round}: both decisions succeeded ({s1}, {s2})"
+        );
+        assert!(
+            [s1, s2].iter().all(|s| *s == 200 || *s == 409),
+            "round {round}: {s1} {s2}"
+        );
+        ids.push(id);
+    }
+    // Let the reaper finish any request nobody won.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut db = raw_db(&srv.db()).await;
+    for id in &ids {
+        let state: String = sqlx::query_scalar("SELECT state FROM requests WHERE id = ?")
+            .bind(id)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+        assert_ne!(state, "pending", "{id}");
+        let decisions: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit WHERE request_id = ? AND kind IN ('approved', 'rejected', 'expired', 'cancelled')",
+        )
+        .bind(id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        assert_eq!(decisions, 1, "{id}: {decisions} decision rows");
+        let kind: String = sqlx::query_scalar(
+            "SELECT kind FROM audit WHERE request_id = ? AND kind <> 'request_created'",
+        )
+        .bind(id)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        assert_eq!(kind, state, "the audit row records the state that won");
+    }
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_restarts_with_its_state_and_the_waiting_client_gets_the_decision() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(
+        &policy,
+        policy_with("[[rule]]\nname = \"short\"\ntools = [\"kubectl\"]\nsubcommands = [\"scale\"]\naction = \"gate\"\ntimeout = \"2s\"\n"),
+    )
+    .unwrap();
+    std::os::unix::fs::PermissionsExt::set_mode(
+        &mut std::fs::metadata(&policy).unwrap().permissions(),
+        0o600,
+    );
+    std::fs::set_permissions(&policy, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    let first = ServeProcess::start(&policy, &data);
+    let mut agent = crate::support::server::Agent {
+        url: first.url.clone(),
+        token: TOKEN_A.into(),
+        http: reqwest::Client::new(),
+    };
+    let pending = agent.create(&["delete", "deploy", "web"]).await;
+    let overdue = agent
+        .create(&["scale", "deploy", "web", "--replicas=0"])
+        .await;
+    // A client is waiting when the server dies.
+    let waiter = {
+        let (a, id) = (agent.clone(), pending.clone());
+        tokio::spawn(async move { a.wait(&id, BIG_WAIT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    let (s, _) = waiter
+        .await
+        .map(|_| (0u16, Value::Null))
+        .unwrap_or((0, Value::Null));
+    let _ = s; // the connection died with the server: the client must reconnect.
+    drop(first);
+
+    // Down for longer than the short rule's timeout.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let second = ServeProcess::start(&policy, &data);
+    agent.url = second.url.clone();
+    let (_, v) = agent.get(&format!("/api/v1/requests/{overdue}")).await;
+    assert_eq!(v["state"], "expired", "expired at start: {v}");
+    let (_, v) = agent.get(&format!("/api/v1/requests/{pending}")).await;
+    assert_eq!(v["state"], "pending", "state intact: {v}");
+
+    // The client reconnects and long-polls; a decision through the new server wakes it.
+    let waiter = {
+        let (a, id) = (agent.clone(), pending.clone());
+        tokio::spawn(async move { a.wait(&id, BIG_WAIT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let out = run(std::process::Command::new(bin())
+        .args(["approve", &pending, "-m", "after restart", "--data-dir"])
+        .arg(&data));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let (s, v) = waiter.await.unwrap();
+    assert_eq!((s, v["state"].as_str()), (200, Some("approved")), "{v}");
+    drop(second);
+
+    let out = run(std::process::Command::new(bin())
+        .args(["audit", "verify", "--db"])
+        .arg(data.join("hitl-gate.db")));
+    assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_answers_waiters_with_a_retryable_error_and_keeps_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_with("")).unwrap();
+    std::fs::set_permissions(&policy, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let mut srv = ServeProcess::start(&policy, &data);
+    let agent = crate::support::server::Agent {
+        url: srv.url.clone(),
+        token: TOKEN_A.into(),
+        http: reqwest::Client::new(),
+    };
+    let id = agent.create(&["delete", "pod", "x"]).await;
+    let waiter = {
+        let (a, id) = (agent.clone(), id.clone());
+        tokio::spawn(async move { a.wait(&id, BIG_WAIT).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    srv.signal(nix::sys::signal::Signal::SIGTERM);
+    let (s, v) = waiter.await.unwrap();
+    assert_eq!((s, v["code"].as_str()), (503, Some("shutting_down")), "{v}");
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "graceful exit: {status:?}");
+
+    let again = ServeProcess::start(&policy, &data);
+    let agent = crate::support::server::Agent {
+        url: again.url.clone(),
+        ..agent
+    };
+    let (_, v) = agent.get(&format!("/api/v1/requests/{id}")).await;
+    assert_eq!(v["state"], "pending", "{v}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_cannot_decide_list_or_see_others_and_bad_tokens_learn_nothing() {
+    let srv = TestServer::start(&policy_with("")).await;
+    let a = srv.agent(TOKEN_A);
+    let b = srv.agent(TOKEN_B);
+    let id = a.create(&["delete", "pod", "x"]).await;
+
+    let (s, v) = a
+        .post(
+            &format!("/api/v1/requests/{id}/decision"),
+            json!({"decision": "approve"}),
+        )
+        .await;
+    assert_eq!((s, v["code"].as_str()), (403, Some("forbidden")));
+    let (s, _) = a.get("/api/v1/requests").await;
+    assert_eq!(s, 403, "an agent cannot list");
+    let (s, v) = b.get(&format!("/api/v1/requests/{id}")).await;
+    assert_eq!(
+        (s, v["code"].as_str()),
+        (404, Some("not_found")),
+        "another agent's request is invisible"
+    );
+    let (s, _) = b
+        .post(&format!("/api/v1/requests/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(s, 404, "nor cancellable");
+
+    let wrong = srv.agent("not-a-token");
+    let (s, v) = wrong.get(&format!("/api/v1/requests/{id}")).await;
+    assert_eq!(s, 401);
+    assert_eq!(
+        v,
+        json!({"code": "unauthorized", "message": "unauthorized"})
+    );
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/v1/requests", srv.url))
+        .json(&create_body(&["delete"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401, "no token");
+
+    // The approver identity is the local user, from SO_PEERCRED, via the real CLI.
+    let out = run(std::process::Command::new(bin())
+        .args(["approve", &id, "--json", "--data-dir"])
+        .arg(&srv.data));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let user = hitl_gate::server::auth::username(nix::unistd::getuid().as_raw());
+    assert_eq!(v["decision"]["approvers"], json!([format!("local:{user}")]));
+
+    let (_, v) = a.get(&format!("/api/v1/requests/{id}")).await;
+    assert_eq!(v["state"], "approved");
+    let d: hitl_gate::api::SignedDecision = serde_json::from_value(v["decision"].clone()).unwrap();
+    hitl_gate::signing::verify_decision(&srv.public_key, &d)
+        .expect("the decision verifies with the public key");
+    assert_eq!(
+        d.argv_sha256,
+        hitl_gate::signing::argv_sha256("kubectl", &["delete".into(), "pod".into(), "x".into()])
+    );
+    assert!(
+        d.valid_until - d.decided_at == 300_000,
+        "default validity 5 minutes"
+    );
+    let (_, pk) = a.get("/api/v1/public-key").await;
+    assert_eq!(pk["public_key"], srv.public_key);
+
+    // Outcome, once.
+    let (s, _) = a
+        .post(
+            &format!("/api/v1/requests/{id}/outcome"),
+            json!({"exit_code": 0, "duration_ms": 1234}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, _) = a
+        .post(
+            &format!("/api/v1/requests/{id}/outcome"),
+            json!({"exit_code": 0, "duration_ms": 1}),
+        )
+        .await;
+    assert_eq!(s, 409);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_refuses_to_reject_without_a_reason_and_lists_and_shows() {
+    let srv = TestServer::start(&policy_with("")).await;
+    let id = srv.agent(TOKEN_A).create(&["delete", "pod", "x"]).await;
+    let out = run(std::process::Command::new(bin())
+        .args(["reject", &id, "--data-dir"])
+        .arg(&srv.data));
+    assert_eq!(code(&out), 2, "clap requires -m: {}", stderr(&out));
+    let out = run(std::process::Command::new(bin())
+        .args(["list", "--data-dir"])
+        .arg(&srv.data));
+    assert!(stdout(&out).contains(&id), "{}", stdout(&out));
+    let out = run(std::process::Command::new(bin())
+        .args(["show", &id, "--data-dir"])
+        .arg(&srv.data));
+    assert!(
+        stdout(&out).contains("- deployment web (3 replicas)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(std::process::Command::new(bin())
+        .args(["reject", &id, "-m", "no", "--data-dir"])
+        .arg(&srv.data));
+    assert_eq!(code(&out), 0);
+    assert!(
+        stdout(&out).contains("rejected by local:"),
+        "{}",
+        stdout(&out)
+    );
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socket_in_a_directory_others_can_write_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let policy = hitl_gate::policy::load::parse(&policy_with("")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let err = hitl_gate::server::launch_with_listener(
+        hitl_gate::server::Config {
+            data_dir: data,
+            policy,
+            tls: None,
+        },
+        listener,
+        async {},
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(err.contains("writable by group or others"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_json_errors() {
+    let srv = TestServer::start(&policy_with("[serve]\nbody_limit_bytes = 4096\n")).await;
+    let a = srv.agent(TOKEN_A);
+    let mut body = create_body(&["delete", "pod", "x"]);
+    body["diff"]["text"] = json!("x".repeat(10_000));
+    let (s, v) = a.post("/api/v1/requests", body).await;
+    assert_eq!((s, v["code"].as_str()), (413, Some("body_too_large")));
+    assert!(v["message"].as_str().unwrap().contains("4096"), "{v}");
+
+    let r = a
+        .http
+        .post(format!("{}/api/v1/requests", srv.url))
+        .bearer_auth(TOKEN_A)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "invalid_json");
+
+    let mut body = create_body(&["delete"]);
+    body["diff"]["text"] = json!(42);
+    let (s, v) = a.post("/api/v1/requests", body).await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("invalid_json")));
+    assert!(
+        v["message"].as_str().unwrap().contains("diff.text"),
+        "field path: {v}"
+    );
+
+    let mut body = create_body(&["delete"]);
+    body["environment"]["kube_contxt"] = json!("prod");
+    let (s, v) = a.post("/api/v1/requests", body).await;
+    assert_eq!(s, 400);
+    assert!(
+        v["message"].as_str().unwrap().contains("kube_contxt"),
+        "{v}"
+    );
+
+    let mut body = create_body(&["delete"]);
+    body["tool"] = json!("rm");
+    let (s, v) = a.post("/api/v1/requests", body).await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("invalid_request")));
+
+    let (s, v) = a.get("/api/v1/requests/not-an-id").await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("invalid_id")));
+    let (s, v) = a.get("/api/v1/requests/../../etc/passwd").await;
+    assert!(s == 400 || s == 404, "{s} {v}");
+    let (s, v) = a.get(&format!("/api/v1/requests/{}", "0".repeat(32))).await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("not_found")));
+    let (s, v) = a.get("/api/v1/nothing-here").await;
+    assert_eq!((s, v["code"].as_str()), (404, Some("not_found")));
+
+    // Argv and diff are stored exactly as received.
+    let mut body = create_body(&[
+        "delete",
+        "pod",
+        "<script>alert(1)</script>",
+        "\u{1b}[31mred",
+    ]);
+    body["diff"]["text"] = json!("line\r\n\u{0}nul <b>");
+    let (s, v) = a.post("/api/v1/requests", body.clone()).await;
+    assert_eq!(s, 201);
+    assert_eq!(v["argv"], body["argv"]);
+    assert_eq!(v["diff"]["text"], body["diff"]["text"]);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_servers_policy_is_authoritative() {
+    let srv = TestServer::start(&policy_with(
+        "[[environment]]\nname = \"production\"\nrisk = \"high\"\nkube_contexts = [\"prod\"]\n\n\
+         [[rule]]\nname = \"never-drain\"\ntools = [\"kubectl\"]\nsubcommands = [\"drain\"]\naction = \"deny\"\n",
+    ))
+    .await;
+    let a = srv.agent(TOKEN_A);
+    // The shim gated it; the server's policy would pass it: a human still decides.
+    let (s, v) = a
+        .post("/api/v1/requests", create_body(&["get", "pods"]))
+        .await;
+    assert_eq!(s, 201);
+    assert_eq!(v["state"], "pending", "never auto-approved on a mismatch");
+    assert_eq!(v["classification"]["verdict"], "pass");
+    // High risk (production via the reported context): 15 minutes.
+    let (_, v) = a
+        .post("/api/v1/requests", create_body(&["delete", "pod", "x"]))
+        .await;
+    assert_eq!(v["classification"]["environment"], "production");
+    assert_eq!(v["classification"]["timeout_seconds"], 900);
+    assert_eq!(
+        v["deadline"].as_i64().unwrap() - v["created_at"].as_i64().unwrap(),
+        900_000
+    );
+    // The server's deny rule rejects at once, on the record.
+    let (_, v) = a
+        .post("/api/v1/requests", create_body(&["drain", "node1"]))
+        .await;
+    assert_eq!(v["state"], "rejected");
+    assert_eq!(v["decision"]["approvers"], json!(["policy:never-drain"]));
+    // Elsewhere: the default hour.
+    let mut body = create_body(&["delete", "pod", "x"]);
+    body["environment"] = json!({"kube_context": "dev"});
+    let (_, v) = a.post("/api/v1/requests", body).await;
+    assert_eq!(v["classification"]["timeout_seconds"], 3600);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_fails_and_the_request_stays_pending_when_the_audit_cannot_be_written() {
+    let srv = TestServer::start(&policy_with("")).await;
+    let a = srv.agent(TOKEN_A);
+    let id = a.create(&["delete", "pod", "x"]).await;
+    // Make every audit append fail, from outside the server (as a full disk or an I/O error
+    // would): a trigger that aborts inserts into the audit table.
+    let mut db = raw_db(&srv.db()).await;
+    sqlx::query("CREATE TRIGGER audit_broken BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk I/O error (simulated)'); END")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (s, v) = srv.approver().decide(&id, "approve", None).await;
+    assert_eq!((s, v["code"].as_str()), (500, Some("store_failed")), "{v}");
+    let (_, v) = a.get(&format!("/api/v1/requests/{id}")).await;
+    assert_eq!(v["state"], "pending", "no decision without its audit row");
+    assert!(v["decision"].is_null());
+    // Once the audit can be written again, the decision goes through.
+    sqlx::query("DROP TRIGGER audit_broken")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (s, _) = srv.approver().decide(&id, "approve", None).await;
+    assert_eq!(s, 200);
+    srv.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_and_health() {
+    let srv = TestServer::start(&policy_with("")).await;
+    let a = srv.agent(TOKEN_A);
+    let id = a.create(&["delete", "pod", "x"]).await;
+    let _pending = a.create(&["delete", "pod", "y"]).await;
+    srv.approver().decide(&id, "approve", None).await;
+    let text = reqwest::get(format!("{}/metrics", srv.url))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for want in [
+        "hitl_gate_pending_requests 1",
+        "hitl_gate_decisions_total{outcome=\"approved\"} 1",
+        "hitl_gate_time_to_decision_seconds_count 1",
+        "hitl_gate_waiters 0",
+    ] {
+        assert!(text.contains(want), "missing {want}:\n{text}");
+    }
+    let ok = reqwest::get(format!("{}/healthz", srv.url)).await.unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    srv.stop().await;
+}
+
+#[test]
+fn serve_refuses_a_public_address_without_tls_and_keys_show_matches() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(std::process::Command::new(bin())
+        .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
+        .arg(dir.path().join("d"))
+        .env("HITL_GATE_TEST_ROOT", dir.path()));
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("refusing to listen on 0.0.0.0:0 without TLS"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(std::process::Command::new(bin())
+        .args(["keys", "show", "--data-dir"])
+        .arg(dir.path().join("d")));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let key = stdout(&out).trim().to_string();
+    assert_eq!(key.len(), 64);
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("d/signing.key"))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let again = run(std::process::Command::new(bin())
+        .args(["keys", "show", "--data-dir"])
+        .arg(dir.path().join("d")));
+    assert_eq!(stdout(&again).trim(), key, "the key persists");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_serves_https() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key, ca) = (
+        dir.path().join("c.pem"),
+        dir.path().join("k.pem"),
+        dir.path().join("ca.pem"),
+    );
+    // A throwaway CA and a server certificate for 127.0.0.1 signed by it.
+    let script = r#"set -e
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 -keyout k.pem -out c.csr
+        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
+        openssl x509 -req -in c.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext -out c.pem"#;
+    let out = run(std::process::Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir.path()));
+    assert!(
+        out.status.success(),
+        "openssl is needed to make a test certificate: {}",
+        stderr(&out)
+    );
+    let policy = hitl_gate::policy::load::parse(&policy_with("")).unwrap();
+    let tls = hitl_gate::server::tls::load(&cert, &key).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let data = dir.path().join("data");
+    let task = tokio::spawn(hitl_gate::server::launch_with_listener(
+        hitl_gate::server::Config {
+            data_dir: data,
+            policy,
+            tls: Some(tls),
+        },
+        listener,
+        async move {
+            let _ = rx.await;
+        },
+        |_| {},
+    ));
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let mut last = None;
+    for _ in 0..50 {
+        match client.get(format!("https://{addr}/healthz")).send().await {
+            Ok(r) => {
+                last = Some(Ok(r.status().as_u16()));
+                break;
+            }
+            Err(e) => last = Some(Err(format!("{e:?}"))),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, Some(Ok(200)));
+    let plain = reqwest::get(format!("http://{addr}/healthz")).await;
+    assert!(
+        plain.is_err(),
+        "plain HTTP must not be served on a TLS listener"
+    );
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+}

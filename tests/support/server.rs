@@ -1,0 +1,266 @@
+//! Server harness: a real `hitl-gate serve` in-process (through `launch_with_listener` on
+//! `127.0.0.1:0`, real SQLite in a temp dir) or as a child process of the built binary, agent
+//! clients (reqwest) and an approver client that speaks HTTP over the admin Unix socket.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Agent tokens known to [`policy_with`] policies.
+pub const TOKEN_A: &str = "token-of-agent-a";
+pub const TOKEN_B: &str = "token-of-agent-b";
+
+fn sha(s: &str) -> String {
+    hitl_gate::hex::sha256(s.as_bytes())
+}
+
+/// A policy text with two agents (`agent-a` for alice, `agent-b`) plus `extra`.
+pub fn policy_with(extra: &str) -> String {
+    format!(
+        "version = 1\n{extra}\n[[serve.agent]]\nname = \"agent-a\"\ntoken_sha256 = \"{}\"\non_behalf_of = \"alice\"\n\n[[serve.agent]]\nname = \"agent-b\"\ntoken_sha256 = \"{}\"\n",
+        sha(TOKEN_A),
+        sha(TOKEN_B)
+    )
+}
+
+pub struct TestServer {
+    pub url: String,
+    pub data: PathBuf,
+    pub public_key: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<Result<(), String>>>,
+    pub dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// Starts a server with `policy` (TOML text) on a fresh data dir.
+    pub async fn start(policy: &str) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        Self::start_in(dir, data, policy).await
+    }
+
+    pub async fn start_in(dir: tempfile::TempDir, data: PathBuf, policy: &str) -> TestServer {
+        let policy = hitl_gate::policy::load::parse(policy).expect("test policy parses");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (ktx, krx) = std::sync::mpsc::channel();
+        let config = hitl_gate::server::Config {
+            data_dir: data.clone(),
+            policy,
+            tls: None,
+        };
+        let task = tokio::spawn(hitl_gate::server::launch_with_listener(
+            config,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+            move |s| ktx.send(s.public_key.clone()).unwrap(),
+        ));
+        let public_key = tokio::task::spawn_blocking(move || {
+            krx.recv_timeout(std::time::Duration::from_secs(20))
+        })
+        .await
+        .unwrap()
+        .expect("server started");
+        TestServer {
+            url,
+            data,
+            public_key,
+            stop: Some(tx),
+            task: Some(task),
+            dir,
+        }
+    }
+
+    /// Stops the server gracefully and waits for it.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        let _ = self.stop.take().unwrap().send(());
+        self.task
+            .take()
+            .unwrap()
+            .await
+            .unwrap()
+            .expect("clean shutdown");
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    pub fn db(&self) -> PathBuf {
+        self.data.join("hitl-gate.db")
+    }
+
+    pub fn agent(&self, token: &str) -> Agent {
+        Agent {
+            url: self.url.clone(),
+            token: token.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn approver(&self) -> Approver {
+        Approver {
+            socket: self.data.join("admin.sock"),
+        }
+    }
+}
+
+/// An agent's HTTP client.
+#[derive(Clone)]
+pub struct Agent {
+    pub url: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+/// A minimal create body.
+pub fn create_body(argv: &[&str]) -> Value {
+    serde_json::json!({
+        "tool": "kubectl",
+        "argv": argv,
+        "cwd": "/work",
+        "host": "agent-host",
+        "environment": {"kube_context": "prod", "namespace": "web"},
+        "diff": {"text": "- deployment web (3 replicas)\n", "summary": {"delete": 1}, "truncated": false},
+        "artifact_sha256": [hitl_gate::hex::sha256(b"manifest")],
+        "reason": "clean up"
+    })
+}
+
+impl Agent {
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Creates a request; returns its id.
+    pub async fn create(&self, argv: &[&str]) -> String {
+        let (s, v) = self.post("/api/v1/requests", create_body(argv)).await;
+        assert_eq!(s, 201, "{v}");
+        v["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn wait(&self, id: &str, secs: u64) -> (u16, Value) {
+        self.get(&format!("/api/v1/requests/{id}?wait={secs}"))
+            .await
+    }
+}
+
+/// An approver on the admin socket (identity from SO_PEERCRED).
+pub struct Approver {
+    pub socket: PathBuf,
+}
+
+impl Approver {
+    pub async fn request(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        uds_request(&self.socket, method, path, body).await
+    }
+
+    pub async fn decide(&self, id: &str, decision: &str, comment: Option<&str>) -> (u16, Value) {
+        self.request(
+            "POST",
+            &format!("/api/v1/requests/{id}/decision"),
+            Some(serde_json::json!({"decision": decision, "comment": comment})),
+        )
+        .await
+    }
+}
+
+/// One HTTP/1.1 request over a Unix socket.
+pub async fn uds_request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let mut s = tokio::net::UnixStream::connect(socket).await.unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, serde_json::from_str(rest).unwrap_or(Value::Null))
+}
+
+/// `hitl-gate serve` as a child process of the built binary.
+pub struct ServeProcess {
+    pub child: Child,
+    pub url: String,
+}
+
+impl ServeProcess {
+    pub fn start(policy_file: &Path, data: &Path) -> ServeProcess {
+        let mut child = Command::new(super::bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HITL_GATE_POLICY", policy_file)
+            .env("HITL_GATE_TEST_ROOT", data.parent().unwrap())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let first = lines.next().expect("serve printed nothing").unwrap();
+        let url = first
+            .strip_prefix("hitl-gate serve: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .to_string();
+        // Keep draining stdout so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        ServeProcess { child, url }
+    }
+
+    pub fn signal(&self, sig: nix::sys::signal::Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Raw SQLite access for tampering tests (a second connection to the same file).
+pub async fn raw_db(path: &Path) -> sqlx::SqliteConnection {
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+    sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
