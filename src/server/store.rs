@@ -1,9 +1,15 @@
 //! The durable store: requests, the audit log and its signed checkpoints, in SQLite.
 //!
-//! Every state change and the audit row that records it are written in one `BEGIN IMMEDIATE`
-//! transaction on the single writer connection; if any statement fails (an audit append that
-//! cannot be written: disk full, I/O error, a read-only file), the transaction rolls back and the
-//! request stays as it was. "Exactly one terminal state" is enforced by a conditional update
+//! Every state change and the audit row that records it are written together, inside one
+//! SAVEPOINT of a `BEGIN IMMEDIATE` transaction on the single writer connection; if any statement
+//! fails (an audit append that cannot be written: disk full, I/O error, a read-only file), the
+//! savepoint rolls back and the request stays as it was.
+//!
+//! **Group commit.** One writer task owns the connection. Operations queue up while a commit
+//! (an fsync) is under way; the next transaction takes all of them (up to 128), each in its own
+//! savepoint, and commits once. A caller is answered only after the commit that contains its
+//! change is durable, and only its own operation's failure is reported to it; if the COMMIT itself
+//! fails, every operation of that batch fails and nothing of it is kept. "Exactly one terminal state" is enforced by a conditional update
 //! (`… WHERE state = 'pending'`), not by a lock in memory, and triggers make the audit log
 //! append-only and a decided request's decision immutable.
 //!
@@ -17,7 +23,6 @@ use std::sync::Arc;
 use serde_json::json;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Connection, Row as _, SqliteConnection, SqlitePool};
-use tokio::sync::Mutex;
 
 use crate::api::{Classification, CreateRequest, Outcome, RequestView, SignedDecision, State};
 use crate::audit::{self, Checkpoint, Row};
@@ -121,8 +126,25 @@ pub enum Changed {
     NotFound,
 }
 
+/// One queued write: runs on the writer connection inside its own savepoint.
+type WriteFn = Box<
+    dyn for<'c> FnOnce(
+            &'c mut SqliteConnection,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<bool>> + Send + 'c>,
+        > + Send,
+>;
+
+struct WriteOp {
+    run: WriteFn,
+    reply: tokio::sync::oneshot::Sender<Result<bool>>,
+}
+
+/// Operations per transaction at most.
+const MAX_BATCH: usize = 128;
+
 pub struct Store {
-    writer: Mutex<SqliteConnection>,
+    writer: tokio::sync::mpsc::UnboundedSender<WriteOp>,
     read: SqlitePool,
     keys: Arc<Keys>,
     checkpoint_every: i64,
@@ -159,38 +181,37 @@ impl Store {
             .max_connections(4)
             .connect_with(options(path)?.read_only(true))
             .await?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(writer_task(writer, rx));
         Ok(Store {
-            writer: Mutex::new(writer),
+            writer: tx,
             read,
             keys,
             checkpoint_every: i64::try_from(checkpoint_every.max(1)).unwrap_or(i64::MAX),
         })
     }
 
-    /// Runs `f` inside `BEGIN IMMEDIATE … COMMIT` on the writer; rolls back on any error.
-    async fn write<T, F>(&self, f: F) -> Result<T>
+    /// Queues `f` for the writer task and waits until the transaction containing it is durable.
+    /// `f`'s changes are kept only if it returns `Ok`.
+    async fn write<F>(&self, f: F) -> Result<bool>
     where
         F: for<'c> FnOnce(
-            &'c mut SqliteConnection,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>,
-        >,
+                &'c mut SqliteConnection,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<bool>> + Send + 'c>,
+            > + Send
+            + 'static,
     {
-        let mut conn = self.writer.lock().await;
-        sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-        match f(&mut conn).await {
-            Ok(v) => match sqlx::query("COMMIT").execute(&mut *conn).await {
-                Ok(_) => Ok(v),
-                Err(e) => {
-                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                    Err(e.into())
-                }
-            },
-            Err(e) => {
-                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-                Err(e)
-            }
-        }
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer
+            .send(WriteOp {
+                run: Box::new(f),
+                reply,
+            })
+            .map_err(|_| StoreError("the database writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError("the database writer has stopped".into()))?
     }
 
     /// Inserts a request and its `request_created` audit row.
@@ -237,7 +258,7 @@ impl Store {
                     &body,
                 )
                 .await?;
-                Ok(())
+                Ok(true)
             })
         })
         .await?;
@@ -441,10 +462,11 @@ impl Store {
                         insert_checkpoint(c, &keys, seq, &hash, now).await?;
                     }
                 }
-                Ok(())
+                Ok(true)
             })
         })
         .await
+        .map(|_| ())
     }
 
     /// Every audit row in seq order, and every checkpoint.
@@ -488,6 +510,62 @@ impl Store {
         .collect();
         Ok((rows, cps))
     }
+}
+
+/// The writer task: batches queued operations into one transaction each (see the module doc).
+async fn writer_task(
+    mut conn: SqliteConnection,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<WriteOp>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let (runs, replies): (Vec<WriteFn>, Vec<_>) =
+            batch.into_iter().map(|op| (op.run, op.reply)).unzip();
+        let results = run_batch(&mut conn, runs).await;
+        for (reply, r) in replies.into_iter().zip(results) {
+            let _ = reply.send(r);
+        }
+    }
+}
+
+/// Runs a batch in one transaction, one savepoint per operation; returns each operation's result.
+async fn run_batch(conn: &mut SqliteConnection, batch: Vec<WriteFn>) -> Vec<Result<bool>> {
+    let fail_all =
+        |e: &sqlx::Error, n: usize| (0..n).map(|_| Err(StoreError(e.to_string()))).collect();
+    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        return fail_all(&e, batch.len());
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    let n = batch.len();
+    for run in batch {
+        let r = match sqlx::query("SAVEPOINT op").execute(&mut *conn).await {
+            Err(e) => Err(StoreError::from(e)),
+            Ok(_) => match run(conn).await {
+                Ok(v) => sqlx::query("RELEASE op")
+                    .execute(&mut *conn)
+                    .await
+                    .map(|_| v)
+                    .map_err(Into::into),
+                Err(e) => {
+                    let _ = sqlx::query("ROLLBACK TO op").execute(&mut *conn).await;
+                    let _ = sqlx::query("RELEASE op").execute(&mut *conn).await;
+                    Err(e)
+                }
+            },
+        };
+        results.push(r);
+    }
+    if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+        return fail_all(&e, n);
+    }
+    results
 }
 
 /// Appends one audit row (and, every N rows, a signed checkpoint) on the writer's transaction.

@@ -1,0 +1,407 @@
+//! Benchmarks of the approval server (a benchmark, not a test): run with
+//! `cargo bench --bench server -- [wakeup|waiters|throughput|verify]` (all four by default).
+//! Results and the exact commands are recorded in docs/performance.md.
+//!
+//! - wakeup: from a decision to the waiting long-poll's return, over 1,000 requests;
+//! - waiters: 10,000 concurrent long-polls on one server process, all woken; its RSS;
+//! - throughput: create+decide cycles per second, audit fsync'd (WAL, synchronous=FULL);
+//! - verify: `hitl-gate audit verify` rows per second on a 300,000-row log.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const TOKEN: &str = "bench-token";
+
+fn policy_text(extra: &str) -> String {
+    format!(
+        "version = 1\n{extra}\n[[serve.agent]]\nname = \"bench\"\ntoken_sha256 = \"{}\"\n",
+        hitl_gate::hex::sha256(TOKEN.as_bytes())
+    )
+}
+
+fn body(i: usize) -> Value {
+    json!({"tool": "kubectl", "argv": ["delete", "pod", format!("p{i}")], "cwd": "/w", "host": "bench",
+           "environment": {"kube_context": "prod"}, "diff": {"text": "- pod\n"}})
+}
+
+async fn uds(socket: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
+    let mut s = tokio::net::UnixStream::connect(socket)
+        .await
+        .expect("admin socket");
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).await.unwrap();
+    let (head, rest) = raw.split_once("\r\n\r\n").unwrap();
+    (
+        head.split_whitespace().nth(1).unwrap().parse().unwrap(),
+        rest.to_string(),
+    )
+}
+
+async fn approve(socket: &Path, id: &str) {
+    let (s, b) = uds(
+        socket,
+        "POST",
+        &format!("/api/v1/requests/{id}/decision"),
+        Some(json!({"decision": "approve"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+}
+
+struct InProcess {
+    url: String,
+    socket: PathBuf,
+    _dir: tempfile::TempDir,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+async fn in_process(extra: &str) -> InProcess {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let policy = hitl_gate::policy::load::parse(&policy_text(extra)).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let (stx, srx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(hitl_gate::server::launch_with_listener(
+        hitl_gate::server::Config {
+            data_dir: data.clone(),
+            policy,
+            tls: None,
+        },
+        listener,
+        async move {
+            let _ = rx.await;
+        },
+        move |_| {
+            let _ = stx.send(());
+        },
+    ));
+    srx.await.unwrap();
+    InProcess {
+        url,
+        socket: data.join("admin.sock"),
+        _dir: dir,
+        stop: tx,
+        task,
+    }
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+async fn create(http: &reqwest::Client, url: &str, i: usize) -> String {
+    let v: Value = http
+        .post(format!("{url}/api/v1/requests"))
+        .bearer_auth(TOKEN)
+        .json(&body(i))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    v["id"].as_str().expect("created").to_string()
+}
+
+async fn wakeup() {
+    let srv = in_process("").await;
+    let http = reqwest::Client::new();
+    let n = 1000;
+    let (mut after_answer, mut after_send) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        let id = create(&http, &srv.url, i).await;
+        let (h, u, id2) = (http.clone(), srv.url.clone(), id.clone());
+        let poll = tokio::spawn(async move {
+            let r = h
+                .get(format!("{u}/api/v1/requests/{id2}?wait=30"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            let t = Instant::now();
+            let v: Value = r.json().await.unwrap();
+            (t, v["state"].as_str().unwrap().to_string())
+        });
+        tokio::time::sleep(Duration::from_millis(3)).await; // let the poll park
+        let t0 = Instant::now();
+        approve(&srv.socket, &id).await;
+        let t_answer = Instant::now();
+        let (t_poll, state) = poll.await.unwrap();
+        assert_eq!(state, "approved");
+        after_send.push(t_poll.duration_since(t0).as_secs_f64() * 1e3);
+        // The poller may return before the decider reads its own answer: that counts as 0.
+        after_answer.push(t_poll.saturating_duration_since(t_answer).as_secs_f64() * 1e3);
+    }
+    println!("wakeup over {n} requests (ms):");
+    println!(
+        "  decision sent -> poll returned (upper bound, includes the decision's fsync'd commit): p50 {:.3} p99 {:.3}",
+        pct(&mut after_send, 0.5),
+        pct(&mut after_send, 0.99)
+    );
+    println!(
+        "  decision answered (commit done) -> poll returned: p50 {:.3} p99 {:.3}",
+        pct(&mut after_answer, 0.5),
+        pct(&mut after_answer, 0.99)
+    );
+    let _ = srv.stop.send(());
+    srv.task.await.unwrap().unwrap();
+}
+
+fn rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmRSS:")
+                .map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap())
+        })
+        .unwrap()
+}
+
+async fn waiters() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(&policy, policy_text("")).unwrap();
+    std::fs::set_permissions(&policy, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let data = dir.path().join("data");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hitl-gate"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("HITL_GATE_POLICY", &policy)
+        .env("HITL_GATE_TEST_ROOT", dir.path())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    let url = first.trim().rsplit(' ').next().unwrap().to_string();
+    std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let pid = child.id();
+    let idle_rss = rss_kb(pid);
+
+    let (requests, per_request) = (100, 100);
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut ids = Vec::new();
+    for i in 0..requests {
+        ids.push(create(&http, &url, i).await);
+    }
+    let mut polls = Vec::new();
+    for id in &ids {
+        for _ in 0..per_request {
+            let (h, u, id) = (http.clone(), url.clone(), id.clone());
+            polls.push(tokio::spawn(async move {
+                let r = h
+                    .get(format!("{u}/api/v1/requests/{id}?wait=60"))
+                    .bearer_auth(TOKEN)
+                    .send()
+                    .await;
+                match r {
+                    Ok(r) => r
+                        .json::<Value>()
+                        .await
+                        .map(|v| v["state"].as_str().unwrap_or("?").to_string())
+                        .unwrap_or_else(|e| e.to_string()),
+                    Err(e) => e.to_string(),
+                }
+            }));
+        }
+    }
+    let total = requests * per_request;
+    let t = Instant::now();
+    loop {
+        let m = http
+            .get(format!("{url}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let w: i64 = m
+            .lines()
+            .find_map(|l| l.strip_prefix("hitl_gate_waiters "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        if w as usize >= total || t.elapsed() > Duration::from_secs(50) {
+            println!(
+                "waiters: {w} long-polls held after {:.1}s",
+                t.elapsed().as_secs_f64()
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let held_rss = rss_kb(pid);
+    let socket = data.join("admin.sock");
+    let t = Instant::now();
+    for id in &ids {
+        approve(&socket, id).await;
+    }
+    let mut approved = 0;
+    for p in polls {
+        if p.await.unwrap() == "approved" {
+            approved += 1;
+        }
+    }
+    println!(
+        "waiters: {approved}/{total} woken with \"approved\" in {:.2}s after the first decision; server RSS idle {} MB, holding {total} waiters {} MB",
+        t.elapsed().as_secs_f64(),
+        idle_rss / 1024,
+        held_rss / 1024
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+async fn throughput() {
+    let srv = Arc::new(in_process("").await);
+    let http = reqwest::Client::new();
+    let (workers, per_worker) = (16, 150);
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (srv, http) = (srv.clone(), http.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_worker {
+                let id = create(&http, &srv.url, w * per_worker + i).await;
+                approve(&srv.socket, &id).await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let secs = t.elapsed().as_secs_f64();
+    let cycles = workers * per_worker;
+    println!(
+        "throughput: {cycles} create+decide cycles in {secs:.2}s = {:.0} cycles/s ({workers} concurrent clients; 2 fsync'd transactions per cycle)",
+        cycles as f64 / secs
+    );
+}
+
+async fn verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // The server creates the schema and the key; then rows are appended in bulk, exactly as the
+    // server would chain them.
+    let srv = {
+        let policy = hitl_gate::policy::load::parse(&policy_text("")).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (stx, srx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(hitl_gate::server::launch_with_listener(
+            hitl_gate::server::Config {
+                data_dir: data.clone(),
+                policy,
+                tls: None,
+            },
+            listener,
+            async {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            },
+            move |_| {
+                let _ = stx.send(());
+            },
+        ));
+        srx.await.unwrap();
+        task
+    };
+    srv.await.unwrap().unwrap();
+    let n: i64 = 300_000;
+    let db = data.join("hitl-gate.db");
+    {
+        use sqlx::ConnectOptions;
+        use std::str::FromStr;
+        let mut c =
+            sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display()))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+        sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+        let mut prev: Option<(i64, String)> = None;
+        let text = "~ deployment web: replicas 3 -> 5\n".repeat(8);
+        for i in 0..n {
+            let body = json!({"command": {"tool": "kubectl", "argv": ["scale", "deploy", "web", "--replicas=5"]},
+                              "environment": {"kube_context": "prod", "namespace": "web"},
+                              "diff": {"text": &text}, "i": i});
+            let r = hitl_gate::audit::next_row(
+                prev.as_ref().map(|(s, h)| (s, h.as_str())),
+                1_700_000_000_000 + i,
+                "approved",
+                Some("0123456789abcdef0123456789abcdef"),
+                "local:bench",
+                &body,
+            );
+            sqlx::query("INSERT INTO audit (seq, at, kind, request_id, actor, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+                .bind(r.seq).bind(r.at).bind(&r.kind).bind(&r.request_id).bind(&r.actor).bind(&r.body).bind(&r.prev_hash).bind(&r.hash)
+                .execute(&mut c).await.unwrap();
+            prev = Some((r.seq, r.hash));
+        }
+        sqlx::query("COMMIT").execute(&mut c).await.unwrap();
+    }
+    let size = std::fs::metadata(&db).unwrap().len();
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_hitl-gate"))
+        .args(["audit", "verify", "--db"])
+        .arg(&db)
+        .output()
+        .unwrap();
+    let secs = t.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    println!(
+        "verify: {n} rows ({} MB) in {secs:.2}s = {:.0} rows/s ({})",
+        size / 1_000_000,
+        n as f64 / secs,
+        String::from_utf8_lossy(&out.stdout).trim()
+    );
+}
+
+fn main() {
+    let which: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let all = which.is_empty();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        if all || which.iter().any(|w| w == "wakeup") {
+            wakeup().await;
+        }
+        if all || which.iter().any(|w| w == "throughput") {
+            throughput().await;
+        }
+        if all || which.iter().any(|w| w == "verify") {
+            verify().await;
+        }
+        if all || which.iter().any(|w| w == "waiters") {
+            waiters().await;
+        }
+    });
+}
