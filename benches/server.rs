@@ -294,7 +294,7 @@ async fn throughput() {
     let secs = t.elapsed().as_secs_f64();
     let cycles = workers * per_worker;
     println!(
-        "throughput: {cycles} create+decide cycles in {secs:.2}s = {:.0} cycles/s ({workers} concurrent clients; 2 fsync'd transactions per cycle)",
+        "throughput: {cycles} create+decide cycles in {secs:.2}s = {:.0} cycles/s ({workers} concurrent clients; each create and each decision is durable (fsync'd, group commit) before its answer)",
         cycles as f64 / secs
     );
 }
@@ -360,6 +360,9 @@ async fn verify() {
         sqlx::query("COMMIT").execute(&mut c).await.unwrap();
     }
     let size = std::fs::metadata(&db).unwrap().len();
+    if let Some(keep) = std::env::var_os("BENCH_KEEP_DB") {
+        std::fs::copy(&db, keep).unwrap();
+    }
     let t = Instant::now();
     let out = Command::new(env!("CARGO_BIN_EXE_hitl-gate"))
         .args(["audit", "verify", "--db"])

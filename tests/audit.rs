@@ -180,3 +180,36 @@ async fn an_export_verifies_offline_and_fails_after_one_edit() {
     assert_eq!(stdout(&csv).lines().count(), 13);
     assert!(stdout(&csv).starts_with("seq,at,kind,request_id,actor,body,prev_hash,hash\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hole_wider_than_a_read_page_is_still_found() {
+    // The verifier reads the log in pages of seq ranges; a hole wider than a page must not end
+    // the scan early and make a gutted log look like a short, intact one.
+    let (_dir, data, key) = populated().await;
+    let db = data.join("hitl-gate.db");
+    let mut c = raw_db(&db).await;
+    let (mut seq, mut hash): (i64, String) =
+        sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    sqlx::query("BEGIN").execute(&mut c).await.unwrap();
+    for i in 0..12_000 {
+        let body = serde_json::json!({"i": i});
+        let r =
+            hitl_gate::audit::next_row(Some((&seq, &hash)), 1, "outcome", None, "agent:x", &body);
+        sqlx::query("INSERT INTO audit (seq, at, kind, request_id, actor, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+            .bind(r.seq).bind(r.at).bind(&r.kind).bind(&r.request_id).bind(&r.actor).bind(&r.body).bind(&r.prev_hash).bind(&r.hash)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        (seq, hash) = (r.seq, r.hash);
+    }
+    sqlx::query("COMMIT").execute(&mut c).await.unwrap();
+    let out = verify(&db, &key);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("12012 rows"), "{}", stdout(&out));
+
+    tamper(&db, &["DELETE FROM audit WHERE seq BETWEEN 20 AND 9020"]).await;
+    assert_broken_at(&verify(&db, &key), 20, "missing");
+}

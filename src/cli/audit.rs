@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{ConnectOptions, Row as _};
+use sqlx::ConnectOptions;
 
 use super::CliError;
 use crate::audit::{self, Checkpoint, ExportLine, Row, VerifyError};
@@ -98,36 +98,77 @@ impl DbReader {
         Ok(DbReader { rt, conn })
     }
 
+    /// The next page of rows after `after`: the rows with `seq` in `(after, after + PAGE]`,
+    /// or, when that range is empty, from the next row that exists (a gap must not end the scan:
+    /// the rows behind it are what `verify` reports as missing). A page comes back as one JSON
+    /// array built by SQLite, because reading row by row through sqlx costs more than verifying.
+    /// This is transport only: the hashes cover the exact stored bytes, so an encoding mistake
+    /// could only make a good row look bad, never the reverse.
     fn page(
         &mut self,
-        after: i64,
+        mut after: i64,
         since: Option<i64>,
         until: Option<i64>,
     ) -> Result<Vec<Row>, String> {
-        let q = sqlx::query(
-            "SELECT seq, at, kind, request_id, actor, body, prev_hash, hash FROM audit WHERE seq > ?1 \
-             AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at <= ?3) ORDER BY seq LIMIT 20000",
-        )
-        .bind(after)
-        .bind(since)
-        .bind(until);
-        let rows = self
-            .rt
-            .block_on(q.fetch_all(&mut self.conn))
-            .map_err(|e| e.to_string())?;
-        Ok(rows
-            .iter()
-            .map(|r| Row {
-                seq: r.get(0),
-                at: r.get(1),
-                kind: r.get(2),
-                request_id: r.get(3),
-                actor: r.get(4),
-                body: r.get(5),
-                prev_hash: r.get(6),
-                hash: r.get(7),
-            })
-            .collect())
+        const PAGE: i64 = 5000;
+        type Tuple = (
+            i64,
+            i64,
+            String,
+            Option<String>,
+            String,
+            String,
+            String,
+            String,
+        );
+        loop {
+            let q = sqlx::query_scalar::<_, Option<String>>(
+                "SELECT json_group_array(json_array(seq, at, kind, request_id, actor, body, prev_hash, hash)) \
+                 FROM audit WHERE seq > ?1 AND seq <= ?1 + ?4 AND (?2 IS NULL OR at >= ?2) \
+                 AND (?3 IS NULL OR at <= ?3)",
+            )
+            .bind(after)
+            .bind(since)
+            .bind(until)
+            .bind(PAGE);
+            let text = self
+                .rt
+                .block_on(q.fetch_one(&mut self.conn))
+                .map_err(|e| e.to_string())?;
+            let tuples: Vec<Tuple> =
+                serde_json::from_str(text.as_deref().unwrap_or("[]")).map_err(|e| e.to_string())?;
+            if !tuples.is_empty() {
+                return Ok(tuples
+                    .into_iter()
+                    .map(
+                        |(seq, at, kind, request_id, actor, body, prev_hash, hash)| Row {
+                            seq,
+                            at,
+                            kind,
+                            request_id,
+                            actor,
+                            body,
+                            prev_hash,
+                            hash,
+                        },
+                    )
+                    .collect());
+            }
+            let next = sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT MIN(seq) FROM audit WHERE seq > ?1 AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at <= ?3)",
+            )
+            .bind(after)
+            .bind(since)
+            .bind(until);
+            match self
+                .rt
+                .block_on(next.fetch_one(&mut self.conn))
+                .map_err(|e| e.to_string())?
+            {
+                Some(n) => after = n - 1,
+                None => return Ok(Vec::new()),
+            }
+        }
     }
 
     fn checkpoints(&mut self) -> Result<Vec<Checkpoint>, CliError> {
@@ -148,34 +189,43 @@ impl DbReader {
             .collect())
     }
 
-    /// All rows, in pages, as an iterator for `audit::verify`.
+    /// All rows, as an iterator for `audit::verify`. A reader thread fetches the next page while
+    /// the caller checks the current one (two pages in flight at most).
     fn rows(
-        &mut self,
+        self,
         since: Option<i64>,
         until: Option<i64>,
-    ) -> impl Iterator<Item = Result<Row, VerifyError>> + '_ {
-        let mut after = 0i64;
-        let mut buf = std::collections::VecDeque::new();
-        let mut done = false;
-        std::iter::from_fn(move || {
-            if buf.is_empty() && !done {
-                match self.page(after, since, until) {
-                    Ok(p) if p.is_empty() => done = true,
+    ) -> impl Iterator<Item = Result<Row, VerifyError>> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Row>, (i64, String)>>(2);
+        std::thread::spawn(move || {
+            let mut db = self;
+            let mut after = 0i64;
+            loop {
+                match db.page(after, since, until) {
+                    Ok(p) if p.is_empty() => return,
                     Ok(p) => {
                         after = p.last().map_or(after, |r| r.seq);
-                        buf.extend(p);
+                        if tx.send(Ok(p)).is_err() {
+                            return;
+                        }
                     }
                     Err(e) => {
-                        done = true;
-                        return Some(Err(VerifyError {
-                            seq: after + 1,
-                            why: format!("cannot read the database: {e}"),
-                        }));
+                        let _ = tx.send(Err((after + 1, e)));
+                        return;
                     }
                 }
             }
-            buf.pop_front().map(Ok)
-        })
+        });
+        rx.into_iter()
+            .flat_map(|page| -> Vec<Result<Row, VerifyError>> {
+                match page {
+                    Ok(rows) => rows.into_iter().map(Ok).collect(),
+                    Err((seq, e)) => vec![Err(VerifyError {
+                        seq,
+                        why: format!("cannot read the database: {e}"),
+                    })],
+                }
+            })
     }
 }
 
@@ -224,8 +274,8 @@ fn verify(a: VerifyArgs) -> Result<i32, CliError> {
         }
         let mut db = DbReader::open(&path)?;
         let cps = db.checkpoints()?;
-        let rows: Vec<_> = db.rows(None, None).collect();
-        audit::verify(rows, &cps, key.as_deref())
+        // Streamed page by page: a large log is never held in memory at once.
+        audit::verify(db.rows(None, None), &cps, key.as_deref())
     };
     match report {
         Ok(r) => {
