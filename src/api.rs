@@ -6,6 +6,13 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Unix milliseconds now: the unit of every time on the wire.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
 /// `POST /api/v1/requests`: what an agent (its shim) asks to run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

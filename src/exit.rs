@@ -27,6 +27,8 @@ pub const REFUSED: u8 = 87;
 pub const VERIFICATION_FAILED: u8 = 88;
 /// hitl-gate itself failed in a way not listed above (an I/O error, a bug).
 pub const INTERNAL: u8 = 89;
+/// The real binary was found but could not be executed (permissions, bad interpreter).
+pub const CANNOT_EXECUTE: u8 = 126;
 /// The real tool was not found on PATH (or at the policy's `real_path`).
 pub const NOT_FOUND: u8 = 127;
 /// The binary was started under a name that is neither a tool nor `hitl-gate`.

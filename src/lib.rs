@@ -9,6 +9,8 @@ pub mod api;
 pub mod argv;
 pub mod audit;
 pub mod cli;
+pub mod client;
+pub mod diff;
 pub mod exit;
 pub mod hex;
 pub mod policy;

@@ -153,10 +153,124 @@ pub fn verify_decision(public_hex: &str, d: &SignedDecision) -> Result<(), Strin
     verify(public_hex, &decision_bytes(d), &d.signature)
 }
 
+/// What the shim expects an approval to say, computed by the shim itself right before the run.
+pub struct Expected<'a> {
+    pub request_id: &'a str,
+    pub argv_sha256: String,
+    pub environment_sha256: String,
+    pub artifact_sha256: Vec<String>,
+}
+
+/// Checks an approval before anything runs: the signature with the pinned key first (so nothing
+/// unsigned is looked at further), then that it approves this very request, is still valid at
+/// `now_ms`, and names the argv, environment and artifacts the shim is about to run.
+pub fn check_approval(
+    public_hex: &str,
+    d: &SignedDecision,
+    want: &Expected<'_>,
+    now_ms: i64,
+) -> Result<(), String> {
+    verify_decision(public_hex, d).map_err(|e| {
+        format!("the decision's signature does not verify with the pinned public key ({e})")
+    })?;
+    if d.decision != crate::api::State::Approved {
+        return Err(format!(
+            "the decision is {}, not approved",
+            d.decision.as_str()
+        ));
+    }
+    if d.request_id != want.request_id {
+        return Err(format!(
+            "the decision is for request {}, not {}",
+            d.request_id, want.request_id
+        ));
+    }
+    if now_ms >= d.valid_until {
+        return Err(format!(
+            "the approval expired {} ms ago (valid until {}, unix ms); ask again",
+            now_ms - d.valid_until,
+            d.valid_until
+        ));
+    }
+    if d.argv_sha256 != want.argv_sha256 {
+        return Err("the approved command line is not this one".into());
+    }
+    if d.environment_sha256 != want.environment_sha256 {
+        return Err(
+            "the target environment changed since it was approved (workspace, backend or \
+             directory)"
+                .into(),
+        );
+    }
+    if d.artifact_sha256 != want.artifact_sha256 {
+        return Err(format!(
+            "the artifact to run (sha256 {}) is not the approved one (sha256 {}); it was changed \
+             after approval",
+            want.artifact_sha256.join(","),
+            d.artifact_sha256.join(",")
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::api::State;
+
+    #[test]
+    fn an_approval_must_match_everything_the_shim_is_about_to_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = Keys::load_or_create(dir.path()).unwrap();
+        let argv = vec!["apply".to_string()];
+        let mut d = SignedDecision {
+            request_id: "r1".into(),
+            decision: State::Approved,
+            approvers: vec!["local:alice".into()],
+            comment: None,
+            argv_sha256: argv_sha256("terraform", &argv),
+            artifact_sha256: vec![hex::sha256(b"plan")],
+            environment_sha256: environment_sha256(&Target::default()),
+            decided_at: 1000,
+            valid_until: 2000,
+            signature: String::new(),
+        };
+        d.signature = keys.sign(&decision_bytes(&d));
+        let want = || Expected {
+            request_id: "r1",
+            argv_sha256: argv_sha256("terraform", &argv),
+            environment_sha256: environment_sha256(&Target::default()),
+            artifact_sha256: vec![hex::sha256(b"plan")],
+        };
+        let pk = keys.public_hex();
+        check_approval(&pk, &d, &want(), 1500).unwrap();
+        let err =
+            |d: &SignedDecision, w: Expected<'_>, now| check_approval(&pk, d, &w, now).unwrap_err();
+        assert!(err(&d, want(), 2000).contains("expired"));
+        let mut w = want();
+        w.artifact_sha256 = vec![hex::sha256(b"other plan")];
+        assert!(err(&d, w, 1500).contains("changed after approval"));
+        let mut w = want();
+        w.environment_sha256 = "x".into();
+        assert!(err(&d, w, 1500).contains("environment changed"));
+        let mut w = want();
+        w.argv_sha256 = argv_sha256("terraform", &["destroy".into()]);
+        assert!(err(&d, w, 1500).contains("command line"));
+        let mut w = want();
+        w.request_id = "r2";
+        assert!(err(&d, w, 1500).contains("request r1"));
+        // Signed by another key: refused before anything else is looked at.
+        let other = tempfile::tempdir().unwrap();
+        let other = Keys::load_or_create(other.path()).unwrap();
+        assert!(check_approval(&other.public_hex(), &d, &want(), 1500)
+            .unwrap_err()
+            .contains("signature"));
+        // A validly signed rejection is not an approval.
+        let mut r = d.clone();
+        r.decision = State::Rejected;
+        r.signature = keys.sign(&decision_bytes(&r));
+        assert!(err(&r, want(), 1500).contains("not approved"));
+    }
 
     #[test]
     fn decisions_sign_and_verify_and_any_change_breaks_them() {

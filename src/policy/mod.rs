@@ -111,6 +111,7 @@ impl Policy {
                 environments: Vec::new(),
                 rules: Vec::new(),
                 serve: Default::default(),
+                approval: Default::default(),
             },
         }
     }
@@ -178,7 +179,24 @@ impl Policy {
                 }
             }
         }
+        validate_approval(&file.approval)?;
         Ok(Policy { file })
+    }
+
+    /// The `[approval]` section (the shim's client settings).
+    pub fn approval(&self) -> &schema::Approval {
+        &self.file.approval
+    }
+
+    /// Whether a plan with no changes runs without asking under `rule` (file rules may turn it
+    /// off; built-in rules keep the default, true).
+    pub fn skip_when_no_changes(&self, rule: &str) -> bool {
+        self.file
+            .rules
+            .iter()
+            .find(|r| r.name == rule)
+            .and_then(|r| r.skip_when_no_changes)
+            .unwrap_or(true)
     }
 
     /// The `[serve]` section.
@@ -302,6 +320,49 @@ impl Policy {
         }
         None
     }
+}
+
+/// The `[approval]` checks serde cannot make: all or nothing, an absolute token path, a real
+/// key, and no clear-text HTTP off the machine.
+fn validate_approval(a: &schema::Approval) -> Result<(), String> {
+    let set = [
+        a.url.is_some(),
+        a.token_file.is_some(),
+        a.public_key.is_some(),
+    ];
+    if set.iter().all(|s| !s) {
+        return Ok(());
+    }
+    let (Some(url), Some(token_file), Some(key)) = (&a.url, &a.token_file, &a.public_key) else {
+        return Err("[approval] needs all of url, token_file and public_key".into());
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("[approval] url {url:?} must start with https:// or http://"))?;
+    let host = rest.split(['/', '?']).next().unwrap_or_default();
+    let host = host.rsplit_once(':').map_or(host, |(h, port)| {
+        if port.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            host
+        }
+    });
+    if url.starts_with("http://") && !matches!(host, "127.0.0.1" | "localhost" | "[::1]") {
+        return Err(format!(
+            "[approval] url {url:?}: plain http is allowed only to loopback; use https://"
+        ));
+    }
+    if !token_file.is_absolute() {
+        return Err(format!(
+            "[approval] token_file {:?} must be an absolute path",
+            token_file.display()
+        ));
+    }
+    if crate::hex::decode(key).map(|k| k.len()) != Some(32) {
+        return Err("[approval] public_key must be 64 hex characters (hitl-gate keys show)".into());
+    }
+    Ok(())
 }
 
 fn rule_applies(rule: &Rule, tool: Tool, inv: &Invocation, path: &str) -> bool {

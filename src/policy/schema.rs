@@ -28,6 +28,29 @@ pub struct PolicyFile {
     /// `[serve]`: the approval server's settings.
     #[serde(default)]
     pub serve: Serve,
+    /// `[approval]`: where the shim asks for approval of gated commands.
+    #[serde(default)]
+    pub approval: Approval,
+}
+
+/// `[approval]`: the shim's side of the approval server. Read only from the policy in force, so
+/// under a root-owned `/etc/hitl-gate/policy.toml` nothing the agent controls can change it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Approval {
+    /// Base URL of the server (`https://gate.example.com`; plain `http://` only on loopback).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Absolute path of the file holding this agent's bearer token (never taken from argv).
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// The server's Ed25519 public key, 64 hex characters (`hitl-gate keys show`). Every
+    /// decision is verified against it before anything runs.
+    #[serde(default)]
+    pub public_key: Option<String>,
+    /// A PEM bundle of extra CA certificates to trust for the server's TLS certificate.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A duration written as `500ms`, `30s`, `15m` or `2h`.
@@ -287,6 +310,10 @@ pub struct Rule {
     /// What happens at the timeout. Only `"reject"` exists (recorded as `expired`).
     #[serde(default)]
     pub on_timeout: Option<OnTimeout>,
+    /// A terraform plan with no changes runs without asking (still recorded in the audit log as
+    /// `no_changes`). Default true.
+    #[serde(default)]
+    pub skip_when_no_changes: Option<bool>,
 }
 
 /// `on_timeout`

@@ -84,12 +84,7 @@ impl Waiters {
     }
 }
 
-/// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+pub use crate::api::now_ms;
 
 /// The default data dir: `$XDG_DATA_HOME/hitl-gate`, else `~/.local/share/hitl-gate`.
 pub fn default_data_dir() -> PathBuf {

@@ -38,6 +38,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/requests/{id}/cancel", post(cancel))
         .route("/api/v1/requests/{id}/outcome", post(outcome))
         .route("/api/v1/requests/{id}/decision", post(decision))
+        .route("/api/v1/no-changes", post(no_changes))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app)
@@ -166,17 +167,21 @@ fn classify(app: &App, req: &CreateRequest, tool: Tool) -> Classification {
     }
 }
 
+fn tool_of(req: &CreateRequest) -> Result<Tool, ApiError> {
+    Tool::from_name(&req.tool).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!("at `tool`: unknown tool {:?}", req.tool),
+        )
+    })
+}
+
 async fn create(
     AxState(app): St,
     agent: Agent,
     Body(req): Body<CreateRequest>,
 ) -> Result<Response, ApiError> {
-    let tool = Tool::from_name(&req.tool).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_request",
-            format!("at `tool`: unknown tool {:?}", req.tool),
-        )
-    })?;
+    let tool = tool_of(&req)?;
     for (i, h) in req.artifact_sha256.iter().enumerate() {
         if crate::hex::decode(h).map(|b| b.len()) != Some(32)
             || h.bytes().any(|b| b.is_ascii_uppercase())
@@ -225,6 +230,26 @@ async fn create(
         }
     }
     Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+/// A terraform plan with no changes ran without asking (the rule's `skip_when_no_changes`): the
+/// shim records it, with the plan it saw, as a `no_changes` audit row. Nothing is decided.
+async fn no_changes(
+    AxState(app): St,
+    agent: Agent,
+    Body(req): Body<CreateRequest>,
+) -> Result<Response, ApiError> {
+    let tool = tool_of(&req)?;
+    let classification = classify(&app, &req, tool);
+    let seq = app
+        .store
+        .no_changes(&agent.name, &req, &classification, now_ms())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"recorded": "no_changes", "seq": seq})),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]

@@ -267,6 +267,39 @@ impl Store {
             .ok_or_else(|| StoreError("the request vanished after insert".into()))
     }
 
+    /// Records a plan with no changes that ran without asking: one `no_changes` audit row with
+    /// the command, the environment and the diff as the agent's shim saw it. Returns its seq.
+    pub async fn no_changes(
+        &self,
+        agent: &str,
+        request: &CreateRequest,
+        classification: &Classification,
+        now: i64,
+    ) -> Result<i64> {
+        let body = json!({
+            "command": {"tool": &request.tool, "argv": &request.argv},
+            "environment": &request.environment,
+            "request": request,
+            "agent": agent,
+            "classification": classification,
+        });
+        let keys = self.keys.clone();
+        let every = self.checkpoint_every;
+        let actor = format!("agent:{agent}");
+        self.write(move |c| {
+            Box::pin(async move {
+                append(c, &keys, every, now, "no_changes", None, &actor, &body).await?;
+                Ok(true)
+            })
+        })
+        .await?;
+        Ok(
+            sqlx::query_scalar("SELECT MAX(seq) FROM audit WHERE kind = 'no_changes'")
+                .fetch_one(&self.read)
+                .await?,
+        )
+    }
+
     /// Moves a pending request to a terminal state, signing the decision and appending the audit
     /// row in the same transaction.
     pub async fn change(&self, id: &str, ch: Change<'_>) -> Result<Changed> {

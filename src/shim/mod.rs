@@ -5,11 +5,14 @@
 //! `Gate`: ask for approval; `Deny`: refuse. Nothing here starts a runtime, a thread, a logger
 //! or clap. Every failure ends the process with a code from `exit.rs` and one line on stderr.
 
+pub mod child;
 pub mod exec;
+pub mod gate;
 pub mod resolve;
+mod terraform;
 
 use std::ffi::{OsStr, OsString};
-use std::process::exit;
+use std::process::{exit, ExitStatus};
 
 use crate::argv;
 use crate::exit as code;
@@ -18,57 +21,53 @@ use crate::tool::Tool;
 
 /// Runs the shim for `tool`. Never returns.
 pub fn run(tool: Tool, argv0: OsString, args: Vec<OsString>) -> ! {
-    let (status, message) = pipeline(tool, &argv0, &args);
-    eprintln!("hitl-gate: {message}");
-    exit(i32::from(status))
+    match pipeline(tool, &argv0, &args) {
+        Ok(status) => child::exit_like(status),
+        Err((status, message)) => {
+            eprintln!("hitl-gate: {message}");
+            exit(i32::from(status))
+        }
+    }
 }
 
-/// The pipeline. It returns only when the command does not run: with the exit code and the
-/// one-line reason.
-fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> (u8, String) {
-    let depth = match exec::depth(std::env::var_os(exec::DEPTH_VAR).as_deref()) {
-        Ok(d) => d,
-        Err(e) => return (code::RECURSION, e),
-    };
-    let (policy, _source) = match policy::load::load() {
-        Ok(p) => p,
-        Err(e) => return (code::POLICY_ERROR, format!("{e}; {tool} did not run")),
-    };
+/// The pipeline. A passthrough never returns (it execs); a gated command that ran returns the
+/// tool's status; otherwise the exit code and the reason.
+fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, (u8, String)> {
+    let depth = exec::depth(std::env::var_os(exec::DEPTH_VAR).as_deref())
+        .map_err(|e| (code::RECURSION, e))?;
+    let (policy, _source) = policy::load::load()
+        .map_err(|e| (code::POLICY_ERROR, format!("{e}; {tool} did not run")))?;
     let env = |k: &str| std::env::var(k).ok();
-    let inv = match argv::read(tool, args, &env) {
-        Ok(inv) => inv,
-        Err(e) => {
-            return (
-                code::REFUSED,
-                format!("cannot read the {tool} command line safely ({e}); it did not run"),
-            )
-        }
-    };
+    let inv = argv::read(tool, args, &env).map_err(|e| {
+        (
+            code::REFUSED,
+            format!("cannot read the {tool} command line safely ({e}); it did not run"),
+        )
+    })?;
     let verdict = policy.classify(tool, &inv, &Context::process());
+    let real = |policy: &policy::Policy| {
+        let me = resolve::SelfId::current(argv0);
+        let path = std::env::var_os("PATH");
+        resolve::resolve(tool, policy.real_path(tool), path.as_deref(), &me).map_err(|e| match e {
+            resolve::ResolveError::RealPathIsShim { .. } => (code::RECURSION, e.to_string()),
+            e => (code::NOT_FOUND, e.to_string()),
+        })
+    };
     match verdict {
         Verdict::Pass(_) => {
-            let me = resolve::SelfId::current(argv0);
-            let path = std::env::var_os("PATH");
-            let real = match resolve::resolve(tool, policy.real_path(tool), path.as_deref(), &me) {
-                Ok(r) => r,
-                Err(e @ resolve::ResolveError::RealPathIsShim { .. }) => {
-                    return (code::RECURSION, e.to_string())
-                }
-                Err(e) => return (code::NOT_FOUND, e.to_string()),
-            };
+            let real = real(&policy)?;
             let err = exec::exec_passthrough(&real, argv0, args, depth);
-            (126, format!("cannot execute {}: {err}", real.display()))
+            Err((
+                code::CANNOT_EXECUTE,
+                format!("cannot execute {}: {err}", real.display()),
+            ))
         }
-        Verdict::Gate(d) => (
-            code::APPROVAL_UNAVAILABLE,
-            format!(
-                "`{}` needs approval ({}{}); no approval server is configured, so it did not run",
-                command_line(tool, args),
-                d.rule,
-                env_suffix(&d),
-            ),
-        ),
-        Verdict::Deny(d) => (
+        Verdict::Gate(d) => {
+            // Nested shims (a local-exec running kubectl) see the hop, as after an exec.
+            std::env::set_var(exec::DEPTH_VAR, (depth + 1).to_string());
+            gate::run(tool, argv0, args, &|| real(&policy), &policy, &d)
+        }
+        Verdict::Deny(d) => Err((
             code::DENIED_BY_POLICY,
             format!(
                 "`{}` is denied by policy ({}{}): {}",
@@ -77,7 +76,7 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> (u8, String) {
                 env_suffix(&d),
                 d.reason
             ),
-        ),
+        )),
     }
 }
 

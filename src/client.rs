@@ -1,0 +1,186 @@
+//! The shim's client for the approval server: blocking reqwest with rustls, used only on the
+//! gated (slow) path, and created outside any tokio runtime (reqwest's blocking client panics
+//! inside one).
+//!
+//! Everything it needs comes from the policy's `[approval]` section: the URL, the token file and
+//! (checked by the caller) the pinned public key. Errors say whether retrying can help: a lost
+//! connection or a 5xx is [`ClientError::Transient`]; a 4xx is [`ClientError::Fatal`].
+
+use std::os::unix::fs::MetadataExt;
+use std::time::Duration;
+
+use reqwest::blocking::{Client as Http, RequestBuilder};
+use serde::de::DeserializeOwned;
+
+use crate::api::{CreateRequest, ErrorBody, Outcome, PublicKey, RequestView};
+use crate::policy::schema::Approval;
+
+/// A failed call.
+#[derive(Debug)]
+pub enum ClientError {
+    /// The server could not be reached or is unavailable for now; the same call may succeed.
+    Transient(String),
+    /// The server refused the call; repeating it will not help.
+    Fatal(String),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Transient(m) | ClientError::Fatal(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A connection to the approval server, as one agent.
+#[derive(Clone)]
+pub struct Client {
+    http: Http,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    /// Builds the client from `[approval]`. Fails when it is not configured or the token file is
+    /// unusable (missing, empty, or readable by others).
+    pub fn from_config(a: &Approval) -> Result<Client, String> {
+        let (Some(url), Some(token_file)) = (&a.url, &a.token_file) else {
+            return Err(
+                "no approval server is configured ([approval] url, token_file and public_key \
+                 in the policy)"
+                    .into(),
+            );
+        };
+        let token = read_token(token_file)?;
+        let mut builder = Http::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(None::<Duration>)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("hitl-gate/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &a.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| format!("[approval] ca_file {}: {e}", ca.display()))?;
+            for cert in reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("[approval] ca_file {}: {e}", ca.display()))?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        Ok(Client {
+            http,
+            base: url.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    fn call<T: DeserializeOwned>(
+        &self,
+        req: RequestBuilder,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let resp = req
+            .bearer_auth(&self.token)
+            .timeout(timeout)
+            .send()
+            .map_err(|e| ClientError::Transient(format!("cannot reach {}: {e}", self.base)))?;
+        let status = resp.status();
+        if status.is_success() {
+            return resp.json().map_err(|e| {
+                ClientError::Transient(format!("unreadable answer from {}: {e}", self.base))
+            });
+        }
+        let body: Option<ErrorBody> = resp.json().ok();
+        let msg = match body {
+            Some(b) => format!("the server answered {status} {}: {}", b.code, b.message),
+            None => format!("the server answered {status}"),
+        };
+        if status.is_server_error() || status.as_u16() == 429 {
+            Err(ClientError::Transient(msg))
+        } else {
+            Err(ClientError::Fatal(msg))
+        }
+    }
+
+    /// `POST /requests`.
+    pub fn create(&self, req: &CreateRequest) -> Result<RequestView, ClientError> {
+        self.call(
+            self.http.post(self.url("/requests")).json(req),
+            Duration::from_secs(30),
+        )
+    }
+
+    /// `GET /requests/{id}?wait=SECS`: returns when the request is decided or the wait is over.
+    pub fn wait(&self, id: &str, secs: u64) -> Result<RequestView, ClientError> {
+        self.call(
+            self.http
+                .get(self.url(&format!("/requests/{id}?wait={secs}"))),
+            Duration::from_secs(secs + 15),
+        )
+    }
+
+    /// `POST /requests/{id}/cancel`.
+    pub fn cancel(&self, id: &str) -> Result<RequestView, ClientError> {
+        self.call(
+            self.http.post(self.url(&format!("/requests/{id}/cancel"))),
+            Duration::from_secs(10),
+        )
+    }
+
+    /// `POST /requests/{id}/outcome`.
+    pub fn outcome(&self, id: &str, o: &Outcome) -> Result<RequestView, ClientError> {
+        self.call(
+            self.http
+                .post(self.url(&format!("/requests/{id}/outcome")))
+                .json(o),
+            Duration::from_secs(10),
+        )
+    }
+
+    /// `POST /no-changes`: records a plan with no changes that runs without asking.
+    pub fn no_changes(&self, req: &CreateRequest) -> Result<serde_json::Value, ClientError> {
+        self.call(
+            self.http.post(self.url("/no-changes")).json(req),
+            Duration::from_secs(30),
+        )
+    }
+
+    /// `GET /public-key`.
+    pub fn public_key(&self) -> Result<PublicKey, ClientError> {
+        self.call(
+            self.http.get(self.url("/public-key")),
+            Duration::from_secs(10),
+        )
+    }
+}
+
+/// Reads the agent token: the first line of the file, which must not be readable by others.
+pub fn read_token(path: &std::path::Path) -> Result<String, String> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| format!("token file {}: {e}", path.display()))?;
+    if meta.mode() & 0o004 != 0 {
+        return Err(format!(
+            "token file {} is readable by others (mode {:o}); chmod o-r it",
+            path.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("token file {}: {e}", path.display()))?;
+    let token = text.lines().next().unwrap_or_default().trim().to_string();
+    if token.is_empty() {
+        return Err(format!("token file {} is empty", path.display()));
+    }
+    Ok(token)
+}

@@ -1,0 +1,137 @@
+//! Signals and children on the gated path.
+//!
+//! The gated path runs the real tool as a child (plan, show, then the approved run) instead of
+//! `exec`ing it, so it must behave like the tool towards signals:
+//! - SIGINT, SIGTERM, SIGHUP and SIGQUIT are blocked in every thread (the mask is set before any
+//!   thread exists) and taken by one thread with `sigwaitinfo`. Each one is recorded and sent as
+//!   an event to whoever waits for a decision (which then cancels the request).
+//! - A signal sent to the shim by a process (`kill`) is forwarded to the running child. One made
+//!   by the terminal (Ctrl-C: the kernel sends it to the whole foreground process group) is not:
+//!   the child got it already, and a second SIGINT makes terraform abandon its graceful stop.
+//! - Children start with an empty signal mask (`pre_exec`), so they see signals as usual.
+//! - When the child dies of a signal, the shim dies of the same one ([`exit_like`]).
+
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::mpsc::Sender;
+
+use nix::libc;
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+
+/// The pid of the child that signals are forwarded to; 0 when none runs.
+static CHILD: AtomicI32 = AtomicI32::new(0);
+/// The last signal received, 0 for none.
+static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+const HANDLED: [Signal; 4] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+];
+
+fn handled_set() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in HANDLED {
+        set.add(s);
+    }
+    set
+}
+
+/// Blocks the handled signals in this thread (and every thread it creates afterwards) and
+/// starts the thread that takes them. Each signal is sent to `events` (mapped by `wrap`).
+/// Call it once, before any other thread exists.
+pub fn take_signals<E: Send + 'static>(events: Sender<E>, wrap: fn(i32) -> E) {
+    let set = handled_set();
+    // Only fails for an invalid `how`, which this is not.
+    let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
+    std::thread::spawn(move || loop {
+        // SAFETY: `info` is a plain C struct that sigwaitinfo fills in; the set is valid.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let sig = unsafe { libc::sigwaitinfo(set.as_ref(), &mut info) };
+        if sig <= 0 {
+            continue;
+        }
+        RECEIVED.store(sig, Ordering::SeqCst);
+        let child = CHILD.load(Ordering::SeqCst);
+        if child > 0 && info.si_code == libc::SI_USER {
+            // SAFETY: kill(2) with a pid of our own live child.
+            unsafe { libc::kill(child, sig) };
+        }
+        let _ = events.send(wrap(sig));
+    });
+}
+
+/// The last signal the shim received, if any.
+pub fn received() -> Option<i32> {
+    match RECEIVED.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// The name of a signal number, for messages.
+pub fn name(sig: i32) -> String {
+    Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
+}
+
+/// Runs `cmd` to completion with an empty signal mask, forwarding signals to it meanwhile.
+pub fn run(cmd: &mut Command) -> std::io::Result<ExitStatus> {
+    // SAFETY: the closure only calls pthread_sigmask, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let empty = SigSet::empty();
+            nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&empty), None)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.spawn()?;
+    CHILD.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+    let status = child.wait();
+    CHILD.store(0, Ordering::SeqCst);
+    status
+}
+
+/// Runs `cmd` like [`run`], capturing its stdout; stderr is inherited.
+pub fn output(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>)> {
+    use std::io::Read;
+    // SAFETY: as in `run`.
+    unsafe {
+        cmd.pre_exec(|| {
+            let empty = SigSet::empty();
+            nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&empty), None)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn()?;
+    CHILD.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+    let mut out = Vec::new();
+    let read = child
+        .stdout
+        .take()
+        .map_or(Ok(0), |mut s| s.read_to_end(&mut out));
+    let status = child.wait();
+    CHILD.store(0, Ordering::SeqCst);
+    read?;
+    Ok((status?, out))
+}
+
+/// Ends this process the way `status` ended the child: the same exit code, or death by the
+/// same signal (128 + N if that signal does not kill).
+pub fn exit_like(status: ExitStatus) -> ! {
+    if let Some(sig) = status.signal() {
+        if let Ok(s) = Signal::try_from(sig) {
+            // SAFETY: restoring the default disposition and raising a signal in this thread.
+            unsafe {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            let mut set = SigSet::empty();
+            set.add(s);
+            let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+            let _ = nix::sys::signal::raise(s);
+        }
+        std::process::exit(128 + sig);
+    }
+    std::process::exit(status.code().unwrap_or(1))
+}

@@ -1,0 +1,463 @@
+//! The gated (slow) path: prepare the diff with the real tool → submit → wait for a human →
+//! verify the signed decision → run exactly what was approved → report the outcome.
+//!
+//! It is one straight line. Every way out that does not run the tool returns `Err((code,
+//! message))` with a code from `exit.rs`; the caller prints the message once. The tool-specific
+//! part (what to plan, what to show, what to run) is a [`Prepared`] made by `terraform.rs`.
+
+use std::ffi::{OsStr, OsString};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use super::child;
+use crate::api::{CreateRequest, Outcome, RequestView, State, Target};
+use crate::client::{Client, ClientError};
+use crate::exit as code;
+use crate::policy::{Decision, Policy};
+use crate::signing;
+use crate::tool::Tool;
+
+/// Why the gated path stopped without running the tool: exit code and message.
+pub type Stop = (u8, String);
+
+/// What a tool-specific producer hands to the gate.
+pub struct Prepared {
+    /// The request to submit (argv, environment target, diff, artifact hashes).
+    pub request: CreateRequest,
+    /// What to run once approved.
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// The file whose sha256 must still equal the approved artifact hash right before the run.
+    pub artifact: Option<PathBuf>,
+    /// The plan changes nothing.
+    pub no_changes: bool,
+    /// Recomputes the environment target right before the run (it must not have drifted).
+    pub target_now: Box<dyn Fn() -> Result<Target, String>>,
+    /// Private files of this run (plan files, captures), removed when the gate is done.
+    pub run_dir: Option<RunDir>,
+}
+
+/// Events the waiting shim reacts to.
+enum Event {
+    Signal(i32),
+    Decided(Box<RequestView>),
+    /// The poller lost the server for good.
+    Lost(String),
+    /// The poller is retrying after a transient error.
+    Retrying(String),
+}
+
+/// Runs the gated path for an invocation the policy gated. Returns the tool's exit status when
+/// it ran, or why it did not.
+pub fn run(
+    tool: Tool,
+    argv0: &OsStr,
+    args: &[OsString],
+    real: &dyn Fn() -> Result<PathBuf, Stop>,
+    policy: &Policy,
+    gate: &Decision,
+) -> Result<ExitStatus, Stop> {
+    let cmdline = super::command_line(tool, args);
+    let unavailable = |why: String| {
+        (
+            code::APPROVAL_UNAVAILABLE,
+            format!(
+                "`{cmdline}` needs approval ({}), but {why}; it did not run",
+                gate.rule
+            ),
+        )
+    };
+    if !tool.is_terraform_like() {
+        return Err(unavailable(format!(
+            "this hitl-gate cannot yet bind a {tool} command to an approval (its diff support \
+             comes in a later release)"
+        )));
+    }
+    let approval = policy.approval();
+    let Some(public_key) = approval.public_key.clone() else {
+        return Err(unavailable(
+            "no approval server is configured ([approval] url, token_file and public_key in the \
+             policy)"
+                .into(),
+        ));
+    };
+    // Signals first: the mask must be in place before any thread (reqwest's) exists.
+    let (tx, rx) = mpsc::channel::<Event>();
+    child::take_signals(tx.clone(), Event::Signal);
+    let client = Client::from_config(approval).map_err(unavailable)?;
+    let real = real()?;
+    let real = real.as_path();
+
+    let args: Vec<String> = args
+        .iter()
+        .map(|a| a.to_str().map(String::from))
+        .collect::<Option<_>>()
+        .ok_or_else(|| {
+            (
+                code::REFUSED,
+                format!(
+                    "`{cmdline}` has an argument that is not UTF-8; it cannot be shown to an \
+                     approver faithfully, so it did not run"
+                ),
+            )
+        })?;
+    let prepared = super::terraform::prepare(tool, real, &args)?;
+    if let Some(sig) = child::received() {
+        return Err((
+            code::CANCELLED,
+            format!(
+                "`{cmdline}` was interrupted by {} before its request was submitted; it did not run",
+                child::name(sig)
+            ),
+        ));
+    }
+
+    if prepared.no_changes && policy.skip_when_no_changes(&gate.rule) {
+        retry_briefly(|| client.no_changes(&prepared.request)).map_err(|e| {
+            unavailable(format!(
+                "the plan has no changes and recording that failed ({e})"
+            ))
+        })?;
+        eprintln!(
+            "hitl-gate: the plan has no changes; running it without asking (recorded as \
+             no_changes)"
+        );
+        check_artifact(&prepared, &prepared.request.artifact_sha256)?;
+        return child::run(&mut command(&prepared, argv0)).map_err(|e| {
+            (
+                code::CANNOT_EXECUTE,
+                format!("cannot run {}: {e}", real.display()),
+            )
+        });
+    }
+
+    let view = retry_briefly(|| client.create(&prepared.request))
+        .map_err(|e| unavailable(format!("submitting the request failed ({e})")))?;
+    announce(&cmdline, &view, client.base(), &prepared.request);
+    let view = wait(&client, view, &rx, tx)?;
+    let id = view.id.clone();
+    let decision = match (view.state, &view.decision) {
+        (State::Approved, Some(d)) => d,
+        (state, d) => return Err(refused_block(state, d.as_ref(), &id, &cmdline)),
+    };
+
+    let target = (prepared.target_now)().map_err(|e| {
+        (
+            code::VERIFICATION_FAILED,
+            format!("request {id}: cannot recompute the target environment ({e}); nothing ran"),
+        )
+    })?;
+    let artifact_now = artifact_hashes(&prepared)?;
+    let want = signing::Expected {
+        request_id: &id,
+        argv_sha256: signing::argv_sha256(tool.name(), &args),
+        environment_sha256: signing::environment_sha256(&target),
+        artifact_sha256: artifact_now,
+    };
+    signing::check_approval(&public_key, decision, &want, crate::api::now_ms()).map_err(|e| {
+        (
+            code::VERIFICATION_FAILED,
+            format!("request {id} was approved, but the approval does not hold: {e}; nothing ran"),
+        )
+    })?;
+    eprintln!(
+        "hitl-gate: request {id} approved by {}{}; running it",
+        decision.approvers.join(", "),
+        decision
+            .comment
+            .as_deref()
+            .map(|c| format!(" ({c:?})"))
+            .unwrap_or_default()
+    );
+    let started = Instant::now();
+    let status = child::run(&mut command(&prepared, argv0)).map_err(|e| {
+        (
+            code::CANNOT_EXECUTE,
+            format!("cannot run {}: {e}", real.display()),
+        )
+    })?;
+    let outcome = Outcome {
+        exit_code: status.code(),
+        signal: std::os::unix::process::ExitStatusExt::signal(&status),
+        duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+    };
+    if let Err(e) = retry_briefly(|| client.outcome(&id, &outcome)) {
+        eprintln!("hitl-gate: warning: the outcome of request {id} was not recorded: {e}");
+    }
+    Ok(status)
+}
+
+/// The command that runs the approved artifact.
+fn command(p: &Prepared, argv0: &OsStr) -> Command {
+    let mut c = Command::new(&p.program);
+    std::os::unix::process::CommandExt::arg0(&mut c, argv0);
+    c.args(&p.args);
+    c
+}
+
+/// The sha256 of the artifact file as it is now.
+fn artifact_hashes(p: &Prepared) -> Result<Vec<String>, Stop> {
+    match &p.artifact {
+        None => Ok(Vec::new()),
+        Some(path) => std::fs::read(path)
+            .map(|bytes| vec![crate::hex::sha256(&bytes)])
+            .map_err(|e| {
+                (
+                    code::VERIFICATION_FAILED,
+                    format!(
+                        "cannot read the approved artifact {}: {e}; nothing ran",
+                        path.display()
+                    ),
+                )
+            }),
+    }
+}
+
+fn check_artifact(p: &Prepared, want: &[String]) -> Result<(), Stop> {
+    if artifact_hashes(p)? == want {
+        Ok(())
+    } else {
+        Err((
+            code::VERIFICATION_FAILED,
+            "the plan file changed after it was shown; nothing ran".into(),
+        ))
+    }
+}
+
+/// Retries a call on transient errors for a few seconds (a server restarting, a blip).
+fn retry_briefly<T>(mut call: impl FnMut() -> Result<T, ClientError>) -> Result<T, ClientError> {
+    let mut delay = Duration::from_millis(100);
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        match call() {
+            Err(ClientError::Transient(_)) if Instant::now() + delay < give_up => {
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// What the agent sees once the request is submitted.
+fn announce(cmdline: &str, view: &RequestView, base: &str, req: &CreateRequest) {
+    let summary = req
+        .diff
+        .summary
+        .get("summary")
+        .and_then(|s| s.as_str())
+        .unwrap_or("no diff");
+    eprintln!(
+        "hitl-gate: `{cmdline}` is waiting for a human (rule {}, environment {})\n\
+         hitl-gate: request {id}; review: {base}/api/v1/requests/{id} (approvers: hitl-gate \
+         show {id})\n\
+         hitl-gate: changes: {summary}",
+        view.classification.rule,
+        view.classification.environment.as_deref().unwrap_or("none"),
+        id = view.id,
+    );
+}
+
+/// Waits for the decision: a poller thread long-polls (retrying lost connections with backoff
+/// until the deadline), this thread shows the time left and reacts to signals by cancelling.
+fn wait(
+    client: &Client,
+    view: RequestView,
+    rx: &Receiver<Event>,
+    tx: Sender<Event>,
+) -> Result<RequestView, Stop> {
+    let id = view.id.clone();
+    let deadline = view.deadline;
+    let poller = client.clone();
+    let pid = id.clone();
+    std::thread::spawn(move || poll(&poller, &pid, deadline, &tx));
+    let tty = std::io::stderr().is_terminal();
+    let tick = if tty {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(30)
+    };
+    loop {
+        match rx.recv_timeout(tick) {
+            Ok(Event::Decided(v)) => {
+                if tty {
+                    eprintln!();
+                }
+                return Ok(*v);
+            }
+            Ok(Event::Signal(sig)) => {
+                let how = match client.cancel(&id) {
+                    Ok(_) => "cancelled on the server".to_string(),
+                    Err(e) => format!("could not be cancelled on the server ({e})"),
+                };
+                return Err((
+                    code::CANCELLED,
+                    format!(
+                        "got {} while waiting; request {id} {how}; nothing ran",
+                        child::name(sig)
+                    ),
+                ));
+            }
+            Ok(Event::Lost(e)) => return Err((
+                code::APPROVAL_UNAVAILABLE,
+                format!(
+                    "lost the approval server while waiting for request {id} ({e}); nothing ran"
+                ),
+            )),
+            Ok(Event::Retrying(e)) => {
+                eprintln!("hitl-gate: connection to the approval server lost ({e}); retrying");
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let left = (deadline - crate::api::now_ms()).max(0) / 1000;
+                let line = format!(
+                    "hitl-gate: waiting for approval of request {id}: {}m{:02}s left",
+                    left / 60,
+                    left % 60
+                );
+                if tty {
+                    eprint!("\r\x1b[2K{line}");
+                } else {
+                    eprintln!("{line}");
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err((code::INTERNAL, "the waiting thread stopped".into()))
+            }
+        }
+    }
+}
+
+/// The poller: long-polls until the request is decided. Transient errors are retried with
+/// backoff until a minute past the deadline (by then the server has expired the request).
+fn poll(client: &Client, id: &str, deadline: i64, tx: &Sender<Event>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match client.wait(id, 55) {
+            Ok(v) if v.state != State::Pending => {
+                let _ = tx.send(Event::Decided(Box::new(v)));
+                return;
+            }
+            Ok(_) => backoff = Duration::from_millis(100),
+            Err(ClientError::Fatal(e)) => {
+                let _ = tx.send(Event::Lost(e));
+                return;
+            }
+            Err(ClientError::Transient(e)) => {
+                if crate::api::now_ms() > deadline + 60_000 {
+                    let _ = tx.send(Event::Lost(format!("{e}; the deadline has passed")));
+                    return;
+                }
+                let _ = tx.send(Event::Retrying(e));
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// The block an agent reads when a human said no, nobody answered, or the request was
+/// cancelled.
+fn refused_block(
+    state: State,
+    d: Option<&crate::api::SignedDecision>,
+    id: &str,
+    cmdline: &str,
+) -> Stop {
+    let who = d.map_or("unknown".into(), |d| d.approvers.join(", "));
+    let comment = d
+        .and_then(|d| d.comment.as_deref())
+        .unwrap_or("(no comment)");
+    let (code, head) = match state {
+        State::Rejected => (
+            code::REJECTED,
+            format!("REJECTED by {who}: a human said no, because: {comment}"),
+        ),
+        State::Expired => (
+            code::EXPIRED,
+            "EXPIRED: nobody decided before the request's deadline, so it was rejected \
+             automatically"
+                .to_string(),
+        ),
+        State::Cancelled => (code::CANCELLED, format!("CANCELLED by {who}: {comment}")),
+        State::Approved | State::Pending => (
+            code::VERIFICATION_FAILED,
+            format!("the server answered {} without a decision", state.as_str()),
+        ),
+    };
+    (
+        code,
+        format!("{head}\nhitl-gate: request {id}; `{cmdline}` did not run"),
+    )
+}
+
+/// A private directory for one gated run: `$TMPDIR/hitl-gate-<uid>/run-<pid>-<random>` (0700).
+/// Directories of earlier runs whose process is gone are removed on the way.
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    pub fn create() -> Result<RunDir, String> {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let uid = nix::unistd::getuid().as_raw();
+        let base = std::env::temp_dir().join(format!("hitl-gate-{uid}"));
+        match std::fs::DirBuilder::new().mode(0o700).create(&base) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", base.display())),
+        }
+        let meta =
+            std::fs::symlink_metadata(&base).map_err(|e| format!("{}: {e}", base.display()))?;
+        if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o077 != 0 {
+            return Err(format!(
+                "{} is not a private directory of this user (mode 0700); refusing to keep plan \
+                 files there",
+                base.display()
+            ));
+        }
+        clean_stale(&base);
+        let mut rnd = [0u8; 8];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut rnd)
+            .map_err(|_| "no system randomness".to_string())?;
+        let path = base.join(format!(
+            "run-{}-{}",
+            std::process::id(),
+            crate::hex::encode(&rnd)
+        ));
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        Ok(RunDir { path })
+    }
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Removes `run-<pid>-*` directories whose process no longer exists.
+fn clean_stale(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("run-"))
+            .and_then(|n| n.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}

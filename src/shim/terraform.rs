@@ -1,0 +1,415 @@
+//! terraform and tofu on the gated path: plan once, show, bind the approval to the plan file,
+//! apply exactly that plan file.
+//!
+//! - `apply` (no plan file) and `destroy`: `terraform [-chdir] plan -out=PRIVATE [-destroy]
+//!   [plan flags]`, its output sent to stderr so the agent sees progress; then `show -json` (the
+//!   change model) and `show -no-color` (terraform's own text) on that file.
+//! - `apply PLANFILE`: the agent's plan file is copied once into the private run directory and
+//!   shown from there; the copy is what gets applied.
+//! - The approved run is `terraform [-chdir] apply [flags valid with a plan file] PLANFILE`. It
+//!   never plans again.
+//! - Other gated subcommands (`import`, `state rm`, `taint`, …) have no plan: the approver sees
+//!   the command and its target, and exactly that argv runs.
+//!
+//! The environment target (directory, workspace, backend type) is sent with the request and
+//! recomputed right before the run; if it changed, the approval does not hold.
+
+use std::ffi::{OsStr, OsString};
+use std::path::Path;
+use std::process::Command;
+
+use super::child;
+use super::gate::{Prepared, RunDir, Stop};
+use crate::api::{CreateRequest, Diff, Target};
+use crate::exit as code;
+use crate::tool::Tool;
+
+/// Flags that only shape the plan.
+const PLAN_ONLY: &[&str] = &[
+    "-destroy",
+    "-refresh",
+    "-refresh-only",
+    "-replace",
+    "-target",
+    "-var",
+    "-var-file",
+];
+/// Flags that apply to both the plan and the apply of the plan file.
+const BOTH: &[&str] = &[
+    "-compact-warnings",
+    "-input",
+    "-lock",
+    "-lock-timeout",
+    "-no-color",
+    "-parallelism",
+];
+/// Flags that are dropped: the human's approval replaces terraform's own prompt.
+const DROPPED: &[&str] = &["-auto-approve"];
+
+/// The largest diff text sent; longer text is cut and marked truncated.
+const MAX_DIFF_TEXT: usize = 4 * 1024 * 1024;
+
+/// Refuses `TF_CLI_ARGS` and `TF_CLI_ARGS_<command>`: they would change what runs after the
+/// approval without showing up in argv.
+fn refuse_cli_args_env() -> Result<(), Stop> {
+    for (k, v) in std::env::vars_os() {
+        let k = k.to_string_lossy();
+        if k.starts_with("TF_CLI_ARGS") && !v.is_empty() {
+            return Err((
+                code::REFUSED,
+                format!(
+                    "{k} is set; it would add arguments to terraform behind the approver's back, \
+                     so gated commands refuse to run with it (unset it and pass the flags on the \
+                     command line)"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The target: the working directory with `-chdir` applied, the selected workspace
+/// (`TF_WORKSPACE`, else `<data dir>/environment`, else `default`) and the backend type
+/// (`<data dir>/terraform.tfstate`, else `local`). The data dir is `TF_DATA_DIR` or `.terraform`.
+pub fn target(cwd: &Path, chdir: Option<&str>) -> Target {
+    let dir = chdir.map_or_else(|| cwd.to_path_buf(), |c| cwd.join(c));
+    let dir = dir.canonicalize().unwrap_or(dir);
+    let data = std::env::var_os("TF_DATA_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| dir.join(".terraform"), |d| dir.join(d));
+    let workspace = std::env::var("TF_WORKSPACE")
+        .ok()
+        .filter(|w| !w.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string(data.join("environment"))
+                .ok()
+                .map(|w| w.trim().to_string())
+        })
+        .unwrap_or_else(|| "default".into());
+    let backend = std::fs::read(data.join("terraform.tfstate"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["backend"]["type"].as_str().map(String::from))
+        .unwrap_or_else(|| "local".into());
+    Target {
+        terraform_workspace: Some(workspace),
+        terraform_backend: Some(backend),
+        dir: Some(dir.to_string_lossy().into_owned()),
+        ..Target::default()
+    }
+}
+
+/// The parts of a terraform command line the gate rebuilds.
+struct Split<'a> {
+    /// `-chdir=DIR`, as given.
+    chdir: Option<&'a str>,
+    sub: Vec<&'a str>,
+    /// Flags after the subcommand, one word each (`-var=a=b`).
+    flags: Vec<(String, String)>,
+    positionals: Vec<&'a str>,
+}
+
+/// Value flags whose value may be the next word (terraform's Go `flag` parsing).
+const VALUE_FLAGS: &[&str] = &[
+    "-lock-timeout",
+    "-parallelism",
+    "-replace",
+    "-target",
+    "-var",
+    "-var-file",
+];
+
+fn split(args: &[String]) -> Result<Split<'_>, String> {
+    let mut i = 0;
+    let mut chdir = None;
+    while i < args.len() && args[i].starts_with('-') {
+        match args[i].strip_prefix("-chdir=") {
+            Some(d) => chdir = Some(d),
+            None => return Err(format!("the global flag {} is not supported here", args[i])),
+        }
+        i += 1;
+    }
+    let mut sub = Vec::new();
+    while i < args.len() && !args[i].starts_with('-') && sub.len() < 2 {
+        let word = args[i].as_str();
+        let mut key = sub.join(" ");
+        if !key.is_empty() {
+            key.push(' ');
+        }
+        key.push_str(word);
+        if crate::argv::terraform::COMMANDS
+            .binary_search(&key.as_str())
+            .is_err()
+        {
+            break;
+        }
+        sub.push(word);
+        i += 1;
+    }
+    let mut flags = Vec::new();
+    while i < args.len() {
+        let a = &args[i];
+        if a == "--" {
+            i += 1;
+            break;
+        }
+        if !a.starts_with('-') || a.len() < 2 {
+            break;
+        }
+        let body = a.trim_start_matches('-');
+        let (name, value) = match body.split_once('=') {
+            Some((n, v)) => (format!("-{n}"), Some(v.to_string())),
+            None => (format!("-{body}"), None),
+        };
+        let value = match value {
+            None if VALUE_FLAGS.contains(&name.as_str()) => {
+                i += 1;
+                Some(
+                    args.get(i)
+                        .ok_or_else(|| format!("flag {a} needs a value"))?
+                        .clone(),
+                )
+            }
+            v => v,
+        };
+        let word = value.map_or_else(|| name.clone(), |v| format!("{name}={v}"));
+        flags.push((name, word));
+        i += 1;
+    }
+    let positionals = args[i..].iter().map(String::as_str).collect();
+    Ok(Split {
+        chdir,
+        sub,
+        flags,
+        positionals,
+    })
+}
+
+/// Prepares a gated terraform/tofu command.
+pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Stop> {
+    refuse_cli_args_env()?;
+    let refused = |why: String| (code::REFUSED, format!("{tool}: {why}; it did not run"));
+    let s = split(args).map_err(refused)?;
+    let cwd = std::env::current_dir().map_err(|e| {
+        (
+            code::INTERNAL,
+            format!("cannot read the working directory: {e}"),
+        )
+    })?;
+    let target = target(&cwd, s.chdir);
+    let chdir_owned = s.chdir.map(String::from);
+    let target_now: Box<dyn Fn() -> Result<Target, String>> = {
+        let cwd = cwd.clone();
+        Box::new(move || Ok(self::target(&cwd, chdir_owned.as_deref())))
+    };
+    let mut request = CreateRequest {
+        tool: tool.name().into(),
+        argv: args.to_vec(),
+        cwd: cwd.to_string_lossy().into_owned(),
+        host: hostname(),
+        environment: target,
+        diff: Diff::default(),
+        artifact_sha256: Vec::new(),
+        reason: std::env::var("HITL_GATE_REASON")
+            .ok()
+            .filter(|r| !r.is_empty()),
+    };
+    let global: Vec<OsString> = s
+        .chdir
+        .map(|d| OsString::from(format!("-chdir={d}")))
+        .into_iter()
+        .collect();
+
+    let planned = matches!(s.sub.as_slice(), ["apply"] | ["destroy"]);
+    if !planned {
+        request.diff.text = format!(
+            "`{}` changes infrastructure without a plan: no diff is possible for it. It runs \
+             exactly as shown, in {}.\n",
+            super::command_line(tool, &args.iter().map(OsString::from).collect::<Vec<_>>()),
+            request.environment.dir.as_deref().unwrap_or("?"),
+        );
+        request.diff.summary = serde_json::json!({"summary": "no diff possible"});
+        return Ok(Prepared {
+            request,
+            program: real.to_path_buf(),
+            args: args.iter().map(OsString::from).collect(),
+            artifact: None,
+            no_changes: false,
+            target_now,
+            run_dir: None,
+        });
+    }
+
+    let mut plan_flags = Vec::new();
+    let mut apply_flags = Vec::new();
+    let mut plan_only_given = false;
+    for (name, word) in &s.flags {
+        if DROPPED.contains(&name.as_str()) {
+            continue;
+        } else if PLAN_ONLY.contains(&name.as_str()) {
+            plan_only_given = true;
+            plan_flags.push(word.clone());
+        } else if BOTH.contains(&name.as_str()) {
+            plan_flags.push(word.clone());
+            apply_flags.push(word.clone());
+        } else {
+            return Err(refused(format!(
+                "the flag {name} cannot be bound to an approved plan (gated apply and destroy \
+                 accept {} and {})",
+                PLAN_ONLY.join(" "),
+                BOTH.join(" ")
+            )));
+        }
+    }
+    let run_dir = RunDir::create().map_err(|e| (code::INTERNAL, e))?;
+    let plan = run_dir.path.join("plan.tfplan");
+    let tf = |extra: &[&OsStr]| {
+        let mut c = Command::new(real);
+        c.args(&global).args(extra);
+        c
+    };
+    match (s.sub.as_slice(), s.positionals.as_slice()) {
+        (["apply"], []) | (["destroy"], []) => {
+            let mut c = tf(&[OsStr::new("plan"), OsStr::new("-out"), plan.as_os_str()]);
+            if s.sub == ["destroy"] {
+                c.arg("-destroy");
+            }
+            c.args(&plan_flags).stdout(std::io::stderr());
+            let status = child::run(&mut c).map_err(|e| {
+                (
+                    code::CANNOT_EXECUTE,
+                    format!("cannot run {}: {e}", real.display()),
+                )
+            })?;
+            if !status.success() {
+                return Err((
+                    u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
+                    format!("{tool} plan failed ({status}); nothing was submitted or applied"),
+                ));
+            }
+        }
+        (["apply"], [file]) => {
+            if plan_only_given {
+                return Err(refused(format!(
+                    "{} cannot be combined with a saved plan file",
+                    PLAN_ONLY.join(" ")
+                )));
+            }
+            let base = s.chdir.map_or_else(|| cwd.clone(), |d| cwd.join(d));
+            let from = base.join(file);
+            std::fs::copy(&from, &plan).map_err(|e| {
+                refused(format!("cannot read the plan file {}: {e}", from.display()))
+            })?;
+        }
+        _ => {
+            return Err(refused(format!(
+                "`{} {}` takes at most one plan file and no other arguments here",
+                s.sub.join(" "),
+                s.positionals.join(" ")
+            )))
+        }
+    }
+
+    let show = |flag: &str| -> Result<Vec<u8>, Stop> {
+        let mut c = tf(&[OsStr::new("show"), OsStr::new(flag), plan.as_os_str()]);
+        let (status, out) = child::output(&mut c).map_err(|e| {
+            (
+                code::CANNOT_EXECUTE,
+                format!("cannot run {}: {e}", real.display()),
+            )
+        })?;
+        if status.success() {
+            Ok(out)
+        } else {
+            Err((
+                u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
+                format!("{tool} show {flag} failed ({status}); nothing was submitted or applied"),
+            ))
+        }
+    };
+    let changes = crate::diff::terraform::parse_plan(&show("-json")?)
+        .map_err(|e| refused(format!("cannot read the plan: {e}")))?;
+    let shown = show("-no-color")?;
+    let bytes = std::fs::read(&plan).map_err(|e| {
+        (
+            code::INTERNAL,
+            format!("cannot read {}: {e}", plan.display()),
+        )
+    })?;
+    let mut text = changes.render();
+    text.push_str("\n--- terraform show ---\n");
+    text.push_str(&String::from_utf8_lossy(&shown));
+    request.diff = Diff {
+        truncated: text.len() > MAX_DIFF_TEXT,
+        text: truncate(text, MAX_DIFF_TEXT),
+        summary: changes.to_json(),
+    };
+    request.artifact_sha256 = vec![crate::hex::sha256(&bytes)];
+    let mut run_args: Vec<OsString> = global.clone();
+    run_args.push("apply".into());
+    run_args.extend(apply_flags.into_iter().map(OsString::from));
+    run_args.push(plan.clone().into_os_string());
+    Ok(Prepared {
+        request,
+        program: real.to_path_buf(),
+        args: run_args,
+        artifact: Some(plan),
+        no_changes: changes.is_empty(),
+        target_now,
+        run_dir: Some(run_dir),
+    })
+}
+
+/// Cuts `text` to at most `max` bytes, on a character boundary.
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("\n[truncated by hitl-gate]\n");
+    }
+    text
+}
+
+/// This host's name (for the request; informational).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn v(args: &[&str]) -> Vec<String> {
+        args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn split_reads_chdir_subcommand_flags_and_plan_file() {
+        let a = v(&[
+            "-chdir=infra",
+            "apply",
+            "-var",
+            "a=b",
+            "-auto-approve",
+            "--target=x.y",
+            "plan.out",
+        ]);
+        let s = split(&a).unwrap();
+        assert_eq!(s.chdir, Some("infra"));
+        assert_eq!(s.sub, ["apply"]);
+        let words: Vec<&str> = s.flags.iter().map(|(_, w)| w.as_str()).collect();
+        assert_eq!(words, ["-var=a=b", "-auto-approve", "-target=x.y"]);
+        assert_eq!(s.positionals, ["plan.out"]);
+        let a = v(&["state", "rm", "null_resource.a"]);
+        let s = split(&a).unwrap();
+        assert_eq!(s.sub, ["state", "rm"]);
+        assert_eq!(s.positionals, ["null_resource.a"]);
+        assert!(split(&v(&["apply", "-var"])).is_err());
+        assert!(split(&v(&["-help", "apply"])).is_err());
+    }
+}
