@@ -10,4 +10,5 @@ mod policy_errors;
 mod process;
 mod resolution;
 mod server;
+mod terraform_gate;
 mod transparency;

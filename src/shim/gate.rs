@@ -301,12 +301,14 @@ fn wait(
                     ),
                 ));
             }
-            Ok(Event::Lost(e)) => return Err((
-                code::APPROVAL_UNAVAILABLE,
-                format!(
+            Ok(Event::Lost(e)) => {
+                return Err((
+                    code::APPROVAL_UNAVAILABLE,
+                    format!(
                     "lost the approval server while waiting for request {id} ({e}); nothing ran"
                 ),
-            )),
+                ))
+            }
             Ok(Event::Retrying(e)) => {
                 eprintln!("hitl-gate: connection to the approval server lost ({e}); retrying");
             }

@@ -1,0 +1,573 @@
+//! Gated terraform, end to end: the built binary under the name `terraform` (and `tofu`), the
+//! pinned real terraform 1.0.3 and 1.15.5 (and the machine's 1.11.4 when present) with the null
+//! provider offline, and a real server on `127.0.0.1:0` whose approver decides over the admin
+//! socket. Each test checks what ran by reading terraform's own state afterwards.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::server::{policy_with, Approver, TestServer, TOKEN_A};
+use crate::support::{bin, code, stderr, tools, Sandbox};
+
+/// A config with `n` null_resources whose trigger is `var.n`.
+fn config(n: usize) -> String {
+    let mut s = String::from(
+        "terraform {\n  required_providers {\n    null = { source = \"hashicorp/null\", version = \"2.1.2\" }\n  }\n}\nvariable \"n\" {\n  default = \"1\"\n}\n",
+    );
+    for i in 0..n {
+        s.push_str(&format!(
+            "resource \"null_resource\" \"r{i}\" {{\n  triggers = {{ n = var.n }}\n}}\n"
+        ));
+    }
+    s
+}
+
+/// One test's world: a sandbox with terraform, an initialised config in `work/infra`, a real
+/// server, and the agent's policy pointing at it.
+struct World {
+    sb: Sandbox,
+    srv: TestServer,
+    infra: PathBuf,
+    agent_policy: PathBuf,
+    tmp: PathBuf,
+}
+
+impl World {
+    /// `server_extra` goes into the server's policy, `agent_extra` into the shim's.
+    async fn new(terraform: &Path, server_extra: &str, agent_extra: &str) -> World {
+        let sb = Sandbox::new();
+        sb.add_real("terraform", terraform);
+        sb.add_real("tofu", terraform);
+        let srv = TestServer::start(&policy_with(server_extra)).await;
+        let token = sb.path().join("agent.token");
+        std::fs::write(&token, TOKEN_A).unwrap();
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let agent_policy = sb.policy(
+            "agent.toml",
+            &format!(
+                "version = 1\n{agent_extra}\n[approval]\nurl = \"{}\"\ntoken_file = \"{}\"\npublic_key = \"{}\"\n",
+                srv.url,
+                token.display(),
+                srv.public_key
+            ),
+        );
+        let infra = sb.work.join("infra");
+        std::fs::create_dir_all(&infra).unwrap();
+        std::fs::write(infra.join("main.tf"), config(2)).unwrap();
+        let tmp = sb.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        let w = World {
+            sb,
+            srv,
+            infra,
+            agent_policy,
+            tmp,
+        };
+        let out = w.direct(&[
+            "init",
+            "-input=false",
+            &format!("-plugin-dir={}", tools::provider_dir().display()),
+        ]);
+        assert_eq!(code(&out), 0, "init: {}", stderr(&out));
+        w
+    }
+
+    /// The real terraform, directly, in `infra`.
+    fn direct(&self, args: &[&str]) -> Output {
+        let mut c = self.sb.direct("terraform");
+        c.args(args).current_dir(&self.infra);
+        crate::support::run(&mut c)
+    }
+
+    /// The resources in terraform's state.
+    fn state(&self) -> Vec<String> {
+        let out = self.direct(&["state", "list"]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    /// The shim as `tool`, in `dir`, with the agent's policy; started, not waited for.
+    fn spawn_in(&self, tool: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
+        let mut c = self.sb.shim(tool);
+        c.args(args)
+            .current_dir(dir)
+            .env("HITL_GATE_POLICY", &self.agent_policy)
+            .env("TMPDIR", &self.tmp)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.spawn().expect("spawn the shim")
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.spawn_in("terraform", &self.infra, args, &[])
+    }
+
+    fn approver(&self) -> Approver {
+        self.srv.approver()
+    }
+
+    /// Waits until the server holds a pending request; returns it.
+    async fn pending(&self, child: &mut Child) -> Value {
+        let ap = self.approver();
+        let start = Instant::now();
+        loop {
+            let (s, v) = ap
+                .request("GET", "/api/v1/requests?state=pending", None)
+                .await;
+            assert_eq!(s, 200, "{v}");
+            if let Some(r) = v.as_array().and_then(|a| a.first()) {
+                return r.clone();
+            }
+            if let Some(st) = child.try_wait().unwrap() {
+                let out = finish_now(child);
+                panic!("the shim ended ({st}) before submitting: {}", stderr(&out));
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "no pending request appeared"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn decide(&self, id: &str, verb: &str, comment: &str) {
+        let (s, v) = self.approver().decide(id, verb, Some(comment)).await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    /// Every audit row's kind and body, in order.
+    async fn audit(&self) -> Vec<(String, String, Value)> {
+        use sqlx::Row;
+        let mut db = crate::support::server::raw_db(&self.srv.db()).await;
+        sqlx::query("SELECT kind, actor, body FROM audit ORDER BY seq")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>(0),
+                    r.get::<String, _>(1),
+                    serde_json::from_str(&r.get::<String, _>(2)).unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Collects a finished (or finishing) child's output, with a 120 s limit.
+async fn finish(child: Child) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        let mut child = child;
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return child.wait_with_output().unwrap();
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                panic!("the shim did not finish within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap()
+}
+
+fn finish_now(child: &mut Child) -> Output {
+    let mut out = Output {
+        status: child.wait().unwrap(),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    use std::io::Read;
+    if let Some(mut s) = child.stderr.take() {
+        s.read_to_end(&mut out.stderr).unwrap();
+    }
+    out
+}
+
+/// The terraform versions every core test runs against: the pinned 1.0.3 and 1.15.5, and the
+/// machine's /usr/local/bin/terraform (1.11.4 on these machines) when it exists.
+fn versions() -> Vec<PathBuf> {
+    let mut v = vec![tools::terraform_1_0(), tools::terraform_1_15()];
+    let local = PathBuf::from("/usr/local/bin/terraform");
+    if local.is_file() {
+        v.push(local);
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_apply_creates_exactly_the_planned_resources_on_every_version() {
+    for tf in versions() {
+        let w = World::new(&tf, "", "").await;
+        let mut child = w.spawn(&["apply", "-auto-approve"]);
+        let req = w.pending(&mut child).await;
+        let text = req["diff"]["text"].as_str().unwrap();
+        assert!(
+            text.contains("Summary: +2 ~0 -0"),
+            "{}: {text}",
+            tf.display()
+        );
+        assert!(text.contains("+ null_resource.r0 (create)"), "{text}");
+        assert!(text.contains("--- terraform show ---"), "{text}");
+        assert_eq!(req["artifact_sha256"].as_array().unwrap().len(), 1);
+        assert!(w.state().is_empty(), "nothing applied before the approval");
+        w.decide(req["id"].as_str().unwrap(), "approve", "fine")
+            .await;
+        let out = finish(child).await;
+        assert_eq!(code(&out), 0, "{}: {}", tf.display(), stderr(&out));
+        assert_eq!(w.state(), ["null_resource.r0", "null_resource.r1"]);
+        let err = stderr(&out);
+        assert!(err.contains("approved by local:"), "{err}");
+        // Planned once, by the shim; the apply used the plan file (terraform says so when it
+        // applies a saved plan: no "Plan:" line on stdout, only the apply).
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            stdout.contains("Apply complete! Resources: 2 added"),
+            "{stdout}"
+        );
+        assert!(!stdout.contains("Plan: 2 to add"), "re-planned? {stdout}");
+        let _ = w.srv.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tofu_takes_the_same_path() {
+    let w = World::new(&tools::terraform_1_0(), "", "").await;
+    let mut child = w.spawn_in("tofu", &w.infra, &["apply"], &[]);
+    let req = w.pending(&mut child).await;
+    assert_eq!(req["tool"], "tofu");
+    w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
+    let out = finish(child).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(w.state().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_apply_changes_nothing_and_says_who_and_why() {
+    for tf in [tools::terraform_1_0(), tools::terraform_1_15()] {
+        let w = World::new(&tf, "", "").await;
+        let mut child = w.spawn(&["apply", "-auto-approve"]);
+        let req = w.pending(&mut child).await;
+        let id = req["id"].as_str().unwrap().to_string();
+        w.decide(&id, "reject", "not during the freeze").await;
+        let out = finish(child).await;
+        assert_eq!(code(&out), 80, "{}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains("REJECTED by local:"), "{err}");
+        assert!(err.contains("not during the freeze"), "{err}");
+        assert!(err.contains(&id), "{err}");
+        assert!(w.state().is_empty(), "nothing applied");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_request_applies_nothing() {
+    let w = World::new(
+        &tools::terraform_1_0(),
+        "[[rule]]\nname = \"quick\"\ntools = [\"terraform\"]\nsubcommands = [\"apply\"]\naction = \"gate\"\ntimeout = \"1500ms\"\n",
+        "",
+    )
+    .await;
+    let child = w.spawn(&["apply"]);
+    let out = finish(child).await;
+    assert_eq!(code(&out), 81, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("EXPIRED: nobody decided"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.state().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn destroy_replace_and_no_changes_are_classified_and_shown() {
+    let w = World::new(&tools::terraform_1_15(), "", "").await;
+    let out = w.direct(&["apply", "-auto-approve"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+
+    // No changes: runs without asking, recorded as no_changes.
+    let out = finish(w.spawn(&["apply"])).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("no changes"), "{}", stderr(&out));
+    let audit = w.audit().await;
+    let (kind, actor, body) = audit.last().unwrap();
+    assert_eq!(
+        (kind.as_str(), actor.as_str()),
+        ("no_changes", "agent:agent-a")
+    );
+    assert!(body["request"]["diff"]["text"]
+        .as_str()
+        .unwrap()
+        .contains("Summary: +0 ~0 -0"));
+
+    // A trigger change: both resources are replaced, flagged as such.
+    let mut child = w.spawn(&["apply", "-var", "n=2"]);
+    let req = w.pending(&mut child).await;
+    let text = req["diff"]["text"].as_str().unwrap();
+    assert!(text.contains("Summary: +2 ~0 -2 (2 replace)"), "{text}");
+    assert!(
+        text.contains("!!! null_resource.r0 will be REPLACE"),
+        "{text}"
+    );
+    assert!(text.contains("triggers.n: \"1\" -> \"2\""), "{text}");
+    assert_eq!(req["diff"]["summary"]["counts"]["replace"], 2);
+    w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
+    assert_eq!(code(&finish(child).await), 0);
+
+    // Destroy: every resource is a removal, flagged.
+    let mut child = w.spawn(&["destroy", "-auto-approve"]);
+    let req = w.pending(&mut child).await;
+    let text = req["diff"]["text"].as_str().unwrap();
+    assert!(text.contains("Summary: +0 ~0 -2"), "{text}");
+    assert!(
+        text.contains("!!! null_resource.r1 will be DELETE"),
+        "{text}"
+    );
+    w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
+    let out = finish(child).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(w.state().is_empty(), "destroyed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chdir_var_file_and_target_hold_in_plan_and_apply() {
+    let w = World::new(&tools::terraform_1_0(), "", "").await;
+    std::fs::write(w.infra.join("prod.tfvars"), "n = \"42\"\n").unwrap();
+    let mut child = w.spawn_in(
+        "terraform",
+        &w.sb.work,
+        &[
+            "-chdir=infra",
+            "apply",
+            "-var-file=prod.tfvars",
+            "-target",
+            "null_resource.r1",
+            "-auto-approve",
+        ],
+        &[],
+    );
+    let req = w.pending(&mut child).await;
+    let text = req["diff"]["text"].as_str().unwrap();
+    assert!(text.contains("Summary: +1 ~0 -0"), "{text}");
+    assert!(text.contains("null_resource.r1"), "{text}");
+    assert!(!text.contains("+ null_resource.r0"), "{text}");
+    assert!(text.contains("\"42\""), "{text}");
+    assert!(
+        req["environment"]["dir"]
+            .as_str()
+            .unwrap()
+            .ends_with("/work/infra"),
+        "{}",
+        req["environment"]
+    );
+    w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
+    let out = finish(child).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(w.state(), ["null_resource.r1"]);
+    let shown = w.direct(&["state", "show", "null_resource.r1"]);
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("\"42\""));
+}
+
+/// The plan file the waiting shim holds (in its private run dir under TMPDIR).
+fn plan_file(tmp: &Path) -> PathBuf {
+    let base = std::fs::read_dir(tmp)
+        .unwrap()
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("hitl-gate-"))
+        .expect("the private dir")
+        .path();
+    let run = std::fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .next()
+        .expect("a run dir")
+        .path();
+    run.join("plan.tfplan")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_file_changed_after_approval_does_not_run() {
+    let w = World::new(&tools::terraform_1_0(), "", "").await;
+    let mut child = w.spawn(&["apply"]);
+    let req = w.pending(&mut child).await;
+    let plan = plan_file(&w.tmp);
+    let mut bytes = std::fs::read(&plan).unwrap();
+    bytes.extend_from_slice(b"tampered");
+    std::fs::write(&plan, bytes).unwrap();
+    w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
+    let out = finish(child).await;
+    assert_eq!(code(&out), 88, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("changed after approval"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.state().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switched_workspace_after_approval_does_not_run() {
+    let w = World::new(&tools::terraform_1_0(), "", "").await;
+    let mut child = w.spawn(&["apply"]);
+    let req = w.pending(&mut child).await;
+    assert_eq!(req["environment"]["terraform_workspace"], "default");
+    assert_eq!(req["environment"]["terraform_backend"], "local");
+    std::fs::write(w.infra.join(".terraform/environment"), "other").unwrap();
+    w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
+    let out = finish(child).await;
+    assert_eq!(code(&out), 88, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("environment changed"),
+        "{}",
+        stderr(&out)
+    );
+    std::fs::remove_file(w.infra.join(".terraform/environment")).unwrap();
+    assert!(w.state().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_signed_by_another_key_does_not_run() {
+    let w = World::new(&tools::terraform_1_0(), "", "").await;
+    // The shim pins a different server's key; this server's "approved" must not be trusted.
+    let other = TestServer::start(&policy_with("")).await;
+    let policy = std::fs::read_to_string(&w.agent_policy)
+        .unwrap()
+        .replace(&w.srv.public_key, &other.public_key);
+    std::fs::write(&w.agent_policy, policy).unwrap();
+    let mut child = w.spawn(&["apply"]);
+    let req = w.pending(&mut child).await;
+    w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
+    let out = finish(child).await;
+    assert_eq!(code(&out), 88, "{}", stderr(&out));
+    assert!(stderr(&out).contains("signature"), "{}", stderr(&out));
+    assert!(w.state().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_past_its_valid_until_does_not_run() {
+    let w = World::new(
+        &tools::terraform_1_0(),
+        "[serve]\ndecision_valid_for = \"0ms\"\n",
+        "",
+    )
+    .await;
+    let mut child = w.spawn(&["apply"]);
+    let req = w.pending(&mut child).await;
+    w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
+    let out = finish(child).await;
+    assert_eq!(code(&out), 88, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("approval expired"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.state().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_server_fails_closed() {
+    let w = World::new(&tools::terraform_1_0(), "", "").await;
+    // Point the shim at a port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let policy = std::fs::read_to_string(&w.agent_policy)
+        .unwrap()
+        .replace(&w.srv.url, &url);
+    std::fs::write(&w.agent_policy, policy).unwrap();
+    let out = finish(w.spawn(&["apply", "-auto-approve"])).await;
+    assert_eq!(code(&out), 83, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("submitting the request failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(w.state().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tf_cli_args_are_refused_on_the_gated_path() {
+    let w = World::new(&tools::terraform_1_0(), "", "").await;
+    for var in ["TF_CLI_ARGS_apply", "TF_CLI_ARGS", "TF_CLI_ARGS_plan"] {
+        let child = w.spawn_in("terraform", &w.infra, &["apply"], &[(var, "-auto-approve")]);
+        let out = finish(child).await;
+        assert_eq!(code(&out), 87, "{var}: {}", stderr(&out));
+        assert!(stderr(&out).contains(var), "{}", stderr(&out));
+    }
+    assert!(w.state().is_empty());
+    let (s, v) = w
+        .approver()
+        .request("GET", "/api/v1/requests?state=all", None)
+        .await;
+    assert_eq!(
+        (s, v.as_array().unwrap().len()),
+        (200, 0),
+        "nothing submitted"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_cancels_the_request_on_the_server() {
+    let w = World::new(&tools::terraform_1_0(), "", "").await;
+    let mut child = w.spawn(&["apply"]);
+    let req = w.pending(&mut child).await;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = finish(child).await;
+    assert_eq!(code(&out), 82, "{}", stderr(&out));
+    assert!(stderr(&out).contains("SIGINT"), "{}", stderr(&out));
+    let id = req["id"].as_str().unwrap();
+    let (_, v) = w
+        .approver()
+        .request("GET", &format!("/api/v1/requests/{id}"), None)
+        .await;
+    assert_eq!(v["state"], "cancelled");
+    let audit = w.audit().await;
+    assert_eq!(audit.last().unwrap().0, "cancelled");
+    assert!(w.state().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_log_holds_the_diff_the_approver_and_the_outcome_and_verifies() {
+    let w = World::new(&tools::terraform_1_0(), "", "").await;
+    let mut child = w.spawn(&["apply", "-auto-approve"]);
+    let req = w.pending(&mut child).await;
+    let shown = req["diff"]["text"].as_str().unwrap().to_string();
+    w.decide(req["id"].as_str().unwrap(), "approve", "ship it")
+        .await;
+    let out = finish(child).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let audit = w.audit().await;
+    let kinds: Vec<&str> = audit.iter().map(|(k, _, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["request_created", "approved", "outcome"]);
+    assert_eq!(audit[0].2["request"]["diff"]["text"], shown.as_str());
+    assert!(audit[1].1.starts_with("local:"), "{}", audit[1].1);
+    assert_eq!(audit[1].2["decision"]["approvers"][0], audit[1].1.as_str());
+    assert_eq!(
+        audit[1].2["diff_sha256"],
+        hitl_gate::hex::sha256(shown.as_bytes())
+    );
+    assert_eq!(audit[2].2["outcome"]["exit_code"], 0);
+    let verify = Command::new(bin())
+        .args(["audit", "verify", "--db"])
+        .arg(w.srv.db())
+        .output()
+        .unwrap();
+    assert_eq!(code(&verify), 0, "{}", stderr(&verify));
+}
