@@ -111,7 +111,7 @@ fn doctor_passes_when_shims_come_first() {
     for t in ["terraform", "kubectl", "helm"] {
         sb.fake_real(t);
     }
-    // tofu is not installed at all: no shim either (install.sh only links installed tools).
+    // tofu is not installed at all: no shim either (an installer would link only installed tools).
     std::fs::remove_file(sb.shims.join("tofu")).unwrap();
     let out = run(sb.cli().arg("doctor"));
     assert_eq!(code(&out), 0, "{}{}", stdout(&out), stderr(&out));

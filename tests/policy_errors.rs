@@ -190,3 +190,56 @@ fn semantic_errors_name_the_rule() {
         assert!(stderr(&out).contains(needle), "{text}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn an_unreadable_system_policy_fails_closed_instead_of_falling_back() {
+    // `etc/hitl-gate` is a file, so looking up the system policy fails with ENOTDIR, not
+    // "not found": the system policy is in force but cannot be read, so nothing runs, and the
+    // lenient $HITL_GATE_POLICY is not used in its place.
+    let sb = Sandbox::new();
+    sb.fake_real("kubectl");
+    std::fs::create_dir_all(sb.root.join("etc")).unwrap();
+    std::fs::write(sb.root.join("etc/hitl-gate"), "not a directory").unwrap();
+    let lenient = sb.policy(
+        "lenient.toml",
+        "version = 1\n[[rule]]\nname = \"all\"\naction = \"pass\"\n",
+    );
+    let out = run(sb
+        .shim("kubectl")
+        .env("HITL_GATE_POLICY", &lenient)
+        .args(["delete", "pod", "x"]));
+    assert_eq!(code(&out), 85, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("etc/hitl-gate/policy.toml"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!ran(&out));
+}
+
+#[test]
+fn approval_settings_are_checked() {
+    let sb = Sandbox::new();
+    sb.fake_real("kubectl");
+    let key = "ab".repeat(32);
+    for (text, needle) in [
+        (format!("[approval]\nurl = \"http://127.0.0.1:1\"\n"), "needs all of"),
+        (
+            format!("[approval]\nurl = \"http://gate.example.com\"\ntoken_file = \"/t\"\npublic_key = \"{key}\"\n"),
+            "only to loopback",
+        ),
+        (
+            format!("[approval]\nurl = \"https://gate.example.com\"\ntoken_file = \"t\"\npublic_key = \"{key}\"\n"),
+            "absolute",
+        ),
+        (
+            "[approval]\nurl = \"https://gate.example.com\"\ntoken_file = \"/t\"\npublic_key = \"xyz\"\n".to_string(),
+            "64 hex",
+        ),
+    ] {
+        let p = sb.policy("appr.toml", &format!("version = 1\n{text}"));
+        let out = run(sb.shim("kubectl").env("HITL_GATE_POLICY", &p).arg("version"));
+        assert_eq!(code(&out), 85, "{text}");
+        assert!(stderr(&out).contains(needle), "{text}: {}", stderr(&out));
+    }
+}

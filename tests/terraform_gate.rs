@@ -571,3 +571,55 @@ async fn the_audit_log_holds_the_diff_the_approver_and_the_outcome_and_verifies(
         .unwrap();
     assert_eq!(code(&verify), 0, "{}", stderr(&verify));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_checks_the_token_file_the_server_and_the_pinned_key() {
+    let w = World::new(&tools::terraform_1_0(), "", "").await;
+    w.sb.fake_real("kubectl");
+    w.sb.fake_real("helm");
+    let doctor = |policy: &Path| {
+        let mut c = w.sb.cli();
+        c.env("HITL_GATE_POLICY", policy).arg("doctor");
+        crate::support::run(&mut c)
+    };
+    let out = doctor(&w.agent_policy);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(code(&out), 0, "{text}");
+    assert!(text.contains("ok   token file"), "{text}");
+    assert!(
+        text.contains(&format!("ok   approval server {} answers", w.srv.url)),
+        "{text}"
+    );
+    assert!(
+        text.contains("ok   the server's public key is the pinned one"),
+        "{text}"
+    );
+
+    // Another key pinned.
+    let other = "cd".repeat(32);
+    let text = std::fs::read_to_string(&w.agent_policy).unwrap();
+    let wrong =
+        w.sb.policy("wrong-key.toml", &text.replace(&w.srv.public_key, &other));
+    let out = doctor(&wrong);
+    assert_eq!(code(&out), 1);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is not the pinned"));
+
+    // A token file others can read.
+    let token = w.sb.path().join("agent.token");
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let out = doctor(&w.agent_policy);
+    assert_eq!(code(&out), 1);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("readable by others"));
+    std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+
+    // The server is gone.
+    let url = w.srv.url.clone();
+    let _ = w.srv.stop().await;
+    let out = doctor(&w.agent_policy);
+    assert_eq!(code(&out), 1);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        text.contains(&format!("FAIL approval server: cannot reach {url}")),
+        "{text}"
+    );
+}

@@ -2,7 +2,9 @@
 //!
 //! - the policy in force loads and has safe permissions;
 //! - for each tool: the first match on PATH is a hitl-gate shim (else the agent bypasses the
-//!   gate), and a real binary is found behind it that is not a shim.
+//!   gate), and a real binary is found behind it that is not a shim;
+//! - with `[approval]` configured: the token file is readable by this user and not by others,
+//!   the server answers, and its public key is the pinned one.
 //!
 //! Prints one line per check and exits 1 if any check failed.
 
@@ -72,7 +74,69 @@ pub fn run(_args: Args) -> Result<i32, CliError> {
             (_, Err(e)) => report(false, format!("{tool}: {e}")),
         }
     }
+    match policy.as_ref().map(|p| p.approval()) {
+        Some(a) if a.url.is_some() => {
+            for (ok, line) in approval_checks(a) {
+                report(ok, line);
+            }
+        }
+        Some(_) => println!(
+            "skip approval server: none configured ([approval] in the policy); gated commands \
+             cannot run"
+        ),
+        None => {}
+    }
     Ok(if failed == 0 { 0 } else { 1 })
+}
+
+/// Token file, reachability and the pinned key, as (ok, line) results.
+fn approval_checks(a: &crate::policy::schema::Approval) -> Vec<(bool, String)> {
+    let mut out = Vec::new();
+    let token = a.token_file.as_deref().unwrap_or(std::path::Path::new(""));
+    match crate::client::read_token(token) {
+        Ok(_) => out.push((
+            true,
+            format!(
+                "token file {} is readable, and not by others",
+                token.display()
+            ),
+        )),
+        Err(e) => {
+            out.push((false, e));
+            return out;
+        }
+    }
+    let client = match crate::client::Client::from_config(a) {
+        Ok(c) => c,
+        Err(e) => {
+            out.push((false, e));
+            return out;
+        }
+    };
+    match client.public_key() {
+        Ok(k) => {
+            out.push((true, format!("approval server {} answers", client.base())));
+            let pinned = a
+                .public_key
+                .as_deref()
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            if k.public_key == pinned {
+                out.push((true, "the server's public key is the pinned one".into()));
+            } else {
+                out.push((
+                    false,
+                    format!(
+                        "the server's public key {} is not the pinned {pinned}; every approval \
+                         would be refused (or the server is not the one you meant)",
+                        k.public_key
+                    ),
+                ));
+            }
+        }
+        Err(e) => out.push((false, format!("approval server: {e}"))),
+    }
+    out
 }
 
 /// The first executable named `name` on PATH (absolute entries only, like the shim).
@@ -80,7 +144,12 @@ fn first_on_path(name: &str, path: &OsStr) -> Option<PathBuf> {
     std::env::split_paths(path)
         .filter(|d| d.is_absolute())
         .map(|d| d.join(name))
-        .find(|p| p.is_file())
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| {
+                m.is_file()
+                    && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
+            })
+        })
 }
 
 fn is_shim(p: &std::path::Path, me: &SelfId) -> bool {

@@ -22,7 +22,7 @@ use clap::{Parser, Subcommand};
     version,
     about = "Human-in-the-loop approval gate for terraform, tofu, kubectl and helm",
     long_about = "Human-in-the-loop approval gate for terraform, tofu, kubectl and helm.\n\n\
-        Installed under a tool's name (see shims/ and install.sh), this binary is a shim that \
+        Installed under a tool's name (symlinks, as in shims/), this binary is a shim that \
         passes harmless commands to the real tool and holds the rest for a human. Under its \
         own name it offers the commands below."
 )]

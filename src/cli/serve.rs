@@ -83,7 +83,8 @@ pub fn run(args: Args) -> Result<i32, CliError> {
                  `hitl-gate keys agent-token NAME`)"
             );
             println!(
-                "  shims: pin url = \"{scheme}://{local}\" and public_key = \"{}\" (docs/api.md)",
+                "  shims: in the agent's policy, [approval] url = \"{scheme}://{local}\", \
+                 public_key = \"{}\", token_file = \"/path/to/agent.token\" (docs/policy.md)",
                 s.public_key
             );
             println!("  decide: hitl-gate list | show ID | approve ID | reject ID -m REASON --data-dir {}", data_dir.display());

@@ -68,10 +68,12 @@ pub fn root() -> PathBuf {
 /// Finds the policy in force, without reading it.
 pub fn locate() -> Source {
     let system = root().join(SYSTEM_POLICY);
-    // symlink_metadata would miss a symlinked /etc file; `exists` follows links, and the
-    // ownership checks below run on the opened file itself.
-    if system.exists() {
-        return Source::System(system);
+    // `metadata` follows a symlinked /etc file; the ownership checks run on the opened file
+    // itself. Only "not found" falls through: any other error (EACCES, EIO) keeps the system
+    // policy in force, so loading it fails closed instead of quietly using $HITL_GATE_POLICY.
+    match std::fs::metadata(&system) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        _ => return Source::System(system),
     }
     match std::env::var_os(POLICY_ENV) {
         Some(p) if !p.is_empty() => Source::Env(PathBuf::from(p)),
