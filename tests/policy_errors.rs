@@ -223,7 +223,7 @@ fn approval_settings_are_checked() {
     sb.fake_real("kubectl");
     let key = "ab".repeat(32);
     for (text, needle) in [
-        (format!("[approval]\nurl = \"http://127.0.0.1:1\"\n"), "needs all of"),
+        ("[approval]\nurl = \"http://127.0.0.1:1\"\n".to_string(), "needs all of"),
         (
             format!("[approval]\nurl = \"http://gate.example.com\"\ntoken_file = \"/t\"\npublic_key = \"{key}\"\n"),
             "only to loopback",
