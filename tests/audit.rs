@@ -213,3 +213,50 @@ async fn a_hole_wider_than_a_read_page_is_still_found() {
     tamper(&db, &["DELETE FROM audit WHERE seq BETWEEN 20 AND 9020"]).await;
     assert_broken_at(&verify(&db, &key), 20, "missing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_windowed_export_verifies_offline_from_its_first_row() {
+    let (dir, data, key) = populated().await;
+    let mut c = raw_db(&data.join("hitl-gate.db")).await;
+    let (since, until): (i64, i64) = sqlx::query_as(
+        "SELECT (SELECT at FROM audit WHERE seq = 5), (SELECT at FROM audit WHERE seq = 10)",
+    )
+    .fetch_one(&mut c)
+    .await
+    .unwrap();
+    let out = run(std::process::Command::new(bin())
+        .args(["audit", "export", "--format", "jsonl", "--since"])
+        .arg(since.to_string())
+        .arg("--until")
+        .arg(until.to_string())
+        .arg("--data-dir")
+        .arg(&data));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let first_seq = first["row"]["seq"].as_i64().unwrap();
+    assert!(first_seq > 1 && first_seq <= 5, "{first}");
+    let export = dir.path().join("window.jsonl");
+    std::fs::write(&export, &text).unwrap();
+    let ok = run(std::process::Command::new(bin())
+        .args(["audit", "verify", "--public-key", &key, "--file"])
+        .arg(&export));
+    assert_eq!(code(&ok), 0, "{}", stderr(&ok));
+    assert!(
+        stdout(&ok).contains(&format!("(seq {first_seq}..")),
+        "{}",
+        stdout(&ok)
+    );
+    assert!(
+        stderr(&ok).contains("rows before it are not in the file"),
+        "{}",
+        stderr(&ok)
+    );
+
+    // One edit inside the window is still caught.
+    std::fs::write(&export, text.replacen("because", "becausf", 1)).unwrap();
+    let bad = run(std::process::Command::new(bin())
+        .args(["audit", "verify", "--public-key", &key, "--file"])
+        .arg(&export));
+    assert_eq!(code(&bad), 1, "{}", stdout(&bad));
+}

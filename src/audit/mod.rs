@@ -148,11 +148,25 @@ pub fn verify<I>(
 where
     I: IntoIterator<Item = Result<Row, VerifyError>>,
 {
+    verify_from(rows, checkpoints, public_key, (1, GENESIS.to_string()))
+}
+
+/// Like [`verify`], for a window of the log (an export with `--since`): the chain starts at
+/// `start = (seq, prev_hash)` instead of row 1. Rows before the window are not covered; the
+/// signed checkpoints inside it still anchor it to the server's key.
+pub fn verify_from<I>(
+    rows: I,
+    checkpoints: &[Checkpoint],
+    public_key: Option<&str>,
+    start: (i64, String),
+) -> Result<Report, VerifyError>
+where
+    I: IntoIterator<Item = Result<Row, VerifyError>>,
+{
     let mut cps: Vec<&Checkpoint> = checkpoints.iter().collect();
     cps.sort_by_key(|c| c.seq);
     let mut cp_iter = cps.iter().peekable();
-    let mut expected = 1i64;
-    let mut prev = GENESIS.to_string();
+    let (mut expected, mut prev) = start;
     let mut n = 0u64;
     let mut checked = 0u64;
     for row in rows {
