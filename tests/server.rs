@@ -412,6 +412,23 @@ async fn bad_input_gets_clear_json_errors() {
     assert_eq!((s, v["code"].as_str()), (413, Some("body_too_large")));
     assert!(v["message"].as_str().unwrap().contains("4096"), "{v}");
 
+    // Query strings and methods get JSON errors with a code too.
+    let id = a.create(&["delete", "pod", "q"]).await;
+    let (s, v) = a.get(&format!("/api/v1/requests/{id}?wait=soon")).await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("invalid_query")), "{v}");
+    let (s, v) = a.get(&format!("/api/v1/requests/{id}?color=red")).await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("invalid_query")), "{v}");
+    let r = a
+        .http
+        .delete(format!("{}/api/v1/requests", srv.url))
+        .bearer_auth(TOKEN_A)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["code"], "method_not_allowed");
+
     let r = a
         .http
         .post(format!("{}/api/v1/requests", srv.url))
@@ -659,4 +676,68 @@ async fn tls_serves_https() {
     );
     let _ = tx.send(());
     task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_human_decision_after_the_deadline_is_refused_even_before_the_reaper_runs() {
+    // The store directly (no reaper): a pending request whose deadline has passed cannot be
+    // approved or rejected, only expired.
+    use hitl_gate::api::{Classification, CreateRequest, State};
+    use hitl_gate::server::store::{Change, Changed, NewRequest, Store};
+    let dir = tempfile::tempdir().unwrap();
+    let keys = std::sync::Arc::new(hitl_gate::signing::Keys::load_or_create(dir.path()).unwrap());
+    let store = Store::open(&dir.path().join("db"), keys, 100)
+        .await
+        .unwrap();
+    let now = hitl_gate::api::now_ms();
+    let request: CreateRequest =
+        serde_json::from_value(create_body(&["delete", "pod", "x"])).unwrap();
+    let classification = Classification {
+        verdict: "gate".into(),
+        rule: "r".into(),
+        environment: None,
+        risk: None,
+        timeout_seconds: 1,
+        approvals_needed: 1,
+    };
+    let id = "0123456789abcdef0123456789abcdef".to_string();
+    store
+        .create(NewRequest {
+            id: id.clone(),
+            agent: "agent-a".into(),
+            on_behalf_of: None,
+            request,
+            classification,
+            created_at: now - 2000,
+            deadline: now - 1000,
+        })
+        .await
+        .unwrap();
+    for to in [State::Approved, State::Rejected] {
+        let change = Change {
+            to,
+            actor: "local:alice",
+            comment: Some("late"),
+            now,
+            valid_for_ms: 300_000,
+            only_agent: None,
+        };
+        match store.change(&id, change).await.unwrap() {
+            Changed::Conflict(State::Expired) => {}
+            Changed::Done(_) => panic!("{to:?} landed after the deadline"),
+            _ => panic!("unexpected answer"),
+        }
+    }
+    let expire = Change {
+        to: State::Expired,
+        actor: "system:reaper",
+        comment: None,
+        now,
+        valid_for_ms: 0,
+        only_agent: None,
+    };
+    assert!(matches!(
+        store.change(&id, expire).await.unwrap(),
+        Changed::Done(_)
+    ));
 }

@@ -40,6 +40,13 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/requests/{id}/decision", post(decision))
         .route("/api/v1/no-changes", post(no_changes))
         .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(app)
 }
@@ -72,6 +79,23 @@ impl<T: DeserializeOwned> FromRequest<Arc<App>> for Body<T> {
             let path = e.path().to_string();
             ApiError::bad_request("invalid_json", format!("at `{path}`: {}", e.inner()))
         })
+    }
+}
+
+/// A query string parsed with a JSON error (`invalid_query`) instead of axum's plain text.
+pub struct Q<T>(pub T);
+
+impl<T: DeserializeOwned + Send> axum::extract::FromRequestParts<Arc<App>> for Q<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<App>,
+    ) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(q)| Q(q))
+            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
     }
 }
 
@@ -262,7 +286,7 @@ struct ListQuery {
 async fn list(
     AxState(app): St,
     _who: Approver,
-    Query(q): Query<ListQuery>,
+    Q(q): Q<ListQuery>,
 ) -> Result<Json<Vec<RequestView>>, ApiError> {
     let state = match q.state.as_deref() {
         None | Some("all") => None,
@@ -302,7 +326,7 @@ async fn show(
     AxState(app): St,
     caller: Caller,
     Path(id): Path<String>,
-    Query(q): Query<WaitQuery>,
+    Q(q): Q<WaitQuery>,
 ) -> Result<Response, ApiError> {
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
     let until = tokio::time::Instant::now() + wait;

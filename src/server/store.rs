@@ -314,6 +314,9 @@ impl Store {
         if view.state != State::Pending {
             return Ok(Changed::Conflict(view.state));
         }
+        if matches!(ch.to, State::Approved | State::Rejected) && ch.now >= view.deadline {
+            return Ok(Changed::Conflict(State::Expired));
+        }
         let valid_until = if ch.to == State::Approved {
             ch.now + ch.valid_for_ms
         } else {
@@ -343,15 +346,21 @@ impl Store {
         let (id_s, actor, kind, now) =
             (id.to_string(), ch.actor.to_string(), ch.to.as_str(), ch.now);
         let decision_json = serde_json::to_string(&decision).expect("decision serialises");
+        // A human decision must land before the deadline; past it, only the reaper's expiry
+        // (and the agent's cancel) may end the request. The database enforces both.
+        let human = matches!(ch.to, State::Approved | State::Rejected);
         let updated = self
             .write(move |c| {
                 Box::pin(async move {
                     let r = sqlx::query(
-                        "UPDATE requests SET state = ?, decision = ? WHERE id = ? AND state = 'pending'",
+                        "UPDATE requests SET state = ?, decision = ? WHERE id = ? \
+                         AND state = 'pending' AND (? = 0 OR deadline > ?)",
                     )
                     .bind(kind)
                     .bind(&decision_json)
                     .bind(&id_s)
+                    .bind(human)
+                    .bind(now)
                     .execute(&mut *c)
                     .await?;
                     if r.rows_affected() == 0 {
@@ -363,7 +372,11 @@ impl Store {
             })
             .await?;
         if !updated {
-            let state = self.get(id).await?.map_or(State::Pending, |v| v.state);
+            let state = match self.get(id).await? {
+                // Still pending: the deadline passed; the reaper is about to expire it.
+                Some(v) if v.state == State::Pending => State::Expired,
+                v => v.map_or(State::Pending, |v| v.state),
+            };
             return Ok(Changed::Conflict(state));
         }
         let view = self
