@@ -43,13 +43,41 @@ fn another_build_reached_through_a_hitl_gate_symlink_is_skipped() {
 }
 
 #[test]
-fn two_plain_copies_of_the_binary_stop_at_the_depth_guard() {
+fn plain_copies_of_the_binary_are_skipped_and_the_real_tool_found() {
     let sb = Sandbox::new();
     sb.fake_real("kubectl");
     let (a, b) = (sb.path().join("a"), sb.path().join("b"));
     for d in [&a, &b] {
         std::fs::create_dir_all(d).unwrap();
         std::fs::copy(bin(), d.join("kubectl")).unwrap();
+    }
+    let path = format!(
+        "{}:{}:{}:/usr/bin:/bin",
+        a.display(),
+        b.display(),
+        sb.real.display()
+    );
+    let out = run_within(sb.shim("kubectl").env("PATH", path).arg("version"), LIMIT);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("RAN "), "{}", stdout(&out));
+}
+
+#[test]
+fn two_different_builds_copied_in_stop_at_the_depth_guard() {
+    let sb = Sandbox::new();
+    sb.fake_real("kubectl");
+    let (a, b) = (sb.path().join("a"), sb.path().join("b"));
+    for (d, extra) in [(&a, &b"build a"[..]), (&b, &b"build b, longer"[..])] {
+        std::fs::create_dir_all(d).unwrap();
+        // Bytes appended to an ELF file do not change what it runs, but make it another build.
+        let mut bytes = std::fs::read(bin()).unwrap();
+        bytes.extend_from_slice(extra);
+        std::fs::write(d.join("kubectl"), bytes).unwrap();
+        std::fs::set_permissions(
+            d.join("kubectl"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
     }
     let path = format!(
         "{}:{}:{}:/usr/bin:/bin",

@@ -109,8 +109,9 @@ async fn racing_approve_reject_and_the_reaper_leave_exactly_one_decision() {
     let mut ids = Vec::new();
     for round in 0..200 {
         let id = a.create(&["delete", "pod", &format!("p{round}")]).await;
-        // Aim both decisions at the deadline, where the reaper fires too.
-        tokio::time::sleep(Duration::from_millis(38)).await;
+        // Aim both decisions around the deadline (30..49 ms after creation; the deadline is at
+        // 40), where the reaper fires too.
+        tokio::time::sleep(Duration::from_millis(30 + round % 20)).await;
         let ap1 = srv.approver();
         let ap2 = srv.approver();
         let (i1, i2) = (id.clone(), id.clone());
@@ -132,6 +133,7 @@ async fn racing_approve_reject_and_the_reaper_leave_exactly_one_decision() {
     // Let the reaper finish any request nobody won.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut db = raw_db(&srv.db()).await;
+    let mut won = std::collections::BTreeMap::<String, u32>::new();
     for id in &ids {
         let state: String = sqlx::query_scalar("SELECT state FROM requests WHERE id = ?")
             .bind(id)
@@ -139,6 +141,7 @@ async fn racing_approve_reject_and_the_reaper_leave_exactly_one_decision() {
             .await
             .unwrap();
         assert_ne!(state, "pending", "{id}");
+        *won.entry(state.clone()).or_default() += 1;
         let decisions: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM audit WHERE request_id = ? AND kind IN ('approved', 'rejected', 'expired', 'cancelled')",
         )
@@ -156,6 +159,15 @@ async fn racing_approve_reject_and_the_reaper_leave_exactly_one_decision() {
         .unwrap();
         assert_eq!(kind, state, "the audit row records the state that won");
     }
+    // All three contenders really raced: the reaper won some rounds, the humans others.
+    let humans =
+        won.get("approved").copied().unwrap_or(0) + won.get("rejected").copied().unwrap_or(0);
+    assert!(
+        won.get("expired").copied().unwrap_or(0) > 0,
+        "the reaper never won: {won:?}"
+    );
+    assert!(humans > 0, "no human decision ever won: {won:?}");
+    eprintln!("race winners over 200 rounds: {won:?}");
     srv.stop().await;
 }
 
@@ -166,7 +178,7 @@ async fn a_killed_server_restarts_with_its_state_and_the_waiting_client_gets_the
     let policy = dir.path().join("policy.toml");
     std::fs::write(
         &policy,
-        policy_with("[[rule]]\nname = \"short\"\ntools = [\"kubectl\"]\nsubcommands = [\"scale\"]\naction = \"gate\"\ntimeout = \"2s\"\n"),
+        policy_with("[[rule]]\nname = \"short\"\ntools = [\"kubectl\"]\nsubcommands = [\"scale\"]\naction = \"gate\"\ntimeout = \"2s\"\n[[rule]]\nname = \"medium\"\ntools = [\"kubectl\"]\nsubcommands = [\"patch\"]\naction = \"gate\"\ntimeout = \"6s\"\n"),
     )
     .unwrap();
     std::os::unix::fs::PermissionsExt::set_mode(
@@ -185,6 +197,8 @@ async fn a_killed_server_restarts_with_its_state_and_the_waiting_client_gets_the
     let overdue = agent
         .create(&["scale", "deploy", "web", "--replicas=0"])
         .await;
+    // Its deadline falls after the restart: the new server must re-arm a timer for it.
+    let rearmed = agent.create(&["patch", "deploy", "web", "-p", "{}"]).await;
     // A client is waiting when the server dies.
     let waiter = {
         let (a, id) = (agent.clone(), pending.clone());
@@ -207,6 +221,14 @@ async fn a_killed_server_restarts_with_its_state_and_the_waiting_client_gets_the
     assert_eq!(v["state"], "expired", "expired at start: {v}");
     let (_, v) = agent.get(&format!("/api/v1/requests/{pending}")).await;
     assert_eq!(v["state"], "pending", "state intact: {v}");
+    let (_, v) = agent.get(&format!("/api/v1/requests/{rearmed}")).await;
+    assert_eq!(v["state"], "pending", "not yet due: {v}");
+    let (s, v) = agent.wait(&rearmed, BIG_WAIT).await;
+    assert_eq!(
+        (s, v["state"].as_str()),
+        (200, Some("expired")),
+        "re-armed timer: {v}"
+    );
 
     // The client reconnects and long-polls; a decision through the new server wakes it.
     let waiter = {
@@ -554,12 +576,103 @@ async fn a_decision_fails_and_the_request_stays_pending_when_the_audit_cannot_be
     srv.stop().await;
 }
 
+/// A small tmpfs, unmounted on drop.
+struct Tmpfs(std::path::PathBuf);
+
+impl Tmpfs {
+    fn mount(at: &std::path::Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(at).unwrap();
+        let out = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(at)
+            .output()
+            .expect("run mount(8)");
+        assert!(
+            out.status.success(),
+            "this test needs to mount a small tmpfs (root, or CAP_SYS_ADMIN): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Tmpfs(at.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_the_decision_and_keeps_the_request_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let mnt = dir.path().join("small");
+    let _fs = Tmpfs::mount(&mnt, "2m");
+    let data = mnt.join("data");
+    let srv =
+        TestServer::start_in(tempfile::tempdir().unwrap(), data.clone(), &policy_with("")).await;
+    let a = srv.agent(TOKEN_A);
+    let id = a.create(&["delete", "pod", "x"]).await;
+    // Fill the file system: the next write of the database (the decision and its audit row)
+    // has nowhere to go.
+    let filler = mnt.join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+    }
+    let (s, v) = srv.approver().decide(&id, "approve", Some("now")).await;
+    assert_eq!((s, v["code"].as_str()), (500, Some("store_failed")), "{v}");
+    let (_, v) = a.get(&format!("/api/v1/requests/{id}")).await;
+    assert_eq!(v["state"], "pending", "no decision without its audit row");
+    // Space again: the same decision goes through, and the log verifies.
+    std::fs::remove_file(&filler).unwrap();
+    let (s, v) = srv.approver().decide(&id, "approve", Some("now")).await;
+    assert_eq!(s, 200, "{v}");
+    srv.stop().await;
+    let out = run(std::process::Command::new(bin())
+        .args(["audit", "verify", "--db"])
+        .arg(data.join("hitl-gate.db")));
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stdout(&out).contains("2 rows"), "{}", stdout(&out));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_and_health() {
     let srv = TestServer::start(&policy_with("")).await;
     let a = srv.agent(TOKEN_A);
     let id = a.create(&["delete", "pod", "x"]).await;
-    let _pending = a.create(&["delete", "pod", "y"]).await;
+    let pending = a.create(&["delete", "pod", "y"]).await;
+    // One long-poll in flight shows in the waiters gauge.
+    let waiter = poll(&a, &pending);
+    let start = Instant::now();
+    loop {
+        let text = reqwest::get(format!("{}/metrics", srv.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains("hitl_gate_waiters 1") {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no waiter counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.post(&format!("/api/v1/requests/{pending}/cancel"), json!({}))
+        .await;
+    waiter.await.unwrap();
+    let _pending = a.create(&["delete", "pod", "z"]).await;
     srv.approver().decide(&id, "approve", None).await;
     let text = reqwest::get(format!("{}/metrics", srv.url))
         .await
@@ -570,7 +683,8 @@ async fn metrics_and_health() {
     for want in [
         "hitl_gate_pending_requests 1",
         "hitl_gate_decisions_total{outcome=\"approved\"} 1",
-        "hitl_gate_time_to_decision_seconds_count 1",
+        "hitl_gate_decisions_total{outcome=\"cancelled\"} 1",
+        "hitl_gate_time_to_decision_seconds_count 2",
         "hitl_gate_waiters 0",
     ] {
         assert!(text.contains(want), "missing {want}:\n{text}");

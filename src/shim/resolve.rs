@@ -2,9 +2,10 @@
 //!
 //! `which::which(tool)` would return the first match on PATH, which is the shim itself. So
 //! PATH is walked here: absolute entries only, regular executable files only, skipping every
-//! candidate that is this very binary (device + inode) or another hitl-gate build reached
-//! through a symlink named `hitl-gate`. A copy of hitl-gate that is neither is caught by the
-//! depth guard in `exec.rs`.
+//! candidate that is this very binary (device + inode), a byte-identical copy of it (compared
+//! only when the sizes are equal, so a real tool costs nothing extra), or another hitl-gate build
+//! reached through a symlink named `hitl-gate`. A different build copied in under a tool's name
+//! is caught by the depth guard in `exec.rs`.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -53,26 +54,59 @@ type FileId = (u64, u64);
 /// How to recognise this binary.
 pub struct SelfId {
     ids: Vec<FileId>,
+    /// Where this binary can be read, and its size, for spotting byte-identical copies.
+    files: Vec<(PathBuf, u64)>,
 }
 
 impl SelfId {
     /// This process's executable, by `/proc/self/exe`, plus argv[0] when it names a path
     /// (under valgrind `/proc/self/exe` is valgrind itself).
     pub fn current(argv0: &OsStr) -> SelfId {
-        let mut ids = Vec::with_capacity(2);
-        if let Ok(m) = std::fs::metadata("/proc/self/exe") {
-            ids.push((m.dev(), m.ino()));
-        }
-        if Path::new(argv0).components().count() > 1 {
-            if let Ok(m) = std::fs::metadata(argv0) {
-                ids.push((m.dev(), m.ino()));
+        let mut me = SelfId {
+            ids: Vec::with_capacity(2),
+            files: Vec::with_capacity(2),
+        };
+        let mut add = |p: &Path| {
+            if let Ok(m) = std::fs::metadata(p) {
+                me.ids.push((m.dev(), m.ino()));
+                me.files.push((p.to_path_buf(), m.len()));
             }
+        };
+        add(Path::new("/proc/self/exe"));
+        if Path::new(argv0).components().count() > 1 {
+            add(Path::new(argv0));
         }
-        SelfId { ids }
+        me
     }
 
     fn is(&self, meta: &std::fs::Metadata) -> bool {
         self.ids.contains(&(meta.dev(), meta.ino()))
+    }
+
+    /// True when `p` (described by `meta`) has exactly this binary's bytes: a plain copy of the
+    /// shim installed under a tool's name. Files of another size are never read.
+    fn is_copy(&self, p: &Path, meta: &std::fs::Metadata) -> bool {
+        self.files
+            .iter()
+            .filter(|(_, len)| *len == meta.len())
+            .any(|(me, _)| same_bytes(me, p).unwrap_or(false))
+    }
+}
+
+/// Compares two files' contents.
+fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
+    use std::io::Read;
+    let (mut fa, mut fb) = (std::fs::File::open(a)?, std::fs::File::open(b)?);
+    let (mut ba, mut bb) = (vec![0u8; 1 << 16], vec![0u8; 1 << 16]);
+    loop {
+        let n = fa.read(&mut ba)?;
+        if n == 0 {
+            return Ok(fb.read(&mut bb[..1])? == 0);
+        }
+        fb.read_exact(&mut bb[..n])?;
+        if ba[..n] != bb[..n] {
+            return Ok(false);
+        }
     }
 }
 
@@ -130,7 +164,7 @@ fn candidate(p: &Path, me: &SelfId) -> Candidate {
     if meta.permissions().mode() & 0o111 == 0 {
         return Candidate::Unusable("is not executable");
     }
-    if me.is(&meta) || links_to_hitl_gate(p) {
+    if me.is(&meta) || links_to_hitl_gate(p) || me.is_copy(p, &meta) {
         return Candidate::Shim;
     }
     Candidate::Usable
