@@ -6,6 +6,7 @@ mod support;
 mod audit;
 mod classification;
 mod cli;
+mod flag_tables;
 mod policy_errors;
 mod process;
 mod resolution;

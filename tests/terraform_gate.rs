@@ -221,7 +221,15 @@ async fn approved_apply_creates_exactly_the_planned_resources_on_every_version()
             tf.display()
         );
         assert!(text.contains("+ null_resource.r0 (create)"), "{text}");
-        assert!(text.contains("--- terraform show ---"), "{text}");
+        assert!(text.contains("--- terraform's own text ---"), "{text}");
+        assert!(
+            text.contains("Plan: 2 to add, 0 to change, 0 to destroy."),
+            "{text}"
+        );
+        assert!(
+            !text.contains('\x1b'),
+            "no colour codes for approvers: {text}"
+        );
         assert_eq!(req["artifact_sha256"].as_array().unwrap().len(), 1);
         assert!(w.state().is_empty(), "nothing applied before the approval");
         w.decide(req["id"].as_str().unwrap(), "approve", "fine")
@@ -622,4 +630,85 @@ async fn doctor_checks_the_token_file_the_server_and_the_pinned_key() {
         text.contains(&format!("FAIL approval server: cannot reach {url}")),
         "{text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_connection_is_retried_until_the_server_is_back() {
+    use crate::support::server::{free_port, uds_request, ServeProcess};
+    let w = World::new(&tools::terraform_1_0(), "", "").await;
+    // A server process on a fixed port, so the restarted one has the same URL.
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let policy = w.sb.policy("serve.toml", &policy_with(""));
+    let listen = format!("127.0.0.1:{}", free_port());
+    let first = ServeProcess::start_on(&policy, &data, &listen);
+    let key = hitl_gate::signing::Keys::load_or_create(&data)
+        .unwrap()
+        .public_hex();
+    let text = std::fs::read_to_string(&w.agent_policy)
+        .unwrap()
+        .replace(&w.srv.url, &first.url)
+        .replace(&w.srv.public_key, &key);
+    std::fs::write(&w.agent_policy, text).unwrap();
+
+    let mut child = w.spawn(&["apply", "-auto-approve"]);
+    let socket = data.join("admin.sock");
+    let pending = || async {
+        let start = Instant::now();
+        loop {
+            let (_, v) = uds_request(&socket, "GET", "/api/v1/requests?state=pending", None).await;
+            if let Some(r) = v.as_array().and_then(|a| a.first()) {
+                return r["id"].as_str().unwrap().to_string();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "nothing pending"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let id = pending().await;
+    first.signal(nix::sys::signal::Signal::SIGKILL);
+    drop(first);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the shim keeps waiting"
+    );
+    let second = ServeProcess::start_on(&policy, &data, &listen);
+    assert_eq!(pending().await, id, "the same request, still pending");
+    let (s, v) = uds_request(
+        &socket,
+        "POST",
+        &format!("/api/v1/requests/{id}/decision"),
+        Some(serde_json::json!({"decision": "approve"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let out = finish(child).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(stderr(&out).contains("retrying"), "{}", stderr(&out));
+    assert_eq!(w.state().len(), 2);
+    drop(second);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_of_a_saved_plan_shows_and_applies_a_private_copy() {
+    let w = World::new(&tools::terraform_1_15(), "", "").await;
+    let out = w.direct(&["plan", "-out=agent.tfplan"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let mut child = w.spawn(&["apply", "agent.tfplan"]);
+    let req = w.pending(&mut child).await;
+    let text = req["diff"]["text"].as_str().unwrap();
+    assert!(text.contains("Summary: +2 ~0 -0"), "{text}");
+    assert!(
+        text.contains("Plan: 2 to add"),
+        "terraform show text: {text}"
+    );
+    // The agent's own file is no longer what runs: the approved copy is.
+    std::fs::write(w.infra.join("agent.tfplan"), b"garbage").unwrap();
+    w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
+    let out = finish(child).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(w.state().len(), 2);
 }

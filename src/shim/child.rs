@@ -12,7 +12,7 @@
 //! - When the child dies of a signal, the shim dies of the same one ([`exit_like`]).
 
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::Sender;
 
@@ -76,8 +76,8 @@ pub fn name(sig: i32) -> String {
     Signal::try_from(sig).map_or_else(|_| format!("signal {sig}"), |s| s.as_str().to_string())
 }
 
-/// Runs `cmd` to completion with an empty signal mask, forwarding signals to it meanwhile.
-pub fn run(cmd: &mut Command) -> std::io::Result<ExitStatus> {
+/// Starts `cmd` with an empty signal mask and makes it the child signals are forwarded to.
+fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
     // SAFETY: the closure only calls pthread_sigmask, which is async-signal-safe.
     unsafe {
         cmd.pre_exec(|| {
@@ -86,35 +86,63 @@ pub fn run(cmd: &mut Command) -> std::io::Result<ExitStatus> {
                 .map_err(std::io::Error::from)
         });
     }
-    let mut child = cmd.spawn()?;
+    let child = cmd.spawn()?;
     CHILD.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+    Ok(child)
+}
+
+/// Waits for the forwarded-to child and stops forwarding.
+fn wait(mut child: Child) -> std::io::Result<ExitStatus> {
     let status = child.wait();
     CHILD.store(0, Ordering::SeqCst);
     status
 }
 
+/// Runs `cmd` to completion with an empty signal mask, forwarding signals to it meanwhile.
+pub fn run(cmd: &mut Command) -> std::io::Result<ExitStatus> {
+    wait(spawn(cmd)?)
+}
+
 /// Runs `cmd` like [`run`], capturing its stdout; stderr is inherited.
 pub fn output(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>)> {
     use std::io::Read;
-    // SAFETY: as in `run`.
-    unsafe {
-        cmd.pre_exec(|| {
-            let empty = SigSet::empty();
-            nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&empty), None)
-                .map_err(std::io::Error::from)
-        });
-    }
-    let mut child = cmd.stdout(std::process::Stdio::piped()).spawn()?;
-    CHILD.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+    let mut child = spawn(cmd.stdout(std::process::Stdio::piped()))?;
     let mut out = Vec::new();
     let read = child
         .stdout
         .take()
         .map_or(Ok(0), |mut s| s.read_to_end(&mut out));
-    let status = child.wait();
-    CHILD.store(0, Ordering::SeqCst);
+    let status = wait(child);
     read?;
     Ok((status?, out))
+}
+
+/// Runs `cmd` like [`run`], copying its stdout to this process's stderr as it comes and keeping
+/// a copy.
+pub fn tee_stdout_to_stderr(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>)> {
+    use std::io::{Read, Write};
+    let mut child = spawn(cmd.stdout(std::process::Stdio::piped()))?;
+    let mut kept = Vec::new();
+    let mut read = Ok(());
+    if let Some(mut out) = child.stdout.take() {
+        let mut buf = [0u8; 8192];
+        let mut err = std::io::stderr();
+        read = loop {
+            match out.read(&mut buf) {
+                Ok(0) => break Ok(()),
+                Ok(n) => {
+                    // The agent's stderr may be gone; the copy is what matters.
+                    let _ = err.write_all(&buf[..n]);
+                    kept.extend_from_slice(&buf[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+    }
+    let status = wait(child);
+    read?;
+    Ok((status?, kept))
 }
 
 /// Ends this process the way `status` ended the child: the same exit code, or death by the

@@ -281,13 +281,13 @@ fn wait(
         Duration::from_secs(30)
     };
     loop {
-        match rx.recv_timeout(tick) {
-            Ok(Event::Decided(v)) => {
-                if tty {
-                    eprintln!();
-                }
-                return Ok(*v);
-            }
+        let event = rx.recv_timeout(tick);
+        if tty && !matches!(event, Err(RecvTimeoutError::Timeout)) {
+            // End the live line before anything else is printed.
+            eprintln!();
+        }
+        match event {
+            Ok(Event::Decided(v)) => return Ok(*v),
             Ok(Event::Signal(sig)) => {
                 let how = match client.cancel(&id) {
                     Ok(_) => "cancelled on the server".to_string(),

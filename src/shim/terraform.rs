@@ -2,10 +2,12 @@
 //! apply exactly that plan file.
 //!
 //! - `apply` (no plan file) and `destroy`: `terraform [-chdir] plan -out=PRIVATE [-destroy]
-//!   [plan flags]`, its output sent to stderr so the agent sees progress; then `show -json` (the
-//!   change model) and `show -no-color` (terraform's own text) on that file.
+//!   [plan flags]`, its output copied to stderr as it comes (the agent sees progress) and kept,
+//!   without colour codes, as terraform's own text of the change; then `show -json` (the change
+//!   model) on that file. A separate `show -no-color` would print the same text again at the
+//!   cost of one more terraform process (docs/performance.md).
 //! - `apply PLANFILE`: the agent's plan file is copied once into the private run directory and
-//!   shown from there; the copy is what gets applied.
+//!   shown from there (`show -json` and `show -no-color`); the copy is what gets applied.
 //! - The approved run is `terraform [-chdir] apply [flags valid with a plan file] PLANFILE`. It
 //!   never plans again.
 //! - Other gated subcommands (`import`, `state rm`, `taint`, …) have no plan: the approver sees
@@ -262,6 +264,14 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
         }
     }
     let run_dir = RunDir::create().map_err(|e| (code::INTERNAL, e))?;
+    let cannot_run = |e: std::io::Error| {
+        (
+            code::CANNOT_EXECUTE,
+            format!("cannot run {}: {e}", real.display()),
+        )
+    };
+    // terraform's own text of the change: the plan's output, or `show -no-color` of a saved plan.
+    let mut plan_text: Option<Vec<u8>> = None;
     let plan = run_dir.path.join("plan.tfplan");
     let tf = |extra: &[&OsStr]| {
         let mut c = Command::new(real);
@@ -274,19 +284,15 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
             if s.sub == ["destroy"] {
                 c.arg("-destroy");
             }
-            c.args(&plan_flags).stdout(std::io::stderr());
-            let status = child::run(&mut c).map_err(|e| {
-                (
-                    code::CANNOT_EXECUTE,
-                    format!("cannot run {}: {e}", real.display()),
-                )
-            })?;
+            c.args(&plan_flags);
+            let (status, out) = child::tee_stdout_to_stderr(&mut c).map_err(cannot_run)?;
             if !status.success() {
                 return Err((
                     u8::try_from(status.code().unwrap_or(1)).unwrap_or(1),
                     format!("{tool} plan failed ({status}); nothing was submitted or applied"),
                 ));
             }
+            plan_text = Some(out);
         }
         (["apply"], [file]) => {
             if plan_only_given {
@@ -312,12 +318,7 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
 
     let show = |flag: &str| -> Result<Vec<u8>, Stop> {
         let mut c = tf(&[OsStr::new("show"), OsStr::new(flag), plan.as_os_str()]);
-        let (status, out) = child::output(&mut c).map_err(|e| {
-            (
-                code::CANNOT_EXECUTE,
-                format!("cannot run {}: {e}", real.display()),
-            )
-        })?;
+        let (status, out) = child::output(&mut c).map_err(cannot_run)?;
         if status.success() {
             Ok(out)
         } else {
@@ -329,7 +330,10 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
     };
     let changes = crate::diff::terraform::parse_plan(&show("-json")?)
         .map_err(|e| refused(format!("cannot read the plan: {e}")))?;
-    let shown = show("-no-color")?;
+    let shown = match plan_text {
+        Some(t) => strip_ansi(&t),
+        None => show("-no-color")?,
+    };
     let bytes = std::fs::read(&plan).map_err(|e| {
         (
             code::INTERNAL,
@@ -337,7 +341,7 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
         )
     })?;
     let mut text = changes.render();
-    text.push_str("\n--- terraform show ---\n");
+    text.push_str("\n--- terraform's own text ---\n");
     text.push_str(&String::from_utf8_lossy(&shown));
     request.diff = Diff {
         truncated: text.len() > MAX_DIFF_TEXT,
@@ -358,6 +362,25 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
         target_now,
         run_dir: Some(run_dir),
     })
+}
+
+/// Removes terminal escape sequences (CSI `ESC [ … final`) from terraform's coloured output.
+fn strip_ansi(bytes: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == 0x1b && bytes.get(i + 1) == Some(&b'[') {
+            i += 2;
+            while i < bytes.len() && !(0x40..=0x7e).contains(&bytes[i]) {
+                i += 1;
+            }
+            i += 1;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 /// Cuts `text` to at most `max` bytes, on a character boundary.
@@ -386,6 +409,14 @@ mod tests {
 
     fn v(args: &[&str]) -> Vec<String> {
         args.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn colour_codes_are_stripped() {
+        assert_eq!(
+            strip_ansi(b"\x1b[1m  # a\x1b[0m will be \x1b[32m+\x1b[0m created\x1b["),
+            b"  # a will be + created"
+        );
     }
 
     #[test]

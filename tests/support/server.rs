@@ -220,8 +220,13 @@ pub struct ServeProcess {
 
 impl ServeProcess {
     pub fn start(policy_file: &Path, data: &Path) -> ServeProcess {
+        Self::start_on(policy_file, data, "127.0.0.1:0")
+    }
+
+    /// Starts `serve` listening on `listen` (a fixed port lets a restarted server keep its URL).
+    pub fn start_on(policy_file: &Path, data: &Path, listen: &str) -> ServeProcess {
         let mut child = Command::new(super::bin())
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
@@ -263,4 +268,13 @@ pub async fn raw_db(path: &Path) -> sqlx::SqliteConnection {
         .connect()
         .await
         .unwrap()
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
