@@ -254,13 +254,23 @@ async fn approved_apply_creates_exactly_the_planned_resources_on_every_version()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tofu_takes_the_same_path() {
     let w = World::new(&tools::terraform_1_0(), "", "").await;
+    // A run dir left by a process that no longer exists (pid 2^22 + 1 is above Linux's limit).
+    let uid = nix::unistd::getuid().as_raw();
+    let private = w.tmp.join(format!("hitl-gate-{uid}"));
+    let stale = private.join("run-4194305-dead");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+        .unwrap();
     let mut child = w.spawn_in("tofu", &w.infra, &["apply"], &[]);
     let req = w.pending(&mut child).await;
     assert_eq!(req["tool"], "tofu");
+    assert!(!stale.exists(), "stale run dirs are cleaned up");
     w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
     let out = finish(child).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(w.state().len(), 2);
+    let left: Vec<_> = std::fs::read_dir(&private).unwrap().collect();
+    assert!(left.is_empty(), "the plan file and its dir are removed: {left:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
