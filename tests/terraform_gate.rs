@@ -259,8 +259,11 @@ async fn tofu_takes_the_same_path() {
     let private = w.tmp.join(format!("hitl-gate-{uid}"));
     let stale = private.join("run-4194305-dead");
     std::fs::create_dir_all(&stale).unwrap();
-    std::fs::set_permissions(&private, std::os::unix::fs::PermissionsExt::from_mode(0o700))
-        .unwrap();
+    std::fs::set_permissions(
+        &private,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     let mut child = w.spawn_in("tofu", &w.infra, &["apply"], &[]);
     let req = w.pending(&mut child).await;
     assert_eq!(req["tool"], "tofu");
@@ -270,7 +273,10 @@ async fn tofu_takes_the_same_path() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(w.state().len(), 2);
     let left: Vec<_> = std::fs::read_dir(&private).unwrap().collect();
-    assert!(left.is_empty(), "the plan file and its dir are removed: {left:?}");
+    assert!(
+        left.is_empty(),
+        "the plan file and its dir are removed: {left:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

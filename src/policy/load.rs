@@ -81,19 +81,34 @@ pub fn locate() -> Source {
     }
 }
 
-/// Locates, checks and parses the policy in force.
+/// Which parts of the policy file the caller reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sections {
+    /// Everything (`serve`, `explain`, `doctor`).
+    All,
+    /// All but the `[serve]` tables, which are the server's: the shim never reads them, and
+    /// skipping them keeps the passthrough cheap. `hitl-gate serve` checks them.
+    Shim,
+}
+
+/// Locates, checks and parses the whole policy in force.
 pub fn load() -> Result<(Policy, Source), PolicyError> {
+    load_sections(Sections::All)
+}
+
+/// Locates, checks and parses the policy in force, reading only `sections`.
+pub fn load_sections(sections: Sections) -> Result<(Policy, Source), PolicyError> {
     let source = locate();
     let policy = match &source {
-        Source::System(p) => load_file(p, true)?,
-        Source::Env(p) => load_file(p, false)?,
+        Source::System(p) => load_file(p, true, sections)?,
+        Source::Env(p) => load_file(p, false, sections)?,
         Source::Builtin => Policy::builtin(),
     };
     Ok((policy, source))
 }
 
 /// Reads and validates one policy file.
-pub fn load_file(path: &Path, check_dir: bool) -> Result<Policy, PolicyError> {
+pub fn load_file(path: &Path, check_dir: bool, sections: Sections) -> Result<Policy, PolicyError> {
     let err = |message: String| PolicyError {
         path: path.to_path_buf(),
         message,
@@ -116,34 +131,67 @@ pub fn load_file(path: &Path, check_dir: bool) -> Result<Policy, PolicyError> {
     let mut text = String::new();
     file.read_to_string(&mut text)
         .map_err(|e| err(format!("cannot read: {e}")))?;
-    parse(&text).map_err(err)
+    parse_sections(&text, sections).map_err(err)
 }
 
 /// Parses and validates policy text. Errors carry line and column.
 pub fn parse(text: &str) -> Result<Policy, String> {
-    let fast = blank_comment_lines(text);
+    parse_sections(text, Sections::All)
+}
+
+/// Parses and validates the `sections` of policy text.
+pub fn parse_sections(text: &str, sections: Sections) -> Result<Policy, String> {
+    let fast = prepass(text, sections == Sections::Shim);
     let file: PolicyFile = toml::from_str(&fast).map_err(|e| one_line(&e, &fast))?;
     Policy::from_file(file)
 }
 
-/// Replaces whole-line comments with empty lines, keeping every line number and column. The
-/// TOML parser validates comments character by character, which is a large share of the shim's
-/// cost for a well-commented policy. Only done when the text has no multi-line string, the one
-/// place where a line starting with `#` is not a comment.
-fn blank_comment_lines(text: &str) -> std::borrow::Cow<'_, str> {
-    if text.contains("\"\"\"") || text.contains("'''") {
-        return std::borrow::Cow::Borrowed(text);
-    }
+/// One pass over the lines that makes the TOML parse cheaper without changing its meaning or
+/// any line number: whole-line comments become empty lines (the parser validates comments
+/// character by character, a large share of the shim's cost for a well-commented policy), and
+/// with `skip_serve` so do the `[serve]` and `[serve.*]` / `[[serve.*]]` tables.
+///
+/// A multi-line string (`"""`, `'''`) is the one place where a line starting with `#` or `[`
+/// is not what it looks like, so text with one on a line that is read is returned unchanged. A
+/// line misread inside a skipped table can only cut the skip short, which leaves lines for the
+/// parser: a syntax error, never a silently different policy.
+fn prepass(text: &str, skip_serve: bool) -> std::borrow::Cow<'_, str> {
     let mut out = String::with_capacity(text.len());
+    let mut in_serve = false;
     for line in text.split_inclusive('\n') {
-        if line.trim_start().starts_with('#') {
+        let t = line.trim_start();
+        let blank = if t.starts_with('#') {
+            true
+        } else if let Some(header) = t.strip_prefix('[') {
+            let name = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("");
+            let name = name.trim();
+            in_serve = skip_serve && (name == "serve" || name.starts_with("serve."));
+            in_serve
+        } else {
+            in_serve
+        };
+        if blank {
             // Keep the line ending ("\r\n", "\n" or none on the last line).
             out.push_str(&line[line.trim_end_matches(['\r', '\n']).len()..]);
+        } else if opens_multiline_string(line) {
+            return std::borrow::Cow::Borrowed(text);
         } else {
             out.push_str(line);
         }
     }
     std::borrow::Cow::Owned(out)
+}
+
+/// True when `line` has `"""` or `'''` (a byte scan: `str::contains` would set up a substring
+/// searcher for every line, a measurable share of the shim's start-up).
+fn opens_multiline_string(line: &str) -> bool {
+    line.as_bytes()
+        .windows(3)
+        .any(|w| (w[0] == b'"' || w[0] == b'\'') && w[0] == w[1] && w[1] == w[2])
 }
 
 fn one_line(e: &toml::de::Error, text: &str) -> String {
@@ -195,13 +243,37 @@ mod tests {
     fn comment_blanking_keeps_lines_and_leaves_strings_alone() {
         let text = "# a\nversion = 1 # trailing\n  # indented\n[defaults]\n";
         assert_eq!(
-            blank_comment_lines(text),
+            prepass(text, false),
             "\nversion = 1 # trailing\n\n[defaults]\n"
         );
         let ml = "x = \"\"\"\n# not a comment\n\"\"\"\n";
-        assert_eq!(blank_comment_lines(ml), ml);
+        assert_eq!(prepass(ml, false), ml);
+        // A """ inside a comment opens nothing.
+        assert_eq!(
+            prepass("# say \"\"\"\nversion = 1\n", false),
+            "\nversion = 1\n"
+        );
         let e = parse("# one\n# two\nversion = 1\nbogus = 2\n").unwrap_err();
         assert!(e.starts_with("line 4, column 1"), "{e}");
+    }
+
+    #[test]
+    fn the_shim_skips_the_serve_tables_and_nothing_else() {
+        let text = "version = 1\n[serve]\nlisten = 42\n[[serve.agent]]\nname = \"a\"\n\
+                    [ approval ]\nurl = \"x\"\n[[rule]]\nname = \"r\"\n";
+        assert_eq!(
+            prepass(text, true),
+            "version = 1\n\n\n\n\n[ approval ]\nurl = \"x\"\n[[rule]]\nname = \"r\"\n"
+        );
+        // The server reads [serve] and finds its errors; the shim does not read it at all.
+        let bad_serve = "version = 1\n[serve]\nlisten = 42\n";
+        assert!(parse(bad_serve).unwrap_err().contains("line 3"));
+        assert!(parse_sections(bad_serve, Sections::Shim).is_ok());
+        // Everything else is still checked for the shim.
+        let bad_rule = "version = 1\n[serve]\nlisten = \"x\"\n[[rule]]\nname = 1\n";
+        assert!(parse_sections(bad_rule, Sections::Shim)
+            .unwrap_err()
+            .contains("line 5"));
     }
 
     #[test]

@@ -35,7 +35,7 @@ pub fn run(tool: Tool, argv0: OsString, args: Vec<OsString>) -> ! {
 fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, (u8, String)> {
     let depth = exec::depth(std::env::var_os(exec::DEPTH_VAR).as_deref())
         .map_err(|e| (code::RECURSION, e))?;
-    let (policy, _source) = policy::load::load()
+    let (policy, _source) = policy::load::load_sections(policy::load::Sections::Shim)
         .map_err(|e| (code::POLICY_ERROR, format!("{e}; {tool} did not run")))?;
     let env = |k: &str| std::env::var(k).ok();
     let inv = argv::read(tool, args, &env).map_err(|e| {
