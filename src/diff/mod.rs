@@ -8,7 +8,15 @@
 
 pub mod terraform;
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+use serde_json::Value;
+
+/// How a masked value is shown.
+pub const SENSITIVE: &str = "(sensitive value)";
+/// How a value only known after the change is shown.
+pub const UNKNOWN: &str = "(known after apply)";
 
 /// What happens to one resource.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -182,6 +190,132 @@ impl ChangeSet {
             "counts": self.counts(),
             "resources": self.resources,
         })
+    }
+}
+
+/// The attributes that differ between two JSON values, as `path: before -> after`. Each side
+/// comes with its sensitivity marks (the value's shape with `true` where a value is masked, or
+/// `true` for all of it); `after_unknown` marks values only known after the change. A masked
+/// value that changed is listed, masked on both sides; its raw text is never shown.
+pub fn changed_attributes(
+    before: (&Value, &Value),
+    after: (&Value, &Value),
+    after_unknown: &Value,
+) -> Vec<AttrChange> {
+    let mut b = BTreeMap::new();
+    flatten(before.0, before.1, &Value::Null, String::new(), &mut b);
+    let mut a = BTreeMap::new();
+    flatten(after.0, after.1, after_unknown, String::new(), &mut a);
+    let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
+    keys.into_iter()
+        .filter_map(|k| {
+            let (x, y) = (b.get(k), a.get(k));
+            (x.map(|l| &l.raw) != y.map(|l| &l.raw)).then(|| AttrChange {
+                path: k.clone(),
+                before: x.map(|l| l.shown.clone()),
+                after: y.map(|l| l.shown.clone()),
+            })
+        })
+        .collect()
+}
+
+/// One flattened value: what is shown, and what is compared (the raw JSON, so a change of a
+/// masked value is still seen as a change; the raw text is never shown).
+struct Leaf {
+    shown: String,
+    raw: String,
+}
+
+/// Flattens a value into `path → leaf`, masking what `sensitive` marks and replacing what
+/// `unknown` marks. Both marks mirror the value's shape, or are `true` for a whole subtree.
+fn flatten(
+    value: &Value,
+    sensitive: &Value,
+    unknown: &Value,
+    path: String,
+    out: &mut BTreeMap<String, Leaf>,
+) {
+    let key = |p: &str| {
+        if p.is_empty() {
+            "(value)".to_string()
+        } else {
+            p.to_string()
+        }
+    };
+    if unknown == &Value::Bool(true) {
+        let leaf = Leaf {
+            shown: UNKNOWN.into(),
+            raw: UNKNOWN.into(),
+        };
+        out.insert(key(&path), leaf);
+        return;
+    }
+    if sensitive == &Value::Bool(true) {
+        let leaf = Leaf {
+            shown: SENSITIVE.into(),
+            raw: value.to_string(),
+        };
+        out.insert(key(&path), leaf);
+        return;
+    }
+    let child = |mark: &Value, k: &Value| -> Value {
+        match (mark, k) {
+            (Value::Object(m), Value::String(k)) => m.get(k).cloned().unwrap_or(Value::Null),
+            (Value::Array(a), Value::Number(i)) => i
+                .as_u64()
+                .and_then(|i| a.get(usize::try_from(i).ok()?))
+                .cloned()
+                .unwrap_or(Value::Null),
+            _ => Value::Null,
+        }
+    };
+    match value {
+        Value::Object(m) => {
+            // Unknown keys can appear in `after_unknown` only (the value is null there).
+            let mut keys: Vec<&String> = m.keys().collect();
+            if let Value::Object(u) = unknown {
+                keys.extend(u.keys().filter(|k| !m.contains_key(*k)));
+            }
+            for k in keys {
+                let kv = Value::String(k.clone());
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                flatten(
+                    m.get(k).unwrap_or(&Value::Null),
+                    &child(sensitive, &kv),
+                    &child(unknown, &kv),
+                    p,
+                    out,
+                );
+            }
+        }
+        Value::Array(a) => {
+            let n = match unknown {
+                Value::Array(u) => a.len().max(u.len()),
+                _ => a.len(),
+            };
+            for i in 0..n {
+                let iv = Value::from(i);
+                flatten(
+                    a.get(i).unwrap_or(&Value::Null),
+                    &child(sensitive, &iv),
+                    &child(unknown, &iv),
+                    format!("{path}[{i}]"),
+                    out,
+                );
+            }
+        }
+        Value::Null => {}
+        scalar => {
+            let leaf = Leaf {
+                shown: scalar.to_string(),
+                raw: scalar.to_string(),
+            };
+            out.insert(key(&path), leaf);
+        }
     }
 }
 

@@ -10,14 +10,9 @@
 //! `(sensitive value)`, at whatever depth the mark sits; a value marked in `after_unknown` is
 //! shown as `(known after apply)`.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
-use super::{Action, AttrChange, ChangeSet, ResourceChange};
-
-pub const SENSITIVE: &str = "(sensitive value)";
-pub const UNKNOWN: &str = "(known after apply)";
+use super::{Action, ChangeSet, ResourceChange};
 
 /// Reads the JSON of `terraform show -json PLANFILE`.
 pub fn parse_plan(json: &[u8]) -> Result<ChangeSet, String> {
@@ -75,36 +70,15 @@ fn resource_change(rc: &Value) -> Result<ResourceChange, String> {
         other => Action::Unknown(other.join(",")),
     };
     let field = |k: &str| change.get(k).unwrap_or(&Value::Null);
-    let mut before = BTreeMap::new();
-    flatten(
-        field("before"),
-        field("before_sensitive"),
-        &Value::Null,
-        String::new(),
-        &mut before,
-    );
-    let mut after = BTreeMap::new();
-    flatten(
-        field("after"),
-        field("after_sensitive"),
-        field("after_unknown"),
-        String::new(),
-        &mut after,
-    );
-    let mut attributes = Vec::new();
-    if action != Action::NoOp && action != Action::Read {
-        let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
-        for k in keys {
-            let (b, a) = (before.get(k), after.get(k));
-            if b.map(|l| &l.raw) != a.map(|l| &l.raw) {
-                attributes.push(AttrChange {
-                    path: k.clone(),
-                    before: b.map(|l| l.shown.clone()),
-                    after: a.map(|l| l.shown.clone()),
-                });
-            }
-        }
-    }
+    let attributes = if action == Action::NoOp || action == Action::Read {
+        Vec::new()
+    } else {
+        super::changed_attributes(
+            (field("before"), field("before_sensitive")),
+            (field("after"), field("after_sensitive")),
+            field("after_unknown"),
+        )
+    };
     Ok(ResourceChange {
         address,
         action,
@@ -114,106 +88,6 @@ fn resource_change(rc: &Value) -> Result<ResourceChange, String> {
             .map(String::from),
         attributes,
     })
-}
-
-/// One flattened value: what is shown, and what is compared (the raw JSON, so a change of a
-/// masked value is still seen as a change; the raw text is never shown).
-struct Leaf {
-    shown: String,
-    raw: String,
-}
-
-/// Flattens a value into `path → leaf`, masking what `sensitive` marks and replacing what
-/// `unknown` marks. Both marks mirror the value's shape, or are `true` for a whole subtree.
-fn flatten(
-    value: &Value,
-    sensitive: &Value,
-    unknown: &Value,
-    path: String,
-    out: &mut BTreeMap<String, Leaf>,
-) {
-    let key = |p: &str| {
-        if p.is_empty() {
-            "(value)".to_string()
-        } else {
-            p.to_string()
-        }
-    };
-    if unknown == &Value::Bool(true) {
-        let leaf = Leaf {
-            shown: UNKNOWN.into(),
-            raw: UNKNOWN.into(),
-        };
-        out.insert(key(&path), leaf);
-        return;
-    }
-    if sensitive == &Value::Bool(true) {
-        let leaf = Leaf {
-            shown: SENSITIVE.into(),
-            raw: value.to_string(),
-        };
-        out.insert(key(&path), leaf);
-        return;
-    }
-    let child = |mark: &Value, k: &Value| -> Value {
-        match (mark, k) {
-            (Value::Object(m), Value::String(k)) => m.get(k).cloned().unwrap_or(Value::Null),
-            (Value::Array(a), Value::Number(i)) => i
-                .as_u64()
-                .and_then(|i| a.get(usize::try_from(i).ok()?))
-                .cloned()
-                .unwrap_or(Value::Null),
-            _ => Value::Null,
-        }
-    };
-    match value {
-        Value::Object(m) => {
-            // Unknown keys can appear in `after_unknown` only (the value is null there).
-            let mut keys: Vec<&String> = m.keys().collect();
-            if let Value::Object(u) = unknown {
-                keys.extend(u.keys().filter(|k| !m.contains_key(*k)));
-            }
-            for k in keys {
-                let kv = Value::String(k.clone());
-                let p = if path.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{path}.{k}")
-                };
-                flatten(
-                    m.get(k).unwrap_or(&Value::Null),
-                    &child(sensitive, &kv),
-                    &child(unknown, &kv),
-                    p,
-                    out,
-                );
-            }
-        }
-        Value::Array(a) => {
-            let n = match unknown {
-                Value::Array(u) => a.len().max(u.len()),
-                _ => a.len(),
-            };
-            for i in 0..n {
-                let iv = Value::from(i);
-                flatten(
-                    a.get(i).unwrap_or(&Value::Null),
-                    &child(sensitive, &iv),
-                    &child(unknown, &iv),
-                    format!("{path}[{i}]"),
-                    out,
-                );
-            }
-        }
-        Value::Null => {}
-        scalar => {
-            let leaf = Leaf {
-                shown: scalar.to_string(),
-                raw: scalar.to_string(),
-            };
-            out.insert(key(&path), leaf);
-        }
-    }
 }
 
 #[cfg(test)]

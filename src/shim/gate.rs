@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::child;
 use crate::api::{CreateRequest, Outcome, RequestView, State, Target};
+use crate::argv::Invocation;
 use crate::client::{Client, ClientError};
 use crate::exit as code;
 use crate::policy::{Decision, Policy};
@@ -30,8 +31,8 @@ pub struct Prepared {
     /// What to run once approved.
     pub program: PathBuf,
     pub args: Vec<OsString>,
-    /// The file whose sha256 must still equal the approved artifact hash right before the run.
-    pub artifact: Option<PathBuf>,
+    /// Recomputes the artifact hashes right before the run (they must equal the approved ones).
+    pub artifacts_now: Box<dyn Fn() -> Result<Vec<String>, String>>,
     /// The plan changes nothing.
     pub no_changes: bool,
     /// Recomputes the environment target right before the run (it must not have drifted).
@@ -57,6 +58,7 @@ pub fn run(
     argv0: &OsStr,
     args: &[OsString],
     real: &dyn Fn() -> Result<PathBuf, Stop>,
+    inv: &Invocation,
     policy: &Policy,
     gate: &Decision,
 ) -> Result<ExitStatus, Stop> {
@@ -70,7 +72,7 @@ pub fn run(
             ),
         )
     };
-    if !tool.is_terraform_like() {
+    if tool == Tool::Helm {
         return Err(unavailable(format!(
             "this hitl-gate cannot yet bind a {tool} command to an approval (its diff support \
              comes in a later release)"
@@ -104,7 +106,10 @@ pub fn run(
                 ),
             )
         })?;
-    let prepared = super::terraform::prepare(tool, real, &args)?;
+    let prepared = match tool {
+        Tool::Kubectl => super::kubectl::prepare(real, &args, inv)?,
+        _ => super::terraform::prepare(tool, real, &args)?,
+    };
     if let Some(sig) = child::received() {
         return Err((
             code::CANCELLED,
@@ -198,22 +203,14 @@ fn command(p: &Prepared, argv0: &OsStr) -> Command {
     c
 }
 
-/// The sha256 of the artifact file as it is now.
+/// The artifact hashes as they are now.
 fn artifact_hashes(p: &Prepared) -> Result<Vec<String>, Stop> {
-    match &p.artifact {
-        None => Ok(Vec::new()),
-        Some(path) => std::fs::read(path)
-            .map(|bytes| vec![crate::hex::sha256(&bytes)])
-            .map_err(|e| {
-                (
-                    code::VERIFICATION_FAILED,
-                    format!(
-                        "cannot read the approved artifact {}: {e}; nothing ran",
-                        path.display()
-                    ),
-                )
-            }),
-    }
+    (p.artifacts_now)().map_err(|e| {
+        (
+            code::VERIFICATION_FAILED,
+            format!("cannot hash what is about to run ({e}); nothing ran"),
+        )
+    })
 }
 
 fn check_artifact(p: &Prepared, want: &[String]) -> Result<(), Stop> {
@@ -222,9 +219,36 @@ fn check_artifact(p: &Prepared, want: &[String]) -> Result<(), Stop> {
     } else {
         Err((
             code::VERIFICATION_FAILED,
-            "the plan file changed after it was shown; nothing ran".into(),
+            "what is about to run changed after it was shown; nothing ran".into(),
         ))
     }
+}
+
+/// Cuts `text` to at most `max` bytes, on a character boundary.
+pub fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push_str("\n[truncated by hitl-gate]\n");
+    }
+    text
+}
+
+/// This host's name (for the request; informational).
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// SHA-256 of a file's bytes.
+pub fn file_sha256(path: &Path) -> Result<String, String> {
+    std::fs::read(path)
+        .map(|b| crate::hex::sha256(&b))
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// Retries a call on transient errors for a few seconds (a server restarting, a blip).

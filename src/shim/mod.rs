@@ -8,6 +8,7 @@
 pub mod child;
 pub mod exec;
 pub mod gate;
+mod kubectl;
 pub mod resolve;
 mod terraform;
 
@@ -65,7 +66,7 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
         Verdict::Gate(d) => {
             // Nested shims (a local-exec running kubectl) see the hop, as after an exec.
             std::env::set_var(exec::DEPTH_VAR, (depth + 1).to_string());
-            gate::run(tool, argv0, args, &|| real(&policy), &policy, &d)
+            gate::run(tool, argv0, args, &|| real(&policy), &inv, &policy, &d)
         }
         Verdict::Deny(d) => Err((
             code::DENIED_BY_POLICY,

@@ -208,7 +208,7 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
         tool: tool.name().into(),
         argv: args.to_vec(),
         cwd: cwd.to_string_lossy().into_owned(),
-        host: hostname(),
+        host: super::gate::hostname(),
         environment: target,
         diff: Diff::default(),
         artifact_sha256: Vec::new(),
@@ -235,7 +235,7 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
             request,
             program: real.to_path_buf(),
             args: args.iter().map(OsString::from).collect(),
-            artifact: None,
+            artifacts_now: Box::new(|| Ok(Vec::new())),
             no_changes: false,
             target_now,
             run_dir: None,
@@ -345,7 +345,7 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
     text.push_str(&String::from_utf8_lossy(&shown));
     request.diff = Diff {
         truncated: text.len() > MAX_DIFF_TEXT,
-        text: truncate(text, MAX_DIFF_TEXT),
+        text: super::gate::truncate(text, MAX_DIFF_TEXT),
         summary: changes.to_json(),
     };
     request.artifact_sha256 = vec![crate::hex::sha256(&bytes)];
@@ -357,7 +357,7 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
         request,
         program: real.to_path_buf(),
         args: run_args,
-        artifact: Some(plan),
+        artifacts_now: Box::new(move || Ok(vec![super::gate::file_sha256(&plan)?])),
         no_changes: changes.is_empty(),
         target_now,
         run_dir: Some(run_dir),
@@ -381,26 +381,6 @@ fn strip_ansi(bytes: &[u8]) -> Vec<u8> {
         }
     }
     out
-}
-
-/// Cuts `text` to at most `max` bytes, on a character boundary.
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
-        text.push_str("\n[truncated by hitl-gate]\n");
-    }
-    text
-}
-
-/// This host's name (for the request; informational).
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
 }
 
 #[cfg(test)]
