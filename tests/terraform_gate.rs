@@ -144,6 +144,17 @@ impl World {
         assert_eq!(s, 200, "{v}");
     }
 
+    /// Approves `req`, then expects the shim to refuse the run (exit 88, `needle` in its
+    /// message) with nothing applied.
+    async fn approve_expecting_refusal(&self, child: Child, req: &Value, needle: &str) {
+        self.decide(req["id"].as_str().unwrap(), "approve", "ok")
+            .await;
+        let out = finish(child).await;
+        assert_eq!(code(&out), 88, "{}", stderr(&out));
+        assert!(stderr(&out).contains(needle), "{}", stderr(&out));
+        assert!(self.state().is_empty(), "nothing applied");
+    }
+
     /// Every audit row's kind and body, in order.
     async fn audit(&self) -> Vec<(String, String, Value)> {
         use sqlx::Row;
@@ -431,15 +442,8 @@ async fn a_plan_file_changed_after_approval_does_not_run() {
     let mut bytes = std::fs::read(&plan).unwrap();
     bytes.extend_from_slice(b"tampered");
     std::fs::write(&plan, bytes).unwrap();
-    w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
-    let out = finish(child).await;
-    assert_eq!(code(&out), 88, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("changed after approval"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(w.state().is_empty());
+    w.approve_expecting_refusal(child, &req, "changed after approval")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -450,14 +454,9 @@ async fn a_switched_workspace_after_approval_does_not_run() {
     assert_eq!(req["environment"]["terraform_workspace"], "default");
     assert_eq!(req["environment"]["terraform_backend"], "local");
     std::fs::write(w.infra.join(".terraform/environment"), "other").unwrap();
-    w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
-    let out = finish(child).await;
-    assert_eq!(code(&out), 88, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("environment changed"),
-        "{}",
-        stderr(&out)
-    );
+    w.approve_expecting_refusal(child, &req, "environment changed")
+        .await;
+    // Nothing in the approved workspace either.
     std::fs::remove_file(w.infra.join(".terraform/environment")).unwrap();
     assert!(w.state().is_empty());
 }
@@ -473,11 +472,7 @@ async fn an_approval_signed_by_another_key_does_not_run() {
     std::fs::write(&w.agent_policy, policy).unwrap();
     let mut child = w.spawn(&["apply"]);
     let req = w.pending(&mut child).await;
-    w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
-    let out = finish(child).await;
-    assert_eq!(code(&out), 88, "{}", stderr(&out));
-    assert!(stderr(&out).contains("signature"), "{}", stderr(&out));
-    assert!(w.state().is_empty());
+    w.approve_expecting_refusal(child, &req, "signature").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,15 +485,8 @@ async fn an_approval_past_its_valid_until_does_not_run() {
     .await;
     let mut child = w.spawn(&["apply"]);
     let req = w.pending(&mut child).await;
-    w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
-    let out = finish(child).await;
-    assert_eq!(code(&out), 88, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("approval expired"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(w.state().is_empty());
+    w.approve_expecting_refusal(child, &req, "approval expired")
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
