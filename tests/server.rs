@@ -422,6 +422,42 @@ async fn a_socket_in_a_directory_others_can_write_is_refused() {
     .await
     .unwrap_err();
     assert!(err.contains("writable by group or others"), "{err}");
+    // The admin CLI refuses such a directory too: a socket there could be anyone's.
+    let out = run(std::process::Command::new(bin())
+        .args(["list", "--data-dir"])
+        .arg(dir.path().join("data")));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refusing the admin socket"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn serve_listens_on_a_host_name_and_explains_an_unresolvable_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(std::process::Command::new(bin())
+        .args([
+            "serve",
+            "--listen",
+            "no-such-host.invalid:8080",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("d"))
+        .env("HITL_GATE_TEST_ROOT", dir.path()));
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("localhost:8080"), "{}", stderr(&out));
+    // localhost resolves to a loopback address, which needs no TLS.
+    let policy = dir.path().join("policy.toml");
+    std::fs::write(&policy, policy_with("")).unwrap();
+    std::fs::set_permissions(&policy, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let srv = ServeProcess::start_on(&policy, &dir.path().join("data"), "localhost:0");
+    assert!(
+        srv.url.starts_with("http://127.0.0.1:") || srv.url.starts_with("http://[::1]:"),
+        "{}",
+        srv.url
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,11 +36,15 @@ pub fn run(args: Args) -> Result<i32, CliError> {
         .listen
         .or(serve.listen.clone())
         .unwrap_or_else(|| "127.0.0.1:8080".into());
-    let addr: SocketAddr = listen.parse().map_err(|_| {
-        fail(format!(
-            "--listen {listen:?} is not an address like 127.0.0.1:8080"
-        ))
-    })?;
+    // An IP address and port, or a host name and port (`localhost:8080`), resolved here.
+    let addr: SocketAddr = std::net::ToSocketAddrs::to_socket_addrs(listen.as_str())
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| {
+            fail(format!(
+                "--listen {listen:?} is not an address like 127.0.0.1:8080 or localhost:8080"
+            ))
+        })?;
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(server::tls::load(c, k).map_err(fail)?),
         _ => None,

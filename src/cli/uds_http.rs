@@ -12,6 +12,20 @@ pub fn request(
     path: &str,
     body: Option<&str>,
 ) -> Result<(u16, String), String> {
+    // The server refuses a data dir others can write; so does its client, or anyone could put
+    // a fake server's socket there and show the approver made-up requests.
+    let dir = socket.parent().unwrap_or(Path::new("."));
+    if let Ok(meta) = std::fs::metadata(dir) {
+        let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions());
+        if mode & 0o022 != 0 {
+            return Err(format!(
+                "refusing the admin socket in {}: the directory is writable by group or others \
+                 (mode {:o}), so the socket could be anyone's",
+                dir.display(),
+                mode & 0o777
+            ));
+        }
+    }
     let mut s = UnixStream::connect(socket).map_err(|e| {
         format!(
             "cannot reach the server's admin socket {}: {e} (is `hitl-gate serve` running with this --data-dir?)",
