@@ -7,6 +7,7 @@ mod audit;
 mod classification;
 mod cli;
 mod flag_tables;
+mod kube_fake;
 mod policy_errors;
 mod process;
 mod resolution;

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod kube;
 pub mod server;
 pub mod tools;
 
