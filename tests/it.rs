@@ -8,6 +8,7 @@ mod classification;
 mod cli;
 mod flag_tables;
 mod kube_fake;
+mod kubectl_gate;
 mod policy_errors;
 mod process;
 mod resolution;

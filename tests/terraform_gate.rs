@@ -4,13 +4,14 @@
 //! socket. Each test checks what ran by reading terraform's own state afterwards.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::support::server::{policy_with, Approver, TestServer, TOKEN_A};
-use crate::support::{bin, code, stderr, tools, Sandbox};
+use crate::support::gate::{finish, Gated};
+use crate::support::server::{policy_with, TestServer};
+use crate::support::{bin, code, stderr, tools};
 
 /// A config with `n` null_resources whose trigger is `var.n`.
 fn config(n: usize) -> String {
@@ -25,48 +26,30 @@ fn config(n: usize) -> String {
     s
 }
 
-/// One test's world: a sandbox with terraform, an initialised config in `work/infra`, a real
-/// server, and the agent's policy pointing at it.
+/// One test's world: the generic gate world (sandbox, server, agent policy) with terraform and
+/// an initialised config in `work/infra`.
 struct World {
-    sb: Sandbox,
-    srv: TestServer,
+    g: Gated,
     infra: PathBuf,
-    agent_policy: PathBuf,
-    tmp: PathBuf,
+}
+
+impl std::ops::Deref for World {
+    type Target = Gated;
+    fn deref(&self) -> &Gated {
+        &self.g
+    }
 }
 
 impl World {
     /// `server_extra` goes into the server's policy, `agent_extra` into the shim's.
     async fn new(terraform: &Path, server_extra: &str, agent_extra: &str) -> World {
-        let sb = Sandbox::new();
-        sb.add_real("terraform", terraform);
-        sb.add_real("tofu", terraform);
-        let srv = TestServer::start(&policy_with(server_extra)).await;
-        let token = sb.path().join("agent.token");
-        std::fs::write(&token, TOKEN_A).unwrap();
-        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-        let agent_policy = sb.policy(
-            "agent.toml",
-            &format!(
-                "version = 1\n{agent_extra}\n[approval]\nurl = \"{}\"\ntoken_file = \"{}\"\npublic_key = \"{}\"\n",
-                srv.url,
-                token.display(),
-                srv.public_key
-            ),
-        );
-        let infra = sb.work.join("infra");
+        let g = Gated::new(server_extra, agent_extra).await;
+        g.sb.add_real("terraform", terraform);
+        g.sb.add_real("tofu", terraform);
+        let infra = g.sb.work.join("infra");
         std::fs::create_dir_all(&infra).unwrap();
         std::fs::write(infra.join("main.tf"), config(2)).unwrap();
-        let tmp = sb.path().join("tmp");
-        std::fs::create_dir_all(&tmp).unwrap();
-        let w = World {
-            sb,
-            srv,
-            infra,
-            agent_policy,
-            tmp,
-        };
+        let w = World { g, infra };
         let out = w.direct(&[
             "init",
             "-input=false",
@@ -92,56 +75,8 @@ impl World {
             .collect()
     }
 
-    /// The shim as `tool`, in `dir`, with the agent's policy; started, not waited for.
-    fn spawn_in(&self, tool: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
-        let mut c = self.sb.shim(tool);
-        c.args(args)
-            .current_dir(dir)
-            .env("HITL_GATE_POLICY", &self.agent_policy)
-            .env("TMPDIR", &self.tmp)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        c.spawn().expect("spawn the shim")
-    }
-
     fn spawn(&self, args: &[&str]) -> Child {
         self.spawn_in("terraform", &self.infra, args, &[])
-    }
-
-    fn approver(&self) -> Approver {
-        self.srv.approver()
-    }
-
-    /// Waits until the server holds a pending request; returns it.
-    async fn pending(&self, child: &mut Child) -> Value {
-        let ap = self.approver();
-        let start = Instant::now();
-        loop {
-            let (s, v) = ap
-                .request("GET", "/api/v1/requests?state=pending", None)
-                .await;
-            assert_eq!(s, 200, "{v}");
-            if let Some(r) = v.as_array().and_then(|a| a.first()) {
-                return r.clone();
-            }
-            if let Some(st) = child.try_wait().unwrap() {
-                let out = finish_now(child);
-                panic!("the shim ended ({st}) before submitting: {}", stderr(&out));
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "no pending request appeared"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn decide(&self, id: &str, verb: &str, comment: &str) {
-        let (s, v) = self.approver().decide(id, verb, Some(comment)).await;
-        assert_eq!(s, 200, "{v}");
     }
 
     /// Approves `req`, then expects the shim to refuse the run (exit 88, `needle` in its
@@ -154,58 +89,6 @@ impl World {
         assert!(stderr(&out).contains(needle), "{}", stderr(&out));
         assert!(self.state().is_empty(), "nothing applied");
     }
-
-    /// Every audit row's kind and body, in order.
-    async fn audit(&self) -> Vec<(String, String, Value)> {
-        use sqlx::Row;
-        let mut db = crate::support::server::raw_db(&self.srv.db()).await;
-        sqlx::query("SELECT kind, actor, body FROM audit ORDER BY seq")
-            .fetch_all(&mut db)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<String, _>(0),
-                    r.get::<String, _>(1),
-                    serde_json::from_str(&r.get::<String, _>(2)).unwrap(),
-                )
-            })
-            .collect()
-    }
-}
-
-/// Collects a finished (or finishing) child's output, with a 120 s limit.
-async fn finish(child: Child) -> Output {
-    tokio::task::spawn_blocking(move || {
-        let start = Instant::now();
-        let mut child = child;
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                return child.wait_with_output().unwrap();
-            }
-            if start.elapsed() > Duration::from_secs(120) {
-                let _ = child.kill();
-                panic!("the shim did not finish within 120 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    })
-    .await
-    .unwrap()
-}
-
-fn finish_now(child: &mut Child) -> Output {
-    let mut out = Output {
-        status: child.wait().unwrap(),
-        stdout: Vec::new(),
-        stderr: Vec::new(),
-    };
-    use std::io::Read;
-    if let Some(mut s) = child.stderr.take() {
-        s.read_to_end(&mut out.stderr).unwrap();
-    }
-    out
 }
 
 /// The terraform versions every core test runs against: the pinned 1.0.3 and 1.15.5, and the
@@ -258,7 +141,7 @@ async fn approved_apply_creates_exactly_the_planned_resources_on_every_version()
             "{stdout}"
         );
         assert!(!stdout.contains("Plan: 2 to add"), "re-planned? {stdout}");
-        let _ = w.srv.stop().await;
+        let _ = w.g.srv.stop().await;
     }
 }
 
@@ -590,7 +473,7 @@ async fn doctor_checks_the_token_file_the_server_and_the_pinned_key() {
     w.sb.fake_real("kubectl");
     w.sb.fake_real("helm");
     let doctor = |policy: &Path| {
-        let mut c = w.sb.cli();
+        let mut c = w.g.sb.cli();
         c.env("HITL_GATE_POLICY", policy).arg("doctor");
         crate::support::run(&mut c)
     };
@@ -626,8 +509,8 @@ async fn doctor_checks_the_token_file_the_server_and_the_pinned_key() {
 
     // The server is gone.
     let url = w.srv.url.clone();
-    let _ = w.srv.stop().await;
-    let out = doctor(&w.agent_policy);
+    let _ = w.g.srv.stop().await;
+    let out = doctor(&w.g.agent_policy);
     assert_eq!(code(&out), 1);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(

@@ -320,10 +320,25 @@ impl Kubectl<'_> {
                 ChangeSet::default(),
             );
         };
-        let objects = match after.get("items").and_then(Value::as_array) {
+        let mut objects = match after.get("items").and_then(Value::as_array) {
             Some(items) => items.clone(),
             None => vec![after],
         };
+        // `scale --dry-run=server -o json` prints the object as it was read, before the scale:
+        // the change is the --replicas the agent asked for.
+        if self.inv.path_string() == "scale" {
+            let Some(n) = crate::argv::kubectl::last(&self.inv.flags, &["--replicas"])
+                .and_then(|r| r.parse::<u64>().ok())
+            else {
+                return (
+                    "No diff: scale without a --replicas count\n".into(),
+                    ChangeSet::default(),
+                );
+            };
+            for o in &mut objects {
+                o["spec"]["replicas"] = Value::from(n);
+            }
+        }
         let mut text = String::new();
         let mut set = ChangeSet::default();
         for new in objects {
@@ -516,7 +531,12 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-/// Masks the values under `data:` and `stringData:` in every Secret of a `kubectl diff`.
+/// The annotation in which client-side apply keeps the whole object, a Secret's values included.
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// Masks a Secret's values in a `kubectl diff`: everything under `data:` and `stringData:`, and
+/// the last-applied-configuration annotation (which holds them too). kubectl masks `data`
+/// itself but not that annotation.
 pub fn mask_secrets_in_diff(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut secret = false;
@@ -551,6 +571,18 @@ pub fn mask_secrets_in_diff(text: &str) -> String {
         }
         if key == "data:" || key == "stringData:" {
             data_indent = Some(indent);
+        }
+        if let Some(rest) = key
+            .strip_prefix(LAST_APPLIED)
+            .and_then(|r| r.strip_prefix(':'))
+        {
+            // `key: |` continues on deeper lines; `key: {...}` carries it on this one.
+            data_indent = Some(indent);
+            if !matches!(rest.trim(), "" | "|" | "|-" | ">" | ">-") {
+                out.push_str(prefix);
+                out.push_str(&format!("{}{LAST_APPLIED}: ***\n", " ".repeat(indent)));
+                continue;
+            }
         }
         out.push_str(line);
     }
@@ -727,18 +759,29 @@ mod tests {
 
     #[test]
     fn secret_values_are_masked_in_a_kubectl_diff() {
-        let diff = "diff -u -N /tmp/LIVE-1/v1.Secret.default.creds /tmp/MERGED-2/v1.Secret.default.creds\n\
-                    --- /tmp/LIVE-1/v1.Secret.default.creds\n\
-                    +++ /tmp/MERGED-2/v1.Secret.default.creds\n\
-                    @@ -1,5 +1,5 @@\n \
-                    apiVersion: v1\n \
-                    data:\n\
-                    -  password: aHVudGVyMg==\n\
-                    +  password: c3dvcmRmaXNo\n \
-                    kind: Secret\n\
-                    diff -u -N /tmp/LIVE-1/apps.v1.Deployment.default.web /tmp/MERGED-2/apps.v1.Deployment.default.web\n\
-                    -  replicas: 1\n\
-                    +  replicas: 3\n";
+        let diff = [
+            "diff -u -N /tmp/LIVE-1/v1.Secret.default.creds /tmp/MERGED-2/v1.Secret.default.creds",
+            "--- /tmp/LIVE-1/v1.Secret.default.creds",
+            "+++ /tmp/MERGED-2/v1.Secret.default.creds",
+            "@@ -1,5 +1,5 @@",
+            " apiVersion: v1",
+            " data:",
+            "-  password: aHVudGVyMg==",
+            "+  password: c3dvcmRmaXNo",
+            " kind: Secret",
+            " metadata:",
+            "   annotations:",
+            r#"-    kubectl.kubernetes.io/last-applied-configuration: {"data":{"password":"aHVudGVyMg=="}}"#,
+            "+    kubectl.kubernetes.io/last-applied-configuration: |",
+            r#"+      {"stringData":{"token":"plain-secret"}}"#,
+            "   name: creds",
+            "diff -u -N /tmp/LIVE-1/apps.v1.Deployment.default.web /tmp/MERGED-2/apps.v1.Deployment.default.web",
+            "-  replicas: 1",
+            "+  replicas: 3",
+            "",
+        ]
+        .join("\n");
+        let diff = diff.as_str();
         let masked = mask_secrets_in_diff(diff);
         assert!(
             !masked.contains("aHVudGVyMg") && !masked.contains("c3dvcmRmaXNo"),
@@ -746,6 +789,11 @@ mod tests {
         );
         assert!(masked.contains("-  password: ***"), "{masked}");
         assert!(masked.contains(" kind: Secret"), "{masked}");
+        assert!(!masked.contains("plain-secret"), "{masked}");
+        assert!(
+            masked.contains("  name: creds"),
+            "masking ends with the annotation: {masked}"
+        );
         assert!(
             masked.contains("+  replicas: 3"),
             "other objects untouched: {masked}"

@@ -1,0 +1,164 @@
+//! The gate world shared by the end-to-end tests of gated tools: a sandbox, a real approval
+//! server on `127.0.0.1:0`, the agent's token and policy pointing at it, and helpers to start
+//! the shim, wait for its request, decide it and read the audit log.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::server::{policy_with, Approver, TestServer, TOKEN_A};
+use super::{stderr, Sandbox};
+
+pub struct Gated {
+    pub sb: Sandbox,
+    pub srv: TestServer,
+    pub agent_policy: PathBuf,
+    /// TMPDIR of the shim (its private run dirs live below).
+    pub tmp: PathBuf,
+}
+
+impl Gated {
+    /// `server_extra` goes into the server's policy, `agent_extra` into the shim's.
+    pub async fn new(server_extra: &str, agent_extra: &str) -> Gated {
+        let sb = Sandbox::new();
+        let srv = TestServer::start(&policy_with(server_extra)).await;
+        let token = sb.path().join("agent.token");
+        std::fs::write(&token, TOKEN_A).unwrap();
+        std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let agent_policy = sb.policy(
+            "agent.toml",
+            &format!(
+                "version = 1\n{agent_extra}\n[approval]\nurl = \"{}\"\ntoken_file = \"{}\"\npublic_key = \"{}\"\n",
+                srv.url,
+                token.display(),
+                srv.public_key
+            ),
+        );
+        let tmp = sb.path().join("tmp");
+        std::fs::create_dir_all(&tmp).unwrap();
+        Gated {
+            sb,
+            srv,
+            agent_policy,
+            tmp,
+        }
+    }
+
+    /// The shim as `tool`, in `dir`, with the agent's policy; started, not waited for. stdin is
+    /// empty.
+    pub fn spawn_in(&self, tool: &str, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Child {
+        self.spawn_with(tool, dir, args, env, Stdio::null())
+    }
+
+    /// Like [`Gated::spawn_in`], with the given stdin.
+    pub fn spawn_with(
+        &self,
+        tool: &str,
+        dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+        stdin: Stdio,
+    ) -> Child {
+        let mut c = self.sb.shim(tool);
+        c.args(args)
+            .current_dir(dir)
+            .env("HITL_GATE_POLICY", &self.agent_policy)
+            .env("TMPDIR", &self.tmp)
+            .stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.spawn().expect("spawn the shim")
+    }
+
+    pub fn approver(&self) -> Approver {
+        self.srv.approver()
+    }
+
+    /// Waits until the server holds a pending request; returns it.
+    pub async fn pending(&self, child: &mut Child) -> Value {
+        let ap = self.approver();
+        let start = Instant::now();
+        loop {
+            let (s, v) = ap
+                .request("GET", "/api/v1/requests?state=pending", None)
+                .await;
+            assert_eq!(s, 200, "{v}");
+            if let Some(r) = v.as_array().and_then(|a| a.first()) {
+                return r.clone();
+            }
+            if let Some(st) = child.try_wait().unwrap() {
+                let out = finish_now(child);
+                panic!("the shim ended ({st}) before submitting: {}", stderr(&out));
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "no pending request appeared"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn decide(&self, id: &str, verb: &str, comment: &str) {
+        let (s, v) = self.approver().decide(id, verb, Some(comment)).await;
+        assert_eq!(s, 200, "{v}");
+    }
+
+    /// Every audit row's kind, actor and body, in order.
+    pub async fn audit(&self) -> Vec<(String, String, Value)> {
+        use sqlx::Row;
+        let mut db = super::server::raw_db(&self.srv.db()).await;
+        sqlx::query("SELECT kind, actor, body FROM audit ORDER BY seq")
+            .fetch_all(&mut db)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<String, _>(0),
+                    r.get::<String, _>(1),
+                    serde_json::from_str(&r.get::<String, _>(2)).unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// Collects a finished (or finishing) child's output, with a 120 s limit.
+pub async fn finish(child: Child) -> Output {
+    tokio::task::spawn_blocking(move || {
+        let start = Instant::now();
+        let mut child = child;
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return child.wait_with_output().unwrap();
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                let _ = child.kill();
+                panic!("the shim did not finish within 120 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    })
+    .await
+    .unwrap()
+}
+
+/// The output of a child that has already ended (its stderr; stdout is dropped).
+pub fn finish_now(child: &mut Child) -> Output {
+    let mut out = Output {
+        status: child.wait().unwrap(),
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+    };
+    if let Some(mut s) = child.stderr.take() {
+        s.read_to_end(&mut out.stderr).unwrap();
+    }
+    out
+}
