@@ -7,6 +7,7 @@ mod audit;
 mod classification;
 mod cli;
 mod flag_tables;
+mod helm_gate;
 mod kube_fake;
 mod kubectl_gate;
 mod policy_errors;

@@ -43,6 +43,21 @@ pub fn find<'t>(table: &'t [CommandSpec], path: &str) -> Option<&'t CommandSpec>
         .map(|i| &table[i])
 }
 
+/// True when `flag` (with its dashes) is a flag of the root command of `table`: a global flag.
+pub fn is_root_flag(table: &[CommandSpec], flag: &str) -> bool {
+    let root = find(table, "").expect("generated table has a root entry");
+    match flag.strip_prefix("--") {
+        Some(long) => long_arity(root, long).is_some(),
+        None => {
+            let mut chars = flag.chars().skip(1);
+            match (chars.next(), chars.next()) {
+                (Some(c), None) => short_arity(root, c).is_some(),
+                _ => false,
+            }
+        }
+    }
+}
+
 fn long_arity(spec: &CommandSpec, name: &str) -> Option<Arity> {
     spec.long
         .binary_search_by(|(n, _)| (*n).cmp(name))

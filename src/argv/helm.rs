@@ -8,6 +8,11 @@ use super::{cobra, Invocation, ReadError};
 /// Root commands cobra adds at run time that `helm --help` does not list.
 const RUNTIME_ROOT_COMMANDS: &[&str] = &["help"];
 
+/// True when `flag` (with its dashes) is one of helm's global flags (`--kube-context`, `-n`, …).
+pub fn is_global_flag(flag: &str) -> bool {
+    cobra::is_root_flag(super::helm_flags::COMMANDS, flag)
+}
+
 pub(crate) fn read(
     args: &[String],
     env: &dyn Fn(&str) -> Option<String>,

@@ -28,16 +28,7 @@ pub(crate) fn read(
 /// True when `flag` (with its dashes) is one of kubectl's global flags (its root command's),
 /// which every subcommand accepts: `--context`, `-n`, `--kubeconfig`, …
 pub fn is_global_flag(flag: &str) -> bool {
-    let root = cobra::find(super::kubectl_flags::COMMANDS, "").expect("generated root entry");
-    if let Some(long) = flag.strip_prefix("--") {
-        root.long.binary_search_by(|(n, _)| (*n).cmp(long)).is_ok()
-    } else {
-        let mut chars = flag.chars().skip(1);
-        match (chars.next(), chars.next()) {
-            (Some(c), None) => root.short.binary_search_by(|(n, _)| n.cmp(&c)).is_ok(),
-            _ => false,
-        }
-    }
+    cobra::is_root_flag(super::kubectl_flags::COMMANDS, flag)
 }
 
 /// The last value of any of `names` (pflag: a repeated scalar flag keeps the last value).

@@ -213,6 +213,15 @@ impl Policy {
             .and_then(|r| r.timeout.map(|d| d.0))
     }
 
+    /// Whether gated helm commands may use `--post-renderer` (`tools.helm.allow_post_renderer`).
+    pub fn allow_post_renderer(&self) -> bool {
+        self.file
+            .tools
+            .helm
+            .as_ref()
+            .is_some_and(|h| h.allow_post_renderer)
+    }
+
     /// The configured real binary for `tool`, if any.
     pub fn real_path(&self, tool: Tool) -> Option<&Path> {
         let t = &self.file.tools;

@@ -210,6 +210,10 @@ pub struct Tools {
 pub struct ToolConfig {
     /// Absolute path of the real binary. When unset, PATH is searched (skipping the shims).
     pub real_path: Option<PathBuf>,
+    /// helm only: let gated commands use `--post-renderer` (a program that rewrites the
+    /// manifest after it was shown, so the approval covers only its input). Default false.
+    #[serde(default)]
+    pub allow_post_renderer: bool,
 }
 
 /// What a rule does with a matching command.

@@ -72,12 +72,6 @@ pub fn run(
             ),
         )
     };
-    if tool == Tool::Helm {
-        return Err(unavailable(format!(
-            "this hitl-gate cannot yet bind a {tool} command to an approval (its diff support \
-             comes in a later release)"
-        )));
-    }
     let approval = policy.approval();
     let Some(public_key) = approval.public_key.clone() else {
         return Err(unavailable(
@@ -108,6 +102,24 @@ pub fn run(
         })?;
     let prepared = match tool {
         Tool::Kubectl => super::kubectl::prepare(real, &args, inv)?,
+        Tool::Helm => {
+            // helm's kube target is resolved with the real kubectl.
+            let me = super::resolve::SelfId::current(argv0);
+            let path = std::env::var_os("PATH");
+            let kubectl = super::resolve::resolve(
+                Tool::Kubectl,
+                policy.real_path(Tool::Kubectl),
+                path.as_deref(),
+                &me,
+            )
+            .map_err(|e| {
+                unavailable(format!(
+                    "resolving the kube context of a gated helm command needs the real kubectl \
+                     ({e})"
+                ))
+            })?;
+            super::helm::prepare(real, &kubectl, &args, inv, policy.allow_post_renderer())?
+        }
         _ => super::terraform::prepare(tool, real, &args)?,
     };
     if let Some(sig) = child::received() {

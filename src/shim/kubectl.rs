@@ -358,7 +358,7 @@ impl Kubectl<'_> {
             let attributes =
                 crate::diff::changed_attributes((&before, &marks), (&after, &marks), &Value::Null);
             let address = format!("{kind} {}{name}", ns.map(|n| n + "/").unwrap_or_default());
-            text.push_str(&unified(
+            text.push_str(&unified_json(
                 &address,
                 &masked(&before, &kind),
                 &masked(&after, &kind),
@@ -381,7 +381,7 @@ impl Kubectl<'_> {
 }
 
 /// The flags of `inv` that `keep` selects, rendered back as arguments.
-fn render(inv: &Invocation, keep: impl Fn(&str) -> bool) -> Vec<String> {
+pub(super) fn render(inv: &Invocation, keep: impl Fn(&str) -> bool) -> Vec<String> {
     let mut out = Vec::new();
     for (name, value) in &inv.flags {
         if !keep(name) {
@@ -539,54 +539,79 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// itself but not that annotation.
 pub fn mask_secrets_in_diff(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    let mut secret = false;
-    let mut data_indent: Option<usize> = None;
+    let mut masker: Option<SecretMasker> = None;
     for line in text.split_inclusive('\n') {
         if line.starts_with("diff ") {
-            secret = line.contains(".Secret.");
-            data_indent = None;
+            masker = line.contains(".Secret.").then(SecretMasker::default);
             out.push_str(line);
             continue;
         }
-        if !secret || line.starts_with("---") || line.starts_with("+++") || line.starts_with("@@") {
-            out.push_str(line);
-            continue;
+        match &mut masker {
+            Some(m)
+                if !(line.starts_with("---")
+                    || line.starts_with("+++")
+                    || line.starts_with("@@")) =>
+            {
+                // The first character is the diff's: ' ', '-' or '+'.
+                let (prefix, body) = line.split_at(line.len().min(1));
+                out.push_str(prefix);
+                out.push_str(&m.line(body));
+            }
+            _ => out.push_str(line),
         }
-        let (prefix, body) = line.split_at(line.len().min(1));
-        let content = body.trim_end_matches(['\n', '\r']);
+    }
+    out
+}
+
+/// One Secret manifest (a YAML document) with its values masked; other kinds unchanged.
+pub fn mask_secret_doc(doc: &str, kind: &str) -> String {
+    if kind != "Secret" {
+        return doc.to_string();
+    }
+    let mut m = SecretMasker::default();
+    doc.split_inclusive('\n').map(|l| m.line(l)).collect()
+}
+
+/// Masks a Secret's YAML line by line: every value under `data:` and `stringData:`, and the
+/// last-applied-configuration annotation.
+#[derive(Default)]
+struct SecretMasker {
+    /// Inside a masked block: the indent of the key that opened it.
+    block: Option<usize>,
+}
+
+impl SecretMasker {
+    /// The line (with its newline, if any) as it may be shown.
+    fn line(&mut self, line: &str) -> String {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let nl = &line[content.len()..];
         let indent = content.len() - content.trim_start().len();
         let key = content.trim();
-        if let Some(d) = data_indent {
+        let pad = " ".repeat(indent);
+        if let Some(d) = self.block {
             if indent > d && !key.is_empty() {
-                let masked = match key.split_once(':') {
-                    Some((k, _)) => format!("{}{k}: ***", " ".repeat(indent)),
-                    None => format!("{}***", " ".repeat(indent)),
+                return match key.split_once(':') {
+                    Some((k, _)) => format!("{pad}{k}: ***{nl}"),
+                    None => format!("{pad}***{nl}"),
                 };
-                out.push_str(prefix);
-                out.push_str(&masked);
-                out.push('\n');
-                continue;
             }
-            data_indent = None;
+            self.block = None;
         }
         if key == "data:" || key == "stringData:" {
-            data_indent = Some(indent);
+            self.block = Some(indent);
         }
         if let Some(rest) = key
             .strip_prefix(LAST_APPLIED)
             .and_then(|r| r.strip_prefix(':'))
         {
             // `key: |` continues on deeper lines; `key: {...}` carries it on this one.
-            data_indent = Some(indent);
+            self.block = Some(indent);
             if !matches!(rest.trim(), "" | "|" | "|-" | ">" | ">-") {
-                out.push_str(prefix);
-                out.push_str(&format!("{}{LAST_APPLIED}: ***\n", " ".repeat(indent)));
-                continue;
+                return format!("{pad}{LAST_APPLIED}: ***{nl}");
             }
         }
-        out.push_str(line);
+        line.to_string()
     }
-    out
 }
 
 /// The change model of a `kubectl diff`: one resource per file pair, its changed `key: value`
@@ -719,16 +744,20 @@ fn masked(o: &Value, kind: &str) -> Value {
 }
 
 /// A unified diff of two objects rendered as pretty JSON.
-fn unified(address: &str, before: &Value, after: &Value) -> String {
+fn unified_json(address: &str, before: &Value, after: &Value) -> String {
     let show = |v: &Value| match v {
         Value::Null => String::new(),
         v => serde_json::to_string_pretty(v).unwrap_or_default() + "\n",
     };
-    let (b, a) = (show(before), show(after));
-    similar::TextDiff::from_lines(&b, &a)
+    unified(address, &show(before), &show(after))
+}
+
+/// A unified diff of two texts, headed `before ADDRESS` / `after ADDRESS`.
+pub(super) fn unified(address: &str, before: &str, after: &str) -> String {
+    similar::TextDiff::from_lines(before, after)
         .unified_diff()
         .context_radius(3)
-        .header(&format!("live {address}"), &format!("after {address}"))
+        .header(&format!("before {address}"), &format!("after {address}"))
         .to_string()
 }
 

@@ -8,6 +8,7 @@
 pub mod child;
 pub mod exec;
 pub mod gate;
+mod helm;
 mod kubectl;
 pub mod resolve;
 mod terraform;

@@ -1,0 +1,211 @@
+//! Gated helm, end to end: the built binary under the name `helm`, the pinned real helm 4.1.4
+//! and 3.17.2 (with the pinned kubectl resolving the kube target) talking to the test-only fake
+//! Kubernetes API, and a real approval server. What ran is read back from the fake's store
+//! (helm keeps each release revision there as a Secret).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+use crate::support::gate::{finish, Gated};
+use crate::support::kube::FakeKube;
+use crate::support::{code, stderr, tools};
+
+struct Helm {
+    g: Gated,
+    fake: FakeKube,
+    kubeconfig: PathBuf,
+    chart: PathBuf,
+}
+
+impl std::ops::Deref for Helm {
+    type Target = Gated;
+    fn deref(&self) -> &Gated {
+        &self.g
+    }
+}
+
+impl Helm {
+    /// A world with `helm`, kubectl, contexts `prod` (current) and `dev`, and a tiny chart whose
+    /// Deployment `<release>-web` takes its replicas from the values.
+    async fn new(helm: &Path) -> Helm {
+        let g = Gated::new("", "").await;
+        g.sb.add_real("helm", helm);
+        g.sb.add_real("kubectl", &tools::kubectl());
+        let fake = FakeKube::start().await;
+        let kubeconfig = fake.kubeconfig(g.sb.path(), &[("prod", "prod"), ("dev", "dev")]);
+        let chart = g.sb.work.join("chart");
+        std::fs::create_dir_all(chart.join("templates")).unwrap();
+        std::fs::write(
+            chart.join("Chart.yaml"),
+            "apiVersion: v2\nname: tiny\nversion: 0.1.0\n",
+        )
+        .unwrap();
+        std::fs::write(chart.join("values.yaml"), "replicas: 1\n").unwrap();
+        let h = Helm {
+            g,
+            fake,
+            kubeconfig,
+            chart,
+        };
+        h.template("nginx:1.27");
+        h
+    }
+
+    fn template(&self, image: &str) {
+        std::fs::write(
+            self.chart.join("templates/deployment.yaml"),
+            format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{{{ .Release.Name }}}}-web\nspec:\n  replicas: {{{{ .Values.replicas }}}}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: web\n        image: {image}\n"),
+        )
+        .unwrap();
+    }
+
+    fn spawn(&self, args: &[&str]) -> Child {
+        let kc = self.kubeconfig.display().to_string();
+        self.spawn_with(
+            "helm",
+            &self.sb.work,
+            args,
+            &[("KUBECONFIG", &kc)],
+            Stdio::null(),
+        )
+    }
+
+    /// The real helm, directly.
+    fn direct(&self, args: &[&str]) {
+        let mut c = self.sb.direct("helm");
+        c.args(args)
+            .current_dir(&self.sb.work)
+            .env("KUBECONFIG", &self.kubeconfig);
+        let out = crate::support::run(&mut c);
+        assert_eq!(code(&out), 0, "helm {args:?}: {}", stderr(&out));
+    }
+
+    /// The release revisions stored in namespace `ns` (helm's Secrets).
+    fn revisions(&self, ns: &str) -> Vec<String> {
+        self.fake
+            .names("v1", "secrets", ns)
+            .into_iter()
+            .filter(|n| n.starts_with("sh.helm.release.v1.rel."))
+            .collect()
+    }
+
+    fn replicas(&self, ns: &str) -> Option<u64> {
+        self.fake
+            .get("apps/v1", "deployments", ns, "rel-web")
+            .and_then(|d| d["spec"]["replicas"].as_u64())
+    }
+}
+
+fn both_helms() -> [PathBuf; 2] {
+    [tools::helm4(), tools::helm3()]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_shows_the_changed_value_and_only_an_approval_makes_a_revision() {
+    for helm in both_helms() {
+        let h = Helm::new(&helm).await;
+        h.direct(&["install", "rel", "./chart"]);
+        assert_eq!(h.revisions("prod").len(), 1, "{}", helm.display());
+
+        // Rejected: no new revision.
+        let mut child = h.spawn(&["upgrade", "rel", "./chart", "--set", "replicas=3"]);
+        let req = h.pending(&mut child).await;
+        let text = req["diff"]["text"].as_str().unwrap();
+        assert!(text.contains("Deployment rel-web"), "{text}");
+        assert!(
+            text.contains("-  replicas: 1") && text.contains("+  replicas: 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains("replicas: (none) -> 3"),
+            "values diff: {text}"
+        );
+        assert_eq!(req["environment"]["kube_context"], "prod");
+        assert_eq!(req["artifact_sha256"].as_array().unwrap().len(), 1);
+        h.decide(req["id"].as_str().unwrap(), "reject", "not now")
+            .await;
+        let out = finish(child).await;
+        assert_eq!(code(&out), 80, "{}", stderr(&out));
+        assert_eq!(h.revisions("prod").len(), 1, "rejected: no new revision");
+        assert_eq!(h.replicas("prod"), Some(1));
+
+        // Approved: revision 2 with the new value.
+        let mut child = h.spawn(&["upgrade", "rel", "./chart", "--set", "replicas=3"]);
+        let req = h.pending(&mut child).await;
+        h.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
+        let out = finish(child).await;
+        assert_eq!(code(&out), 0, "{}: {}", helm.display(), stderr(&out));
+        assert_eq!(h.revisions("prod").len(), 2);
+        assert_eq!(h.replicas("prod"), Some(3));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chart_edited_after_approval_renders_differently_and_is_refused() {
+    for helm in both_helms() {
+        let h = Helm::new(&helm).await;
+        h.direct(&["install", "rel", "./chart"]);
+        let mut child = h.spawn(&["upgrade", "rel", "./chart", "--set", "replicas=2"]);
+        let req = h.pending(&mut child).await;
+        h.template("evil/miner:latest");
+        h.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
+        let out = finish(child).await;
+        assert_eq!(code(&out), 88, "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("changed after approval"),
+            "{}",
+            stderr(&out)
+        );
+        assert_eq!(h.revisions("prod").len(), 1, "nothing ran");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kube_context_selects_the_target_and_installs_there() {
+    let h = Helm::new(&tools::helm4()).await;
+    let mut child = h.spawn(&[
+        "--kube-context",
+        "dev",
+        "upgrade",
+        "--install",
+        "rel",
+        "./chart",
+    ]);
+    let req = h.pending(&mut child).await;
+    assert_eq!(req["environment"]["kube_context"], "dev");
+    assert_eq!(req["environment"]["namespace"], "dev");
+    assert!(
+        req["diff"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("+ Deployment rel-web (create)"),
+        "{}",
+        req["diff"]["text"]
+    );
+    h.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
+    let out = finish(child).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(h.replicas("dev"), Some(1));
+    assert!(h.revisions("prod").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uninstall_lists_the_removals_and_post_renderers_are_refused() {
+    let h = Helm::new(&tools::helm3()).await;
+    h.direct(&["install", "rel", "./chart"]);
+    let out = finish(h.spawn(&["upgrade", "rel", "./chart", "--post-renderer", "/bin/cat"])).await;
+    assert_eq!(code(&out), 87, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--post-renderer"), "{}", stderr(&out));
+
+    let mut child = h.spawn(&["uninstall", "rel"]);
+    let req = h.pending(&mut child).await;
+    let text = req["diff"]["text"].as_str().unwrap();
+    assert!(
+        text.contains("!!! Deployment rel-web will be DELETE"),
+        "{text}"
+    );
+    h.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
+    let out = finish(child).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(h.replicas("prod"), None);
+}
