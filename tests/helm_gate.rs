@@ -209,3 +209,22 @@ async fn uninstall_lists_the_removals_and_post_renderers_are_refused() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(h.replicas("prod"), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_shows_the_current_manifest_against_the_target_revision() {
+    let h = Helm::new(&tools::helm4()).await;
+    h.direct(&["install", "rel", "./chart"]);
+    h.direct(&["upgrade", "rel", "./chart", "--set", "replicas=4"]);
+    let mut child = h.spawn(&["rollback", "rel", "1"]);
+    let req = h.pending(&mut child).await;
+    let text = req["diff"]["text"].as_str().unwrap();
+    assert!(text.contains("Rollback to revision 1"), "{text}");
+    assert!(
+        text.contains("-  replicas: 4") && text.contains("+  replicas: 1"),
+        "{text}"
+    );
+    h.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
+    let out = finish(child).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(h.replicas("prod"), Some(1));
+}

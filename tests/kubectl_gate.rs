@@ -299,3 +299,161 @@ async fn the_target_follows_context_flags_kubeconfig_merges_and_pins_the_run() {
     );
     assert!(k.web("prod").is_none());
 }
+
+/// Reader cases from the classification table, now through the real gated path: each is
+/// submitted with its argv exactly as typed, shown with its target, and rejected (exit 80,
+/// nothing changes). The last column is a piece of text the approver must see.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reader_corpus_goes_through_the_gated_path() {
+    let k = Kube::new().await;
+    k.file("web.yaml", &deployment(1));
+    k.direct(&["apply", "-f", "web.yaml"]);
+    k.file("web2.yaml", &deployment(2));
+    let kc = k.kubeconfig.display().to_string();
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["--context", "prod", "delete", "deploy", "web"],
+            "deployment.apps/web",
+        ),
+        (
+            vec!["--context=prod", "delete", "deploy", "web"],
+            "deployment.apps/web",
+        ),
+        (
+            vec!["delete", "deploy", "web", "--context", "prod"],
+            "deployment.apps/web",
+        ),
+        (
+            vec!["-n", "prod", "delete", "deployment/web"],
+            "deployment.apps/web",
+        ),
+        (
+            vec!["-nprod", "delete", "deploy", "web"],
+            "deployment.apps/web",
+        ),
+        (
+            vec!["delete", "-n=prod", "deploy", "web"],
+            "deployment.apps/web",
+        ),
+        (
+            vec![
+                "--namespace",
+                "prod",
+                "delete",
+                "deploy",
+                "web",
+                "--wait=false",
+            ],
+            "deployment.apps/web",
+        ),
+        (
+            vec!["--kubeconfig", &kc, "delete", "deploy", "web"],
+            "deployment.apps/web",
+        ),
+        (
+            vec!["-v=6", "delete", "deploy", "web"],
+            "deployment.apps/web",
+        ),
+        (vec!["delete", "-f", "web.yaml"], "deployment.apps/web"),
+        (vec!["apply", "-f", "web2.yaml"], "+  replicas: 2"),
+        (vec!["apply", "--filename=web2.yaml"], "+  replicas: 2"),
+        (
+            vec![
+                "-n",
+                "prod",
+                "apply",
+                "--filename",
+                "web2.yaml",
+                "--server-side",
+            ],
+            "replicas",
+        ),
+        (vec!["replace", "-f", "web2.yaml"], "+  replicas: 2"),
+        (
+            vec!["scale", "--replicas=4", "deploy", "web"],
+            "spec.replicas: 1 -> 4",
+        ),
+        (
+            vec!["scale", "deploy/web", "--replicas", "5"],
+            "spec.replicas: 1 -> 5",
+        ),
+        (
+            vec!["label", "deploy", "web", "tier=front"],
+            "metadata.labels.tier: (none) -> \"front\"",
+        ),
+        (
+            vec!["annotate", "deploy", "web", "owner=alice"],
+            "metadata.annotations.owner: (none) -> \"alice\"",
+        ),
+        (
+            vec![
+                "patch",
+                "deploy",
+                "web",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"replicas":6}}"#,
+            ],
+            "spec.replicas: 1 -> 6",
+        ),
+        (
+            vec!["set", "image", "deploy/web", "web=nginx:1.26"],
+            "nginx:1.26",
+        ),
+        (
+            vec!["rollout", "restart", "deploy", "web"],
+            "no diff is possible",
+        ),
+        (vec!["cordon", "node-1"], "no diff is possible"),
+        (
+            vec!["exec", "web-pod", "--", "rm", "-rf", "/data"],
+            "no diff is possible",
+        ),
+        (
+            vec!["create", "configmap", "conf", "--from-literal=a=b"],
+            "ConfigMap prod/conf (create)",
+        ),
+    ];
+    assert!(cases.len() >= 20);
+    for (args, needle) in &cases {
+        let mut child = k.spawn(args);
+        let req = k.pending(&mut child).await;
+        let argv: Vec<&str> = req["argv"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(&argv, args, "the argv is recorded exactly as typed");
+        assert_eq!(req["classification"]["verdict"], "gate", "{args:?}");
+        assert_eq!(req["environment"]["kube_context"], "prod", "{args:?}");
+        let text = req["diff"]["text"].as_str().unwrap();
+        assert!(text.contains(needle), "{args:?}: want {needle:?} in {text}");
+        k.decide(req["id"].as_str().unwrap(), "reject", "corpus")
+            .await;
+        let out = finish(child).await;
+        assert_eq!(code(&out), 80, "{args:?}: {}", stderr(&out));
+    }
+    // Nothing of it ran.
+    assert_eq!(k.replicas("prod"), Some(1));
+    let web = k.web("prod").unwrap();
+    assert!(web["metadata"]["labels"].get("tier").is_none(), "{web}");
+    assert!(k.fake.get("v1", "configmaps", "prod", "conf").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_external_diff_cannot_make_the_shown_diff_lie() {
+    let k = Kube::new().await;
+    k.file("web.yaml", &deployment(7));
+    // An agent-set external diff that would show nothing at all.
+    let mut child = k.spawn_stdin(
+        &["apply", "-f", "web.yaml"],
+        &[("KUBECTL_EXTERNAL_DIFF", "true")],
+        Stdio::null(),
+    );
+    let req = k.pending(&mut child).await;
+    let text = req["diff"]["text"].as_str().unwrap();
+    assert!(text.contains("+  replicas: 7"), "{text}");
+    k.decide(req["id"].as_str().unwrap(), "reject", "no").await;
+    assert_eq!(code(&finish(child).await), 80);
+}

@@ -31,6 +31,15 @@ pub fn is_global_flag(flag: &str) -> bool {
     cobra::is_root_flag(super::kubectl_flags::COMMANDS, flag)
 }
 
+/// True when the kubectl command at `path` (`"set image"`) takes the long flag `--flag`.
+pub fn takes_flag(path: &str, flag: &str) -> bool {
+    cobra::find(super::kubectl_flags::COMMANDS, path).is_some_and(|spec| {
+        spec.long
+            .binary_search_by(|(n, _)| (*n).cmp(flag.trim_start_matches('-')))
+            .is_ok()
+    })
+}
+
 /// The last value of any of `names` (pflag: a repeated scalar flag keeps the last value).
 pub(crate) fn last(flags: &[(String, Option<String>)], names: &[&str]) -> Option<String> {
     flags

@@ -13,11 +13,14 @@
 //!   Every source is hashed into the approval (a directory: all its files); if any changed, the
 //!   run is refused. Remote URLs are refused: an approval cannot be bound to them.
 //! - **delete**: the objects that would go, listed by the real `kubectl get … -o name`.
-//! - **scale, patch, set, label, annotate, rollout restart/undo, autoscale, create without
-//!   `-f`, expose, run, taint**: the server's dry run (`--dry-run=server -o json`) against the
-//!   live object, as a unified diff and per-field changes.
-//! - Everything else (exec, cp, port-forward, drain, cordon, debug, attach, edit, plugins): the
-//!   command and its resolved target, and a plain statement that no diff is possible.
+//! - **Every other command that takes `--dry-run` and `-o`** (per the flag table of the pinned
+//!   kubectl: scale, patch, set …, label, annotate, rollout undo, autoscale, create without
+//!   `-f`, expose, run, taint): the server's dry run (`--dry-run=server -o json`) against the
+//!   live object, as a unified diff and per-field changes. `scale` prints the object as read,
+//!   so its after-state is the live object with the new `--replicas`.
+//! - Everything else (exec, cp, port-forward, drain, cordon, debug, attach, edit, rollout
+//!   restart, plugins): the command and its resolved target, and a plain statement that no diff
+//!   is possible.
 //!
 //! Secret `data` and `stringData` values never appear in what is shown or sent.
 
@@ -31,7 +34,7 @@ use serde_json::Value;
 use super::child;
 use super::gate::{Prepared, RunDir, Stop};
 use crate::api::{CreateRequest, Diff, Target};
-use crate::argv::kubectl::is_global_flag;
+use crate::argv::kubectl::{is_global_flag, takes_flag};
 use crate::argv::Invocation;
 use crate::diff::{Action, ChangeSet, ResourceChange};
 use crate::exit as code;
@@ -65,26 +68,6 @@ const SELECT_FLAGS: &[&str] = &[
     "-f",
     "-k",
     "-l",
-];
-/// Subcommands whose effect the server's dry run can show.
-const DRY_RUN: &[&str] = &[
-    "annotate",
-    "autoscale",
-    "create",
-    "expose",
-    "label",
-    "patch",
-    "rollout restart",
-    "rollout undo",
-    "run",
-    "scale",
-    "set env",
-    "set image",
-    "set resources",
-    "set selector",
-    "set serviceaccount",
-    "set subject",
-    "taint",
 ];
 /// Metadata the API server changes on every write; it would only be noise in a diff.
 const NOISE: &[&str] = &[
@@ -150,7 +133,7 @@ pub fn prepare(real: &Path, args: &[String], inv: &Invocation) -> Result<Prepare
         ctx.source_diff()?
     } else if !sources.is_empty() && path == "delete" {
         ctx.deletions()?
-    } else if DRY_RUN.contains(&path.as_str()) {
+    } else if takes_flag(&path, "--dry-run") && takes_flag(&path, "--output") {
         ctx.dry_run_diff(&run_args)
     } else {
         (
