@@ -142,25 +142,36 @@ pub fn parse(text: &str) -> Result<Policy, String> {
 /// Parses and validates the `sections` of policy text.
 pub fn parse_sections(text: &str, sections: Sections) -> Result<Policy, String> {
     let fast = prepass(text, sections == Sections::Shim);
-    let file: PolicyFile = toml::from_str(&fast).map_err(|e| one_line(&e, &fast))?;
+    let file: PolicyFile =
+        toml::from_str(&fast.text).map_err(|e| one_line(&e, &fast.text, &fast.lines))?;
     Policy::from_file(file)
 }
 
-/// One pass over the lines that makes the TOML parse cheaper without changing its meaning or
-/// any line number: whole-line comments become empty lines (the parser validates comments
-/// character by character, a large share of the shim's cost for a well-commented policy), and
-/// with `skip_serve` so do the `[serve]` and `[serve.*]` / `[[serve.*]]` tables.
+/// The text the TOML parser sees, and for each of its lines the line of the file it came from
+/// (empty when the text is the file's, unchanged).
+struct Prepassed<'a> {
+    text: std::borrow::Cow<'a, str>,
+    lines: Vec<u32>,
+}
+
+/// One pass over the lines that makes the TOML parse cheaper without changing its meaning:
+/// blank lines and whole-line comments are left out (the parser validates comments character
+/// by character and walks every line, a large share of the shim's cost for a well-commented
+/// policy), and with `skip_serve` so are the `[serve]` and `[serve.*]` / `[[serve.*]]` tables.
+/// The lines kept are whole and in order, so an error's column is unchanged and its line is
+/// mapped back through `lines`.
 ///
-/// A multi-line string (`"""`, `'''`) is the one place where a line starting with `#` or `[`
-/// is not what it looks like, so text with one on a line that is read is returned unchanged. A
-/// line misread inside a skipped table can only cut the skip short, which leaves lines for the
-/// parser: a syntax error, never a silently different policy.
-fn prepass(text: &str, skip_serve: bool) -> std::borrow::Cow<'_, str> {
+/// A multi-line string (`"""`, `'\'\'`) is the one place where a line starting with `#` or `[`
+/// (or a blank line) is not what it looks like, so text with one on a line that is read is
+/// returned unchanged. A line misread inside a skipped table can only cut the skip short, which
+/// leaves lines for the parser: a syntax error, never a silently different policy.
+fn prepass(text: &str, skip_serve: bool) -> Prepassed<'_> {
     let mut out = String::with_capacity(text.len());
+    let mut lines = Vec::new();
     let mut in_serve = false;
-    for line in text.split_inclusive('\n') {
+    for (n, line) in text.split_inclusive('\n').enumerate() {
         let t = line.trim_start();
-        let blank = if t.starts_with('#') {
+        let skip = if t.is_empty() || t.starts_with('#') {
             true
         } else if let Some(header) = t.strip_prefix('[') {
             let name = header
@@ -174,16 +185,25 @@ fn prepass(text: &str, skip_serve: bool) -> std::borrow::Cow<'_, str> {
         } else {
             in_serve
         };
-        if blank {
-            // Keep the line ending ("\r\n", "\n" or none on the last line).
-            out.push_str(&line[line.trim_end_matches(['\r', '\n']).len()..]);
-        } else if opens_multiline_string(line) {
-            return std::borrow::Cow::Borrowed(text);
-        } else {
-            out.push_str(line);
+        if skip {
+            continue;
         }
+        if opens_multiline_string(line) {
+            return Prepassed {
+                text: std::borrow::Cow::Borrowed(text),
+                lines: Vec::new(),
+            };
+        }
+        out.push_str(line);
+        if !line.ends_with('\n') {
+            out.push('\n');
+        }
+        lines.push(u32::try_from(n + 1).unwrap_or(u32::MAX));
     }
-    std::borrow::Cow::Owned(out)
+    Prepassed {
+        text: std::borrow::Cow::Owned(out),
+        lines,
+    }
 }
 
 /// True when `line` has `"""` or `'''` (a byte scan: `str::contains` would set up a substring
@@ -194,11 +214,18 @@ fn opens_multiline_string(line: &str) -> bool {
         .any(|w| (w[0] == b'"' || w[0] == b'\'') && w[0] == w[1] && w[1] == w[2])
 }
 
-fn one_line(e: &toml::de::Error, text: &str) -> String {
+/// The parser's error in one line, with the line and column in the file (`lines` maps the
+/// parsed text's lines back to the file's; empty means they are the same).
+fn one_line(e: &toml::de::Error, text: &str, lines: &[u32]) -> String {
     let msg = e.message().trim_end_matches('.').to_string();
     match e.span() {
         Some(span) => {
             let (line, col) = line_col(text, span.start);
+            let line = match lines.get(line - 1) {
+                Some(&l) => l as usize,
+                // Past the last kept line (the end of the text): the line after it.
+                None => lines.last().map_or(line, |&l| l as usize + 1),
+            };
             format!("line {line}, column {col}: {msg}")
         }
         None => msg,
@@ -241,18 +268,22 @@ mod tests {
 
     #[test]
     fn comment_blanking_keeps_lines_and_leaves_strings_alone() {
-        let text = "# a\nversion = 1 # trailing\n  # indented\n[defaults]\n";
-        assert_eq!(
-            prepass(text, false),
-            "\nversion = 1 # trailing\n\n[defaults]\n"
-        );
+        let text = "# a\nversion = 1 # trailing\n  # indented\n\n[defaults]";
+        let p = prepass(text, false);
+        assert_eq!(p.text, "version = 1 # trailing\n[defaults]\n");
+        assert_eq!(p.lines, [2, 5]);
         let ml = "x = \"\"\"\n# not a comment\n\"\"\"\n";
-        assert_eq!(prepass(ml, false), ml);
+        assert_eq!(prepass(ml, false).text, ml);
         // A """ inside a comment opens nothing.
         assert_eq!(
-            prepass("# say \"\"\"\nversion = 1\n", false),
-            "\nversion = 1\n"
+            prepass("# say \"\"\"\nversion = 1\n", false).text,
+            "version = 1\n"
         );
+        // Errors name the file's lines, also at the end of the text.
+        let e = parse("version = 1\n\n# c\n[defaults\n").unwrap_err();
+        assert!(e.starts_with("line 4, column"), "{e}");
+        let e = parse("version = 1\n# c\n\nx = [\n").unwrap_err();
+        assert!(e.starts_with("line 4") || e.starts_with("line 5"), "{e}");
         let e = parse("# one\n# two\nversion = 1\nbogus = 2\n").unwrap_err();
         assert!(e.starts_with("line 4, column 1"), "{e}");
     }
@@ -261,10 +292,12 @@ mod tests {
     fn the_shim_skips_the_serve_tables_and_nothing_else() {
         let text = "version = 1\n[serve]\nlisten = 42\n[[serve.agent]]\nname = \"a\"\n\
                     [ approval ]\nurl = \"x\"\n[[rule]]\nname = \"r\"\n";
+        let p = prepass(text, true);
         assert_eq!(
-            prepass(text, true),
-            "version = 1\n\n\n\n\n[ approval ]\nurl = \"x\"\n[[rule]]\nname = \"r\"\n"
+            p.text,
+            "version = 1\n[ approval ]\nurl = \"x\"\n[[rule]]\nname = \"r\"\n"
         );
+        assert_eq!(p.lines, [1, 6, 7, 8, 9]);
         // The server reads [serve] and finds its errors; the shim does not read it at all.
         let bad_serve = "version = 1\n[serve]\nlisten = 42\n";
         assert!(parse(bad_serve).unwrap_err().contains("line 3"));
