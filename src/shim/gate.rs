@@ -256,6 +256,40 @@ pub fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
+/// The largest diff text sent; longer text is cut and marked truncated.
+pub const MAX_DIFF_TEXT: usize = 4 * 1024 * 1024;
+
+/// The request for a gated command: its argv as typed, where it runs, its target, the text the
+/// approver is shown (cut to [`MAX_DIFF_TEXT`]) with the change model, and the artifact hashes.
+/// The agent's own words come from `HITL_GATE_REASON` (shown, never trusted).
+pub fn request(
+    tool: Tool,
+    args: &[String],
+    environment: Target,
+    text: String,
+    changes: &crate::diff::ChangeSet,
+    artifact_sha256: Vec<String>,
+) -> CreateRequest {
+    CreateRequest {
+        tool: tool.name().into(),
+        argv: args.to_vec(),
+        cwd: std::env::current_dir()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        host: hostname(),
+        environment,
+        diff: crate::api::Diff {
+            truncated: text.len() > MAX_DIFF_TEXT,
+            text: truncate(text, MAX_DIFF_TEXT),
+            summary: changes.to_json(),
+        },
+        artifact_sha256,
+        reason: std::env::var("HITL_GATE_REASON")
+            .ok()
+            .filter(|r| !r.is_empty()),
+    }
+}
+
 /// SHA-256 of a file's bytes.
 pub fn file_sha256(path: &Path) -> Result<String, String> {
     std::fs::read(path)

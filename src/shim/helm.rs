@@ -27,15 +27,11 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 
 use super::gate::{Prepared, Stop};
-use super::kubectl::{mask_secret_doc, render, resolve_target, unified};
-use crate::api::{CreateRequest, Diff};
+use super::kubectl::{mask_secret_doc, render, resolve_target, target_header, unified};
 use crate::argv::helm::is_global_flag;
 use crate::argv::Invocation;
 use crate::diff::{Action, AttrChange, ChangeSet, ResourceChange};
 use crate::exit as code;
-
-/// The maximum diff text sent.
-const MAX_DIFF_TEXT: usize = 4 * 1024 * 1024;
 
 /// Prepares a gated helm command. `kubectl` resolves the kube target.
 pub fn prepare(
@@ -149,38 +145,24 @@ pub fn prepare(
             None,
         ),
     };
-    let mut shown = format!(
-        "Target: context {context}, cluster {}, user {}, namespace {}\n{}",
-        target.cluster_server.as_deref().unwrap_or("?"),
-        target.kube_user.as_deref().unwrap_or("?"),
-        target.namespace.as_deref().unwrap_or("?"),
-        helm_env()
+    let shown = format!(
+        "{}{}{}\n--- per object ---\n{text}",
+        target_header(&target),
+        helm_env(),
+        changes.render()
     );
-    shown.push_str(&changes.render());
-    shown.push_str("\n--- per object ---\n");
-    shown.push_str(&text);
     let artifact_sha256 = rendered
         .as_deref()
         .map(|m| vec![crate::hex::sha256(m.as_bytes())])
         .unwrap_or_default();
-    let request = CreateRequest {
-        tool: "helm".into(),
-        argv: args.to_vec(),
-        cwd: std::env::current_dir()
-            .map(|d| d.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        host: super::gate::hostname(),
-        environment: target,
-        diff: Diff {
-            truncated: shown.len() > MAX_DIFF_TEXT,
-            text: super::gate::truncate(shown, MAX_DIFF_TEXT),
-            summary: changes.to_json(),
-        },
+    let request = super::gate::request(
+        crate::tool::Tool::Helm,
+        args,
+        target,
+        shown,
+        &changes,
         artifact_sha256,
-        reason: std::env::var("HITL_GATE_REASON")
-            .ok()
-            .filter(|r| !r.is_empty()),
-    };
+    );
     let mut final_args: Vec<OsString> = pin.iter().map(OsString::from).collect();
     final_args.extend(args.iter().map(OsString::from));
     let (real_owned, kubectl_owned, inv_owned) =

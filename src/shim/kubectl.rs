@@ -33,7 +33,7 @@ use serde_json::Value;
 
 use super::child;
 use super::gate::{Prepared, RunDir, Stop};
-use crate::api::{CreateRequest, Diff, Target};
+use crate::api::Target;
 use crate::argv::kubectl::{is_global_flag, takes_flag};
 use crate::argv::Invocation;
 use crate::diff::{Action, ChangeSet, ResourceChange};
@@ -77,9 +77,6 @@ const NOISE: &[&str] = &[
     "resourceVersion",
     "uid",
 ];
-
-/// The maximum diff text sent.
-const MAX_DIFF_TEXT: usize = 4 * 1024 * 1024;
 
 /// Prepares a gated kubectl command.
 pub fn prepare(real: &Path, args: &[String], inv: &Invocation) -> Result<Prepared, Stop> {
@@ -147,33 +144,19 @@ pub fn prepare(real: &Path, args: &[String], inv: &Invocation) -> Result<Prepare
             ChangeSet::default(),
         )
     };
-    let mut shown = format!(
-        "Target: context {context}, cluster {}, user {}, namespace {}\n{}\n",
-        target.cluster_server.as_deref().unwrap_or("?"),
-        target.kube_user.as_deref().unwrap_or("?"),
-        target.namespace.as_deref().unwrap_or("?"),
+    let shown = format!(
+        "{}{}\n--- kubectl's own view ---\n{text}",
+        target_header(&target),
         changes.render()
     );
-    shown.push_str("\n--- kubectl's own view ---\n");
-    shown.push_str(&text);
-    let request = CreateRequest {
-        tool: "kubectl".into(),
-        argv: args.to_vec(),
-        cwd: std::env::current_dir()
-            .map(|d| d.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        host: super::gate::hostname(),
-        environment: target,
-        diff: Diff {
-            truncated: shown.len() > MAX_DIFF_TEXT,
-            text: super::gate::truncate(shown, MAX_DIFF_TEXT),
-            summary: changes.to_json(),
-        },
+    let request = super::gate::request(
+        crate::tool::Tool::Kubectl,
+        args,
+        target,
+        shown,
+        &changes,
         artifact_sha256,
-        reason: std::env::var("HITL_GATE_REASON")
-            .ok()
-            .filter(|r| !r.is_empty()),
-    };
+    );
     let mut final_args: Vec<OsString> = pin.iter().map(OsString::from).collect();
     final_args.extend(run_args.iter().map(OsString::from));
     let real_owned = real.to_path_buf();
@@ -380,6 +363,18 @@ pub(super) fn render(inv: &Invocation, keep: impl Fn(&str) -> bool) -> Vec<Strin
         }
     }
     out
+}
+
+/// The target as the approver reads it, first in the text shown.
+pub(super) fn target_header(t: &Target) -> String {
+    let s = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
+    format!(
+        "Target: context {}, cluster {}, user {}, namespace {}\n",
+        s(&t.kube_context),
+        s(&t.cluster_server),
+        s(&t.kube_user),
+        s(&t.namespace)
+    )
 }
 
 /// Resolves context, cluster server, user and namespace with the real kubectl.

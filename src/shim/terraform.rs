@@ -48,9 +48,6 @@ const BOTH: &[&str] = &[
 /// Flags that are dropped: the human's approval replaces terraform's own prompt.
 const DROPPED: &[&str] = &["-auto-approve"];
 
-/// The largest diff text sent; longer text is cut and marked truncated.
-const MAX_DIFF_TEXT: usize = 4 * 1024 * 1024;
-
 /// Refuses `TF_CLI_ARGS` and `TF_CLI_ARGS_<command>`: they would change what runs after the
 /// approval without showing up in argv.
 fn refuse_cli_args_env() -> Result<(), Stop> {
@@ -344,8 +341,8 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
     text.push_str("\n--- terraform's own text ---\n");
     text.push_str(&String::from_utf8_lossy(&shown));
     request.diff = Diff {
-        truncated: text.len() > MAX_DIFF_TEXT,
-        text: super::gate::truncate(text, MAX_DIFF_TEXT),
+        truncated: text.len() > super::gate::MAX_DIFF_TEXT,
+        text: super::gate::truncate(text, super::gate::MAX_DIFF_TEXT),
         summary: changes.to_json(),
     };
     request.artifact_sha256 = vec![crate::hex::sha256(&bytes)];
