@@ -196,6 +196,9 @@ async fn uninstall_lists_the_removals_and_post_renderers_are_refused() {
     let out = finish(h.spawn(&["upgrade", "rel", "./chart", "--post-renderer", "/bin/cat"])).await;
     assert_eq!(code(&out), 87, "{}", stderr(&out));
     assert!(stderr(&out).contains("--post-renderer"), "{}", stderr(&out));
+    let out = finish(h.spawn(&["install", "./chart", "--generate-name"])).await;
+    assert_eq!(code(&out), 87, "{}", stderr(&out));
+    assert!(stderr(&out).contains("--generate-name"), "{}", stderr(&out));
 
     let mut child = h.spawn(&["uninstall", "rel"]);
     let req = h.pending(&mut child).await;

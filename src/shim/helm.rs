@@ -16,7 +16,7 @@
 //! - Anything else gated (plugin install, push, …): the command and its target, no diff.
 //! - `--post-renderer` (an arbitrary program rewriting the manifest after it was shown) is
 //!   refused unless `tools.helm.allow_post_renderer = true`; values from stdin are refused (pass
-//!   a file). `HELM_*` variables in force are listed for the approver (secrets masked).
+//!   a file), and so is `--generate-name` (every render names the release anew). `HELM_*` variables in force are listed for the approver (secrets masked).
 //!
 //! Secret `data` and `stringData` values never appear in what is shown or sent.
 
@@ -46,6 +46,17 @@ pub fn prepare(
         return Err(refused(
             "--post-renderer runs a program that rewrites the manifest after it was shown, so \
              the approval cannot be bound to it (allow it with tools.helm.allow_post_renderer)"
+                .into(),
+        ));
+    }
+    if inv
+        .flags
+        .iter()
+        .any(|(f, _)| f == "--generate-name" || f == "-g")
+    {
+        return Err(refused(
+            "--generate-name picks a new release name on every render, so what runs could never \
+             be the approved render (give the release a name)"
                 .into(),
         ));
     }
