@@ -34,13 +34,6 @@ impl Helm {
         let fake = FakeKube::start().await;
         let kubeconfig = fake.kubeconfig(g.sb.path(), &[("prod", "prod"), ("dev", "dev")]);
         let chart = g.sb.work.join("chart");
-        std::fs::create_dir_all(chart.join("templates")).unwrap();
-        std::fs::write(
-            chart.join("Chart.yaml"),
-            "apiVersion: v2\nname: tiny\nversion: 0.1.0\n",
-        )
-        .unwrap();
-        std::fs::write(chart.join("values.yaml"), "replicas: 1\n").unwrap();
         let h = Helm {
             g,
             fake,
@@ -51,12 +44,9 @@ impl Helm {
         h
     }
 
+    /// (Re)writes the chart with `image` in its Deployment.
     fn template(&self, image: &str) {
-        std::fs::write(
-            self.chart.join("templates/deployment.yaml"),
-            format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{{{ .Release.Name }}}}-web\nspec:\n  replicas: {{{{ .Values.replicas }}}}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: web\n        image: {image}\n"),
-        )
-        .unwrap();
+        crate::support::kube::write_chart(&self.chart, image);
     }
 
     fn spawn(&self, args: &[&str]) -> Child {

@@ -407,31 +407,9 @@ fn kubectl_stdin_and_delete() {
 
 /// A tiny chart: one deployment whose replicas come from the values.
 fn chart(w: &World) -> String {
-    w.file(
-        "chart/Chart.yaml",
-        "apiVersion: v2\nname: tiny\nversion: 0.1.0\n",
-    );
-    w.file("chart/values.yaml", "replicas: 1\n");
-    w.file(
-        "chart/templates/deployment.yaml",
-        "apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: {{ .Release.Name }}-web
-spec:
-  replicas: {{ .Values.replicas }}
-  selector:
-    matchLabels: {app: web}
-  template:
-    metadata:
-      labels: {app: web}
-    spec:
-      containers:
-      - name: web
-        image: nginx:1.27
-",
-    );
-    w.sb.work.join("chart").display().to_string()
+    let dir = w.sb.work.join("chart");
+    crate::support::kube::write_chart(&dir, "nginx:1.27");
+    dir.display().to_string()
 }
 
 /// The release's Secret for revision `n`, with its labels checked.

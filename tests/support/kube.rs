@@ -837,3 +837,22 @@ mod proto {
         Some(m)
     }
 }
+
+/// Writes a tiny helm chart into `dir`: Chart `tiny` 0.1.0, values `replicas: 1`, and one
+/// Deployment `<release>-web` whose replicas come from the values and whose image is `image`.
+pub fn write_chart(dir: &Path, image: &str) {
+    std::fs::create_dir_all(dir.join("templates")).unwrap();
+    std::fs::write(
+        dir.join("Chart.yaml"),
+        "apiVersion: v2\nname: tiny\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("values.yaml"), "replicas: 1\n").unwrap();
+    std::fs::write(
+        dir.join("templates/deployment.yaml"),
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{{{ .Release.Name }}}}-web\nspec:\n  replicas: {{{{ .Values.replicas }}}}\n  selector:\n    matchLabels: {{app: web}}\n  template:\n    metadata:\n      labels: {{app: web}}\n    spec:\n      containers:\n      - name: web\n        image: {image}\n"
+        ),
+    )
+    .unwrap();
+}
