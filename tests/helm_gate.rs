@@ -6,21 +6,19 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 
-use crate::support::gate::{finish, Gated};
-use crate::support::kube::FakeKube;
+use crate::support::gate::{finish, KubeGated};
 use crate::support::{code, stderr, tools};
 
+/// The kube gate world with helm and a tiny chart.
 struct Helm {
-    g: Gated,
-    fake: FakeKube,
-    kubeconfig: PathBuf,
+    k: KubeGated,
     chart: PathBuf,
 }
 
 impl std::ops::Deref for Helm {
-    type Target = Gated;
-    fn deref(&self) -> &Gated {
-        &self.g
+    type Target = KubeGated;
+    fn deref(&self) -> &KubeGated {
+        &self.k
     }
 }
 
@@ -28,18 +26,10 @@ impl Helm {
     /// A world with `helm`, kubectl, contexts `prod` (current) and `dev`, and a tiny chart whose
     /// Deployment `<release>-web` takes its replicas from the values.
     async fn new(helm: &Path) -> Helm {
-        let g = Gated::new("", "").await;
-        g.sb.add_real("helm", helm);
-        g.sb.add_real("kubectl", &tools::kubectl());
-        let fake = FakeKube::start().await;
-        let kubeconfig = fake.kubeconfig(g.sb.path(), &[("prod", "prod"), ("dev", "dev")]);
-        let chart = g.sb.work.join("chart");
-        let h = Helm {
-            g,
-            fake,
-            kubeconfig,
-            chart,
-        };
+        let k = KubeGated::new().await;
+        k.sb.add_real("helm", helm);
+        let chart = k.sb.work.join("chart");
+        let h = Helm { k, chart };
         h.template("nginx:1.27");
         h
     }

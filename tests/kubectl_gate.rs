@@ -8,9 +8,8 @@ use std::process::{Child, Stdio};
 
 use serde_json::Value;
 
-use crate::support::gate::{finish, Gated};
-use crate::support::kube::FakeKube;
-use crate::support::{code, stderr, tools};
+use crate::support::gate::{finish, KubeGated};
+use crate::support::{code, stderr};
 
 /// A Deployment `web` with `replicas` replicas.
 fn deployment(replicas: u32) -> String {
@@ -19,31 +18,19 @@ fn deployment(replicas: u32) -> String {
     )
 }
 
-struct Kube {
-    g: Gated,
-    fake: FakeKube,
-    kubeconfig: PathBuf,
-}
+/// The kube gate world with kubectl helpers.
+struct Kube(KubeGated);
 
 impl std::ops::Deref for Kube {
-    type Target = Gated;
-    fn deref(&self) -> &Gated {
-        &self.g
+    type Target = KubeGated;
+    fn deref(&self) -> &KubeGated {
+        &self.0
     }
 }
 
 impl Kube {
-    /// A world whose kubeconfig has contexts `prod` (namespace prod, current) and `dev`.
     async fn new() -> Kube {
-        let g = Gated::new("", "").await;
-        g.sb.add_real("kubectl", &tools::kubectl());
-        let fake = FakeKube::start().await;
-        let kubeconfig = fake.kubeconfig(g.sb.path(), &[("prod", "prod"), ("dev", "dev")]);
-        Kube {
-            g,
-            fake,
-            kubeconfig,
-        }
+        Kube(KubeGated::new().await)
     }
 
     fn file(&self, name: &str, text: &str) -> PathBuf {

@@ -1,6 +1,7 @@
 //! The gate world shared by the end-to-end tests of gated tools: a sandbox, a real approval
 //! server on `127.0.0.1:0`, the agent's token and policy pointing at it, and helpers to start
-//! the shim, wait for its request, decide it and read the audit log.
+//! the shim, wait for its request, decide it and read the audit log. [`KubeGated`] adds the
+//! test-only fake Kubernetes API, the real kubectl and a kubeconfig pointing at the fake.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -127,6 +128,36 @@ impl Gated {
                 )
             })
             .collect()
+    }
+}
+
+/// The gate world with a cluster: the test-only fake Kubernetes API, the pinned real kubectl in
+/// the real-tools dir, and a kubeconfig with contexts `prod` (namespace prod, current) and `dev`
+/// (namespace dev).
+pub struct KubeGated {
+    pub g: Gated,
+    pub fake: super::kube::FakeKube,
+    pub kubeconfig: PathBuf,
+}
+
+impl std::ops::Deref for KubeGated {
+    type Target = Gated;
+    fn deref(&self) -> &Gated {
+        &self.g
+    }
+}
+
+impl KubeGated {
+    pub async fn new() -> KubeGated {
+        let g = Gated::new("", "").await;
+        g.sb.add_real("kubectl", &super::tools::kubectl());
+        let fake = super::kube::FakeKube::start().await;
+        let kubeconfig = fake.kubeconfig(g.sb.path(), &[("prod", "prod"), ("dev", "dev")]);
+        KubeGated {
+            g,
+            fake,
+            kubeconfig,
+        }
     }
 }
 
