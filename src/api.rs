@@ -60,6 +60,42 @@ pub struct Target {
     pub dir: Option<String>,
 }
 
+impl Target {
+    /// How the target changed from `self` to `now`, in words (`the kube context changed from
+    /// prod to dev`), or `None` when it did not.
+    pub fn drift(&self, now: &Target) -> Option<String> {
+        let fields = [
+            ("kube context", &self.kube_context, &now.kube_context),
+            ("cluster server", &self.cluster_server, &now.cluster_server),
+            ("kube user", &self.kube_user, &now.kube_user),
+            ("namespace", &self.namespace, &now.namespace),
+            (
+                "terraform workspace",
+                &self.terraform_workspace,
+                &now.terraform_workspace,
+            ),
+            (
+                "terraform backend",
+                &self.terraform_backend,
+                &now.terraform_backend,
+            ),
+            ("directory", &self.dir, &now.dir),
+        ];
+        let changes: Vec<String> = fields
+            .iter()
+            .filter(|(_, a, b)| a != b)
+            .map(|(what, a, b)| {
+                format!(
+                    "the {what} changed from {} to {}",
+                    a.as_deref().unwrap_or("none"),
+                    b.as_deref().unwrap_or("none")
+                )
+            })
+            .collect();
+        (!changes.is_empty()).then(|| changes.join(", "))
+    }
+}
+
 /// The diff shown to approvers. Stored exactly as received; rendered escaped.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

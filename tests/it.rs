@@ -3,6 +3,7 @@
 
 mod support;
 
+pub mod attacks;
 mod audit;
 mod classification;
 mod cli;

@@ -135,24 +135,6 @@ async fn stdin_is_captured_once_and_the_approved_bytes_are_applied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_manifest_edited_after_approval_is_refused() {
-    let k = Kube::new().await;
-    let m = k.file("web.yaml", &deployment(2));
-    let mut child = k.spawn(&["apply", "-f", "web.yaml"]);
-    let req = k.pending(&mut child).await;
-    std::fs::write(&m, deployment(20)).unwrap();
-    k.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
-    let out = finish(child).await;
-    assert_eq!(code(&out), 88, "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("changed after approval"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(k.web("prod").is_none());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_manifests_are_refused() {
     let k = Kube::new().await;
     let out = finish(k.spawn(&["apply", "-f", "https://example.com/web.yaml"])).await;
@@ -230,7 +212,7 @@ async fn secret_values_never_reach_the_server() {
         }
     }
     assert!(
-        stored.contains("***"),
+        stored.contains(hitl_gate::diff::kube::MASKED),
         "the values are shown masked: {stored}"
     );
 }
@@ -280,7 +262,7 @@ async fn the_target_follows_context_flags_kubeconfig_merges_and_pins_the_run() {
     let out = finish(child).await;
     assert_eq!(code(&out), 88, "{}", stderr(&out));
     assert!(
-        stderr(&out).contains("environment changed"),
+        stderr(&out).contains("the kube context changed from prod to dev"),
         "{}",
         stderr(&out)
     );

@@ -14,7 +14,7 @@
 //! (the current command has children), such a flag makes the reading *uncertain*: pflag could
 //! treat it as taking a value and so see a different subcommand.
 
-use super::{Invocation, ReadError};
+use super::{FlagAt, Invocation, ReadError};
 
 /// How a flag is used on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,10 +89,13 @@ pub fn read(
     let mut path_open = true;
     let mut i = 0;
     while i < args.len() {
+        let word = i;
         let arg = &args[i];
         i += 1;
         if arg == "--" {
+            inv.terminator = Some(word);
             inv.positionals.extend(args[i..].iter().cloned());
+            inv.positional_at.extend(i..args.len());
             break;
         }
         if let Some(body) = arg.strip_prefix("--") {
@@ -100,10 +103,17 @@ pub fn read(
                 Some((n, v)) => (n, Some(v.to_string())),
                 None => (body, None),
             };
+            let mut at = FlagAt {
+                word,
+                ..FlagAt::default()
+            };
             let value = match long_arity(spec, name) {
                 Some(Arity::Value) => match inline {
                     Some(v) => Some(v),
-                    None => Some(take_value(args, &mut i, arg)?),
+                    None => {
+                        at.value_word = Some(i);
+                        Some(take_value(args, &mut i, arg)?)
+                    }
                 },
                 Some(Arity::Bool) => inline,
                 None => {
@@ -112,10 +122,11 @@ pub fn read(
                 }
             };
             inv.flags.push((format!("--{name}"), value));
+            inv.flag_at.push(at);
             continue;
         }
         if arg.len() > 1 && arg.starts_with('-') {
-            read_short_cluster(spec, path_open, &mut inv, args, &mut i, arg)?;
+            read_short_cluster(spec, path_open, &mut inv, args, &mut i, word)?;
             continue;
         }
         // A plain word (or "-" alone).
@@ -148,6 +159,7 @@ pub fn read(
             path_open = false;
         }
         inv.positionals.push(arg.clone());
+        inv.positional_at.push(word);
     }
     Ok(inv)
 }
@@ -158,11 +170,17 @@ fn read_short_cluster(
     inv: &mut Invocation,
     args: &[String],
     i: &mut usize,
-    arg: &str,
+    word: usize,
 ) -> Result<(), ReadError> {
+    let arg = &args[word];
     let body = &arg[1..];
     for (pos, c) in body.char_indices() {
         let rest = &body[pos + c.len_utf8()..];
+        let mut at = FlagAt {
+            word,
+            offset: pos + 1,
+            value_word: None,
+        };
         match short_arity(spec, c) {
             Some(Arity::Value) => {
                 let value = if let Some(v) = rest.strip_prefix('=') {
@@ -170,9 +188,11 @@ fn read_short_cluster(
                 } else if !rest.is_empty() {
                     rest.to_string()
                 } else {
+                    at.value_word = Some(*i);
                     take_value(args, i, arg)?
                 };
                 inv.flags.push((format!("-{c}"), Some(value)));
+                inv.flag_at.push(at);
                 return Ok(());
             }
             known => {
@@ -181,9 +201,11 @@ fn read_short_cluster(
                 }
                 if let Some(v) = rest.strip_prefix('=') {
                     inv.flags.push((format!("-{c}"), Some(v.to_string())));
+                    inv.flag_at.push(at);
                     return Ok(());
                 }
                 inv.flags.push((format!("-{c}"), None));
+                inv.flag_at.push(at);
             }
         }
     }

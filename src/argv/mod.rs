@@ -45,6 +45,29 @@ pub struct Invocation {
     /// Every flag seen, in order, as (name with its dashes, value). Boolean flags have no value
     /// unless written as `--flag=value`.
     pub flags: Vec<(String, Option<String>)>,
+    /// Where each flag of [`Invocation::flags`] sits in argv (same order), for the gated path,
+    /// which edits the agent's argv instead of re-rendering it. Filled by the cobra reader.
+    #[serde(skip)]
+    pub flag_at: Vec<FlagAt>,
+    /// The argv index of each positional of [`Invocation::positionals`] (same order).
+    #[serde(skip)]
+    pub positional_at: Vec<usize>,
+    /// The argv index of the `--` that ended the flags, if any (a `--` taken as a flag's value
+    /// does not count). Flags added after it would be read as positionals.
+    #[serde(skip)]
+    pub terminator: Option<usize>,
+}
+
+/// Where one flag sits in argv.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlagAt {
+    /// The argv index of the word holding the flag.
+    pub word: usize,
+    /// The byte offset of the flag's letter in that word: 0 for a long flag (`--name`, whose
+    /// word is the flag alone or `--name=value`), 1 for the first letter of a short cluster.
+    pub offset: usize,
+    /// The argv index of the word holding the value, when it is the next word.
+    pub value_word: Option<usize>,
 }
 
 /// The target facts found in argv (and, where the tool itself reads them, the environment).
@@ -112,6 +135,11 @@ impl Invocation {
     /// The subcommand path joined with single spaces (`rollout restart`), as policy globs see it.
     pub fn path_string(&self) -> String {
         self.path.join(" ")
+    }
+
+    /// True when any of `names` was given (with or without a value).
+    pub fn has_flag(&self, names: &[&str]) -> bool {
+        self.flags.iter().any(|(n, _)| names.contains(&n.as_str()))
     }
 
     /// The last value given for any of `names` (repeated flags: the last one wins, as in the

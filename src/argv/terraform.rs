@@ -11,6 +11,8 @@
 //! - After the subcommand, Go's flag package: flags until the first non-flag or `--`; `-x` and
 //!   `--x` are the same; a value flag without `=` takes the next argument.
 
+use std::path::{Path, PathBuf};
+
 use super::{Invocation, ReadError};
 
 /// Every subcommand path terraform 1.0 to 1.15 (and tofu) know, sorted.
@@ -181,6 +183,91 @@ pub(crate) fn read(
     Ok(inv)
 }
 
+/// terraform's data directory for a working directory: `TF_DATA_DIR` (relative to the
+/// directory), else `.terraform`.
+pub fn data_dir(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    env("TF_DATA_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| dir.join(".terraform"), |d| dir.join(d))
+}
+
+/// The workspace terraform selects in `dir`: `TF_WORKSPACE`, else the data directory's
+/// `environment` file, else `default`. The policy and the gated path both use this, so a rule
+/// chosen for a workspace and the approved target name the same one.
+pub fn workspace(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> String {
+    env("TF_WORKSPACE")
+        .filter(|w| !w.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string(data_dir(dir, env).join("environment"))
+                .ok()
+                .map(|w| w.trim().to_string())
+                .filter(|w| !w.is_empty())
+        })
+        .unwrap_or_else(|| "default".into())
+}
+
+/// Backend settings that say where the state lives; credentials are never among them.
+const BACKEND_KEYS: &[&str] = &[
+    "address",
+    "bucket",
+    "container_name",
+    "endpoint",
+    "hostname",
+    "key",
+    "namespace",
+    "organization",
+    "path",
+    "prefix",
+    "project",
+    "region",
+    "resource_group_name",
+    "schema_name",
+    "secret_suffix",
+    "storage_account_name",
+    "workspace_dir",
+    "workspace_key_prefix",
+];
+
+/// The backend terraform uses in `dir`, as `TYPE key=value …` (the settings that say where the
+/// state lives, sorted; never credentials), read from the data directory where `terraform init`
+/// recorded it; `local` when none is recorded.
+pub fn backend(dir: &Path, env: &dyn Fn(&str) -> Option<String>) -> String {
+    let Some(v) = std::fs::read(data_dir(dir, env).join("terraform.tfstate"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return "local".into();
+    };
+    let b = &v["backend"];
+    let mut out = b["type"].as_str().unwrap_or("local").to_string();
+    let mut pairs = Vec::new();
+    if let Some(cfg) = b["config"].as_object() {
+        for k in BACKEND_KEYS {
+            let text = match cfg.get(*k) {
+                Some(serde_json::Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(serde_json::Value::Number(n)) => n.to_string(),
+                _ => continue,
+            };
+            pairs.push(format!("{k}={text}"));
+        }
+        if let Some(ws) = cfg
+            .get("workspaces")
+            .and_then(|w| w.as_object().or_else(|| w.get(0)?.as_object()))
+        {
+            for k in ["name", "prefix"] {
+                if let Some(v) = ws.get(k).and_then(serde_json::Value::as_str) {
+                    pairs.push(format!("workspaces.{k}={v}"));
+                }
+            }
+        }
+    }
+    for p in pairs {
+        out.push(' ');
+        out.push_str(&p);
+    }
+    out
+}
+
 /// `-name=value` → (`-name`, Some(value)); `-name` → (`-name`, None). `--name` is read as
 /// `-name`, as Go's flag package does.
 fn split_flag(arg: &str) -> (String, Option<String>) {
@@ -193,6 +280,31 @@ fn split_flag(arg: &str) -> (String, Option<String>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn workspace_and_backend_follow_tf_data_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::create_dir_all(d.join(".terraform")).unwrap();
+        std::fs::create_dir_all(d.join("data")).unwrap();
+        std::fs::write(d.join(".terraform/environment"), "dev\n").unwrap();
+        std::fs::write(d.join("data/environment"), "prod\n").unwrap();
+        std::fs::write(
+            d.join("data/terraform.tfstate"),
+            r#"{"backend":{"type":"s3","config":{"bucket":"tf-prod","key":"app","access_key":"AKIASECRET","region":null}}}"#,
+        )
+        .unwrap();
+        let none = |_: &str| None;
+        let tf_data = |k: &str| (k == "TF_DATA_DIR").then(|| "data".to_string());
+        let ws = |k: &str| (k == "TF_WORKSPACE").then(|| "stage".to_string());
+        assert_eq!(super::workspace(d, &none), "dev");
+        assert_eq!(super::workspace(d, &tf_data), "prod");
+        assert_eq!(super::workspace(d, &ws), "stage");
+        assert_eq!(super::backend(d, &none), "local");
+        let b = super::backend(d, &tf_data);
+        assert_eq!(b, "s3 bucket=tf-prod key=app");
+        assert!(!b.contains("AKIA"));
+    }
+
     #[test]
     fn tables_are_sorted_for_binary_search() {
         assert!(super::COMMANDS.windows(2).all(|w| w[0] < w[1]));

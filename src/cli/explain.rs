@@ -58,7 +58,20 @@ pub fn run(args: Args) -> Result<i32, CliError> {
         policy::load::load().map_err(|e| CliError::new(exit::POLICY_ERROR, e.to_string()))?;
     let env = |k: &str| std::env::var(k).ok();
     let read = argv::read(tool, rest, &env);
-    let ctx = Context::process();
+    let (policy_for_resolve, exe) = (&policy, std::env::current_exe().unwrap_or_default());
+    let resolved_server = std::cell::RefCell::new(None);
+    let kube_server = || {
+        let inv = read.as_ref().ok()?;
+        let r =
+            crate::shim::resolve_kube_target(tool, exe.as_os_str(), rest, inv, policy_for_resolve)?;
+        let server = r.exact.then(|| r.target.cluster_server.clone()).flatten();
+        *resolved_server.borrow_mut() = Some(server.clone());
+        server
+    };
+    let ctx = Context {
+        kube_server: &kube_server,
+        ..Context::process()
+    };
     let verdict: Option<Verdict> = read
         .as_ref()
         .ok()
@@ -78,7 +91,11 @@ pub fn run(args: Args) -> Result<i32, CliError> {
         uncertain: inv.map(|i| i.uncertain.clone()).unwrap_or_default(),
         argv_error: read.as_ref().err().map(|e| e.to_string()),
         target: inv.map(|i| i.target.clone()),
-        facts: inv.map(|i| Facts::resolve(tool, i, &ctx)),
+        facts: inv.map(|i| {
+            let mut f = Facts::resolve(tool, i, &ctx);
+            f.kube_server = resolved_server.borrow().clone().flatten();
+            f
+        }),
         environment: d
             .and_then(|d| d.environment.clone())
             .or_else(|| inv.and_then(|i| policy.environment(tool, i, &ctx))),

@@ -9,6 +9,7 @@ mod doctor;
 mod explain;
 #[cfg(feature = "server")]
 mod keys;
+pub mod kube_diff;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
@@ -64,6 +65,22 @@ enum Command {
 
 /// Runs the CLI and returns the process exit code.
 pub fn run() -> i32 {
+    // kubectl runs its external diff program as `PROGRAM LIVE MERGED ARGS…`: the gate's
+    // collector is recognised by its trailing word, before clap sees the arguments.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let result = if let [_, live, merged, word] = args.as_slice() {
+        if word == kube_diff::WORD {
+            report(kube_diff::run(live.as_ref(), merged.as_ref()))
+        } else {
+            return run_clap();
+        }
+    } else {
+        return run_clap();
+    };
+    result
+}
+
+fn run_clap() -> i32 {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Explain(a) => explain::run(a),
@@ -83,6 +100,11 @@ pub fn run() -> i32 {
         #[cfg(feature = "server")]
         Command::Keys(c) => keys::run(c),
     };
+    report(result)
+}
+
+/// The exit code of a command, its error printed once.
+fn report(result: Result<i32, CliError>) -> i32 {
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -1,11 +1,12 @@
 //! The common change model: what an approver is shown, per resource, whatever tool produced it.
 //!
-//! Producers (one file per tool: `terraform.rs` today) turn the real tool's output into a
+//! Producers (`terraform.rs` for terraform plans, `kube.rs` for Kubernetes objects) turn the real tool's output into a
 //! [`ChangeSet`]. Its text rendering flags destroys and replaces first, and its JSON form is the
 //! structured `diff.summary` sent to the server. Values arrive here already masked: sensitive
 //! values are `(sensitive value)`, values only known after the apply are `(known after apply)`.
 //! The tool's output is untrusted text; nothing here decides anything from it but what to show.
 
+pub mod kube;
 pub mod terraform;
 
 use std::collections::BTreeMap;
@@ -29,6 +30,14 @@ pub enum Action {
     Replace,
     Read,
     NoOp,
+    /// terraform: an existing object is imported into the state (its `import` block).
+    Import,
+    /// terraform: the resource moves to a new address in the state (its `moved` block).
+    Move,
+    /// terraform: the object changed outside terraform; applying writes that to the state.
+    Drift,
+    /// terraform: a root module output changes.
+    Output,
     /// An action this hitl-gate does not know (a newer tool's). It always needs approval.
     Unknown(String),
 }
@@ -43,8 +52,17 @@ impl Action {
             Action::Replace => "-/+",
             Action::Read => "<=",
             Action::NoOp => " ",
+            Action::Import => "<-",
+            Action::Move => "->",
+            Action::Drift => "!",
+            Action::Output => "~",
             Action::Unknown(_) => "?",
         }
+    }
+
+    /// The action in lower case, for use inside a sentence.
+    pub fn word_lower(&self) -> String {
+        self.word().to_lowercase()
     }
 
     fn word(&self) -> String {
@@ -55,6 +73,10 @@ impl Action {
             Action::Replace => "REPLACE".into(),
             Action::Read => "read".into(),
             Action::NoOp => "no-op".into(),
+            Action::Import => "import".into(),
+            Action::Move => "move".into(),
+            Action::Drift => "changed outside terraform; written to the state".into(),
+            Action::Output => "output change".into(),
             Action::Unknown(a) => format!("UNKNOWN ACTION {a:?}"),
         }
     }
@@ -93,6 +115,11 @@ pub struct Counts {
     pub destroy: usize,
     pub replace: usize,
     pub read: usize,
+    pub import: usize,
+    #[serde(rename = "move")]
+    pub moved: usize,
+    pub drift: usize,
+    pub output: usize,
     pub unknown: usize,
 }
 
@@ -111,14 +138,18 @@ impl ChangeSet {
                 }
                 Action::Read => c.read += 1,
                 Action::NoOp => {}
+                Action::Import => c.import += 1,
+                Action::Move => c.moved += 1,
+                Action::Drift => c.drift += 1,
+                Action::Output => c.output += 1,
                 Action::Unknown(_) => c.unknown += 1,
             }
         }
         c
     }
 
-    /// True when applying would change nothing: every resource is a no-op. A read or an unknown
-    /// action counts as a change.
+    /// True when applying would change nothing: every entry is a no-op. A read, an import, a
+    /// move, drift written to the state, an output change or an unknown action is a change.
     pub fn is_empty(&self) -> bool {
         self.resources.iter().all(|r| r.action == Action::NoOp)
     }
@@ -130,6 +161,10 @@ impl ChangeSet {
         for (n, what) in [
             (c.replace, "replace"),
             (c.read, "read"),
+            (c.import, "import"),
+            (c.moved, "move"),
+            (c.drift, "drift"),
+            (c.output, "output change"),
             (c.unknown, "unknown action"),
         ] {
             if n > 0 {
@@ -164,8 +199,13 @@ impl ChangeSet {
             }
         }
         for r in self.resources.iter().filter(|r| r.action != Action::NoOp) {
+            let why = r
+                .action_reason
+                .as_deref()
+                .map(|w| format!("; {w}"))
+                .unwrap_or_default();
             out.push_str(&format!(
-                "\n{} {} ({})\n",
+                "\n{} {} ({}{why})\n",
                 r.action.symbol(),
                 r.address,
                 r.action.word()
@@ -365,5 +405,11 @@ mod tests {
         assert!(!set.is_empty());
         assert_eq!(set.summary_line(), "+0 ~0 -0 (1 unknown action)");
         assert!(set.render().contains("UNKNOWN ACTION \"forget\""));
+        for a in [Action::Import, Action::Move, Action::Drift, Action::Output] {
+            let set = ChangeSet {
+                resources: vec![rc("a", a.clone())],
+            };
+            assert!(!set.is_empty(), "{a:?} is a change");
+        }
     }
 }

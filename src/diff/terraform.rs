@@ -9,6 +9,13 @@
 //! Masking: a value whose `before_sensitive` / `after_sensitive` mark is `true` is shown as
 //! `(sensitive value)`, at whatever depth the mark sits; a value marked in `after_unknown` is
 //! shown as `(known after apply)`.
+//!
+//! A plan changes something when any resource action is not a no-op, and also when it imports
+//! (`change.importing`), moves (`previous_address`), changes a root output (`output_changes`),
+//! or writes drift to the state (`resource_drift`, which is all a refresh-only plan holds). A
+//! plan that terraform itself calls `applyable` but that lists none of these is shown as an
+//! unknown change, and one that `errored` is refused: "no changes" is only ever what this code
+//! could read.
 
 use serde_json::Value;
 
@@ -33,15 +40,73 @@ pub fn parse_plan(json: &[u8]) -> Result<ChangeSet, String> {
              so it cannot show the change safely (upgrade hitl-gate)"
         ));
     }
+    if plan.get("errored") == Some(&Value::Bool(true)) {
+        return Err("terraform reports that the plan errored".into());
+    }
+    let list = |k: &str| {
+        plan.get(k)
+            .and_then(Value::as_array)
+            .map_or(&[][..], Vec::as_slice)
+    };
     let mut resources = Vec::new();
-    for rc in plan
-        .get("resource_changes")
-        .and_then(Value::as_array)
-        .map_or(&[][..], Vec::as_slice)
-    {
+    for rc in list("resource_changes") {
         resources.push(resource_change(rc)?);
     }
-    Ok(ChangeSet { resources })
+    for rc in list("resource_drift") {
+        let mut d = resource_change(rc)?;
+        if d.action != Action::NoOp {
+            d.action_reason = Some(format!("{} outside terraform", d.action.word_lower()));
+            d.action = Action::Drift;
+            resources.push(d);
+        }
+    }
+    if let Some(outputs) = plan.get("output_changes").and_then(Value::as_object) {
+        for (name, change) in outputs {
+            let actions = change.get("actions").and_then(Value::as_array);
+            if actions.is_some_and(|a| a.iter().all(|x| x == "no-op")) {
+                continue;
+            }
+            let field = |k: &str| change.get(k).unwrap_or(&Value::Null);
+            resources.push(ResourceChange {
+                address: format!("output.{name}"),
+                action: Action::Output,
+                action_reason: None,
+                attributes: super::changed_attributes(
+                    (field("before"), field("before_sensitive")),
+                    (field("after"), field("after_sensitive")),
+                    field("after_unknown"),
+                ),
+            });
+        }
+    }
+    for key in [
+        "deferred_changes",
+        "deferred_action_invocations",
+        "action_invocations",
+    ] {
+        if !list(key).is_empty() {
+            resources.push(ResourceChange {
+                address: key.into(),
+                action: Action::Unknown(format!("{} entries", list(key).len())),
+                action_reason: Some("this hitl-gate cannot show them".into()),
+                attributes: Vec::new(),
+            });
+        }
+    }
+    let set = ChangeSet { resources };
+    if set.is_empty() && plan.get("applyable") == Some(&Value::Bool(true)) {
+        return Ok(ChangeSet {
+            resources: vec![ResourceChange {
+                address: "plan".into(),
+                action: Action::Unknown("applyable".into()),
+                action_reason: Some(
+                    "terraform says the plan changes something this hitl-gate does not list".into(),
+                ),
+                attributes: Vec::new(),
+            }],
+        });
+    }
+    Ok(set)
 }
 
 fn resource_change(rc: &Value) -> Result<ResourceChange, String> {
@@ -70,7 +135,32 @@ fn resource_change(rc: &Value) -> Result<ResourceChange, String> {
         other => Action::Unknown(other.join(",")),
     };
     let field = |k: &str| change.get(k).unwrap_or(&Value::Null);
-    let attributes = if action == Action::NoOp || action == Action::Read {
+    let mut reasons: Vec<String> = rc
+        .get("action_reason")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .into_iter()
+        .collect();
+    let mut action = action;
+    if let Some(importing) = change.get("importing").filter(|i| !i.is_null()) {
+        let id = importing["id"].as_str().unwrap_or("?");
+        reasons.push(format!("imported from id {id:?}"));
+        if action == Action::NoOp {
+            action = Action::Import;
+        }
+    }
+    if let Some(prev) = rc.get("previous_address").and_then(Value::as_str) {
+        if prev != address {
+            reasons.push(format!("moved from {prev}"));
+            if action == Action::NoOp {
+                action = Action::Move;
+            }
+        }
+    }
+    let attributes = if matches!(
+        action,
+        Action::NoOp | Action::Read | Action::Import | Action::Move
+    ) {
         Vec::new()
     } else {
         super::changed_attributes(
@@ -82,10 +172,7 @@ fn resource_change(rc: &Value) -> Result<ResourceChange, String> {
     Ok(ResourceChange {
         address,
         action,
-        action_reason: rc
-            .get("action_reason")
-            .and_then(Value::as_str)
-            .map(String::from),
+        action_reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
         attributes,
     })
 }
@@ -98,7 +185,7 @@ mod tests {
     fn versions_0_and_1_parse_and_2_is_refused() {
         for v in ["0.2", "1.2"] {
             let set = parse_plan(
-                format!(r#"{{"format_version":"{v}","resource_changes":[],"applyable":true}}"#)
+                format!(r#"{{"format_version":"{v}","resource_changes":[],"applyable":false}}"#)
                     .as_bytes(),
             )
             .unwrap();
@@ -108,6 +195,42 @@ mod tests {
         assert!(e.contains("2.0") && e.contains("cannot show"), "{e}");
         assert!(parse_plan(b"not json").is_err());
         assert!(parse_plan(br#"{"resource_changes":[]}"#).is_err());
+    }
+
+    #[test]
+    fn imports_moves_outputs_drift_and_applyable_plans_are_changes() {
+        let plan = |body: &str| {
+            parse_plan(format!(r#"{{"format_version":"1.2",{body}}}"#).as_bytes()).unwrap()
+        };
+        let import = plan(
+            r#""resource_changes":[{"address":"x.a","change":{"actions":["no-op"],"importing":{"id":"i-1"}}}]"#,
+        );
+        assert_eq!(import.resources[0].action, Action::Import);
+        assert!(
+            import.render().contains("imported from id \"i-1\""),
+            "{}",
+            import.render()
+        );
+        let moved = plan(
+            r#""resource_changes":[{"address":"x.b","previous_address":"x.a","change":{"actions":["no-op"]}}]"#,
+        );
+        assert_eq!(moved.resources[0].action, Action::Move);
+        let out = plan(
+            r#""resource_changes":[],"output_changes":{"o":{"actions":["update"],"before":"1","after":"2"},"same":{"actions":["no-op"]}}"#,
+        );
+        assert_eq!(out.resources.len(), 1);
+        assert!(out.render().contains("output.o"), "{}", out.render());
+        let drift = plan(
+            r#""resource_changes":[],"resource_drift":[{"address":"x.a","change":{"actions":["update"],"before":{"k":"a"},"after":{"k":"b"}}}]"#,
+        );
+        assert_eq!(drift.resources[0].action, Action::Drift);
+        let applyable = plan(r#""resource_changes":[],"applyable":true"#);
+        assert!(matches!(applyable.resources[0].action, Action::Unknown(_)));
+        for set in [import, moved, out, drift, applyable] {
+            assert!(!set.is_empty(), "{set:?}");
+        }
+        assert!(plan(r#""resource_changes":[],"applyable":false"#).is_empty());
+        assert!(parse_plan(br#"{"format_version":"1.2","errored":true}"#).is_err());
     }
 
     #[test]

@@ -87,15 +87,21 @@ pub struct Context<'a> {
     /// Facts resolved elsewhere (the server uses the ones the shim reported) instead of being
     /// read from this machine.
     pub facts: Option<Facts>,
+    /// Resolves the API server a kubectl or helm command reaches, the way the tool does (the
+    /// shim runs the real kubectl); `None` when it cannot be resolved exactly. Called at most
+    /// once, and only when a rule that loosens the gate needs it.
+    pub kube_server: &'a dyn Fn() -> Option<String>,
 }
 
 impl Context<'_> {
-    /// The real process context.
+    /// The real process context, without kube server resolution (rules that need it do not
+    /// match).
     pub fn process() -> Context<'static> {
         Context {
             cwd: None,
             env: &|k| std::env::var(k).ok(),
             facts: None,
+            kube_server: &|| None,
         }
     }
 }
@@ -136,6 +142,9 @@ impl Policy {
                         rule.name
                     ));
                 }
+            }
+            if rule.action == Action::Pass {
+                check_loosening_environments(rule, &file.environments)?;
             }
             for flag in rule.flags.keys() {
                 if !flag.starts_with('-') {
@@ -237,7 +246,7 @@ impl Policy {
     /// Classifies one invocation.
     pub fn classify(&self, tool: Tool, inv: &Invocation, ctx: &Context<'_>) -> Verdict {
         let mut env = LazyEnv::new(&self.file.environments, tool, inv, ctx);
-        let verdict = self.first_match(tool, inv, &mut env);
+        let verdict = self.match_from(0, tool, inv, &mut env);
         escalate_for_environment(tool, verdict)
     }
 
@@ -246,16 +255,69 @@ impl Policy {
         LazyEnv::new(&self.file.environments, tool, inv, ctx).get()
     }
 
-    fn first_match(&self, tool: Tool, inv: &Invocation, env: &mut LazyEnv<'_>) -> Verdict {
+    /// The verdict of the file's rules from `start` on, then the built-in rules, then the
+    /// fallbacks. The first match wins.
+    fn match_from(
+        &self,
+        start: usize,
+        tool: Tool,
+        inv: &Invocation,
+        env: &mut LazyEnv<'_>,
+    ) -> Verdict {
         let path = inv.path_string();
-        if !inv.known_subcommand || !inv.uncertain.is_empty() {
-            // User rules may still name a plugin explicitly (`subcommands = ["foo"]`), but only
-            // when the reading is certain.
-            if inv.uncertain.is_empty() {
-                if let Some(v) = self.user_rules(tool, inv, &path, env) {
-                    return v;
+        // User rules may name a plugin explicitly (`subcommands = ["foo"]`), but only when the
+        // reading is certain.
+        if inv.uncertain.is_empty() {
+            for (i, rule) in self.file.rules.iter().enumerate().skip(start) {
+                if !rule_applies(rule, tool, inv, &path) {
+                    continue;
                 }
+                let loosens = rule.action == Action::Pass
+                    && (!rule.environments.is_empty() || !rule.flags.is_empty());
+                if loosens && tool == Tool::Kubectl && kuberc_active(inv, env.ctx) {
+                    // A kuberc can add flags (even --context, or --raw) that the reading
+                    // cannot see: a rule that loosens the gate does not match.
+                    continue;
+                }
+                let environment = if rule.environments.is_empty() {
+                    None
+                } else if rule.action == Action::Pass {
+                    // Loosening: only what the command reaches counts. When resolving it costs
+                    // a kubectl run and the rules after this one pass the command anyway, the
+                    // verdict is theirs, without resolving.
+                    if !env.trusted_known() {
+                        let rest = self.match_from(i + 1, tool, inv, env);
+                        if matches!(rest, Verdict::Pass(_)) {
+                            return rest;
+                        }
+                        return match env.trusted() {
+                            Some(e) if rule.environments.contains(&e.name) => {
+                                pass(rule, tool, &path, Some(e))
+                            }
+                            _ => rest,
+                        };
+                    }
+                    match env.trusted() {
+                        Some(e) if rule.environments.contains(&e.name) => Some(e),
+                        _ => continue,
+                    }
+                } else {
+                    match env.get() {
+                        Some(e) if rule.environments.contains(&e.name) => Some(e),
+                        _ => continue,
+                    }
+                };
+                return Verdict::new(
+                    rule.action,
+                    Decision {
+                        reason: format!("`{tool} {path}` matched rule {:?}", rule.name),
+                        rule: rule.name.clone(),
+                        environment,
+                    },
+                );
             }
+        }
+        if !inv.known_subcommand || !inv.uncertain.is_empty() {
             let why = if inv.uncertain.is_empty() {
                 format!("`{tool} {path}` is not a subcommand hitl-gate knows (a plugin?)")
             } else {
@@ -269,9 +331,6 @@ impl Policy {
                     reason: why,
                 },
             );
-        }
-        if let Some(v) = self.user_rules(tool, inv, &path, env) {
-            return v;
         }
         if self.file.defaults.builtin_rules {
             for rule in builtin::RULES {
@@ -298,37 +357,63 @@ impl Policy {
             reason: format!("`{tool} {path}` is on no rule's list; unlisted commands are gated"),
         })
     }
+}
 
-    fn user_rules(
-        &self,
-        tool: Tool,
-        inv: &Invocation,
-        path: &str,
-        env: &mut LazyEnv<'_>,
-    ) -> Option<Verdict> {
-        for rule in &self.file.rules {
-            if !rule_applies(rule, tool, inv, path) {
-                continue;
-            }
-            let environment = if rule.environments.is_empty() {
-                None
-            } else {
-                match env.get() {
-                    Some(e) if rule.environments.contains(&e.name) => Some(e),
-                    _ => continue,
+/// The pass verdict of a loosening rule that matched `env`.
+fn pass(rule: &Rule, tool: Tool, path: &str, env: Option<EnvMatch>) -> Verdict {
+    Verdict::Pass(Decision {
+        reason: format!("`{tool} {path}` matched rule {:?}", rule.name),
+        rule: rule.name.clone(),
+        environment: env,
+    })
+}
+
+/// Whether kubectl will read a kuberc for this command: `--kuberc`, `KUBERC` naming a file, or
+/// `~/.kube/kuberc` existing, unless `KUBERC=off` or `KUBECTL_KUBERC=false`.
+fn kuberc_active(inv: &Invocation, ctx: &Context<'_>) -> bool {
+    if inv.has_flag(&["--kuberc"]) {
+        return true;
+    }
+    if (ctx.env)("KUBECTL_KUBERC").as_deref() == Some("false") {
+        return false;
+    }
+    match (ctx.env)("KUBERC") {
+        Some(v) if v == "off" => false,
+        Some(v) if !v.is_empty() => true,
+        _ => (ctx.env)("HOME").is_some_and(|h| Path::new(&h).join(".kube/kuberc").exists()),
+    }
+}
+
+/// A `pass` rule with environments must be able to match them by what the command reaches:
+/// each environment needs `kube_servers` (for kubectl and helm) or `terraform_backends` (for
+/// terraform and tofu) for one of the rule's tools.
+fn check_loosening_environments(rule: &Rule, envs: &[Environment]) -> Result<(), String> {
+    let applies = |t: ToolName| rule.tools.is_empty() || rule.tools.contains(&t);
+    let kube = applies(ToolName::Kubectl) || applies(ToolName::Helm);
+    let tf = applies(ToolName::Terraform) || applies(ToolName::Tofu);
+    for name in &rule.environments {
+        let Some(env) = envs.iter().find(|e| &e.name == name) else {
+            continue;
+        };
+        let ok =
+            (kube && !env.kube_servers.is_empty()) || (tf && !env.terraform_backends.is_empty());
+        if !ok {
+            return Err(format!(
+                "rule {:?} passes commands in environment {name:?}, which has no {}: a rule \
+                 that loosens the gate matches an environment only by what the command \
+                 reaches (kube_servers for kubectl and helm, terraform_backends for terraform \
+                 and tofu); kube_contexts, namespaces, terraform_workspaces and paths are names \
+                 the agent chooses, and can only make the gate stricter",
+                rule.name,
+                match (kube, tf) {
+                    (true, false) => "kube_servers",
+                    (false, true) => "terraform_backends",
+                    _ => "kube_servers or terraform_backends",
                 }
-            };
-            return Some(Verdict::new(
-                rule.action,
-                Decision {
-                    reason: format!("`{tool} {path}` matched rule {:?}", rule.name),
-                    rule: rule.name.clone(),
-                    environment,
-                },
             ));
         }
-        None
     }
+    Ok(())
 }
 
 /// The `[approval]` checks serde cannot make: all or nothing, an absolute token path, a real
@@ -390,6 +475,10 @@ fn rule_applies(rule: &Rule, tool: Tool, inv: &Invocation, path: &str) -> bool {
             .subcommands
             .iter()
             .any(|p| glob::matches(p, path, None));
+    // `--raw` sends a raw request and ignores --dry-run: a dry-run condition never matches it.
+    if rule.flags.contains_key("--dry-run") && inv.has_flag(&["--raw"]) {
+        return false;
+    }
     let flags_ok = rule.flags.iter().all(|(flag, accepted)| {
         inv.flags
             .iter()
@@ -436,13 +525,17 @@ fn tf_cli_args_in_env() -> Option<String> {
     })
 }
 
-/// The first environment that matches, computed once and only when asked.
+/// The first environment that matches, computed once and only when asked; by every selector
+/// ([`LazyEnv::get`]) or only by what the command reaches ([`LazyEnv::trusted`]).
 struct LazyEnv<'a> {
     envs: &'a [Environment],
     tool: Tool,
     inv: &'a Invocation,
     ctx: &'a Context<'a>,
     cached: Option<Option<EnvMatch>>,
+    trusted: Option<Option<EnvMatch>>,
+    /// The API server, once resolved (`ctx.kube_server` runs the real kubectl).
+    server: Option<Option<String>>,
 }
 
 impl<'a> LazyEnv<'a> {
@@ -453,9 +546,12 @@ impl<'a> LazyEnv<'a> {
             inv,
             ctx,
             cached: None,
+            trusted: None,
+            server: None,
         }
     }
 
+    /// The first environment that matches by any selector.
     fn get(&mut self) -> Option<EnvMatch> {
         if self.envs.is_empty() {
             return None;
@@ -463,20 +559,69 @@ impl<'a> LazyEnv<'a> {
         if let Some(c) = &self.cached {
             return c.clone();
         }
-        let facts = match &self.ctx.facts {
+        let mut facts = match &self.ctx.facts {
             Some(f) => f.clone(),
             None => Facts::resolve(self.tool, self.inv, self.ctx),
         };
-        let found = self
-            .envs
+        self.reached(&mut facts);
+        let found = self.first(&facts);
+        self.cached = Some(found.clone());
+        found
+    }
+
+    /// Whether [`LazyEnv::trusted`] is known without running anything.
+    fn trusted_known(&self) -> bool {
+        self.trusted.is_some()
+            || self.ctx.facts.is_some()
+            || self.tool.is_terraform_like()
+            || !self.envs.iter().any(|e| !e.kube_servers.is_empty())
+    }
+
+    /// The first environment that matches by what the command reaches: the API server resolved
+    /// with the real tool, or the terraform backend.
+    fn trusted(&mut self) -> Option<EnvMatch> {
+        if let Some(t) = &self.trusted {
+            return t.clone();
+        }
+        let mut facts = match &self.ctx.facts {
+            Some(f) => f.clone(),
+            None => Facts::default(),
+        };
+        self.reached(&mut facts);
+        facts.trusted_only = true;
+        let found = self.first(&facts);
+        self.trusted = Some(found.clone());
+        found
+    }
+
+    /// Fills in what the command reaches, when an environment has a selector for it and the
+    /// facts did not come with it.
+    fn reached(&mut self, facts: &mut Facts) {
+        if self.ctx.facts.is_some() {
+            return;
+        }
+        if self.tool.is_terraform_like() {
+            if self.envs.iter().any(|e| !e.terraform_backends.is_empty()) {
+                facts.terraform_backend = Facts::dir(self.inv, self.ctx)
+                    .map(|d| crate::argv::terraform::backend(&d, self.ctx.env));
+            }
+        } else if self.envs.iter().any(|e| !e.kube_servers.is_empty()) {
+            let ctx = self.ctx;
+            facts.kube_server = self
+                .server
+                .get_or_insert_with(|| (ctx.kube_server)())
+                .clone();
+        }
+    }
+
+    fn first(&self, facts: &Facts) -> Option<EnvMatch> {
+        self.envs
             .iter()
             .find(|e| facts.matches(e))
             .map(|e| EnvMatch {
                 name: e.name.clone(),
                 risk: e.risk,
-            });
-        self.cached = Some(found.clone());
-        found
+            })
     }
 }
 
@@ -487,28 +632,31 @@ pub struct Facts {
     pub namespace: Option<String>,
     pub terraform_workspace: Option<String>,
     pub dir: Option<String>,
+    /// The API server the command reaches, resolved with the real tool (only when known).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kube_server: Option<String>,
+    /// The terraform backend (`TYPE key=value …`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub terraform_backend: Option<String>,
+    /// Match only by what the command reaches (`kube_servers`, `terraform_backends`).
+    #[serde(skip)]
+    pub trusted_only: bool,
 }
 
 impl Facts {
-    /// Resolves the facts for one invocation: argv first, then what the tool would read.
+    /// Resolves the name facts for one invocation: argv first, then what the tool would read.
     pub fn resolve(tool: Tool, inv: &Invocation, ctx: &Context<'_>) -> Facts {
         let mut facts = Facts {
             namespace: inv.target.namespace.clone(),
             ..Facts::default()
         };
-        let cwd = ctx.cwd.clone().or_else(|| std::env::current_dir().ok());
-        let dir = match (&cwd, &inv.target.chdir) {
-            (Some(cwd), Some(ch)) => Some(cwd.join(ch)),
-            (Some(cwd), None) => Some(cwd.clone()),
-            (None, Some(ch)) if Path::new(ch).is_absolute() => Some(PathBuf::from(ch)),
-            _ => None,
-        };
+        let dir = Self::dir(inv, ctx);
         if tool.is_terraform_like() {
-            facts.terraform_workspace = inv.target.workspace.clone().or_else(|| {
-                let d = dir.as_ref()?;
-                let ws = std::fs::read_to_string(d.join(".terraform/environment")).ok();
-                Some(ws.map_or("default".into(), |w| w.trim().to_string()))
-            });
+            facts.terraform_workspace = inv
+                .target
+                .workspace
+                .clone()
+                .or_else(|| Some(crate::argv::terraform::workspace(dir.as_ref()?, ctx.env)));
         } else {
             facts.kube_context = inv
                 .target
@@ -520,12 +668,29 @@ impl Facts {
         facts
     }
 
+    /// The working directory with terraform's `-chdir` applied.
+    fn dir(inv: &Invocation, ctx: &Context<'_>) -> Option<PathBuf> {
+        let cwd = ctx.cwd.clone().or_else(|| std::env::current_dir().ok());
+        match (&cwd, &inv.target.chdir) {
+            (Some(cwd), Some(ch)) => Some(cwd.join(ch)),
+            (Some(cwd), None) => Some(cwd.clone()),
+            (None, Some(ch)) if Path::new(ch).is_absolute() => Some(PathBuf::from(ch)),
+            _ => None,
+        }
+    }
+
     fn matches(&self, env: &Environment) -> bool {
         let any = |globs: &[String], fact: &Option<String>, sep| {
             fact.as_deref()
                 .is_some_and(|f| globs.iter().any(|g| glob::matches(g, f, sep)))
         };
-        any(&env.kube_contexts, &self.kube_context, None)
+        let reached = any(&env.kube_servers, &self.kube_server, None)
+            || any(&env.terraform_backends, &self.terraform_backend, None);
+        if self.trusted_only {
+            return reached;
+        }
+        reached
+            || any(&env.kube_contexts, &self.kube_context, None)
             || any(&env.namespaces, &self.namespace, None)
             || any(&env.terraform_workspaces, &self.terraform_workspace, None)
             || any(&env.paths, &self.dir, Some('/'))

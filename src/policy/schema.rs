@@ -264,24 +264,40 @@ pub enum ToolName {
 }
 
 /// `[[environment]]`: a named target, matched when *any* of its selectors matches.
+///
+/// Two kinds of selector: `kube_servers` and `terraform_backends` match what the command
+/// actually reaches, resolved the way the tool resolves it; the others (`kube_contexts`,
+/// `namespaces`, `terraform_workspaces`, `paths`) match names the agent chooses. A rule that
+/// loosens the gate (`action = "pass"`) matches an environment only by the first kind.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Environment {
     pub name: String,
     pub risk: Risk,
+    /// Globs over the API server URL kubectl or helm will reach, resolved with the real
+    /// kubectl (`--kubeconfig`, `KUBECONFIG`, the context, `--cluster`, `--server` and helm's
+    /// equivalents applied). The only kube selector a `pass` rule matches on.
+    #[serde(default)]
+    pub kube_servers: Vec<String>,
+    /// Globs over the backend terraform uses, as `TYPE key=value …` (the settings that say
+    /// where the state lives, sorted: `s3 bucket=tf-dev key=app region=eu-west-1`), read from
+    /// the data directory `terraform init` wrote. The only terraform selector a `pass` rule
+    /// matches on.
+    #[serde(default)]
+    pub terraform_backends: Vec<String>,
     /// Globs over the kube context (kubectl `--context`, helm `--kube-context`, else the
-    /// kubeconfig's current-context).
+    /// kubeconfig's current-context). A name: only rules that make the gate stricter use it.
     #[serde(default)]
     pub kube_contexts: Vec<String>,
-    /// Globs over the namespace given on the command line (or `HELM_NAMESPACE`).
+    /// Globs over the namespace given on the command line (or `HELM_NAMESPACE`). A name.
     #[serde(default)]
     pub namespaces: Vec<String>,
-    /// Globs over the terraform workspace (`TF_WORKSPACE`, else `.terraform/environment`,
-    /// else `default`).
+    /// Globs over the terraform workspace (`TF_WORKSPACE`, else `<data dir>/environment`,
+    /// else `default`; the data dir is `TF_DATA_DIR` or `.terraform`). A name.
     #[serde(default)]
     pub terraform_workspaces: Vec<String>,
     /// Globs over the working directory (with terraform's `-chdir` applied). `*` stays within
-    /// one path segment, `**` crosses segments.
+    /// one path segment, `**` crosses segments. A name.
     #[serde(default)]
     pub paths: Vec<String>,
 }

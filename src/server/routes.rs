@@ -150,11 +150,16 @@ fn classify(app: &App, req: &CreateRequest, tool: Tool) -> Classification {
             .dir
             .clone()
             .or_else(|| Some(req.cwd.clone())),
+        // What the shim resolved with the real tool.
+        kube_server: req.environment.cluster_server.clone(),
+        terraform_backend: req.environment.terraform_backend.clone(),
+        trusted_only: false,
     };
     let ctx = Context {
         cwd: Some(req.cwd.clone().into()),
         env: &|_| None,
         facts: Some(facts),
+        kube_server: &|| None,
     };
     let (verdict, rule, env) = match crate::argv::read(tool, &args, &|_| None) {
         Ok(inv) => {

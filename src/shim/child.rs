@@ -117,6 +117,34 @@ pub fn output(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>)> {
     Ok((status?, out))
 }
 
+/// Runs `cmd` like [`run`], capturing stdout and stderr (stderr is read on a second thread, so
+/// neither pipe can fill up and stall the child).
+pub fn output_all(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
+    use std::io::Read;
+    let mut child = spawn(
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    )?;
+    let err_reader = child.stderr.take().map(|mut e| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = e.read_to_end(&mut buf);
+            buf
+        })
+    });
+    let mut out = Vec::new();
+    let read = child
+        .stdout
+        .take()
+        .map_or(Ok(0), |mut s| s.read_to_end(&mut out));
+    let status = wait(child);
+    let err = err_reader
+        .map(|t| t.join().unwrap_or_default())
+        .unwrap_or_default();
+    read?;
+    Ok((status?, out, err))
+}
+
 /// Runs `cmd` like [`run`], copying its stdout to this process's stderr as it comes and keeping
 /// a copy.
 pub fn tee_stdout_to_stderr(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>)> {

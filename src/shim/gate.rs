@@ -37,7 +37,13 @@ pub struct Prepared {
     pub no_changes: bool,
     /// Recomputes the environment target right before the run (it must not have drifted).
     pub target_now: Box<dyn Fn() -> Result<Target, String>>,
-    /// Private files of this run (plan files, captures), removed when the gate is done.
+    /// Sealed snapshots the run reads (inputs, the pinned kubeconfig, the plan), named in its
+    /// argv as `/proc/<pid>/fd/N`; they stay open until the run is over.
+    pub snapshots: Vec<super::sealed::Sealed>,
+    /// For kubectl and helm: the private discovery cache, and with it the kube child
+    /// environment (`kube::child_env`) for the run.
+    pub kube_cache: Option<PathBuf>,
+    /// Private files of this run (plan output, caches), removed when the gate is done.
     pub run_dir: Option<RunDir>,
 }
 
@@ -167,6 +173,15 @@ pub fn run(
             format!("request {id}: cannot recompute the target environment ({e}); nothing ran"),
         )
     })?;
+    if let Some(drift) = prepared.request.environment.drift(&target) {
+        return Err((
+            code::VERIFICATION_FAILED,
+            format!(
+                "request {id} was approved for another target: {drift} since the request \
+                 was made; nothing ran"
+            ),
+        ));
+    }
     let artifact_now = artifact_hashes(&prepared)?;
     let want = signing::Expected {
         request_id: &id,
@@ -212,6 +227,9 @@ fn command(p: &Prepared, argv0: &OsStr) -> Command {
     let mut c = Command::new(&p.program);
     std::os::unix::process::CommandExt::arg0(&mut c, argv0);
     c.args(&p.args);
+    if let Some(cache) = &p.kube_cache {
+        super::kube::child_env(&mut c, Some(cache));
+    }
     c
 }
 

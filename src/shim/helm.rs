@@ -1,37 +1,61 @@
-//! helm on the gated path: show the release diff computed with the real helm, bind the run to
-//! the rendered manifest, and pin the context.
+//! helm on the gated path: what only helm needs on top of `kube.rs`.
 //!
-//! - **Target**: as for kubectl (`kubectl.rs`, with helm's `--kube-context`, `--kubeconfig`,
-//!   `-n`, `HELM_KUBECONTEXT`, `HELM_NAMESPACE`), resolved with the real kubectl, which must be
-//!   found (PATH or `tools.kubectl.real_path`). The run gets `--kube-context <resolved>` when the
-//!   agent gave none.
-//! - **upgrade, install**: new = `.manifest` (and hook manifests) of the same command with
-//!   `--dry-run=server -o json`; old = `helm get manifest REL` (empty for a new release). The
-//!   objects are keyed by kind and name and diffed one by one, and the user-supplied values are
-//!   diffed too (`helm get values` against the dry run's). The approval is bound to the SHA-256
-//!   of the rendered manifest; right before the run it is rendered again, and if the chart, the
-//!   values or what the chart looks up in the cluster changed, the run is refused.
-//! - **uninstall / delete**: the current manifest, as removals.
-//! - **rollback**: the current manifest against the target revision's.
-//! - Anything else gated (plugin install, push, …): the command and its target, no diff.
-//! - `--post-renderer` (an arbitrary program rewriting the manifest after it was shown) is
-//!   refused unless `tools.helm.allow_post_renderer = true`; values from stdin are refused (pass
-//!   a file), and so is `--generate-name` (every render names the release anew). `HELM_*` variables in force are listed for the approver (secrets masked).
-//!
-//! Secret `data` and `stringData` values never appear in what is shown or sent.
+//! - **Target**: as for kubectl, with helm's `--kube-context`, `--kubeconfig`,
+//!   `--kube-apiserver`, `-n` and their `HELM_*` variables, resolved with the real kubectl (which
+//!   must be found) and pinned with `--kubeconfig` and `--kube-context`.
+//! - **Inputs**, read once and sealed; the run uses the snapshots: the chart (a directory is
+//!   packaged with `helm package`, a local archive copied, anything else pulled once with
+//!   `helm pull` and the agent's repository flags, which the run then no longer needs), the
+//!   values files, the `--set-file` files and `--kube-ca-file`.
+//! - **upgrade, install**: new = the `.manifest` (and hook manifests) of the same command with
+//!   `--dry-run=server -o json`; old = `helm get manifest REL`. Both are parsed and diffed as
+//!   objects (Secrets masked), and the user-supplied values are diffed too. The approval is
+//!   bound to the SHA-256 of the rendered manifest and of every snapshot; right before the run
+//!   the release is rendered again from the same snapshots, so what the chart looks up in the
+//!   cluster cannot have changed either.
+//! - **uninstall / delete**: the current manifest, as removals. **rollback**: the current
+//!   manifest against the target revision's. Anything else gated (test, plugin install, push):
+//!   the command and its target, no diff.
+//! - **Refused**: `--post-renderer` (a program that rewrites the manifest after it was shown)
+//!   unless `tools.helm.allow_post_renderer = true`; values from stdin, devices or URLs;
+//!   `--generate-name` (a new name on every render); `--dependency-update` (fetches at run time;
+//!   run `helm dependency update` first).
 
 use std::ffi::OsString;
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use serde_json::Value;
 
-use super::gate::{Prepared, Stop};
-use super::kubectl::{mask_secret_doc, render, resolve_target, target_header, unified};
+use super::gate::{Prepared, RunDir, Stop};
+use super::kube::{self, ArgvEdit, Edited, Resolved};
+use super::sealed::Sealed;
 use crate::argv::helm::is_global_flag;
 use crate::argv::Invocation;
-use crate::diff::{Action, AttrChange, ChangeSet, ResourceChange};
+use crate::diff::kube::{objects_change, value_changes, yaml_documents, SecretValues};
+use crate::diff::{Action, ChangeSet, ResourceChange};
 use crate::exit as code;
+use crate::tool::Tool;
+
+/// Global flags the gate sets itself.
+const PINNED: &[&str] = &["--kubeconfig", "--kube-context", "--kube-ca-file"];
+/// Flags that say where a chart comes from: used once, by `helm pull`, and not by the run,
+/// which reads the pulled snapshot.
+const CHART_SOURCE: &[&str] = &[
+    "--ca-file",
+    "--cert-file",
+    "--devel",
+    "--insecure-skip-tls-verify",
+    "--key-file",
+    "--keyring",
+    "--pass-credentials",
+    "--password",
+    "--plain-http",
+    "--repo",
+    "--username",
+    "--verify",
+    "--version",
+];
 
 /// Prepares a gated helm command. `kubectl` resolves the kube target.
 pub fn prepare(
@@ -42,64 +66,45 @@ pub fn prepare(
     allow_post_renderer: bool,
 ) -> Result<Prepared, Stop> {
     let refused = |why: String| (code::REFUSED, format!("helm: {why}; it did not run"));
-    if !allow_post_renderer && inv.flags.iter().any(|(f, _)| f == "--post-renderer") {
-        return Err(refused(
-            "--post-renderer runs a program that rewrites the manifest after it was shown, so \
-             the approval cannot be bound to it (allow it with tools.helm.allow_post_renderer)"
-                .into(),
-        ));
-    }
-    if inv
-        .flags
-        .iter()
-        .any(|(f, _)| f == "--generate-name" || f == "-g")
-    {
-        return Err(refused(
-            "--generate-name picks a new release name on every render, so what runs could never \
-             be the approved render (give the release a name)"
-                .into(),
-        ));
-    }
-    if inv.reads_stdin {
-        return Err(refused(
-            "values read from stdin cannot be bound to an approval (pass a file)".into(),
-        ));
-    }
-    let target = resolve_target(kubectl, inv).map_err(refused)?;
-    let context = target.kube_context.clone().unwrap_or_default();
-    let pin: Vec<String> = if inv.target.context.is_none() {
-        vec![format!("--kube-context={context}")]
-    } else {
-        Vec::new()
-    };
-    let h = Helm {
-        real,
-        pin: &pin,
-        inv,
-        args,
-    };
+    refuse_unbindable(inv, allow_post_renderer).map_err(refused)?;
+    let run_dir = RunDir::create().map_err(|e| (code::INTERNAL, e))?;
+    let cache = run_dir.path.join("kube-cache");
+    let resolved = kube::resolve(kubectl, Tool::Helm, inv, Some(&cache)).map_err(refused)?;
     let path = inv.path_string();
+    let mut edit = ArgvEdit::new(args, inv);
+    let h0 = Env {
+        real,
+        cache: &cache,
+        run_dir: &run_dir.path,
+    };
+    let inputs = Inputs::read(&h0, inv, &path, &mut edit).map_err(refused)?;
+    for p in kube::pins(Tool::Helm, &resolved) {
+        edit.insert(p);
+    }
+    let run = edit.finish();
+    let h = Helpers {
+        env: h0,
+        inv,
+        resolved: &resolved,
+        inputs: &inputs,
+    };
     let release = inv.positionals.first().cloned().unwrap_or_default();
+    let mut secrets = SecretValues::default();
     let (text, changes, rendered) = match path.as_str() {
         "upgrade" | "install" => {
-            let (new, new_values, name) = h.render().map_err(|e| {
+            let r = h.render(&run).map_err(|e| {
                 (
                     code::REFUSED,
                     format!("helm: the dry run failed ({e}); nothing was submitted"),
                 )
             })?;
-            let name = if path == "upgrade" { release } else { name };
-            let old = h.get(&["get", "manifest", &name]).unwrap_or_default();
+            let old = h.get(&["get", "manifest", &r.name]).unwrap_or_default();
             let old_values = h
-                .get(&["get", "values", &name, "-o", "json"])
+                .get(&["get", "values", &r.name, "-o", "json"])
                 .and_then(|v| serde_json::from_str(&v).ok())
                 .unwrap_or(Value::Null);
-            let (mut text, mut set) = manifest_diff(&old, &new);
-            let values = crate::diff::changed_attributes(
-                (&nonnull(old_values), &Value::Null),
-                (&nonnull(new_values), &Value::Null),
-                &Value::Null,
-            );
+            let (mut text, mut set) = manifest_diff(&old, &r.manifest, &mut secrets);
+            let values = value_changes(&old_values, &r.values);
             if !values.is_empty() {
                 text.push_str("\nValues (user-supplied):\n");
                 for a in &values {
@@ -111,17 +116,17 @@ pub fn prepare(
                     ));
                 }
                 set.resources.push(ResourceChange {
-                    address: format!("values of release {name}"),
+                    address: format!("values of release {}", r.name),
                     action: Action::Update,
                     action_reason: None,
                     attributes: values,
                 });
             }
-            (text, set, Some(new))
+            (text, set, Some(r.manifest))
         }
-        "uninstall" | "delete" => {
+        "uninstall" | "delete" | "del" | "un" => {
             let old = h.get(&["get", "manifest", &release]).unwrap_or_default();
-            let (text, set) = manifest_diff(&old, "");
+            let (text, set) = manifest_diff(&old, "", &mut secrets);
             (text, set, None)
         }
         "rollback" => {
@@ -138,7 +143,7 @@ pub fn prepare(
             let target_manifest = h
                 .get(&["get", "manifest", &release, "--revision", &revision])
                 .unwrap_or_default();
-            let (text, set) = manifest_diff(&current, &target_manifest);
+            let (text, set) = manifest_diff(&current, &target_manifest, &mut secrets);
             (
                 format!("Rollback to revision {revision}:\n{text}"),
                 set,
@@ -148,9 +153,11 @@ pub fn prepare(
         _ => (
             format!(
                 "`helm {}`: no diff is possible for this command. It runs exactly as shown \
-                 against context {context}, namespace {}.\n",
+                 against context {}, cluster {}, namespace {}.\n",
                 args.join(" "),
-                target.namespace.as_deref().unwrap_or("?")
+                resolved.target.kube_context.as_deref().unwrap_or("?"),
+                resolved.target.cluster_server.as_deref().unwrap_or("?"),
+                resolved.target.namespace.as_deref().unwrap_or("?")
             ),
             ChangeSet::default(),
             None,
@@ -158,206 +165,340 @@ pub fn prepare(
     };
     let shown = format!(
         "{}{}{}\n--- per object ---\n{text}",
-        target_header(&target),
+        kube::target_header(&resolved.target),
         helm_env(),
         changes.render()
     );
-    let artifact_sha256 = rendered
-        .as_deref()
-        .map(|m| vec![crate::hex::sha256(m.as_bytes())])
-        .unwrap_or_default();
+    let snapshot_hashes: Vec<String> = inputs
+        .sealed
+        .iter()
+        .map(|s| s.sha256().to_string())
+        .collect();
+    let artifacts = move |manifest: Option<&str>| -> Vec<String> {
+        manifest
+            .map(|m| crate::hex::sha256(m.as_bytes()))
+            .into_iter()
+            .chain(snapshot_hashes.iter().cloned())
+            .collect()
+    };
     let request = super::gate::request(
-        crate::tool::Tool::Helm,
+        Tool::Helm,
         args,
-        target,
-        shown,
+        resolved.target.clone(),
+        secrets.redact(&shown),
         &changes,
-        artifact_sha256,
+        artifacts(rendered.as_deref()),
     );
-    let mut final_args: Vec<OsString> = pin.iter().map(OsString::from).collect();
-    final_args.extend(args.iter().map(OsString::from));
-    let (real_owned, kubectl_owned, inv_owned) =
-        (real.to_path_buf(), kubectl.to_path_buf(), inv.clone());
-    let (pin_owned, args_owned) = (pin.clone(), args.to_vec());
     let renders = rendered.is_some();
+    let (real_owned, kubectl_owned, inv_owned, cache_owned) = (
+        real.to_path_buf(),
+        kubectl.to_path_buf(),
+        inv.clone(),
+        cache.clone(),
+    );
+    // Rendering again right before the run reads the same snapshots, which the Prepared keeps
+    // open for as long as this closure can be called.
+    let render_args = run.with(&["--dry-run=server", "-o", "json"]);
+    let check_cache = cache.clone();
+    let mut snapshots = inputs.sealed;
+    snapshots.push(resolved.kubeconfig);
     Ok(Prepared {
         request,
         program: real.to_path_buf(),
-        args: final_args,
+        args: run.args.into_iter().map(OsString::from).collect(),
         no_changes: false,
-        target_now: {
-            let inv = inv.clone();
-            Box::new(move || resolve_target(&kubectl_owned, &inv))
-        },
-        artifacts_now: Box::new(move || {
-            if !renders {
-                return Ok(Vec::new());
-            }
-            let h = Helm {
-                real: &real_owned,
-                pin: &pin_owned,
-                inv: &inv_owned,
-                args: &args_owned,
-            };
-            let (manifest, _, _) = h.render()?;
-            Ok(vec![crate::hex::sha256(manifest.as_bytes())])
+        target_now: Box::new(move || {
+            kube::resolve(&kubectl_owned, Tool::Helm, &inv_owned, Some(&cache_owned))
+                .map(|r| r.target)
         }),
-        run_dir: None,
+        artifacts_now: Box::new(move || {
+            let manifest = if renders {
+                Some(render(command(&real_owned, &render_args, &check_cache))?.manifest)
+            } else {
+                None
+            };
+            Ok(artifacts(manifest.as_deref()))
+        }),
+        snapshots,
+        kube_cache: Some(cache),
+        run_dir: Some(run_dir),
     })
 }
 
-/// helm helper commands, all pinned to the resolved context.
-struct Helm<'a> {
-    real: &'a Path,
-    pin: &'a [String],
-    inv: &'a Invocation,
-    args: &'a [String],
+/// Refuses what no approval can be bound to.
+fn refuse_unbindable(inv: &Invocation, allow_post_renderer: bool) -> Result<(), String> {
+    if !allow_post_renderer && inv.has_flag(&["--post-renderer"]) {
+        return Err(
+            "--post-renderer runs a program that rewrites the manifest after it was shown, so \
+             the approval cannot be bound to it (allow it with tools.helm.allow_post_renderer)"
+                .into(),
+        );
+    }
+    if inv.has_flag(&["--generate-name", "-g"]) {
+        return Err(
+            "--generate-name picks a new release name on every render, so what runs could never \
+             be the approved render (give the release a name)"
+                .into(),
+        );
+    }
+    if inv.has_flag(&["--dependency-update"]) {
+        return Err(
+            "--dependency-update fetches the chart's dependencies at run time, after approval \
+             (run `helm dependency update` first)"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
-impl Helm<'_> {
-    /// The command itself as a server-side dry run: its rendered manifest (hooks included), the
-    /// user-supplied values and the release name.
-    fn render(&self) -> Result<(String, Value, String), String> {
-        let out = Command::new(self.real)
-            .args(self.pin)
-            .args(self.args)
-            .args(["--dry-run=server", "-o", "json"])
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("cannot run {}: {e}", self.real.display()))?;
-        if !out.status.success() {
-            return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
-        }
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .map_err(|e| format!("helm printed no JSON: {e}"))?;
-        let mut manifest = v["manifest"].as_str().unwrap_or_default().to_string();
-        for hook in v["hooks"].as_array().map_or(&[][..], Vec::as_slice) {
-            if let Some(m) = hook["manifest"].as_str() {
-                manifest.push_str("\n---\n");
-                manifest.push_str(m);
+/// What every helm child needs: the real helm, the private kube cache, the run directory.
+struct Env<'a> {
+    real: &'a Path,
+    cache: &'a Path,
+    run_dir: &'a Path,
+}
+
+impl Env<'_> {
+    fn command(&self, args: &[String]) -> Command {
+        command(self.real, args, self.cache)
+    }
+}
+
+/// A helm command with the kube child environment.
+fn command(real: &Path, args: &[String], cache: &Path) -> Command {
+    let mut c = Command::new(real);
+    c.args(args);
+    kube::child_env(&mut c, Some(cache));
+    c
+}
+
+/// The agent's inputs, sealed.
+struct Inputs {
+    sealed: Vec<Sealed>,
+    /// Global flags naming snapshots (`--kube-ca-file=…`), for the helpers.
+    global: Vec<String>,
+}
+
+impl Inputs {
+    fn read(
+        env: &Env<'_>,
+        inv: &Invocation,
+        path: &str,
+        edit: &mut ArgvEdit<'_>,
+    ) -> Result<Inputs, String> {
+        let mut inputs = Inputs {
+            sealed: Vec::new(),
+            global: Vec::new(),
+        };
+        for (i, (name, value)) in inv.flags.iter().enumerate() {
+            let Some(v) = value else { continue };
+            match name.as_str() {
+                "-f" | "--values" => {
+                    if v == "-" || v.contains("://") {
+                        return Err(format!(
+                            "values from {v} cannot be read once and shown (pass a local file)"
+                        ));
+                    }
+                    let s = inputs.seal(v, kube::read_input(Path::new(v))?)?;
+                    edit.drop_flag(i);
+                    edit.insert(format!("--values={s}"));
+                }
+                "--set-file" => {
+                    let mut parts = Vec::new();
+                    for pair in v.split(',') {
+                        let (key, file) = pair
+                            .split_once('=')
+                            .ok_or_else(|| format!("--set-file {pair:?} is not key=path"))?;
+                        let s = inputs.seal(file, kube::read_input(Path::new(file))?)?;
+                        parts.push(format!("{key}={s}"));
+                    }
+                    edit.drop_flag(i);
+                    edit.insert(format!("--set-file={}", parts.join(",")));
+                }
+                "--kube-ca-file" => {
+                    let s = inputs.seal(v, kube::read_input(Path::new(v))?)?;
+                    edit.drop_flag(i);
+                    let flag = format!("--kube-ca-file={s}");
+                    edit.insert(flag.clone());
+                    inputs.global.push(flag);
+                }
+                n if CHART_SOURCE.contains(&n) && matches!(path, "upgrade" | "install") => {
+                    edit.drop_flag(i);
+                }
+                _ => {}
             }
         }
-        let name = v["name"].as_str().unwrap_or_default().to_string();
-        Ok((manifest, v["config"].clone(), name))
+        // Boolean chart-source flags (`--verify`, `--devel`) have no value.
+        if matches!(path, "upgrade" | "install") {
+            for (i, (name, value)) in inv.flags.iter().enumerate() {
+                if value.is_none() && CHART_SOURCE.contains(&name.as_str()) {
+                    edit.drop_flag(i);
+                }
+            }
+            if let Some(chart) = inv.positionals.get(1) {
+                let bytes = chart_archive(env, inv, chart)?;
+                let s = inputs.seal(&format!("chart {chart}"), bytes)?;
+                edit.replace_positional(1, s);
+            }
+        }
+        Ok(inputs)
+    }
+
+    fn seal(&mut self, label: &str, bytes: Vec<u8>) -> Result<String, String> {
+        let s = Sealed::new(label, &bytes)?;
+        let path = s.path();
+        self.sealed.push(s);
+        Ok(path)
+    }
+}
+
+/// The chart as one archive: a directory packaged, a local archive read, anything else pulled
+/// (with the agent's repository flags, and `--verify` if it asked).
+fn chart_archive(env: &Env<'_>, inv: &Invocation, chart: &str) -> Result<Vec<u8>, String> {
+    let local = Path::new(chart);
+    let out = env.run_dir.join("chart");
+    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let run = |args: Vec<String>, what: &str| -> Result<(), String> {
+        let (status, _, err) = kube::run_helper(env.command(&args))?;
+        if status != 0 {
+            return Err(format!("helm {what} {chart} failed: {err}"));
+        }
+        Ok(())
+    };
+    let verify = inv.has_flag(&["--verify"]);
+    let keyring: Vec<String> = kube::render(inv, |f| f == "--keyring");
+    if !inv.has_flag(&["--repo"]) && local.exists() {
+        kube::check_input_path(local)?;
+        if local.is_dir() {
+            if verify {
+                return Err("--verify needs a packaged chart, not a directory".into());
+            }
+            run(
+                vec![
+                    "package".into(),
+                    chart.into(),
+                    format!("--destination={}", out.display()),
+                ],
+                "package",
+            )?;
+        } else {
+            if verify {
+                let mut a = vec!["verify".to_string(), chart.to_string()];
+                a.extend(keyring);
+                run(a, "verify")?;
+            }
+            return kube::read_input(local);
+        }
+    } else {
+        let mut a = vec!["pull".to_string(), chart.to_string()];
+        a.extend(kube::render(inv, |f| CHART_SOURCE.contains(&f)));
+        a.extend(kube::render(inv, |f| {
+            matches!(
+                f,
+                "--registry-config" | "--repository-config" | "--repository-cache"
+            )
+        }));
+        a.push(format!("--destination={}", out.display()));
+        run(a, "pull")?;
+    }
+    let archive: Vec<PathBuf> = std::fs::read_dir(&out)
+        .map_err(|e| format!("{}: {e}", out.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "tgz"))
+        .collect();
+    match archive.as_slice() {
+        [one] => kube::read_input(one),
+        _ => Err(format!(
+            "helm left {} chart archives for {chart}",
+            archive.len()
+        )),
+    }
+}
+
+/// A render of the release: the manifest (hooks included), the user-supplied values, the name.
+struct Render {
+    manifest: String,
+    values: Value,
+    name: String,
+}
+
+/// The read-only helm commands, pinned to the resolved target.
+struct Helpers<'a> {
+    env: Env<'a>,
+    inv: &'a Invocation,
+    resolved: &'a Resolved,
+    inputs: &'a Inputs,
+}
+
+impl Helpers<'_> {
+    /// The command itself as a server-side dry run.
+    fn render(&self, run: &Edited) -> Result<Render, String> {
+        render(
+            self.env
+                .command(&run.with(&["--dry-run=server", "-o", "json"])),
+        )
     }
 
     /// A read-only helm command (`get`, `status`) with the global flags; its stdout, or `None`
     /// when it failed (a release that does not exist yet).
     fn get(&self, sub: &[&str]) -> Option<String> {
-        let out = Command::new(self.real)
-            .args(self.pin)
-            .args(sub)
-            .args(render(self.inv, is_global_flag))
-            .stdin(Stdio::null())
-            .stderr(Stdio::null())
-            .output()
-            .ok()?;
-        out.status
-            .success()
-            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        let mut args: Vec<String> = sub.iter().map(|s| s.to_string()).collect();
+        args.extend(kube::render(self.inv, |f| {
+            is_global_flag(f) && !PINNED.contains(&f)
+        }));
+        args.extend(self.inputs.global.iter().cloned());
+        args.extend(kube::pins(Tool::Helm, self.resolved));
+        let (status, out, _) = kube::run_helper(self.env.command(&args)).ok()?;
+        (status == 0).then(|| String::from_utf8_lossy(&out).into_owned())
     }
 }
 
-fn nonnull(v: Value) -> Value {
-    if v.is_null() {
-        Value::Object(Default::default())
-    } else {
-        v
+/// Runs a `--dry-run=server -o json` render.
+fn render(c: Command) -> Result<Render, String> {
+    let (status, out, err) = kube::run_helper(c)?;
+    if status != 0 {
+        return Err(err);
     }
+    let v: Value =
+        serde_json::from_slice(&out).map_err(|e| format!("helm printed no JSON: {e}"))?;
+    let mut manifest = v["manifest"].as_str().unwrap_or_default().to_string();
+    for hook in v["hooks"].as_array().map_or(&[][..], Vec::as_slice) {
+        if let Some(m) = hook["manifest"].as_str() {
+            manifest.push_str("\n---\n");
+            manifest.push_str(m);
+        }
+    }
+    Ok(Render {
+        manifest,
+        values: v["config"].clone(),
+        name: v["name"].as_str().unwrap_or_default().to_string(),
+    })
 }
 
-/// One manifest document: its key (`Kind name`), kind and text.
-fn documents(manifest: &str) -> Vec<(String, String, String)> {
-    let mut docs = Vec::new();
-    for doc in manifest.split("\n---") {
-        let doc = doc.trim_start_matches("---").trim_matches('\n');
-        let kind = doc
-            .lines()
-            .find_map(|l| l.strip_prefix("kind:"))
-            .map(|k| k.trim().to_string());
-        let Some(kind) = kind else { continue };
-        let mut in_meta = false;
-        let mut name = String::new();
-        for l in doc.lines() {
-            if l.starts_with("metadata:") {
-                in_meta = true;
-            } else if in_meta && !l.starts_with(' ') && !l.starts_with('#') {
-                in_meta = false;
-            } else if in_meta {
-                if let Some(n) = l.strip_prefix("  name:") {
-                    name = n.trim().trim_matches('"').to_string();
-                }
+/// The per-object diff of two manifests and its change model; the Secret values of both go to
+/// `secrets`. A manifest that is not YAML is not shown (it could hold anything).
+fn manifest_diff(old: &str, new: &str, secrets: &mut SecretValues) -> (String, ChangeSet) {
+    let parse = |m: &str| yaml_documents(m);
+    match (parse(old), parse(new)) {
+        (Ok(o), Ok(n)) => {
+            for obj in o.iter().chain(&n) {
+                secrets.collect(obj);
             }
+            objects_change(&o, &n, true, false)
         }
-        let text = mask_secret_doc(doc, &kind);
-        docs.push((format!("{kind} {name}"), kind, text + "\n"));
+        (Err(e), _) | (_, Err(e)) => (
+            format!("The manifest could not be read ({e}); its objects are not shown.\n"),
+            ChangeSet {
+                resources: vec![ResourceChange {
+                    address: "manifest".into(),
+                    action: Action::Unknown("unreadable manifest".into()),
+                    action_reason: None,
+                    attributes: Vec::new(),
+                }],
+            },
+        ),
     }
-    docs
-}
-
-/// The per-object diff of two manifests and its change model.
-fn manifest_diff(old: &str, new: &str) -> (String, ChangeSet) {
-    let (old, new) = (documents(old), documents(new));
-    let mut keys: Vec<&String> = old.iter().chain(new.iter()).map(|(k, _, _)| k).collect();
-    keys.sort();
-    keys.dedup();
-    let mut text = String::new();
-    let mut set = ChangeSet::default();
-    for key in keys {
-        let find = |docs: &[(String, String, String)]| {
-            docs.iter()
-                .find(|(k, _, _)| k == key)
-                .map(|(_, _, t)| t.clone())
-        };
-        let (before, after) = (find(&old), find(&new));
-        let action = match (&before, &after) {
-            (None, Some(_)) => Action::Create,
-            (Some(_), None) => Action::Delete,
-            (Some(b), Some(a)) if a == b => Action::NoOp,
-            _ => Action::Update,
-        };
-        if action == Action::NoOp {
-            continue;
-        }
-        let (b, a) = (before.unwrap_or_default(), after.unwrap_or_default());
-        text.push_str(&unified(key, &b, &a));
-        set.resources.push(ResourceChange {
-            address: key.clone(),
-            action,
-            action_reason: None,
-            attributes: line_changes(&b, &a),
-        });
-    }
-    (text, set)
-}
-
-/// The `key: value` lines that differ between two texts, paired by key.
-fn line_changes(before: &str, after: &str) -> Vec<AttrChange> {
-    let pairs = |t: &str| -> std::collections::BTreeMap<String, String> {
-        t.lines()
-            .filter_map(|l| l.trim().split_once(':'))
-            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-            .collect()
-    };
-    let diff = similar::TextDiff::from_lines(before, after);
-    let (mut removed, mut added) = (String::new(), String::new());
-    for change in diff.iter_all_changes() {
-        match change.tag() {
-            similar::ChangeTag::Delete => removed.push_str(change.value()),
-            similar::ChangeTag::Insert => added.push_str(change.value()),
-            similar::ChangeTag::Equal => {}
-        }
-    }
-    let (b, a) = (pairs(&removed), pairs(&added));
-    let keys: std::collections::BTreeSet<&String> = b.keys().chain(a.keys()).collect();
-    keys.into_iter()
-        .filter(|k| b.get(*k) != a.get(*k))
-        .map(|k| AttrChange {
-            path: k.clone(),
-            before: b.get(k).cloned(),
-            after: a.get(k).cloned(),
-        })
-        .collect()
 }
 
 /// The `HELM_*` variables in force, for the approver (values of tokens and passwords masked).
@@ -365,7 +506,7 @@ fn helm_env() -> String {
     let mut vars: Vec<String> = std::env::vars()
         .filter(|(k, _)| k.starts_with("HELM_"))
         .map(|(k, v)| {
-            let secret = ["TOKEN", "PASS", "KEY", "SECRET"]
+            let secret = ["TOKEN", "PASS", "KEY", "SECRET", "CONNECTION"]
                 .iter()
                 .any(|s| k.contains(s));
             format!("{k}={}", if secret { "***" } else { v.as_str() })
@@ -387,7 +528,8 @@ mod tests {
     fn manifests_are_diffed_per_object_and_secrets_masked() {
         let old = "---\n# Source: c/templates/d.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: rel-web\nspec:\n  replicas: 1\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: rel-creds\ndata:\n  password: aHVudGVyMg==\n";
         let new = "---\n# Source: c/templates/d.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: rel-web\nspec:\n  replicas: 3\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: rel-conf\ndata:\n  a: b\n";
-        let (text, set) = manifest_diff(old, new);
+        let mut secrets = SecretValues::default();
+        let (text, set) = manifest_diff(old, new, &mut secrets);
         assert!(!text.contains("aHVudGVyMg"), "{text}");
         assert!(
             text.contains("-  replicas: 1") && text.contains("+  replicas: 3"),
@@ -395,9 +537,13 @@ mod tests {
         );
         let by = |k: &str| set.resources.iter().find(|r| r.address == k).unwrap();
         assert_eq!(by("Deployment rel-web").action, Action::Update);
-        assert_eq!(by("Deployment rel-web").attributes[0].path, "replicas");
+        assert_eq!(by("Deployment rel-web").attributes[0].path, "spec.replicas");
         assert_eq!(by("Secret rel-creds").action, Action::Delete);
         assert_eq!(by("ConfigMap rel-conf").action, Action::Create);
         assert_eq!(set.summary_line(), "+1 ~1 -1");
+        assert_eq!(
+            secrets.redact("x hunter2 y"),
+            format!("x {} y", crate::diff::kube::MASKED)
+        );
     }
 }

@@ -1,240 +1,476 @@
-//! kubectl on the gated path: resolve the target, show what would change (computed with the
-//! real kubectl), bind the run to what was shown, and pin the context.
+//! kubectl on the gated path: what only kubectl needs on top of `kube.rs`.
 //!
-//! - **Target**: `kubectl config view --minify -o json` with the agent's `--kubeconfig`,
-//!   `--context`, `--cluster` and `--user` (kubectl itself merges a multi-file `KUBECONFIG`):
-//!   context, cluster server, user, and the namespace (`-n`, else the context's, else
-//!   `default`). It is recomputed from the agent's own flags right before the run; if the
-//!   kubeconfig now resolves differently (another current-context, cluster or user), the approval
-//!   does not hold. The run gets `--context <resolved>` when the agent gave none.
-//! - **apply, create, replace with `-f`/`-k`**: `kubectl diff` of the same sources (with
-//!   `KUBECTL_EXTERNAL_DIFF` unset, so the agent cannot make the diff lie). Manifests read from
-//!   stdin are captured once into the private run directory and used for the diff and the run.
-//!   Every source is hashed into the approval (a directory: all its files); if any changed, the
-//!   run is refused. Remote URLs are refused: an approval cannot be bound to them.
-//! - **delete**: the objects that would go, listed by the real `kubectl get … -o name`.
-//! - **Every other command that takes `--dry-run` and `-o`** (per the flag table of the pinned
-//!   kubectl: scale, patch, set …, label, annotate, rollout undo, autoscale, create without
-//!   `-f`, expose, run, taint): the server's dry run (`--dry-run=server -o json`) against the
-//!   live object, as a unified diff and per-field changes. `scale` prints the object as read,
-//!   so its after-state is the live object with the new `--replicas`.
-//! - Everything else (exec, cp, port-forward, drain, cordon, debug, attach, edit, rollout
-//!   restart, plugins): the command and its resolved target, and a plain statement that no diff
-//!   is possible.
+//! - **Refused**, because no approval can be bound to them: `--raw` (a raw HTTP request that
+//!   ignores `--dry-run`), `--kuberc`, `--cache-dir`, `edit` and `--edit` (an editor writes the
+//!   change after approval), `--prune` / `--applyset` (deletes objects the manifests do not
+//!   name), env from stdin (`-e -`), remote manifests, directories as `--from-file`.
+//! - **Inputs** are read once into sealed snapshots and the run uses them: `-f` (files,
+//!   directories as kubectl walks them, `-` for stdin), `-k` (rendered once by `kubectl
+//!   kustomize` and applied as rendered), `--patch-file`, `--from-file`, `--from-env-file`,
+//!   `--cert`/`--key`, `--custom`, and the TLS files of the connection.
+//! - **What is shown**:
+//!   - `delete`: the objects that would go, listed by `kubectl get … -o name` with the same
+//!     selection (names after `--`, so none can be read as a flag);
+//!   - every command that takes `--dry-run` and `-o` (per the pinned kubectl's flag table:
+//!     apply, create, replace, scale, patch, label, set …, run, expose, …): the command itself
+//!     with `--dry-run=server -o json` added where the agent's flags end (before its `--`), and
+//!     the live objects read with `kubectl get`; both are diffed as objects, Secrets masked
+//!     (`diff::kube`). `scale` prints the object as read, so its after-state is the live object
+//!     with the new `--replicas`;
+//!   - everything else (exec, cp, drain, rollout restart, plugins, uncertain readings): the
+//!     command and its target, and a plain statement that no diff is possible.
 //!
-//! Secret `data` and `stringData` values never appear in what is shown or sent.
+//! Until the approval, kubectl only ever runs `config view`, `kustomize`, `get` and commands
+//! with `--dry-run=server`: nothing acts before approval.
 
 use std::ffi::OsString;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
-use super::child;
 use super::gate::{Prepared, RunDir, Stop};
-use crate::api::Target;
+use super::kube::{self, ArgvEdit, Edited, Resolved};
+use super::sealed::Sealed;
 use crate::argv::kubectl::{is_global_flag, takes_flag};
 use crate::argv::Invocation;
+use crate::diff::kube::{items, objects_change, SecretValues};
 use crate::diff::{Action, ChangeSet, ResourceChange};
 use crate::exit as code;
+use crate::tool::Tool;
 
-/// Flags of `kubectl apply/create/replace` that `kubectl diff` takes too (the sources and how
-/// they are applied).
-const DIFF_FLAGS: &[&str] = &[
-    "--field-manager",
-    "--filename",
-    "--force-conflicts",
-    "--kustomize",
-    "--prune",
-    "--recursive",
-    "--selector",
-    "--server-side",
-    "-R",
-    "-f",
-    "-k",
-    "-l",
-];
 /// Flags of `kubectl delete` that select objects, which `kubectl get` takes too.
 const SELECT_FLAGS: &[&str] = &[
     "--all-namespaces",
     "--field-selector",
-    "--filename",
-    "--kustomize",
     "--recursive",
     "--selector",
     "-A",
     "-R",
-    "-f",
-    "-k",
     "-l",
 ];
-/// Metadata the API server changes on every write; it would only be noise in a diff.
-const NOISE: &[&str] = &[
-    "creationTimestamp",
-    "generation",
-    "managedFields",
-    "resourceVersion",
-    "uid",
+/// Flags of `kubectl apply` that `kubectl diff` takes too (how the sources are applied).
+const DIFF_FLAGS: &[&str] = &[
+    "--field-manager",
+    "--force-conflicts",
+    "--recursive",
+    "--selector",
+    "--server-side",
+    "-R",
+    "-l",
+];
+/// Global flags the gate sets itself for every child.
+const PINNED: &[&str] = &["--kubeconfig", "--context", "--kuberc", "--cache-dir"];
+/// Flags whose value is one file that kubectl reads at run time.
+const FILE_FLAGS: &[&str] = &[
+    "--patch-file",
+    "--from-env-file",
+    "--cert",
+    "--key",
+    "--custom",
+    "--certificate-authority",
+    "--client-certificate",
+    "--client-key",
 ];
 
 /// Prepares a gated kubectl command.
 pub fn prepare(real: &Path, args: &[String], inv: &Invocation) -> Result<Prepared, Stop> {
     let refused = |why: String| (code::REFUSED, format!("kubectl: {why}; it did not run"));
-    let target = resolve_target(real, inv).map_err(refused)?;
-    let context = target.kube_context.clone().unwrap_or_default();
-    // The run and every helper command are pinned to the resolved context.
-    let pin: Vec<String> = if inv.target.context.is_none() {
-        vec![format!("--context={context}")]
-    } else {
-        Vec::new()
-    };
-    if let Some(url) = inv.files.iter().find(|f| is_url(f)) {
-        return Err(refused(format!(
-            "{url} is remote: an approval cannot be bound to what a URL serves (download it and \
-             pass the file)"
-        )));
-    }
+    refuse_unbindable(inv).map_err(refused)?;
     let run_dir = RunDir::create().map_err(|e| (code::INTERNAL, e))?;
-    let mut run_args = args.to_vec();
-    if inv.reads_stdin {
-        let capture = run_dir.path.join("stdin.yaml");
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| (code::INTERNAL, format!("cannot read stdin: {e}")))?;
-        std::fs::write(&capture, &bytes)
-            .map_err(|e| (code::INTERNAL, format!("cannot keep stdin: {e}")))?;
-        run_args = replace_stdin(args, &capture).ok_or_else(|| {
-            refused("cannot tell which argument reads stdin, so it cannot be bound".into())
-        })?;
+    let cache = run_dir.path.join("kube-cache");
+    let resolved = kube::resolve(real, Tool::Kubectl, inv, Some(&cache)).map_err(refused)?;
+    let mut edit = ArgvEdit::new(args, inv);
+    let inputs = Inputs::read(real, inv, &cache, &mut edit).map_err(refused)?;
+    for p in kube::pins(Tool::Kubectl, &resolved) {
+        edit.insert(p);
     }
-    let run_inv = crate::argv::read(
-        crate::tool::Tool::Kubectl,
-        &run_args.iter().map(OsString::from).collect::<Vec<_>>(),
-        &|k| std::env::var(k).ok(),
-    )
-    .map_err(|e| refused(e.to_string()))?;
-    let sources: Vec<PathBuf> = run_inv.files.iter().map(PathBuf::from).collect();
-    let artifact_sha256 = hash_sources(&sources).map_err(refused)?;
+    let run = edit.finish();
 
-    let path = inv.path_string();
-    let ctx = Kubectl {
+    let h = Helpers {
         real,
-        pin: &pin,
-        inv: &run_inv,
+        inv,
+        resolved: &resolved,
+        inputs: &inputs,
+        cache: &cache,
     };
-    let (text, changes) = if sources.is_empty() && path == "delete" {
-        ctx.deletions()?
-    } else if !sources.is_empty() && matches!(path.as_str(), "apply" | "create" | "replace") {
-        ctx.source_diff()?
-    } else if !sources.is_empty() && path == "delete" {
-        ctx.deletions()?
+    let path = inv.path_string();
+    let mut secrets = inputs.secrets.clone();
+    let (text, changes) = if !inv.known_subcommand || !inv.uncertain.is_empty() {
+        no_diff(args, &resolved, inv)
+    } else if path == "delete" {
+        h.deletions()?
+    } else if path == "apply" {
+        h.source_diff(&mut secrets)?
     } else if takes_flag(&path, "--dry-run") && takes_flag(&path, "--output") {
-        ctx.dry_run_diff(&run_args)
+        h.dry_run_diff(&run, &mut secrets)
     } else {
-        (
-            format!(
-                "`kubectl {}`: no diff is possible for this command. It runs exactly as shown \
-                 against context {context} ({}), namespace {}.\n",
-                args.join(" "),
-                target.cluster_server.as_deref().unwrap_or("?"),
-                target.namespace.as_deref().unwrap_or("?"),
-            ),
-            ChangeSet::default(),
-        )
+        no_diff(args, &resolved, inv)
     };
     let shown = format!(
-        "{}{}\n--- kubectl's own view ---\n{text}",
-        target_header(&target),
+        "{}{}\n--- per object ---\n{text}",
+        kube::target_header(&resolved.target),
         changes.render()
     );
     let request = super::gate::request(
-        crate::tool::Tool::Kubectl,
+        Tool::Kubectl,
         args,
-        target,
-        shown,
+        resolved.target.clone(),
+        secrets.redact(&shown),
         &changes,
-        artifact_sha256,
+        inputs
+            .sealed
+            .iter()
+            .map(|s| s.sha256().to_string())
+            .collect(),
     );
-    let mut final_args: Vec<OsString> = pin.iter().map(OsString::from).collect();
-    final_args.extend(run_args.iter().map(OsString::from));
-    let real_owned = real.to_path_buf();
-    let inv_owned = inv.clone();
+    let (real_owned, inv_owned, cache_owned) = (real.to_path_buf(), inv.clone(), cache.clone());
+    let hashes: Vec<String> = request.artifact_sha256.clone();
+    let mut snapshots = inputs.sealed;
+    snapshots.push(resolved.kubeconfig);
     Ok(Prepared {
         request,
         program: real.to_path_buf(),
-        args: final_args,
+        args: run.args.into_iter().map(OsString::from).collect(),
         no_changes: false,
-        target_now: Box::new(move || resolve_target(&real_owned, &inv_owned)),
-        artifacts_now: Box::new(move || hash_sources(&sources)),
+        target_now: Box::new(move || {
+            kube::resolve(&real_owned, Tool::Kubectl, &inv_owned, Some(&cache_owned))
+                .map(|r| r.target)
+        }),
+        // The inputs are sealed: what runs is what was hashed.
+        artifacts_now: Box::new(move || Ok(hashes.clone())),
+        snapshots,
+        kube_cache: Some(cache),
         run_dir: Some(run_dir),
     })
 }
 
-/// The helper commands, all run with the same global flags and pinned context.
-struct Kubectl<'a> {
-    real: &'a Path,
-    pin: &'a [String],
-    inv: &'a Invocation,
+/// Refuses what no approval can be bound to.
+fn refuse_unbindable(inv: &Invocation) -> Result<(), String> {
+    let path = inv.path_string();
+    if inv.has_flag(&["--raw"]) {
+        return Err(
+            "--raw sends a raw HTTP request that ignores --dry-run, so no helper can show what \
+             it does (use the typed command, for example `kubectl delete deployment web`)"
+                .into(),
+        );
+    }
+    if inv.has_flag(&["--kuberc"]) {
+        return Err(
+            "--kuberc loads preferences that can add flags to the command behind the \
+             approver's back; gated commands run with kuberc off"
+                .into(),
+        );
+    }
+    if inv.has_flag(&["--cache-dir"]) {
+        return Err(
+            "--cache-dir points kubectl at a discovery cache the agent controls; gated \
+             commands use a private one"
+                .into(),
+        );
+    }
+    if matches!(path.as_str(), "edit" | "apply edit-last-applied") || inv.has_flag(&["--edit"]) {
+        return Err(
+            "it opens an editor after approval, so what runs would be whatever the editor \
+             writes (make the change with apply, patch or set, which can be shown)"
+                .into(),
+        );
+    }
+    if inv.has_flag(&["--prune", "--applyset", "--prune-allowlist"]) {
+        return Err(
+            "--prune deletes objects the manifests do not name, and the gate cannot show which \
+             (delete them explicitly)"
+                .into(),
+        );
+    }
+    if inv
+        .flags
+        .iter()
+        .any(|(n, v)| matches!(n.as_str(), "-e" | "--env") && v.as_deref() == Some("-"))
+    {
+        return Err(
+            "it reads variables from stdin after approval, which cannot be shown (pass them as \
+             arguments)"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
-impl Kubectl<'_> {
-    /// A kubectl command with the pin and the agent's global flags.
-    fn command(&self, sub: &[&str]) -> Command {
+/// The agent's inputs, sealed, and the Secret values found in them.
+struct Inputs {
+    sealed: Vec<Sealed>,
+    /// The `--filename=…` flags naming the manifest snapshots, in the agent's order.
+    sources: Vec<String>,
+    secrets: SecretValues,
+}
+
+impl Inputs {
+    /// Reads every input once into a sealed snapshot and edits the argv to name the snapshots.
+    fn read(
+        real: &Path,
+        inv: &Invocation,
+        cache: &Path,
+        edit: &mut ArgvEdit<'_>,
+    ) -> Result<Inputs, String> {
+        let mut inputs = Inputs {
+            sealed: Vec::new(),
+            sources: Vec::new(),
+            secrets: SecretValues::default(),
+        };
+        let recursive = inv
+            .flag_value(&["-R", "--recursive"])
+            .map_or(inv.has_flag(&["-R", "--recursive"]), |v| v != "false");
+        let mut stdin_read = false;
+        for (i, (name, value)) in inv.flags.iter().enumerate() {
+            let Some(v) = value else { continue };
+            let files: Vec<(String, Vec<u8>)> = match name.as_str() {
+                "-f" | "--filename" => {
+                    if v == "-" {
+                        if std::mem::replace(&mut stdin_read, true) {
+                            return Err("stdin is named as a source twice".into());
+                        }
+                        let mut bytes = Vec::new();
+                        std::io::stdin()
+                            .read_to_end(&mut bytes)
+                            .map_err(|e| format!("cannot read stdin: {e}"))?;
+                        vec![("stdin".into(), bytes)]
+                    } else if is_url(v) {
+                        return Err(format!(
+                            "{v} is remote: an approval cannot be bound to what a URL serves \
+                             (download it and pass the file)"
+                        ));
+                    } else {
+                        read_source(Path::new(v), recursive)?
+                    }
+                }
+                "-k" | "--kustomize" => {
+                    vec![(format!("kustomize {v}"), kustomize(real, v, cache)?)]
+                }
+                n if FILE_FLAGS.contains(&n) => {
+                    let s = inputs.seal(v, kube::read_input(Path::new(v))?)?;
+                    edit.drop_flag(i);
+                    edit.insert(format!("{name}={s}"));
+                    continue;
+                }
+                "--from-file" => {
+                    let (key, file) = match v.split_once('=') {
+                        Some((k, f)) => (k.to_string(), f),
+                        None => (
+                            Path::new(v)
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default(),
+                            v.as_str(),
+                        ),
+                    };
+                    if Path::new(file).is_dir() {
+                        return Err(format!(
+                            "--from-file {file} is a directory; name its files one by one so \
+                             each can be read once and shown"
+                        ));
+                    }
+                    let s = inputs.seal(file, kube::read_input(Path::new(file))?)?;
+                    edit.drop_flag(i);
+                    edit.insert(format!("--from-file={key}={s}"));
+                    continue;
+                }
+                _ => continue,
+            };
+            edit.drop_flag(i);
+            for (label, bytes) in files {
+                // The Secrets of the manifests, for the last line of defence.
+                for doc in crate::diff::kube::yaml_documents(&String::from_utf8_lossy(&bytes))
+                    .unwrap_or_default()
+                {
+                    inputs.secrets.collect(&doc);
+                }
+                let path = inputs.seal(&label, bytes)?;
+                let flag = format!("--filename={path}");
+                edit.insert(flag.clone());
+                inputs.sources.push(flag);
+            }
+        }
+        Ok(inputs)
+    }
+
+    /// Seals `bytes`; returns the path a child reads them at.
+    fn seal(&mut self, label: &str, bytes: Vec<u8>) -> Result<String, String> {
+        let s = Sealed::new(label, &bytes)?;
+        let path = s.path();
+        self.sealed.push(s);
+        Ok(path)
+    }
+}
+
+/// A `-f` source: a file, or a directory's manifest files as kubectl walks it.
+fn read_source(p: &Path, recursive: bool) -> Result<Vec<(String, Vec<u8>)>, String> {
+    kube::check_input_path(p)?;
+    let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let files = if meta.is_dir() {
+        kube::manifest_files(p, recursive)?
+    } else {
+        vec![p.to_path_buf()]
+    };
+    files
+        .into_iter()
+        .map(|f| Ok((f.display().to_string(), kube::read_input(&f)?)))
+        .collect()
+}
+
+/// `kubectl kustomize DIR`, rendered once.
+fn kustomize(real: &Path, dir: &str, cache: &Path) -> Result<Vec<u8>, String> {
+    if !is_url(dir) {
+        kube::check_input_path(Path::new(dir))?;
+    }
+    let mut c = Command::new(real);
+    c.args(["kustomize", dir]);
+    kube::child_env(&mut c, Some(cache));
+    let (status, out, err) = kube::run_helper(c)?;
+    if status != 0 {
+        return Err(format!("kubectl kustomize {dir} failed: {err}"));
+    }
+    Ok(out)
+}
+
+fn is_url(f: &str) -> bool {
+    let f = f.to_ascii_lowercase();
+    f.starts_with("http://") || f.starts_with("https://")
+}
+
+/// The shown text when no diff is possible.
+fn no_diff(args: &[String], r: &Resolved, inv: &Invocation) -> (String, ChangeSet) {
+    let t = &r.target;
+    let mut text = format!(
+        "`kubectl {}`: no diff is possible for this command. It runs exactly as shown against \
+         context {}, cluster {}, namespace {}.\n",
+        args.join(" "),
+        t.kube_context.as_deref().unwrap_or("?"),
+        t.cluster_server.as_deref().unwrap_or("?"),
+        t.namespace.as_deref().unwrap_or("?"),
+    );
+    if !inv.uncertain.is_empty() {
+        text.push_str(&format!(
+            "hitl-gate could not read this command line with certainty: {}\n",
+            inv.uncertain.join("; ")
+        ));
+    }
+    if inv.has_flag(&["-i", "--stdin"]) {
+        text.push_str(
+            "It reads the agent's standard input after approval; that input is not shown.\n",
+        );
+    }
+    (text, ChangeSet::default())
+}
+
+/// The read-only helper commands, all pinned to the resolved target.
+struct Helpers<'a> {
+    real: &'a Path,
+    inv: &'a Invocation,
+    resolved: &'a Resolved,
+    inputs: &'a Inputs,
+    cache: &'a PathBuf,
+}
+
+impl Helpers<'_> {
+    /// A kubectl command with the kube child environment.
+    fn command(&self, args: &[String]) -> Command {
         let mut c = Command::new(self.real);
-        c.args(self.pin)
-            .args(sub)
-            .args(render(self.inv, is_global_flag))
-            .env_remove("KUBECTL_EXTERNAL_DIFF")
-            .stdin(Stdio::null());
+        c.args(args);
+        kube::child_env(&mut c, Some(self.cache));
         c
     }
 
-    /// Runs a helper, returning its exit code and stdout (stderr is passed through).
-    fn run(&self, mut c: Command) -> Result<(i32, Vec<u8>), Stop> {
-        let (status, out) = child::output(&mut c).map_err(|e| {
+    /// The agent's global flags (but the ones the gate pins) and the pins.
+    fn global(&self) -> Vec<String> {
+        let mut g = kube::render(self.inv, |f| is_global_flag(f) && !PINNED.contains(&f));
+        g.extend(kube::pins(Tool::Kubectl, self.resolved));
+        g
+    }
+
+    /// `kubectl diff` of the sources, as `apply` will apply them, with the gate's own collector
+    /// as the external diff program (`cli/kube_diff.rs`): both sides come back as
+    /// objects and are diffed and masked here.
+    fn source_diff(&self, secrets: &mut SecretValues) -> Result<(String, ChangeSet), Stop> {
+        let fail = |why: String| {
             (
-                code::CANNOT_EXECUTE,
-                format!("cannot run {}: {e}", self.real.display()),
+                code::REFUSED,
+                format!("kubectl: {why}; nothing was submitted or applied"),
             )
+        };
+        let me = std::env::current_exe()
+            .map_err(|e| fail(format!("cannot find this binary for kubectl diff: {e}")))?;
+        let me = me.to_str().filter(|p| !p.contains(' ')).ok_or_else(|| {
+            fail(format!(
+                "this binary's path {} has a space, which KUBECTL_EXTERNAL_DIFF cannot hold",
+                me.display()
+            ))
         })?;
-        Ok((status.code().unwrap_or(1), out))
-    }
-
-    /// `kubectl diff` of the sources.
-    fn source_diff(&self) -> Result<(String, ChangeSet), Stop> {
-        let mut c = self.command(&["diff"]);
-        c.args(render(self.inv, |f| DIFF_FLAGS.contains(&f)));
-        let (status, out) = self.run(c)?;
+        let mut args = vec!["diff".to_string()];
+        args.extend(self.global());
+        args.extend(kube::render(self.inv, |f| DIFF_FLAGS.contains(&f)));
+        args.extend(self.inputs.sources.iter().cloned());
+        let mut c = self.command(&args);
+        c.env(
+            "KUBECTL_EXTERNAL_DIFF",
+            format!("{me} {}", crate::cli::kube_diff::WORD),
+        );
+        let (status, out, err) = kube::run_helper(c).map_err(|e| (code::CANNOT_EXECUTE, e))?;
         if status > 1 {
-            return Err((
-                u8::try_from(status).unwrap_or(1),
-                format!("kubectl diff failed (exit {status}); nothing was submitted or applied"),
-            ));
+            return Err(fail(format!("kubectl diff failed (exit {status}: {err})")));
         }
-        let text = mask_secrets_in_diff(&String::from_utf8_lossy(&out));
-        let changes = changes_from_unified_diff(&text);
-        Ok((text, changes))
+        // kubectl always runs its diff program once the objects are read: no collector output
+        // means the change was not shown, which is an error, never "no changes".
+        let text = String::from_utf8_lossy(&out);
+        let line = text
+            .lines()
+            .find(|l| l.contains(crate::cli::kube_diff::MARKER))
+            .ok_or_else(|| fail(format!("kubectl diff showed no change ({err})")))?;
+        let v: Value = serde_json::from_str(line)
+            .map_err(|e| fail(format!("the diff collector printed no JSON: {e}")))?;
+        let pairs = v[crate::cli::kube_diff::MARKER]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let (mut live, mut merged) = (Vec::new(), Vec::new());
+        for p in &pairs {
+            secrets.collect(&p["live"]);
+            secrets.collect(&p["merged"]);
+            if !p["live"].is_null() {
+                live.push(p["live"].clone());
+            }
+            if !p["merged"].is_null() {
+                merged.push(p["merged"].clone());
+            }
+        }
+        Ok(objects_change(&live, &merged, true, false))
     }
 
-    /// The objects `delete` would remove.
+    /// The objects `delete` would remove: `kubectl get` with the same selection.
     fn deletions(&self) -> Result<(String, ChangeSet), Stop> {
-        let mut c = self.command(&["get"]);
-        c.args(&self.inv.positionals)
-            .args(render(self.inv, |f| SELECT_FLAGS.contains(&f)))
-            .args(["-o", "name", "--ignore-not-found"]);
-        let (status, out) = self.run(c)?;
+        let mut args = vec!["get".to_string()];
+        args.extend(self.global());
+        args.extend(kube::render(self.inv, |f| SELECT_FLAGS.contains(&f)));
+        args.extend(self.inputs.sources.iter().cloned());
+        args.extend(["-o", "name", "--ignore-not-found", "--"].map(String::from));
+        args.extend(self.inv.positionals.iter().cloned());
+        let (status, out, err) =
+            kube::run_helper(self.command(&args)).map_err(|e| (code::CANNOT_EXECUTE, e))?;
         if status != 0 {
             return Err((
                 u8::try_from(status).unwrap_or(1),
-                format!("kubectl get (to list what delete removes) failed (exit {status}); nothing was submitted"),
+                format!(
+                    "kubectl get (to list what delete removes) failed (exit {status}: {err}); \
+                     nothing was submitted"
+                ),
             ));
         }
         let names: Vec<String> = String::from_utf8_lossy(&out)
             .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| l.trim().to_string())
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(String::from)
             .collect();
         let mut text = String::from("Objects that will be DELETED:\n");
         for n in &names {
@@ -257,574 +493,91 @@ impl Kubectl<'_> {
         Ok((text, changes))
     }
 
-    /// The server's dry run against the live objects. A dry run that fails is not fatal: the
-    /// approver is told no diff could be made, and why.
-    fn dry_run_diff(&self, args: &[String]) -> (String, ChangeSet) {
-        let mut c = Command::new(self.real);
-        c.args(self.pin)
-            .args(args)
-            .args(["--dry-run=server", "-o", "json"])
-            .env_remove("KUBECTL_EXTERNAL_DIFF")
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped());
-        let out = match c.output() {
-            Ok(o) if o.status.success() => o.stdout,
-            Ok(o) => {
-                return (
-                    format!(
-                        "No diff: the server's dry run failed: {}\n",
-                        String::from_utf8_lossy(&o.stderr).trim()
-                    ),
-                    ChangeSet::default(),
-                )
-            }
-            Err(e) => return (format!("No diff: {e}\n"), ChangeSet::default()),
+    /// The server's dry run of the command itself against the live objects. A dry run that
+    /// fails is not fatal: the approver is told no diff could be made, and why.
+    fn dry_run_diff(&self, run: &Edited, secrets: &mut SecretValues) -> (String, ChangeSet) {
+        let no = |why: String| (format!("No diff: {why}\n"), ChangeSet::default());
+        let args = run.with(&["--dry-run=server", "-o", "json"]);
+        let (status, out, err) = match kube::run_helper(self.command(&args)) {
+            Ok(r) => r,
+            Err(e) => return no(e),
         };
+        if status != 0 {
+            return no(format!("the server's dry run failed: {err}"));
+        }
         let Ok(after) = serde_json::from_slice::<Value>(&out) else {
-            return (
-                "No diff: the dry run printed no JSON\n".into(),
-                ChangeSet::default(),
-            );
+            return no("the dry run printed no JSON".into());
         };
-        let mut objects = match after.get("items").and_then(Value::as_array) {
-            Some(items) => items.clone(),
-            None => vec![after],
-        };
-        // `scale --dry-run=server -o json` prints the object as it was read, before the scale:
-        // the change is the --replicas the agent asked for.
+        let mut after = items(after);
+        if after.is_empty() {
+            return no("the dry run returned no object".into());
+        }
+        // `scale --dry-run=server -o json` prints the object as read: the change is the
+        // --replicas the agent asked for.
         if self.inv.path_string() == "scale" {
-            let Some(n) = crate::argv::kubectl::last(&self.inv.flags, &["--replicas"])
+            let Some(n) = self
+                .inv
+                .flag_value(&["--replicas"])
                 .and_then(|r| r.parse::<u64>().ok())
             else {
-                return (
-                    "No diff: scale without a --replicas count\n".into(),
-                    ChangeSet::default(),
-                );
+                return no("scale without a --replicas count".into());
             };
-            for o in &mut objects {
+            for o in &mut after {
                 o["spec"]["replicas"] = Value::from(n);
             }
         }
-        let mut text = String::new();
-        let mut set = ChangeSet::default();
-        for new in objects {
-            let (kind, name, ns) = identity(&new);
-            let mut c = self.command(&["get", &format!("{kind}/{name}")]);
-            if let Some(ns) = &ns {
-                c.arg(format!("--namespace={ns}"));
-            }
-            c.args(["-o", "json", "--ignore-not-found"]);
-            let live = self
-                .run(c)
-                .ok()
-                .filter(|(s, _)| *s == 0)
-                .and_then(|(_, o)| serde_json::from_slice::<Value>(&o).ok());
-            let (before, after) = (clean(live.clone()), clean(Some(new)));
-            let marks = secret_marks(&kind);
-            let attributes =
-                crate::diff::changed_attributes((&before, &marks), (&after, &marks), &Value::Null);
-            let address = format!("{kind} {}{name}", ns.map(|n| n + "/").unwrap_or_default());
-            text.push_str(&unified_json(
-                &address,
-                &masked(&before, &kind),
-                &masked(&after, &kind),
-            ));
-            set.resources.push(ResourceChange {
-                address,
-                action: if live.is_none() {
-                    Action::Create
-                } else if attributes.is_empty() {
-                    Action::NoOp
-                } else {
-                    Action::Update
-                },
-                action_reason: None,
-                attributes,
-            });
-        }
-        (text, set)
-    }
-}
-
-/// The flags of `inv` that `keep` selects, rendered back as arguments.
-pub(super) fn render(inv: &Invocation, keep: impl Fn(&str) -> bool) -> Vec<String> {
-    let mut out = Vec::new();
-    for (name, value) in &inv.flags {
-        if !keep(name) {
-            continue;
-        }
-        match value {
-            Some(v) if name.starts_with("--") => out.push(format!("{name}={v}")),
-            Some(v) => {
-                out.push(name.clone());
-                out.push(v.clone());
-            }
-            None => out.push(name.clone()),
-        }
-    }
-    out
-}
-
-/// The target as the approver reads it, first in the text shown.
-pub(super) fn target_header(t: &Target) -> String {
-    let s = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
-    format!(
-        "Target: context {}, cluster {}, user {}, namespace {}\n",
-        s(&t.kube_context),
-        s(&t.cluster_server),
-        s(&t.kube_user),
-        s(&t.namespace)
-    )
-}
-
-/// Resolves context, cluster server, user and namespace with the real kubectl.
-pub fn resolve_target(real: &Path, inv: &Invocation) -> Result<Target, String> {
-    let mut c = Command::new(real);
-    c.args(["config", "view", "--minify", "-o", "json"]);
-    for (flag, value) in [
-        ("--kubeconfig", &inv.target.kubeconfig),
-        ("--context", &inv.target.context),
-        ("--cluster", &inv.target.cluster),
-        ("--user", &inv.target.user),
-    ] {
-        if let Some(v) = value {
-            c.arg(format!("{flag}={v}"));
-        }
-    }
-    let out = c
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", real.display()))?;
-    if !out.status.success() {
-        return Err(format!(
-            "cannot resolve the kube context ({})",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("kubectl config view printed no JSON: {e}"))?;
-    let ctx = &v["contexts"][0];
-    let name = v["current-context"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .or_else(|| ctx["name"].as_str())
-        .ok_or("the kubeconfig selects no context")?
-        .to_string();
-    let s = |v: &Value| v.as_str().filter(|s| !s.is_empty()).map(String::from);
-    Ok(Target {
-        kube_context: Some(name),
-        cluster_server: inv
-            .target
-            .server
-            .clone()
-            .or_else(|| s(&v["clusters"][0]["cluster"]["server"])),
-        kube_user: inv
-            .target
-            .user
-            .clone()
-            .or_else(|| s(&ctx["context"]["user"])),
-        namespace: Some(
-            inv.target
-                .namespace
-                .clone()
-                .or_else(|| s(&ctx["context"]["namespace"]))
-                .unwrap_or_else(|| "default".into()),
-        ),
-        ..Target::default()
-    })
-}
-
-fn is_url(f: &str) -> bool {
-    let f = f.to_ascii_lowercase();
-    f.starts_with("http://") || f.starts_with("https://")
-}
-
-/// The same argv with the stdin source (`-f -`, `--filename=-`, …) replaced by `capture`;
-/// `None` when it cannot be found.
-fn replace_stdin(args: &[String], capture: &Path) -> Option<Vec<String>> {
-    let cap = capture.to_string_lossy().into_owned();
-    let mut out = Vec::with_capacity(args.len());
-    let mut replaced = false;
-    let mut i = 0;
-    while i < args.len() {
-        let a = &args[i];
-        if a == "--" {
-            out.extend(args[i..].iter().cloned());
-            break;
-        }
-        let takes_next = a == "--filename"
-            || (a.starts_with('-') && !a.starts_with("--") && a.ends_with('f') && a.len() >= 2);
-        if takes_next && args.get(i + 1).map(String::as_str) == Some("-") {
-            out.push(a.clone());
-            out.push(cap.clone());
-            replaced = true;
-            i += 2;
-            continue;
-        }
-        if matches!(a.as_str(), "-f=-" | "--filename=-" | "-f-") {
-            out.push(format!("--filename={cap}"));
-            replaced = true;
-        } else {
-            out.push(a.clone());
-        }
-        i += 1;
-    }
-    replaced.then_some(out)
-}
-
-/// One hash per source: a file's bytes; a directory's files (recursively, sorted by path, each
-/// as `path NUL sha256 LF`).
-fn hash_sources(sources: &[PathBuf]) -> Result<Vec<String>, String> {
-    sources
-        .iter()
-        .map(|p| {
-            let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
-            if meta.is_dir() {
-                let mut files = Vec::new();
-                walk(p, p, &mut files)?;
-                files.sort();
-                let mut listing = String::new();
-                for rel in files {
-                    let sha = super::gate::file_sha256(&p.join(&rel))?;
-                    listing.push_str(&format!("{}\0{sha}\n", rel.display()));
-                }
-                Ok(crate::hex::sha256(listing.as_bytes()))
-            } else {
-                super::gate::file_sha256(p)
-            }
-        })
-        .collect()
-}
-
-fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    for e in std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))? {
-        let e = e.map_err(|e| format!("{}: {e}", dir.display()))?;
-        let path = e.path();
-        if path.is_dir() {
-            walk(root, &path, out)?;
-        } else {
-            out.push(path.strip_prefix(root).unwrap_or(&path).to_path_buf());
-        }
-    }
-    Ok(())
-}
-
-/// The annotation in which client-side apply keeps the whole object, a Secret's values included.
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
-
-/// Masks a Secret's values in a `kubectl diff`: everything under `data:` and `stringData:`, and
-/// the last-applied-configuration annotation (which holds them too). kubectl masks `data`
-/// itself but not that annotation.
-pub fn mask_secrets_in_diff(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut masker: Option<SecretMasker> = None;
-    for line in text.split_inclusive('\n') {
-        if line.starts_with("diff ") {
-            masker = line.contains(".Secret.").then(SecretMasker::default);
-            out.push_str(line);
-            continue;
-        }
-        match &mut masker {
-            Some(m)
-                if !(line.starts_with("---")
-                    || line.starts_with("+++")
-                    || line.starts_with("@@")) =>
-            {
-                // The first character is the diff's: ' ', '-' or '+'.
-                let (prefix, body) = line.split_at(line.len().min(1));
-                out.push_str(prefix);
-                out.push_str(&m.line(body));
-            }
-            _ => out.push_str(line),
-        }
-    }
-    out
-}
-
-/// One Secret manifest (a YAML document) with its values masked; other kinds unchanged.
-pub fn mask_secret_doc(doc: &str, kind: &str) -> String {
-    if kind != "Secret" {
-        return doc.to_string();
-    }
-    let mut m = SecretMasker::default();
-    doc.split_inclusive('\n').map(|l| m.line(l)).collect()
-}
-
-/// Masks a Secret's YAML line by line: every value under `data:` and `stringData:`, and the
-/// last-applied-configuration annotation.
-#[derive(Default)]
-struct SecretMasker {
-    /// Inside a masked block: the indent of the key that opened it.
-    block: Option<usize>,
-}
-
-impl SecretMasker {
-    /// The line (with its newline, if any) as it may be shown.
-    fn line(&mut self, line: &str) -> String {
-        let content = line.trim_end_matches(['\n', '\r']);
-        let nl = &line[content.len()..];
-        let indent = content.len() - content.trim_start().len();
-        let key = content.trim();
-        let pad = " ".repeat(indent);
-        if let Some(d) = self.block {
-            if indent > d && !key.is_empty() {
-                return match key.split_once(':') {
-                    Some((k, _)) => format!("{pad}{k}: ***{nl}"),
-                    None => format!("{pad}***{nl}"),
-                };
-            }
-            self.block = None;
-        }
-        if key == "data:" || key == "stringData:" {
-            self.block = Some(indent);
-        }
-        if let Some(rest) = key
-            .strip_prefix(LAST_APPLIED)
-            .and_then(|r| r.strip_prefix(':'))
-        {
-            // `key: |` continues on deeper lines; `key: {...}` carries it on this one.
-            self.block = Some(indent);
-            if !matches!(rest.trim(), "" | "|" | "|-" | ">" | ">-") {
-                return format!("{pad}{LAST_APPLIED}: ***{nl}");
-            }
-        }
-        line.to_string()
-    }
-}
-
-/// The change model of a `kubectl diff`: one resource per file pair, its changed `key: value`
-/// lines paired by key.
-fn changes_from_unified_diff(text: &str) -> ChangeSet {
-    let mut set = ChangeSet::default();
-    for section in text.split("\ndiff ").map(|s| s.trim_start_matches("diff ")) {
-        let Some(header) = section.lines().next() else {
-            continue;
+        let live = match self.live(&after) {
+            Ok(l) => l,
+            Err(e) => return no(format!("the live objects could not be read: {e}")),
         };
-        let Some(file) = header.split_whitespace().last() else {
-            continue;
-        };
-        let name = file.rsplit('/').next().unwrap_or(file);
-        if !header.contains("LIVE") && !header.contains("MERGED") {
-            continue;
+        for o in after.iter().chain(&live) {
+            secrets.collect(o);
         }
-        let created = section.contains("@@ -0,0 ");
-        let (mut before, mut after) = (
-            std::collections::BTreeMap::new(),
-            std::collections::BTreeMap::new(),
-        );
-        for l in section.lines().skip(1) {
-            if l.starts_with("---") || l.starts_with("+++") {
-                continue;
-            }
-            let side = match l.chars().next() {
-                Some('-') => &mut before,
-                Some('+') => &mut after,
-                _ => continue,
-            };
-            if let Some((k, v)) = l[1..].trim().split_once(':') {
-                if !NOISE.contains(&k.trim()) {
-                    side.insert(k.trim().to_string(), v.trim().to_string());
-                }
-            }
+        // A status patch changes only what a diff otherwise leaves out as noise.
+        let status = self.inv.flag_value(&["--subresource"]) == Some("status");
+        objects_change(&live, &after, false, status)
+    }
+
+    /// The live objects: with `--subresource`, that subresource of the named objects; else the
+    /// objects named by `after`, read in one `kubectl get -f`.
+    fn live(&self, after: &[Value]) -> Result<Vec<Value>, String> {
+        let mut args = vec!["get".to_string()];
+        args.extend(self.global());
+        // Kept open until kubectl has read it.
+        let _list;
+        if let Some(sub) = self.inv.flag_value(&["--subresource"]) {
+            args.push(format!("--subresource={sub}"));
+            args.extend(self.inputs.sources.iter().cloned());
+            args.extend(["-o", "json", "--ignore-not-found", "--"].map(String::from));
+            args.extend(self.inv.positionals.iter().cloned());
+        } else {
+            let ids: Vec<Value> = after
+                .iter()
+                .map(|o| {
+                    json!({"apiVersion": o["apiVersion"], "kind": o["kind"], "metadata": {
+                        "name": o["metadata"]["name"], "namespace": o["metadata"]["namespace"]}})
+                })
+                .collect();
+            let list = Sealed::new(
+                "objects",
+                json!({"apiVersion": "v1", "kind": "List", "items": ids})
+                    .to_string()
+                    .as_bytes(),
+            )?;
+            args.push(format!("--filename={}", list.path()));
+            args.extend(["-o", "json", "--ignore-not-found"].map(String::from));
+            _list = list;
         }
-        let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
-        let attributes = keys
-            .into_iter()
-            .filter(|k| before.get(*k) != after.get(*k))
-            .map(|k| crate::diff::AttrChange {
-                path: k.clone(),
-                before: before.get(k).cloned(),
-                after: after.get(k).cloned(),
-            })
-            .collect();
-        set.resources.push(ResourceChange {
-            address: object_address(name),
-            action: if created {
-                Action::Create
-            } else {
-                Action::Update
-            },
-            action_reason: None,
-            attributes,
-        });
-    }
-    set
-}
-
-/// `apps.v1.Deployment.default.web` → `Deployment default/web`.
-fn object_address(file: &str) -> String {
-    let parts: Vec<&str> = file.split('.').collect();
-    match parts
-        .iter()
-        .position(|p| p.chars().next().is_some_and(char::is_uppercase))
-    {
-        Some(k) => {
-            let kind = parts[k];
-            let rest = &parts[k + 1..];
-            match rest {
-                [ns, name @ ..] if !name.is_empty() => format!("{kind} {ns}/{}", name.join(".")),
-                [name] => format!("{kind} {name}"),
-                _ => file.to_string(),
-            }
+        let (status, out, err) = kube::run_helper(self.command(&args))?;
+        if status != 0 {
+            return Err(err);
         }
-        _ => file.to_string(),
-    }
-}
-
-/// Kind, name and namespace of an object.
-fn identity(o: &Value) -> (String, String, Option<String>) {
-    let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-    (
-        s(&o["kind"]),
-        s(&o["metadata"]["name"]),
-        o["metadata"]["namespace"].as_str().map(String::from),
-    )
-}
-
-/// An object without server-managed noise (and without status).
-fn clean(o: Option<Value>) -> Value {
-    let Some(mut o) = o else {
-        return Value::Null;
-    };
-    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        for k in NOISE {
-            m.remove(*k);
+        if out.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Vec::new());
         }
-    }
-    if let Some(m) = o.as_object_mut() {
-        m.remove("status");
-    }
-    o
-}
-
-/// The sensitivity marks of an object of `kind`: a Secret's values are masked.
-fn secret_marks(kind: &str) -> Value {
-    if kind == "Secret" {
-        serde_json::json!({"data": true, "stringData": true})
-    } else {
-        Value::Null
-    }
-}
-
-/// The object as shown: a Secret's values replaced by `***`.
-fn masked(o: &Value, kind: &str) -> Value {
-    let mut o = o.clone();
-    if kind == "Secret" {
-        for field in ["data", "stringData"] {
-            if let Some(m) = o.get_mut(field).and_then(Value::as_object_mut) {
-                for v in m.values_mut() {
-                    *v = Value::String("***".into());
-                }
-            }
-        }
-    }
-    o
-}
-
-/// A unified diff of two objects rendered as pretty JSON.
-fn unified_json(address: &str, before: &Value, after: &Value) -> String {
-    let show = |v: &Value| match v {
-        Value::Null => String::new(),
-        v => serde_json::to_string_pretty(v).unwrap_or_default() + "\n",
-    };
-    unified(address, &show(before), &show(after))
-}
-
-/// A unified diff of two texts, headed `before ADDRESS` / `after ADDRESS`.
-pub(super) fn unified(address: &str, before: &str, after: &str) -> String {
-    similar::TextDiff::from_lines(before, after)
-        .unified_diff()
-        .context_radius(3)
-        .header(&format!("before {address}"), &format!("after {address}"))
-        .to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn v(a: &[&str]) -> Vec<String> {
-        a.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn stdin_sources_are_replaced_by_the_capture() {
-        let cap = Path::new("/run/cap.yaml");
-        for args in [
-            v(&["apply", "-f", "-"]),
-            v(&["apply", "--filename", "-"]),
-            v(&["apply", "-f=-"]),
-            v(&["apply", "--filename=-"]),
-            v(&["apply", "-Rf", "-"]),
-        ] {
-            let out = replace_stdin(&args, cap).unwrap_or_else(|| panic!("{args:?}"));
-            assert!(out.iter().any(|a| a.ends_with("/run/cap.yaml")), "{out:?}");
-            assert!(!out.iter().any(|a| a == "-"), "{out:?}");
-        }
-        assert_eq!(replace_stdin(&v(&["apply", "-f", "x.yaml"]), cap), None);
-    }
-
-    #[test]
-    fn secret_values_are_masked_in_a_kubectl_diff() {
-        let diff = [
-            "diff -u -N /tmp/LIVE-1/v1.Secret.default.creds /tmp/MERGED-2/v1.Secret.default.creds",
-            "--- /tmp/LIVE-1/v1.Secret.default.creds",
-            "+++ /tmp/MERGED-2/v1.Secret.default.creds",
-            "@@ -1,5 +1,5 @@",
-            " apiVersion: v1",
-            " data:",
-            "-  password: aHVudGVyMg==",
-            "+  password: c3dvcmRmaXNo",
-            " kind: Secret",
-            " metadata:",
-            "   annotations:",
-            r#"-    kubectl.kubernetes.io/last-applied-configuration: {"data":{"password":"aHVudGVyMg=="}}"#,
-            "+    kubectl.kubernetes.io/last-applied-configuration: |",
-            r#"+      {"stringData":{"token":"plain-secret"}}"#,
-            "   name: creds",
-            "diff -u -N /tmp/LIVE-1/apps.v1.Deployment.default.web /tmp/MERGED-2/apps.v1.Deployment.default.web",
-            "-  replicas: 1",
-            "+  replicas: 3",
-            "",
-        ]
-        .join("\n");
-        let diff = diff.as_str();
-        let masked = mask_secrets_in_diff(diff);
-        assert!(
-            !masked.contains("aHVudGVyMg") && !masked.contains("c3dvcmRmaXNo"),
-            "{masked}"
-        );
-        assert!(masked.contains("-  password: ***"), "{masked}");
-        assert!(masked.contains(" kind: Secret"), "{masked}");
-        assert!(!masked.contains("plain-secret"), "{masked}");
-        assert!(
-            masked.contains("  name: creds"),
-            "masking ends with the annotation: {masked}"
-        );
-        assert!(
-            masked.contains("+  replicas: 3"),
-            "other objects untouched: {masked}"
-        );
-        let set = changes_from_unified_diff(&masked);
-        let web = set
-            .resources
-            .iter()
-            .find(|r| r.address == "Deployment default/web")
-            .unwrap();
-        assert_eq!(web.attributes[0].path, "replicas");
-        assert_eq!(web.attributes[0].after.as_deref(), Some("3"));
-    }
-
-    #[test]
-    fn object_addresses_read_from_diff_file_names() {
-        assert_eq!(
-            object_address("apps.v1.Deployment.default.web"),
-            "Deployment default/web"
-        );
-        assert_eq!(
-            object_address("v1.ConfigMap.prod.app.conf"),
-            "ConfigMap prod/app.conf"
-        );
-        assert_eq!(object_address("v1.Namespace.prod"), "Namespace prod");
+        let v: Value = serde_json::from_slice(&out)
+            .map_err(|e| format!("kubectl get printed no JSON: {e}"))?;
+        let found = items(v);
+        Ok(found)
     }
 }

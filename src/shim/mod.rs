@@ -4,13 +4,21 @@
 //! depth guard → policy → read argv → classify → `Pass`: resolve the real binary and exec it;
 //! `Gate`: ask for approval; `Deny`: refuse. Nothing here starts a runtime, a thread, a logger
 //! or clap. Every failure ends the process with a code from `exit.rs` and one line on stderr.
+//!
+//! A kubectl or helm command that passes only because a rule loosens the gate for an
+//! environment had its API server resolved with the real kubectl (`kube.rs`); it is exec'd
+//! pinned to exactly what was resolved (the sealed kubeconfig and the context), so the
+//! kubeconfig cannot be swapped between the check and the tool reading it. Every other
+//! passthrough is exec'd untouched.
 
 pub mod child;
 pub mod exec;
 pub mod gate;
 mod helm;
+pub mod kube;
 mod kubectl;
 pub mod resolve;
+pub mod sealed;
 mod terraform;
 
 use std::ffi::{OsStr, OsString};
@@ -46,7 +54,19 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
             format!("cannot read the {tool} command line safely ({e}); it did not run"),
         )
     })?;
-    let verdict = policy.classify(tool, &inv, &Context::process());
+    // Resolved only when a rule that loosens the gate asks for the kube server.
+    let resolved: std::cell::RefCell<Option<kube::Resolved>> = std::cell::RefCell::new(None);
+    let kube_server = || {
+        let r = resolve_kube_target(tool, argv0, args, &inv, &policy)?;
+        let server = r.exact.then(|| r.target.cluster_server.clone()).flatten();
+        *resolved.borrow_mut() = Some(r);
+        server
+    };
+    let ctx = Context {
+        kube_server: &kube_server,
+        ..Context::process()
+    };
+    let verdict = policy.classify(tool, &inv, &ctx);
     let real = |policy: &policy::Policy| {
         let me = resolve::SelfId::current(argv0);
         let path = std::env::var_os("PATH");
@@ -58,6 +78,14 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
     match verdict {
         Verdict::Pass(_) => {
             let real = real(&policy)?;
+            let pinned;
+            let args = match resolved.borrow().as_ref() {
+                Some(r) => {
+                    pinned = pin_passthrough(tool, args, &inv, r)?;
+                    &pinned[..]
+                }
+                None => args,
+            };
             let err = exec::exec_passthrough(&real, argv0, args, depth);
             Err((
                 code::CANNOT_EXECUTE,
@@ -80,6 +108,51 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
             ),
         )),
     }
+}
+
+/// The kube target of a kubectl or helm command, resolved with the real kubectl, for a rule
+/// that loosens the gate. `None` (no loosening) when it cannot be resolved, or when an argument
+/// is not UTF-8 (the pinned argv could not be rebuilt byte for byte).
+pub fn resolve_kube_target(
+    tool: Tool,
+    argv0: &OsStr,
+    args: &[OsString],
+    inv: &argv::Invocation,
+    policy: &policy::Policy,
+) -> Option<kube::Resolved> {
+    if !matches!(tool, Tool::Kubectl | Tool::Helm) || args.iter().any(|a| a.to_str().is_none()) {
+        return None;
+    }
+    let me = resolve::SelfId::current(argv0);
+    let path = std::env::var_os("PATH");
+    let kubectl = resolve::resolve(
+        Tool::Kubectl,
+        policy.real_path(Tool::Kubectl),
+        path.as_deref(),
+        &me,
+    )
+    .ok()?;
+    kube::resolve(&kubectl, tool, inv, None).ok()
+}
+
+/// The passthrough argv pinned to a resolved target (its sealed kubeconfig kept open across the
+/// exec).
+fn pin_passthrough(
+    tool: Tool,
+    args: &[OsString],
+    inv: &argv::Invocation,
+    r: &kube::Resolved,
+) -> Result<Vec<OsString>, (u8, String)> {
+    let strings: Vec<String> = args
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let mut edit = kube::ArgvEdit::new(&strings, inv);
+    for p in kube::pins(tool, r) {
+        edit.insert(p);
+    }
+    sealed::keep_across_exec([&r.kubeconfig]).map_err(|e| (code::INTERNAL, e))?;
+    Ok(edit.finish().args.into_iter().map(OsString::from).collect())
 }
 
 fn env_suffix(d: &policy::Decision) -> String {

@@ -67,35 +67,50 @@ fn refuse_cli_args_env() -> Result<(), Stop> {
     Ok(())
 }
 
-/// The target: the working directory with `-chdir` applied, the selected workspace
-/// (`TF_WORKSPACE`, else `<data dir>/environment`, else `default`) and the backend type
-/// (`<data dir>/terraform.tfstate`, else `local`). The data dir is `TF_DATA_DIR` or `.terraform`.
+/// The target: the working directory with `-chdir` applied, the selected workspace and the
+/// configured backend, read the way terraform reads them (`argv::terraform::{workspace,
+/// backend}`, which the policy uses too).
 pub fn target(cwd: &Path, chdir: Option<&str>) -> Target {
     let dir = chdir.map_or_else(|| cwd.to_path_buf(), |c| cwd.join(c));
     let dir = dir.canonicalize().unwrap_or(dir);
-    let data = std::env::var_os("TF_DATA_DIR")
-        .filter(|d| !d.is_empty())
-        .map_or_else(|| dir.join(".terraform"), |d| dir.join(d));
-    let workspace = std::env::var("TF_WORKSPACE")
-        .ok()
-        .filter(|w| !w.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string(data.join("environment"))
-                .ok()
-                .map(|w| w.trim().to_string())
-        })
-        .unwrap_or_else(|| "default".into());
-    let backend = std::fs::read(data.join("terraform.tfstate"))
-        .ok()
-        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
-        .and_then(|v| v["backend"]["type"].as_str().map(String::from))
-        .unwrap_or_else(|| "local".into());
+    let env = |k: &str| std::env::var(k).ok();
     Target {
-        terraform_workspace: Some(workspace),
-        terraform_backend: Some(backend),
+        terraform_workspace: Some(crate::argv::terraform::workspace(&dir, &env)),
+        terraform_backend: Some(crate::argv::terraform::backend(&dir, &env)),
         dir: Some(dir.to_string_lossy().into_owned()),
         ..Target::default()
     }
+}
+
+/// Refuses provider development overrides in the CLI configuration: with them, the providers
+/// that plan and apply run come from a directory the agent controls, and terraform checks none
+/// of them against the lock file.
+fn refuse_dev_overrides() -> Result<(), Stop> {
+    let files: Vec<std::path::PathBuf> = match std::env::var_os("TF_CLI_CONFIG_FILE") {
+        Some(f) if !f.is_empty() => vec![f.into()],
+        _ => std::env::var_os("HOME")
+            .map(|h| {
+                vec![
+                    Path::new(&h).join(".terraformrc"),
+                    Path::new(&h).join("terraform.rc"),
+                ]
+            })
+            .unwrap_or_default(),
+    };
+    for f in files {
+        if std::fs::read_to_string(&f).is_ok_and(|t| t.contains("dev_overrides")) {
+            return Err((
+                code::REFUSED,
+                format!(
+                    "{} sets provider dev_overrides: the providers that plan and apply run would \
+                     come from a directory the agent controls, unchecked; gated commands refuse \
+                     to run with them",
+                    f.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The parts of a terraform command line the gate rebuilds.
@@ -187,6 +202,7 @@ fn split(args: &[String]) -> Result<Split<'_>, String> {
 /// Prepares a gated terraform/tofu command.
 pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Stop> {
     refuse_cli_args_env()?;
+    refuse_dev_overrides()?;
     let refused = |why: String| (code::REFUSED, format!("{tool}: {why}; it did not run"));
     let s = split(args).map_err(refused)?;
     let cwd = std::env::current_dir().map_err(|e| {
@@ -235,6 +251,8 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
             artifacts_now: Box::new(|| Ok(Vec::new())),
             no_changes: false,
             target_now,
+            snapshots: Vec::new(),
+            kube_cache: None,
             run_dir: None,
         });
     }
@@ -269,7 +287,7 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
     };
     // terraform's own text of the change: the plan's output, or `show -no-color` of a saved plan.
     let mut plan_text: Option<Vec<u8>> = None;
-    let plan = run_dir.path.join("plan.tfplan");
+    let plan_file = run_dir.path.join("plan.tfplan");
     let tf = |extra: &[&OsStr]| {
         let mut c = Command::new(real);
         c.args(&global).args(extra);
@@ -277,7 +295,11 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
     };
     match (s.sub.as_slice(), s.positionals.as_slice()) {
         (["apply"], []) | (["destroy"], []) => {
-            let mut c = tf(&[OsStr::new("plan"), OsStr::new("-out"), plan.as_os_str()]);
+            let mut c = tf(&[
+                OsStr::new("plan"),
+                OsStr::new("-out"),
+                plan_file.as_os_str(),
+            ]);
             if s.sub == ["destroy"] {
                 c.arg("-destroy");
             }
@@ -300,9 +322,10 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
             }
             let base = s.chdir.map_or_else(|| cwd.clone(), |d| cwd.join(d));
             let from = base.join(file);
-            std::fs::copy(&from, &plan).map_err(|e| {
-                refused(format!("cannot read the plan file {}: {e}", from.display()))
-            })?;
+            let bytes = super::kube::read_input(&from)
+                .map_err(|e| refused(format!("cannot read the plan file: {e}")))?;
+            std::fs::write(&plan_file, bytes)
+                .map_err(|e| (code::INTERNAL, format!("cannot keep the plan: {e}")))?;
         }
         _ => {
             return Err(refused(format!(
@@ -313,6 +336,18 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
         }
     }
 
+    // The plan is read once into a sealed copy (nobody can change it afterwards, the agent's own
+    // user included); everything after this reads that copy, and the file is removed.
+    let plan_bytes = std::fs::read(&plan_file).map_err(|e| {
+        (
+            code::INTERNAL,
+            format!("cannot read {}: {e}", plan_file.display()),
+        )
+    })?;
+    let _ = std::fs::remove_file(&plan_file);
+    let sealed =
+        super::sealed::Sealed::new("plan", &plan_bytes).map_err(|e| (code::INTERNAL, e))?;
+    let plan = std::path::PathBuf::from(sealed.path());
     let show = |flag: &str| -> Result<Vec<u8>, Stop> {
         let mut c = tf(&[OsStr::new("show"), OsStr::new(flag), plan.as_os_str()]);
         let (status, out) = child::output(&mut c).map_err(cannot_run)?;
@@ -331,12 +366,6 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
         Some(t) => strip_ansi(&t),
         None => show("-no-color")?,
     };
-    let bytes = std::fs::read(&plan).map_err(|e| {
-        (
-            code::INTERNAL,
-            format!("cannot read {}: {e}", plan.display()),
-        )
-    })?;
     let mut text = changes.render();
     text.push_str("\n--- terraform's own text ---\n");
     text.push_str(&String::from_utf8_lossy(&shown));
@@ -345,18 +374,22 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
         text: super::gate::truncate(text, super::gate::MAX_DIFF_TEXT),
         summary: changes.to_json(),
     };
-    request.artifact_sha256 = vec![crate::hex::sha256(&bytes)];
+    request.artifact_sha256 = vec![sealed.sha256().to_string()];
     let mut run_args: Vec<OsString> = global.clone();
     run_args.push("apply".into());
     run_args.extend(apply_flags.into_iter().map(OsString::from));
     run_args.push(plan.clone().into_os_string());
+    let hash = sealed.sha256().to_string();
     Ok(Prepared {
         request,
         program: real.to_path_buf(),
         args: run_args,
-        artifacts_now: Box::new(move || Ok(vec![super::gate::file_sha256(&plan)?])),
+        // Sealed: what runs is what was hashed and shown.
+        artifacts_now: Box::new(move || Ok(vec![hash.clone()])),
         no_changes: changes.is_empty(),
         target_now,
+        snapshots: vec![sealed],
+        kube_cache: None,
         run_dir: Some(run_dir),
     })
 }

@@ -106,6 +106,30 @@ impl Gated {
         }
     }
 
+    /// Waits until the shim either submits a request (returned) or ends without one (its
+    /// output, a refusal).
+    pub async fn pending_or_exit(&self, mut child: Child) -> Result<(Value, Child), Output> {
+        let ap = self.approver();
+        let start = Instant::now();
+        loop {
+            let (s, v) = ap
+                .request("GET", "/api/v1/requests?state=pending", None)
+                .await;
+            assert_eq!(s, 200, "{v}");
+            if let Some(r) = v.as_array().and_then(|a| a.first()) {
+                return Ok((r.clone(), child));
+            }
+            if child.try_wait().unwrap().is_some() {
+                return Err(finish(child).await);
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(120),
+                "no pending request appeared"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     pub async fn decide(&self, id: &str, verb: &str, comment: &str) {
         let (s, v) = self.approver().decide(id, verb, Some(comment)).await;
         assert_eq!(s, 200, "{v}");
@@ -149,7 +173,13 @@ impl std::ops::Deref for KubeGated {
 
 impl KubeGated {
     pub async fn new() -> KubeGated {
-        let g = Gated::new("", "").await;
+        Self::with_policy("", "").await
+    }
+
+    /// Like [`KubeGated::new`], with `server_extra` in the server's policy and `agent_extra` in
+    /// the shim's.
+    pub async fn with_policy(server_extra: &str, agent_extra: &str) -> KubeGated {
+        let g = Gated::new(server_extra, agent_extra).await;
         g.sb.add_real("kubectl", &super::tools::kubectl());
         let fake = super::kube::FakeKube::start().await;
         let kubeconfig = fake.kubeconfig(g.sb.path(), &[("prod", "prod"), ("dev", "dev")]);

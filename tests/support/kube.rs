@@ -66,12 +66,21 @@ pub struct Request {
     /// The raw (still percent-encoded) query string, empty when there was none.
     pub query: String,
     pub content_type: String,
+    /// `dryRun: ["All"]` in a DELETE's `DeleteOptions` body (kubectl puts it there, not in the
+    /// query string).
+    pub body_dry_run: bool,
 }
 
 impl Request {
-    /// Whether this request asked for a server-side dry run.
+    /// Whether this request asked for a server-side dry run (in the query or, for DELETE, in
+    /// its body).
     pub fn dry_run(&self) -> bool {
-        self.query.contains("dryRun=All")
+        self.query.contains("dryRun=All") || self.body_dry_run
+    }
+
+    /// Whether this request can change anything: not a GET, and not a server-side dry run.
+    pub fn writes(&self) -> bool {
+        self.method != "GET" && !self.dry_run()
     }
 }
 
@@ -218,6 +227,11 @@ impl FakeKube {
         self.lock().log.clone()
     }
 
+    /// Every request received since the last call (or the start), in order; the log is emptied.
+    pub fn take_requests(&self) -> Vec<Request> {
+        std::mem::take(&mut self.lock().log)
+    }
+
     /// The last resourceVersion handed out: it changes exactly when something is stored.
     pub fn resource_version(&self) -> u64 {
         self.lock().rv
@@ -302,11 +316,17 @@ async fn handle(
         uri.path().to_string(),
         uri.query().unwrap_or("").to_string(),
     );
+    let body_dry_run = method == Method::DELETE
+        && serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|o| o["dryRun"].as_array().cloned())
+            .is_some_and(|a| a.iter().any(|v| v == "All"));
     let log = Request {
         method: method.to_string(),
         path,
         query,
         content_type: ct.clone(),
+        body_dry_run,
     };
     s.log.push(log);
     let answer = match discovery(uri.path()) {

@@ -1,0 +1,134 @@
+//! Sealed snapshots: the bytes an approval covers, kept where nobody can change them.
+//!
+//! Every input of a gated run (the terraform plan, manifests, rendered kustomizations, charts,
+//! values files, the pinned kubeconfig) is read once into a memfd, which is then sealed against
+//! writing, growing and shrinking (`F_SEAL_WRITE | F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL`).
+//! The approver is shown these bytes, the approval covers their SHA-256, and the real tool
+//! reads them through `/proc/<shim pid>/fd/N` (not `/proc/self/…`: terraform 1.0 re-executes
+//! itself under panicwrap, and that child inherits no extra fds). No process, the agent's own
+//! user's included, can write to a sealed memfd, so there is no window between the last check
+//! and the tool opening its input. (A process that can ptrace the tool can still change its memory; the
+//! lockdown install, where the tool runs as another user, closes that.)
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+
+use nix::fcntl::{fcntl, FcntlArg, FdFlag, SealFlag};
+use nix::sys::memfd::{memfd_create, MFdFlags};
+
+/// One sealed snapshot.
+#[derive(Debug)]
+pub struct Sealed {
+    file: File,
+    sha256: String,
+    len: usize,
+}
+
+impl Sealed {
+    /// Copies `bytes` into a new memfd named `name` (shown in `/proc/*/fd`) and seals it.
+    pub fn new(name: &str, bytes: &[u8]) -> Result<Sealed, String> {
+        let err = |what: &str, e: &dyn std::fmt::Display| {
+            format!("cannot {what} a sealed copy of {name}: {e}")
+        };
+        let fd: OwnedFd = memfd_create(
+            format!("hitl-gate:{name}").as_str(),
+            MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
+        )
+        .map_err(|e| err("create", &e))?;
+        let mut file = File::from(fd);
+        file.write_all(bytes).map_err(|e| err("write", &e))?;
+        fcntl(
+            file.as_fd(),
+            FcntlArg::F_ADD_SEALS(
+                SealFlag::F_SEAL_WRITE
+                    | SealFlag::F_SEAL_GROW
+                    | SealFlag::F_SEAL_SHRINK
+                    | SealFlag::F_SEAL_SEAL,
+            ),
+        )
+        .map_err(|e| err("seal", &e))?;
+        Ok(Sealed {
+            file,
+            sha256: crate::hex::sha256(bytes),
+            len: bytes.len(),
+        })
+    }
+
+    /// The path another process opens to read it, valid while this process lives (and across
+    /// an `exec` of it, see [`keep_across_exec`]).
+    pub fn path(&self) -> String {
+        format!("/proc/{}/fd/{}", std::process::id(), self.file.as_raw_fd())
+    }
+
+    /// SHA-256 of the sealed bytes (lowercase hex).
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The sealed bytes, read again from the memfd.
+    pub fn bytes(&self) -> Result<Vec<u8>, String> {
+        let fd = nix::unistd::dup(self.file.as_fd()).map_err(|e| format!("dup: {e}"))?;
+        let mut f = File::from(fd);
+        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+        let mut out = Vec::with_capacity(self.len);
+        f.read_to_end(&mut out).map_err(|e| e.to_string())?;
+        Ok(out)
+    }
+
+    pub fn raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+/// Clears close-on-exec on the snapshots in this process, for an `exec` that replaces it (the
+/// passthrough of a command pinned to a resolved kubeconfig).
+pub fn keep_across_exec<'a>(snapshots: impl IntoIterator<Item = &'a Sealed>) -> Result<(), String> {
+    for s in snapshots {
+        fcntl(s.file.as_fd(), FcntlArg::F_SETFD(FdFlag::empty()))
+            .map_err(|e| format!("cannot pass a sealed snapshot on: {e}"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_snapshot_cannot_be_written_and_reads_back() {
+        let s = Sealed::new("plan", b"PK plan bytes").unwrap();
+        assert_eq!(s.bytes().unwrap(), b"PK plan bytes");
+        assert_eq!(s.sha256(), crate::hex::sha256(b"PK plan bytes"));
+        // Through its /proc path, as another process of this user would open it.
+        let mut w = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("/proc/self/fd/{}", s.raw_fd()));
+        if let Ok(f) = w.as_mut() {
+            assert!(
+                f.write_all(b"swapped").is_err(),
+                "a sealed memfd took a write"
+            );
+        }
+        assert!(std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(format!("/proc/self/fd/{}", s.raw_fd()))
+            .is_err());
+        assert_eq!(s.bytes().unwrap(), b"PK plan bytes");
+        // Another process reads it by its path, with no fd of its own.
+        let out = std::process::Command::new("/bin/cat")
+            .arg(s.path())
+            .output()
+            .unwrap();
+        assert_eq!(out.stdout, b"PK plan bytes", "{out:?}");
+    }
+}
