@@ -26,7 +26,8 @@ fn policy_text(extra: &str) -> String {
 
 fn body(i: usize) -> Value {
     json!({"tool": "kubectl", "argv": ["delete", "pod", format!("p{i}")], "cwd": "/w", "host": "bench",
-           "environment": {"kube_context": "prod"}, "diff": {"text": "- pod\n"}})
+           "environment": {"kube_context": "prod"}, "diff": {"text": "- pod\n"},
+           "nonce": hitl_gate::hex::sha256(&i.to_le_bytes())})
 }
 
 async fn uds(socket: &Path, method: &str, path: &str, body: Option<Value>) -> (u16, String) {

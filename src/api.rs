@@ -38,6 +38,18 @@ pub struct CreateRequest {
     /// Why the agent wants to run this, in its own words (shown to approvers, never trusted).
     #[serde(default)]
     pub reason: Option<String>,
+    /// 32 random bytes (64 lowercase hex) the shim made for this one command. The signed
+    /// decision repeats it, so an approval of an identical earlier command cannot be replayed.
+    pub nonce: String,
+}
+
+impl CreateRequest {
+    /// SHA-256 of the request as canonical JSON (field order fixed by this type, object keys
+    /// sorted). The shim hashes what it sent, the server what it stored; the signed decision
+    /// carries the server's, so a changed diff or target on the way shows as a mismatch.
+    pub fn sha256(&self) -> String {
+        crate::hex::sha256(&serde_json::to_vec(self).expect("a request serialises"))
+    }
 }
 
 /// The target facts the shim resolved. The server re-matches them against its own policy.
@@ -166,7 +178,30 @@ pub struct RequestView {
     /// When the request expires if nobody decides (unix ms).
     pub deadline: i64,
     pub decision: Option<SignedDecision>,
+    /// How the approved run ended, as the agent's shim reported it. The server cannot see the
+    /// run, so this is the agent's word: see `outcome_reported_by`.
     pub outcome: Option<Outcome>,
+    /// Who reported the outcome (`agent:<name>`): never verified by the server.
+    pub outcome_reported_by: Option<String>,
+    /// The shim's nonce for this command (see [`CreateRequest::nonce`]).
+    pub nonce: String,
+}
+
+impl RequestView {
+    /// The request as the agent's shim submitted it (and the server stored it).
+    pub fn request(&self) -> CreateRequest {
+        CreateRequest {
+            tool: self.tool.clone(),
+            argv: self.argv.clone(),
+            cwd: self.cwd.clone(),
+            host: self.host.clone(),
+            environment: self.environment.clone(),
+            diff: self.diff.clone(),
+            artifact_sha256: self.artifact_sha256.clone(),
+            reason: self.reason.clone(),
+            nonce: self.nonce.clone(),
+        }
+    }
 }
 
 /// The server's own classification of a request.
@@ -193,6 +228,11 @@ pub struct SignedDecision {
     pub argv_sha256: String,
     pub artifact_sha256: Vec<String>,
     pub environment_sha256: String,
+    /// SHA-256 of the request as the server stored it ([`CreateRequest::sha256`]): the diff the
+    /// approver saw is part of it.
+    pub request_sha256: String,
+    /// The shim's nonce for this command.
+    pub nonce: String,
     /// Unix milliseconds.
     pub decided_at: i64,
     /// The shim must start the run before this time (unix ms).

@@ -52,11 +52,21 @@ impl Client {
             );
         };
         let token = read_token(token_file)?;
+        // The agent's HTTP_PROXY / ALL_PROXY are ignored: a proxy of its choosing could rewrite
+        // the diff or answer with an old approval. A proxy, if one is needed, is set in the
+        // policy.
         let mut builder = Http::builder()
+            .no_proxy()
             .connect_timeout(Duration::from_secs(5))
             .timeout(None::<Duration>)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("hitl-gate/", env!("CARGO_PKG_VERSION")));
+        if let Some(proxy) = &a.proxy {
+            builder = builder.proxy(
+                reqwest::Proxy::all(proxy)
+                    .map_err(|e| format!("[approval] proxy {proxy:?}: {e}"))?,
+            );
+        }
         if let Some(ca) = &a.ca_file {
             let pem = std::fs::read(ca)
                 .map_err(|e| format!("[approval] ca_file {}: {e}", ca.display()))?;

@@ -15,7 +15,7 @@ use ring::signature::{Ed25519KeyPair, KeyPair, UnparsedPublicKey, ED25519};
 use crate::api::{SignedDecision, Target};
 use crate::hex;
 
-pub const DECISION_TAG: &str = "hitl-gate/decision/v1";
+pub const DECISION_TAG: &str = "hitl-gate/decision/v2";
 pub const CHECKPOINT_TAG: &str = "hitl-gate/checkpoint/v1";
 /// The key file inside the data dir.
 pub const KEY_FILE: &str = "signing.key";
@@ -65,6 +65,8 @@ pub fn decision_bytes(d: &SignedDecision) -> Vec<u8> {
         .field(d.argv_sha256.as_bytes())
         .list(&d.artifact_sha256)
         .field(d.environment_sha256.as_bytes())
+        .field(d.request_sha256.as_bytes())
+        .field(d.nonce.as_bytes())
         .field(d.decision.as_str().as_bytes())
         .list(&d.approvers)
         .field(d.decided_at.to_string().as_bytes())
@@ -159,11 +161,16 @@ pub struct Expected<'a> {
     pub argv_sha256: String,
     pub environment_sha256: String,
     pub artifact_sha256: Vec<String>,
+    /// SHA-256 of the request the shim sent.
+    pub request_sha256: String,
+    /// The nonce the shim made for this command.
+    pub nonce: &'a str,
 }
 
 /// Checks an approval before anything runs: the signature with the pinned key first (so nothing
-/// unsigned is looked at further), then that it approves this very request, is still valid at
-/// `now_ms`, and names the argv, environment and artifacts the shim is about to run.
+/// unsigned is looked at further), then that it approves this very request of this very command
+/// (id and nonce) as the shim sent it (request hash), is still valid at `now_ms`, and names the
+/// argv, environment and artifacts the shim is about to run.
 pub fn check_approval(
     public_hex: &str,
     d: &SignedDecision,
@@ -185,6 +192,20 @@ pub fn check_approval(
             d.request_id, want.request_id
         ));
     }
+    if d.nonce != want.nonce {
+        return Err(
+            "the approval is for another command (its nonce is not this command's): a replayed \
+             approval"
+                .into(),
+        );
+    }
+    if d.request_sha256 != want.request_sha256 {
+        return Err(
+            "the approved request is not the one this shim sent (its body, the diff included, \
+             was changed on the way)"
+                .into(),
+        );
+    }
     if now_ms >= d.valid_until {
         return Err(format!(
             "the approval expired {} ms ago (valid until {}, unix ms); ask again",
@@ -196,16 +217,12 @@ pub fn check_approval(
         return Err("the approved command line is not this one".into());
     }
     if d.environment_sha256 != want.environment_sha256 {
-        return Err(
-            "the target environment changed since it was approved (workspace, backend or \
-             directory)"
-                .into(),
-        );
+        return Err("the approved target is not the one the command now points at".into());
     }
     if d.artifact_sha256 != want.artifact_sha256 {
         return Err(format!(
-            "the artifact to run (sha256 {}) is not the approved one (sha256 {}); it was changed \
-             after approval",
+            "what is about to run (sha256 {}) is not what was approved (sha256 {}); it changed \
+             since it was shown",
             want.artifact_sha256.join(","),
             d.artifact_sha256.join(",")
         ));
@@ -231,6 +248,8 @@ mod tests {
             argv_sha256: argv_sha256("terraform", &argv),
             artifact_sha256: vec![hex::sha256(b"plan")],
             environment_sha256: environment_sha256(&Target::default()),
+            request_sha256: hex::sha256(b"request"),
+            nonce: "n1".into(),
             decided_at: 1000,
             valid_until: 2000,
             signature: String::new(),
@@ -241,6 +260,8 @@ mod tests {
             argv_sha256: argv_sha256("terraform", &argv),
             environment_sha256: environment_sha256(&Target::default()),
             artifact_sha256: vec![hex::sha256(b"plan")],
+            request_sha256: hex::sha256(b"request"),
+            nonce: "n1",
         };
         let pk = keys.public_hex();
         check_approval(&pk, &d, &want(), 1500).unwrap();
@@ -249,10 +270,18 @@ mod tests {
         assert!(err(&d, want(), 2000).contains("expired"));
         let mut w = want();
         w.artifact_sha256 = vec![hex::sha256(b"other plan")];
-        assert!(err(&d, w, 1500).contains("changed after approval"));
+        assert!(err(&d, w, 1500).contains("changed since it was shown"));
         let mut w = want();
         w.environment_sha256 = "x".into();
-        assert!(err(&d, w, 1500).contains("environment changed"));
+        assert!(err(&d, w, 1500).contains("approved target"));
+        // A replayed approval of an identical command: another nonce.
+        let mut w = want();
+        w.nonce = "n2";
+        assert!(err(&d, w, 1500).contains("replayed"));
+        // The body was changed on the way (a proxy rewrote the diff).
+        let mut w = want();
+        w.request_sha256 = hex::sha256(b"other request");
+        assert!(err(&d, w, 1500).contains("changed on the way"));
         let mut w = want();
         w.argv_sha256 = argv_sha256("terraform", &["destroy".into()]);
         assert!(err(&d, w, 1500).contains("command line"));
@@ -286,6 +315,8 @@ mod tests {
             argv_sha256: argv_sha256("kubectl", &["delete".into(), "pod".into()]),
             artifact_sha256: vec![hex::sha256(b"plan")],
             environment_sha256: environment_sha256(&Target::default()),
+            request_sha256: hex::sha256(b"request"),
+            nonce: "n".into(),
             decided_at: 1,
             valid_until: 2,
             signature: String::new(),
@@ -297,6 +328,12 @@ mod tests {
         assert!(verify_decision(&keys.public_hex(), &bad).is_err());
         let mut bad = d.clone();
         bad.decision = State::Rejected;
+        assert!(verify_decision(&keys.public_hex(), &bad).is_err());
+        let mut bad = d.clone();
+        bad.nonce = "other".into();
+        assert!(verify_decision(&keys.public_hex(), &bad).is_err());
+        let mut bad = d.clone();
+        bad.request_sha256 = hex::sha256(b"x");
         assert!(verify_decision(&keys.public_hex(), &bad).is_err());
         // A checkpoint signature is not a decision signature.
         let cp = keys.sign(&checkpoint_bytes(1, "x"));

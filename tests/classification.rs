@@ -469,6 +469,10 @@ terraform_workspaces = ["prod*"]
 [[environment]]
 name = "dev"
 risk = "low"
+# dev-is-free loosens the gate, so it matches dev only by the API server the command reaches
+# (resolved with the real kubectl; the fake tools here cannot resolve one, so it never does:
+# the dev-named contexts below stay gated). The names still serve stricter rules.
+kube_servers = ["https://dev.example.com:6443"]
 kube_contexts = ["dev*", "kind-*"]
 terraform_workspaces = ["dev"]
 
@@ -525,11 +529,12 @@ const CUSTOM: &[Case] = &[
         "",
         G,
     ),
-    ("kubectl", "--context dev-1 delete pod x", "", P),
-    ("kubectl", "--context kind-a apply -f x", "", P),
+    // A context named like dev is only a name: it no longer loosens the gate.
+    ("kubectl", "--context dev-1 delete pod x", "", G),
+    ("kubectl", "--context kind-a apply -f x", "", G),
     ("kubectl", "--context prod delete pod x", "", G),
     ("kubectl", "--context prod drain node", "", D),
-    ("kubectl", "--context dev drain node", "", P),
+    ("kubectl", "--context dev drain node", "", G),
     ("kubectl", "-n kube-system drain node", "", D),
     ("kubectl", "--context prod-eu -n dev delete pod x", "", G),
     (
@@ -545,7 +550,7 @@ const CUSTOM: &[Case] = &[
         "kubectl",
         "delete pod x",
         "KUBECONFIG=/nonexistent:@KUBECONFIG_DEV@",
-        P,
+        G,
     ),
     (
         "kubectl",
@@ -557,11 +562,11 @@ const CUSTOM: &[Case] = &[
         "kubectl",
         "--context dev-2 delete pod x",
         "KUBECONFIG=@KUBECONFIG_PROD@",
-        P,
+        G,
     ),
-    ("helm", "--kube-context dev upgrade r c", "", P),
+    ("helm", "--kube-context dev upgrade r c", "", G),
     ("helm", "--kube-context prod upgrade r c", "", G),
-    ("helm", "upgrade r c", "HELM_KUBECONTEXT=dev", P),
+    ("helm", "upgrade r c", "HELM_KUBECONTEXT=dev", G),
     (
         "helm",
         "--kube-context prod upgrade r c",

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use super::{uds_http, CliError};
 use crate::api::{ErrorBody, RequestView};
+use crate::escape::{shell_word, terminal};
 use crate::server;
 
 #[derive(clap::Args)]
@@ -80,43 +81,93 @@ fn call(
     Err(CliError::new(1, format!("server answered {status}: {msg}")))
 }
 
+/// Agent-supplied text on one line, safe for the terminal.
+fn line(s: &str) -> String {
+    terminal(s, false)
+}
+
+/// The command as shell words, safe for the terminal.
+fn command(v: &RequestView) -> String {
+    std::iter::once(v.tool.as_str())
+        .chain(v.argv.iter().map(String::as_str))
+        .map(shell_word)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `+1 ~2 -0`, from the change model the shim sent.
+fn counts(v: &RequestView) -> String {
+    v.diff.summary["summary"]
+        .as_str()
+        .map_or_else(|| "no diff".into(), line)
+}
+
 fn print_one(v: &RequestView) {
+    let opt = |o: &Option<String>| o.as_deref().map_or_else(|| "-".into(), line);
     println!("request     {}", v.id);
     println!("state       {}", v.state.as_str());
     println!(
         "agent       {} (for {})",
-        v.agent,
-        v.on_behalf_of.as_deref().unwrap_or("-")
+        line(&v.agent),
+        opt(&v.on_behalf_of)
     );
-    println!("command     {} {}", v.tool, v.argv.join(" "));
-    println!("cwd         {} on {}", v.cwd, v.host);
+    println!("command     {}", command(v));
+    println!("cwd         {} on {}", line(&v.cwd), line(&v.host));
+    println!("target      (what the approval covers)");
+    let t = &v.environment;
+    for (what, value) in [
+        ("kube context", &t.kube_context),
+        ("cluster", &t.cluster_server),
+        ("kube user", &t.kube_user),
+        ("namespace", &t.namespace),
+        ("workspace", &t.terraform_workspace),
+        ("backend", &t.terraform_backend),
+        ("directory", &t.dir),
+    ] {
+        if let Some(value) = value {
+            println!("  {what:<12} {}", line(value));
+        }
+    }
     println!(
         "policy      {} by rule {} (environment {}, risk {})",
         v.classification.verdict,
-        v.classification.rule,
-        v.classification.environment.as_deref().unwrap_or("-"),
-        v.classification.risk.as_deref().unwrap_or("-")
+        line(&v.classification.rule),
+        opt(&v.classification.environment),
+        opt(&v.classification.risk)
     );
+    println!("changes     {}", counts(v));
     if let Some(r) = &v.reason {
-        println!("reason      {r:?}");
+        println!("reason      {} (the agent's words)", line(r));
     }
     if let Some(d) = &v.decision {
         println!(
             "decision    {} by {} {}",
             d.decision.as_str(),
-            d.approvers.join(", "),
+            line(&d.approvers.join(", ")),
             d.comment
                 .as_deref()
-                .map(|c| format!("({c:?})"))
+                .map(|c| format!("({})", line(c)))
                 .unwrap_or_default()
         );
     }
-    if !v.diff.text.is_empty() {
-        // The diff is untrusted text from the agent's side: escape control characters.
+    if let Some(o) = &v.outcome {
+        let how = match (o.exit_code, o.signal) {
+            (Some(c), _) => format!("exit {c}"),
+            (None, Some(s)) => format!("killed by signal {s}"),
+            (None, None) => "unknown".into(),
+        };
         println!(
-            "diff:\n{}",
-            v.diff.text.escape_debug().to_string().replace("\\n", "\n")
+            "outcome     {how} after {:.1}s (reported by {}; not verified by the server)",
+            o.duration_ms as f64 / 1000.0,
+            opt(&v.outcome_reported_by)
         );
+    }
+    if !v.diff.text.is_empty() {
+        // Untrusted text from the agent's side: shown, never obeyed.
+        println!("diff:\n{}", terminal(&v.diff.text, true));
+        if v.diff.truncated {
+            println!("(the diff was cut to fit; the rest was not sent)");
+        }
     }
 }
 
@@ -145,13 +196,19 @@ pub fn list(a: ListArgs) -> Result<i32, CliError> {
     let list: Vec<RequestView> =
         serde_json::from_str(&text).map_err(|e| CliError::new(1, format!("bad answer: {e}")))?;
     for v in &list {
+        let env = match (&v.classification.environment, &v.classification.risk) {
+            (Some(e), Some(r)) => format!("{}({})", line(e), r),
+            (Some(e), None) => line(e),
+            _ => "-".into(),
+        };
         println!(
-            "{}  {:<9} {:<12} {} {}",
+            "{}  {:<9} {:<16} {:<14} {:<12} {}",
             v.id,
             v.state.as_str(),
-            v.agent,
-            v.tool,
-            v.argv.join(" ").escape_debug()
+            env,
+            counts(v),
+            line(&v.agent),
+            command(v)
         );
     }
     if list.is_empty() {

@@ -4,7 +4,11 @@
 //! - for each tool: the first match on PATH is a hitl-gate shim (else the agent bypasses the
 //!   gate), and a real binary is found behind it that is not a shim;
 //! - with `[approval]` configured: the token file is readable by this user and not by others,
-//!   the server answers, and its public key is the pinned one.
+//!   the server answers, and its public key is the pinned one;
+//! - the approval server's data dir (`--data-dir`, else the policy's `[serve] data_dir`, else the
+//!   default), if it is on this machine: this user must not be able to connect to its admin
+//!   socket (that is approving) or read its signing key (that is signing approvals). Run doctor
+//!   as the agent's user: the server must run as a user the agent is not.
 //!
 //! Prints one line per check and exits 1 if any check failed.
 
@@ -17,9 +21,14 @@ use crate::shim::resolve::{self, SelfId};
 use crate::tool::ALL_TOOLS;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The approval server's data dir to check this user cannot reach [default: the policy's
+    /// `[serve] data_dir`, else $XDG_DATA_HOME/hitl-gate].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
 
-pub fn run(_args: Args) -> Result<i32, CliError> {
+pub fn run(args: Args) -> Result<i32, CliError> {
     let mut failed = 0;
     let mut report = |ok: bool, line: String| {
         println!("{} {line}", if ok { "ok  " } else { "FAIL" });
@@ -86,7 +95,72 @@ pub fn run(_args: Args) -> Result<i32, CliError> {
         ),
         None => {}
     }
+    let data_dir = args
+        .data_dir
+        .or_else(|| policy.as_ref().and_then(|p| p.serve().data_dir.clone()))
+        .or_else(default_data_dir);
+    if let Some(dir) = data_dir {
+        for (ok, line) in server_reach_checks(&dir) {
+            report(ok, line);
+        }
+    }
     Ok(if failed == 0 { 0 } else { 1 })
+}
+
+#[cfg(feature = "server")]
+fn default_data_dir() -> Option<PathBuf> {
+    Some(crate::server::default_data_dir())
+}
+
+#[cfg(not(feature = "server"))]
+fn default_data_dir() -> Option<PathBuf> {
+    None
+}
+
+/// Whether this user can reach the approval server's admin socket or signing key in `dir`.
+fn server_reach_checks(dir: &std::path::Path) -> Vec<(bool, String)> {
+    let user = nix::unistd::getuid();
+    let socket = dir.join("admin.sock");
+    let key = dir.join("signing.key");
+    let mut out = Vec::new();
+    if socket.exists() {
+        match std::os::unix::net::UnixStream::connect(&socket) {
+            Ok(_) => out.push((
+                false,
+                format!(
+                    "this user (uid {user}) can connect to the approval server's admin socket {}: \
+                     an agent running as this user could approve its own requests; run the server \
+                     as a user the agent is not",
+                    socket.display()
+                ),
+            )),
+            Err(_) => out.push((
+                true,
+                format!(
+                    "this user cannot reach the admin socket {}",
+                    socket.display()
+                ),
+            )),
+        }
+    }
+    if key.exists() {
+        match std::fs::File::open(&key) {
+            Ok(_) => out.push((
+                false,
+                format!(
+                    "this user (uid {user}) can read the approval server's signing key {}: an \
+                     agent running as this user could sign its own approvals; run the server as \
+                     a user the agent is not",
+                    key.display()
+                ),
+            )),
+            Err(_) => out.push((
+                true,
+                format!("this user cannot read the signing key {}", key.display()),
+            )),
+        }
+    }
+    out
 }
 
 /// Token file, reachability and the pinned key, as (ok, line) results.

@@ -363,6 +363,26 @@ impl SecretValues {
         self.0.is_empty()
     }
 
+    /// The change model with every collected value redacted from its addresses, reasons and
+    /// attribute values.
+    pub fn redact_changes(&self, set: &mut ChangeSet) {
+        if self.is_empty() {
+            return;
+        }
+        for r in &mut set.resources {
+            r.address = self.redact(&r.address);
+            if let Some(why) = &r.action_reason {
+                r.action_reason = Some(self.redact(why));
+            }
+            for a in &mut r.attributes {
+                a.path = self.redact(&a.path);
+                for v in [&mut a.before, &mut a.after].into_iter().flatten() {
+                    *v = self.redact(v);
+                }
+            }
+        }
+    }
+
     /// `text` with every collected value replaced by [`MASKED`] (longest values first, so a
     /// value that contains another is removed whole).
     pub fn redact(&self, text: &str) -> String {

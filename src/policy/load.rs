@@ -9,8 +9,10 @@
 //! release builds do not) read it from `HITL_GATE_TEST_ROOT`, so tests can exercise the `/etc`
 //! precedence without root. A production binary has no such variable.
 //!
-//! A policy file (and, for the system policy, its directory) that group or others can write,
-//! or that is owned by neither root nor the current user, is refused.
+//! A policy file (and, for the system policy, its directory) that group or others can write is
+//! refused. The system policy and its directory must be owned by root: a system policy the
+//! agent's user owns would be the agent's to rewrite. A `$HITL_GATE_POLICY` file must be owned
+//! by root or the current user.
 
 use std::fs::File;
 use std::io::Read;
@@ -120,12 +122,13 @@ pub fn load_file(path: &Path, check_dir: bool, sections: Sections) -> Result<Pol
     if !meta.is_file() {
         return Err(err("is not a regular file".into()));
     }
-    check_owner_and_mode(&meta).map_err(&err)?;
+    // `check_dir` is set for the system policy, which must be root's, directory included.
+    check_owner_and_mode(&meta, check_dir).map_err(&err)?;
     if check_dir {
         let dir = path.parent().unwrap_or(Path::new("/"));
         let dmeta = std::fs::metadata(dir)
             .map_err(|e| err(format!("cannot stat its directory {}: {e}", dir.display())))?;
-        check_owner_and_mode(&dmeta)
+        check_owner_and_mode(&dmeta, true)
             .map_err(|m| err(format!("its directory {}: {m}", dir.display())))?;
     }
     let mut text = String::new();
@@ -239,12 +242,19 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-fn check_owner_and_mode(meta: &std::fs::Metadata) -> Result<(), String> {
+fn check_owner_and_mode(meta: &std::fs::Metadata, root_only: bool) -> Result<(), String> {
     let mode = meta.mode();
     if mode & 0o022 != 0 {
         return Err(format!(
             "is writable by group or others (mode {:o}); refusing it (chmod go-w)",
             mode & 0o7777
+        ));
+    }
+    if root_only && meta.uid() != 0 {
+        return Err(format!(
+            "is owned by uid {}, not root; the system policy must be root's, or its owner \
+             could rewrite the rules (chown root)",
+            meta.uid()
         ));
     }
     let me = current_uid();

@@ -51,6 +51,10 @@ pub struct Approval {
     /// A PEM bundle of extra CA certificates to trust for the server's TLS certificate.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// An HTTP(S) proxy for the connection to the server. The agent's proxy variables
+    /// (`HTTPS_PROXY`, `ALL_PROXY`, …) are never used.
+    #[serde(default)]
+    pub proxy: Option<String>,
 }
 
 /// A duration written as `500ms`, `30s`, `15m` or `2h`.
@@ -116,6 +120,14 @@ pub struct Serve {
     /// …and at least this often while rows are being added. Default 60s.
     #[serde(default = "default_checkpoint_interval")]
     pub checkpoint_interval: Duration,
+    /// Most TCP connections open at once; more are closed at once. Default 16384 (and never
+    /// more than the file-descriptor limit allows).
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection that sends no complete request head within this time (also between two
+    /// requests of a keep-alive connection) is closed. Default 10s.
+    #[serde(default = "default_header_read_timeout")]
+    pub header_read_timeout: Duration,
     /// `[[serve.agent]]`: the agents allowed to submit requests.
     #[serde(default, rename = "agent")]
     pub agents: Vec<Agent>,
@@ -132,6 +144,8 @@ impl Default for Serve {
             high_risk_timeout: default_high_risk_timeout(),
             checkpoint_every: default_checkpoint_every(),
             checkpoint_interval: default_checkpoint_interval(),
+            max_connections: default_max_connections(),
+            header_read_timeout: default_header_read_timeout(),
             agents: Vec::new(),
         }
     }
@@ -151,6 +165,12 @@ fn default_high_risk_timeout() -> Duration {
 }
 fn default_checkpoint_every() -> u64 {
     100
+}
+fn default_max_connections() -> usize {
+    16384
+}
+fn default_header_read_timeout() -> Duration {
+    Duration(std::time::Duration::from_secs(10))
 }
 fn default_checkpoint_interval() -> Duration {
     Duration(std::time::Duration::from_secs(60))

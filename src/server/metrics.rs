@@ -1,5 +1,6 @@
 //! `GET /metrics` in the Prometheus text format: pending requests, decisions by outcome, the
-//! time-to-decision histogram and the number of waiting clients.
+//! time-to-decision histogram, the number of waiting clients and the TCP connections refused
+//! over the cap.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
@@ -23,6 +24,8 @@ pub struct Metrics {
     count: AtomicU64,
     sum_ms: AtomicU64,
     pub waiters: AtomicI64,
+    /// TCP connections closed at once because `[serve] max_connections` were open.
+    pub connections_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -43,6 +46,14 @@ impl Metrics {
 
     pub fn render(&self, pending: i64) -> String {
         let mut s = String::new();
+        s.push_str(
+            "# HELP hitl_gate_connections_refused_total TCP connections closed at once over the cap.\n",
+        );
+        s.push_str("# TYPE hitl_gate_connections_refused_total counter\n");
+        s.push_str(&format!(
+            "hitl_gate_connections_refused_total {}\n",
+            self.connections_refused.load(Relaxed)
+        ));
         s.push_str("# HELP hitl_gate_pending_requests Requests waiting for a decision.\n");
         s.push_str("# TYPE hitl_gate_pending_requests gauge\n");
         s.push_str(&format!("hitl_gate_pending_requests {pending}\n"));

@@ -4,11 +4,12 @@
 //! The test seam is [`launch_with_listener`]: tests bind `127.0.0.1:0` themselves and hand the
 //! listener over, so they know the address and drive the server with a real HTTP client.
 //!
-//! Two listeners share one router: TCP (agents, with bearer tokens; public endpoints) and the
-//! admin Unix socket `DATA_DIR/admin.sock` (mode 0600), whose callers are approvers identified by
-//! SO_PEERCRED as `local:<user>`.
+//! Two listeners share one router: TCP (agents, with bearer tokens; public endpoints; capped and
+//! timed out in `conn.rs`) and the admin Unix socket `DATA_DIR/admin.sock` (mode 0600), whose
+//! callers are approvers identified by SO_PEERCRED as `local:<user>`.
 
 pub mod auth;
+mod conn;
 pub mod error;
 mod metrics;
 mod routes;
@@ -207,27 +208,26 @@ where
             .into_make_service_with_connect_info::<LocalPeer>(),
     )
     .with_graceful_shutdown(stopped(stop_rx.clone()));
+    let limits = conn::Limits {
+        max_connections: conn::connection_cap(serve.max_connections),
+        header_read_timeout: serve.header_read_timeout.0,
+    };
     let tcp = async {
         match config.tls {
             Some(tls) => {
-                axum::serve(tls::TlsListener::new(listener, tls), router)
-                    .with_graceful_shutdown(stopped(stop_rx.clone()))
-                    .await
+                let l = tls::TlsListener::new(listener, tls);
+                conn::serve(l, router, limits, stop_rx.clone(), app.clone()).await;
             }
-            None => {
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stopped(stop_rx.clone()))
-                    .await
-            }
+            None => conn::serve(listener, router, limits, stop_rx.clone(), app.clone()).await,
         }
     };
-    let (a, b) = tokio::join!(tcp, uds_server);
+    let ((), b) = tokio::join!(tcp, uds_server);
     reaper.abort();
     checkpointer.abort();
     let _ = std::fs::remove_file(&socket);
     // A last checkpoint so the head at shutdown is signed.
     let _ = app.store.checkpoint(now_ms()).await;
-    a.and(b).map_err(|e| format!("server error: {e}"))
+    b.map_err(|e| format!("server error: {e}"))
 }
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, UnixListener>>

@@ -48,7 +48,24 @@ pub fn router(app: Arc<App>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(request_deadline))
         .with_state(app)
+}
+
+/// The longest any request may take (a long-poll's wait plus a margin): a client that sends
+/// its body a byte at a time cannot hold a connection forever.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(MAX_WAIT_SECONDS + 30);
+
+async fn request_deadline(req: Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(REQUEST_DEADLINE, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            "the request took too long to arrive or to answer",
+        )
+        .into_response(),
+    }
 }
 
 type St = AxState<Arc<App>>;
@@ -431,7 +448,15 @@ async fn outcome(
     Body(o): Body<Outcome>,
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
-    changed(app.store.outcome(&id, &agent.name, &o, now_ms()).await?)
+    let result = app.store.outcome(&id, &agent.name, &o, now_ms()).await?;
+    if let Changed::Conflict(State::Approved) = &result {
+        eprintln!(
+            "hitl-gate serve: agent {} tried to record a second outcome for request {id}; \
+             refused and recorded (outcome_refused)",
+            agent.name
+        );
+    }
+    changed(result)
 }
 
 async fn decision(

@@ -282,6 +282,9 @@ impl Store {
             "request": request,
             "agent": agent,
             "classification": classification,
+            // The server never saw the plan: this row is the agent's word.
+            "reported_by": format!("agent:{agent}"),
+            "verified": false,
         });
         let keys = self.keys.clone();
         let every = self.checkpoint_every;
@@ -330,6 +333,8 @@ impl Store {
             argv_sha256: signing::argv_sha256(&view.tool, &view.argv),
             artifact_sha256: view.artifact_sha256.clone(),
             environment_sha256: signing::environment_sha256(&view.environment),
+            request_sha256: view.request().sha256(),
+            nonce: view.nonce.clone(),
             decided_at: ch.now,
             valid_until,
             signature: String::new(),
@@ -386,7 +391,9 @@ impl Store {
         Ok(Changed::Done(Box::new(view)))
     }
 
-    /// Records the outcome of an approved run, once, with its audit row.
+    /// Records the outcome of an approved run, once, with its audit row. The outcome is the
+    /// agent's word (the server cannot see the run), and both the row and the view say so. A
+    /// second outcome is refused, and the attempt is itself recorded (`outcome_refused`).
     pub async fn outcome(
         &self,
         id: &str,
@@ -400,13 +407,45 @@ impl Store {
         if view.agent != agent {
             return Ok(Changed::NotFound);
         }
-        if view.state != State::Approved || view.outcome.is_some() {
+        if view.state != State::Approved {
+            return Ok(Changed::Conflict(view.state));
+        }
+        let reported_by = format!("agent:{agent}");
+        if view.outcome.is_some() {
+            let body = json!({
+                "command": {"tool": &view.tool, "argv": &view.argv},
+                "attempted_outcome": outcome,
+                "reported_by": &reported_by,
+                "why": "an outcome is already recorded for this request",
+            });
+            let keys = self.keys.clone();
+            let every = self.checkpoint_every;
+            let (id_s, actor) = (id.to_string(), reported_by.clone());
+            self.write(move |c| {
+                Box::pin(async move {
+                    append(
+                        c,
+                        &keys,
+                        every,
+                        now,
+                        "outcome_refused",
+                        Some(&id_s),
+                        &actor,
+                        &body,
+                    )
+                    .await?;
+                    Ok(true)
+                })
+            })
+            .await?;
             return Ok(Changed::Conflict(view.state));
         }
         let body = json!({
             "command": {"tool": &view.tool, "argv": &view.argv},
             "environment": &view.environment,
             "outcome": outcome,
+            "reported_by": &reported_by,
+            "verified": false,
         });
         let keys = self.keys.clone();
         let every = self.checkpoint_every;
@@ -703,6 +742,7 @@ fn view_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RequestView> {
         diff: request.diff,
         artifact_sha256: request.artifact_sha256,
         reason: request.reason,
+        nonce: request.nonce,
         classification,
         created_at: r.get(3),
         deadline: r.get(4),
@@ -710,6 +750,9 @@ fn view_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RequestView> {
             .map(|d| serde_json::from_str(&d))
             .transpose()
             .map_err(|e| bad("decision", &e))?,
+        outcome_reported_by: outcome
+            .as_ref()
+            .map(|_| format!("agent:{}", r.get::<&str, _>(1))),
         outcome: outcome
             .map(|o| serde_json::from_str(&o))
             .transpose()

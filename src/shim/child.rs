@@ -98,21 +98,54 @@ fn wait(mut child: Child) -> std::io::Result<ExitStatus> {
     status
 }
 
-/// Runs `cmd` to completion with an empty signal mask, forwarding signals to it meanwhile.
+/// Runs `cmd` to completion with an empty signal mask, forwarding signals to it meanwhile. Its
+/// output goes straight to the shim's (so the shim no longer knows where stderr's cursor is).
 pub fn run(cmd: &mut Command) -> std::io::Result<ExitStatus> {
-    wait(spawn(cmd)?)
+    let status = wait(spawn(cmd)?);
+    super::say::unknown();
+    status
 }
 
-/// Runs `cmd` like [`run`], capturing its stdout; stderr is inherited.
+/// Copies a child's stderr to this process's stderr as it comes, on a thread, keeping track of
+/// where the cursor is (`say.rs`).
+fn pass_stderr(child: &mut Child) -> Option<std::thread::JoinHandle<()>> {
+    use std::io::{Read, Write};
+    let mut from = child.stderr.take()?;
+    Some(std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        let mut err = std::io::stderr();
+        loop {
+            match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    // The agent's stderr may be gone; nothing to do about it.
+                    let _ = err.write_all(&buf[..n]);
+                    super::say::copied(&buf[..n]);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }))
+}
+
+/// Runs `cmd` like [`run`], capturing its stdout; its stderr is passed on.
 pub fn output(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>)> {
     use std::io::Read;
-    let mut child = spawn(cmd.stdout(std::process::Stdio::piped()))?;
+    let mut child = spawn(
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    )?;
+    let errs = pass_stderr(&mut child);
     let mut out = Vec::new();
     let read = child
         .stdout
         .take()
         .map_or(Ok(0), |mut s| s.read_to_end(&mut out));
     let status = wait(child);
+    if let Some(t) = errs {
+        let _ = t.join();
+    }
     read?;
     Ok((status?, out))
 }
@@ -146,10 +179,14 @@ pub fn output_all(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>, Ve
 }
 
 /// Runs `cmd` like [`run`], copying its stdout to this process's stderr as it comes and keeping
-/// a copy.
+/// a copy; its stderr is passed on too.
 pub fn tee_stdout_to_stderr(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>)> {
     use std::io::{Read, Write};
-    let mut child = spawn(cmd.stdout(std::process::Stdio::piped()))?;
+    let mut child = spawn(
+        cmd.stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped()),
+    )?;
+    let errs = pass_stderr(&mut child);
     let mut kept = Vec::new();
     let mut read = Ok(());
     if let Some(mut out) = child.stdout.take() {
@@ -161,6 +198,7 @@ pub fn tee_stdout_to_stderr(cmd: &mut Command) -> std::io::Result<(ExitStatus, V
                 Ok(n) => {
                     // The agent's stderr may be gone; the copy is what matters.
                     let _ = err.write_all(&buf[..n]);
+                    super::say::copied(&buf[..n]);
                     kept.extend_from_slice(&buf[..n]);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -169,6 +207,9 @@ pub fn tee_stdout_to_stderr(cmd: &mut Command) -> std::io::Result<(ExitStatus, V
         };
     }
     let status = wait(child);
+    if let Some(t) = errs {
+        let _ = t.join();
+    }
     read?;
     Ok((status?, kept))
 }

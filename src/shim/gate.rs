@@ -13,6 +13,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use super::child;
+use super::say::say;
 use crate::api::{CreateRequest, Outcome, RequestView, State, Target};
 use crate::argv::Invocation;
 use crate::client::{Client, ClientError};
@@ -144,9 +145,9 @@ pub fn run(
                 "the plan has no changes and recording that failed ({e})"
             ))
         })?;
-        eprintln!(
-            "hitl-gate: the plan has no changes; running it without asking (recorded as \
-             no_changes)"
+        say(
+            "the plan has no changes; running it without asking (recorded as no_changes, on \
+             the agent's word)",
         );
         check_artifact(&prepared, &prepared.request.artifact_sha256)?;
         return child::run(&mut command(&prepared, argv0)).map_err(|e| {
@@ -188,6 +189,8 @@ pub fn run(
         argv_sha256: signing::argv_sha256(tool.name(), &args),
         environment_sha256: signing::environment_sha256(&target),
         artifact_sha256: artifact_now,
+        request_sha256: prepared.request.sha256(),
+        nonce: &prepared.request.nonce,
     };
     signing::check_approval(&public_key, decision, &want, crate::api::now_ms()).map_err(|e| {
         (
@@ -195,15 +198,15 @@ pub fn run(
             format!("request {id} was approved, but the approval does not hold: {e}; nothing ran"),
         )
     })?;
-    eprintln!(
-        "hitl-gate: request {id} approved by {}{}; running it",
+    say(&format!(
+        "request {id} approved by {}{}; running it",
         decision.approvers.join(", "),
         decision
             .comment
             .as_deref()
             .map(|c| format!(" ({c:?})"))
             .unwrap_or_default()
-    );
+    ));
     let started = Instant::now();
     let status = child::run(&mut command(&prepared, argv0)).map_err(|e| {
         (
@@ -217,7 +220,9 @@ pub fn run(
         duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
     };
     if let Err(e) = retry_briefly(|| client.outcome(&id, &outcome)) {
-        eprintln!("hitl-gate: warning: the outcome of request {id} was not recorded: {e}");
+        say(&format!(
+            "warning: the outcome of request {id} was not recorded: {e}"
+        ));
     }
     Ok(status)
 }
@@ -302,10 +307,26 @@ pub fn request(
             summary: changes.to_json(),
         },
         artifact_sha256,
-        reason: std::env::var("HITL_GATE_REASON")
-            .ok()
-            .filter(|r| !r.is_empty()),
+        reason: reason(),
+        nonce: nonce(),
     }
+}
+
+/// The agent's own words for a request, from `HITL_GATE_REASON` (shown, never trusted).
+pub fn reason() -> Option<String> {
+    std::env::var("HITL_GATE_REASON")
+        .ok()
+        .filter(|r| !r.is_empty())
+}
+
+/// A fresh nonce for one gated command: 32 random bytes, hex.
+pub fn nonce() -> String {
+    let mut b = [0u8; 32];
+    // A system without randomness cannot run the gate at all; an all-zero nonce would only
+    // weaken replay protection, so fail loudly instead.
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
+        .expect("the system random source works");
+    crate::hex::encode(&b)
 }
 
 /// SHA-256 of a file's bytes.
@@ -338,15 +359,14 @@ fn announce(cmdline: &str, view: &RequestView, base: &str, req: &CreateRequest) 
         .get("summary")
         .and_then(|s| s.as_str())
         .unwrap_or("no diff");
-    eprintln!(
-        "hitl-gate: `{cmdline}` is waiting for a human (rule {}, environment {})\n\
-         hitl-gate: request {id}; review: {base}/api/v1/requests/{id} (approvers: hitl-gate \
-         show {id})\n\
-         hitl-gate: changes: {summary}",
+    say(&format!(
+        "`{cmdline}` is waiting for a human (rule {}, environment {})\n\
+         request {id}; review: {base}/api/v1/requests/{id} (approvers: hitl-gate show {id})\n\
+         changes: {summary}",
         view.classification.rule,
         view.classification.environment.as_deref().unwrap_or("none"),
         id = view.id,
-    );
+    ));
 }
 
 /// Waits for the decision: a poller thread long-polls (retrying lost connections with backoff
@@ -370,10 +390,6 @@ fn wait(
     };
     loop {
         let event = rx.recv_timeout(tick);
-        if tty && !matches!(event, Err(RecvTimeoutError::Timeout)) {
-            // End the live line before anything else is printed.
-            eprintln!();
-        }
         match event {
             Ok(Event::Decided(v)) => return Ok(*v),
             Ok(Event::Signal(sig)) => {
@@ -398,19 +414,21 @@ fn wait(
                 ))
             }
             Ok(Event::Retrying(e)) => {
-                eprintln!("hitl-gate: connection to the approval server lost ({e}); retrying");
+                say(&format!(
+                    "connection to the approval server lost ({e}); retrying"
+                ));
             }
             Err(RecvTimeoutError::Timeout) => {
                 let left = (deadline - crate::api::now_ms()).max(0) / 1000;
                 let line = format!(
-                    "hitl-gate: waiting for approval of request {id}: {}m{:02}s left",
+                    "waiting for approval of request {id}: {}m{:02}s left",
                     left / 60,
                     left % 60
                 );
                 if tty {
-                    eprint!("\r\x1b[2K{line}");
+                    super::say::live(&line);
                 } else {
-                    eprintln!("{line}");
+                    say(&line);
                 }
             }
             Err(RecvTimeoutError::Disconnected) => {

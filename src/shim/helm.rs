@@ -90,7 +90,7 @@ pub fn prepare(
     };
     let release = inv.positionals.first().cloned().unwrap_or_default();
     let mut secrets = SecretValues::default();
-    let (text, changes, rendered) = match path.as_str() {
+    let (text, mut changes, rendered) = match path.as_str() {
         "upgrade" | "install" => {
             let r = h.render(&run).map_err(|e| {
                 (
@@ -163,6 +163,8 @@ pub fn prepare(
             None,
         ),
     };
+    // The last line of defence: no Secret value found anywhere leaves in the text or the model.
+    secrets.redact_changes(&mut changes);
     let shown = format!(
         "{}{}{}\n--- per object ---\n{text}",
         kube::target_header(&resolved.target),

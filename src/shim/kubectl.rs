@@ -97,7 +97,7 @@ pub fn prepare(real: &Path, args: &[String], inv: &Invocation) -> Result<Prepare
     };
     let path = inv.path_string();
     let mut secrets = inputs.secrets.clone();
-    let (text, changes) = if !inv.known_subcommand || !inv.uncertain.is_empty() {
+    let (text, mut changes) = if !inv.known_subcommand || !inv.uncertain.is_empty() {
         no_diff(args, &resolved, inv)
     } else if path == "delete" {
         h.deletions()?
@@ -108,6 +108,8 @@ pub fn prepare(real: &Path, args: &[String], inv: &Invocation) -> Result<Prepare
     } else {
         no_diff(args, &resolved, inv)
     };
+    // The last line of defence: no Secret value found anywhere leaves in the text or the model.
+    secrets.redact_changes(&mut changes);
     let shown = format!(
         "{}{}\n--- per object ---\n{text}",
         kube::target_header(&resolved.target),

@@ -18,6 +18,7 @@ mod helm;
 pub mod kube;
 mod kubectl;
 pub mod resolve;
+pub mod say;
 pub mod sealed;
 mod terraform;
 
@@ -34,7 +35,7 @@ pub fn run(tool: Tool, argv0: OsString, args: Vec<OsString>) -> ! {
     match pipeline(tool, &argv0, &args) {
         Ok(status) => child::exit_like(status),
         Err((status, message)) => {
-            eprintln!("hitl-gate: {message}");
+            say::say(&message);
             exit(i32::from(status))
         }
     }

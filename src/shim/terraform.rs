@@ -225,9 +225,8 @@ pub fn prepare(tool: Tool, real: &Path, args: &[String]) -> Result<Prepared, Sto
         environment: target,
         diff: Diff::default(),
         artifact_sha256: Vec::new(),
-        reason: std::env::var("HITL_GATE_REASON")
-            .ok()
-            .filter(|r| !r.is_empty()),
+        reason: super::gate::reason(),
+        nonce: super::gate::nonce(),
     };
     let global: Vec<OsString> = s
         .chdir

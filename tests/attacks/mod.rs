@@ -5,8 +5,15 @@
 
 pub mod act_before_approval;
 mod channel;
+mod outcome;
 mod raw;
 mod secrets;
+mod server_flood;
+mod shim_output;
 mod snapshot;
+mod system_policy;
 mod target_names;
+mod terminal;
+mod terraform_changes;
 mod tool_config;
+mod workspace;

@@ -100,7 +100,7 @@ async fn secret_values_on_every_kube_path_stay_in_the_shim() {
                 "--from-file=key=secret.txt",
             ],
         ),
-        ("kubectl", vec!["apply", "-f", "list.json"]),
+        ("kubectl", vec!["apply", "-f", "two.yaml"]),
         (
             "helm",
             vec![
@@ -114,10 +114,11 @@ async fn secret_values_on_every_kube_path_stay_in_the_shim() {
         ),
     ];
     std::fs::write(k.sb.work.join("secret.txt"), "file-secret-1").unwrap();
+    // A JSON Secret in a stream after a ConfigMap.
     std::fs::write(
-        k.sb.work.join("list.json"),
+        k.sb.work.join("two.yaml"),
         format!(
-            r#"{{"apiVersion":"v1","kind":"List","items":[{{"apiVersion":"v1","kind":"Secret","metadata":{{"name":"in-list"}},"data":{{"k":"{}"}}}}]}}"#,
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: cm}}\ndata: {{a: b}}\n---\n{{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{{\"name\":\"in-stream\"}},\"data\":{{\"k\":\"{}\"}}}}\n",
             b64(b"list-secret-1")
         ),
     )

@@ -143,7 +143,8 @@ async fn fifos_and_device_files_are_refused_as_inputs() {
         prod_kc.replace("current-context: prod", "current-context: dev"),
     );
     let kfifo_path = kfifo.path.display().to_string();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>)> = vec![
+    type Env<'a> = Vec<(&'a str, &'a str)>;
+    let cases: Vec<(Vec<&str>, Env)> = vec![
         (vec!["apply", "-f", "m.yaml"], vec![("KUBECONFIG", &kc)]),
         (vec!["apply", "-f", "/dev/stdin"], vec![("KUBECONFIG", &kc)]),
         (

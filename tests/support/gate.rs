@@ -135,6 +135,36 @@ impl Gated {
         assert_eq!(s, 200, "{v}");
     }
 
+    /// A terraform configuration `main_tf` in `work/<name>`, initialised with the pinned null
+    /// provider by the real `terraform` (which this adds to the real-tools dir under `terraform`
+    /// and `tofu`). Returns its directory.
+    pub fn terraform_dir(&self, terraform: &Path, name: &str, main_tf: &str) -> PathBuf {
+        if !self.sb.real.join("terraform").exists() {
+            self.sb.add_real("terraform", terraform);
+            self.sb.add_real("tofu", terraform);
+        }
+        let dir = self.sb.work.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("main.tf"), main_tf).unwrap();
+        let mut init = self.sb.direct("terraform");
+        init.args(["init", "-input=false"])
+            .arg(format!(
+                "-plugin-dir={}",
+                super::tools::provider_dir().display()
+            ))
+            .current_dir(&dir);
+        let out = super::run(&mut init);
+        assert_eq!(super::code(&out), 0, "init: {}", stderr(&out));
+        dir
+    }
+
+    /// The real terraform, directly, in `dir`.
+    pub fn terraform(&self, dir: &Path, args: &[&str]) -> Output {
+        let mut c = self.sb.direct("terraform");
+        c.args(args).current_dir(dir);
+        super::run(&mut c)
+    }
+
     /// Every audit row's kind, actor and body, in order.
     pub async fn audit(&self) -> Vec<(String, String, Value)> {
         use sqlx::Row;

@@ -128,7 +128,8 @@ pub fn create_body(argv: &[&str]) -> Value {
         "environment": {"kube_context": "prod", "namespace": "web"},
         "diff": {"text": "- deployment web (3 replicas)\n", "summary": {"delete": 1}, "truncated": false},
         "artifact_sha256": [hitl_gate::hex::sha256(b"manifest")],
-        "reason": "clean up"
+        "reason": "clean up",
+        "nonce": hitl_gate::hex::sha256(format!("{argv:?}").as_bytes())
     })
 }
 
@@ -268,6 +269,28 @@ pub async fn raw_db(path: &Path) -> sqlx::SqliteConnection {
         .connect()
         .await
         .unwrap()
+}
+
+/// The audit log as `hitl-gate audit export` writes it: each row's kind and body, in order.
+pub fn audit_export(data: &Path) -> Vec<(String, Value)> {
+    let out = super::run(
+        Command::new(super::bin())
+            .args(["audit", "export", "--data-dir"])
+            .arg(data),
+    );
+    assert_eq!(super::code(&out), 0, "{}", super::stderr(&out));
+    super::stdout(&out)
+        .lines()
+        .filter_map(|l| {
+            let line: hitl_gate::audit::ExportLine = serde_json::from_str(l).unwrap();
+            match line {
+                hitl_gate::audit::ExportLine::Row(r) => {
+                    Some((r.kind, serde_json::from_str(&r.body).unwrap()))
+                }
+                hitl_gate::audit::ExportLine::Checkpoint(_) => None,
+            }
+        })
+        .collect()
 }
 
 /// A loopback port that was free a moment ago.
