@@ -11,8 +11,8 @@
 //! lockdown install, where the tool runs as another user, closes that.)
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
@@ -22,7 +22,6 @@ use nix::sys::memfd::{memfd_create, MFdFlags};
 pub struct Sealed {
     file: File,
     sha256: String,
-    len: usize,
 }
 
 impl Sealed {
@@ -51,7 +50,6 @@ impl Sealed {
         Ok(Sealed {
             file,
             sha256: crate::hex::sha256(bytes),
-            len: bytes.len(),
         })
     }
 
@@ -64,28 +62,6 @@ impl Sealed {
     /// SHA-256 of the sealed bytes (lowercase hex).
     pub fn sha256(&self) -> &str {
         &self.sha256
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The sealed bytes, read again from the memfd.
-    pub fn bytes(&self) -> Result<Vec<u8>, String> {
-        let fd = nix::unistd::dup(self.file.as_fd()).map_err(|e| format!("dup: {e}"))?;
-        let mut f = File::from(fd);
-        std::io::Seek::seek(&mut f, std::io::SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-        let mut out = Vec::with_capacity(self.len);
-        f.read_to_end(&mut out).map_err(|e| e.to_string())?;
-        Ok(out)
-    }
-
-    pub fn raw_fd(&self) -> RawFd {
-        self.file.as_raw_fd()
     }
 }
 
@@ -106,12 +82,10 @@ mod tests {
     #[test]
     fn a_sealed_snapshot_cannot_be_written_and_reads_back() {
         let s = Sealed::new("plan", b"PK plan bytes").unwrap();
-        assert_eq!(s.bytes().unwrap(), b"PK plan bytes");
+        assert_eq!(std::fs::read(s.path()).unwrap(), b"PK plan bytes");
         assert_eq!(s.sha256(), crate::hex::sha256(b"PK plan bytes"));
         // Through its /proc path, as another process of this user would open it.
-        let mut w = std::fs::OpenOptions::new()
-            .write(true)
-            .open(format!("/proc/self/fd/{}", s.raw_fd()));
+        let mut w = std::fs::OpenOptions::new().write(true).open(s.path());
         if let Ok(f) = w.as_mut() {
             assert!(
                 f.write_all(b"swapped").is_err(),
@@ -121,9 +95,9 @@ mod tests {
         assert!(std::fs::OpenOptions::new()
             .write(true)
             .truncate(true)
-            .open(format!("/proc/self/fd/{}", s.raw_fd()))
+            .open(s.path())
             .is_err());
-        assert_eq!(s.bytes().unwrap(), b"PK plan bytes");
+        assert_eq!(std::fs::read(s.path()).unwrap(), b"PK plan bytes");
         // Another process reads it by its path, with no fd of its own.
         let out = std::process::Command::new("/bin/cat")
             .arg(s.path())
