@@ -106,26 +106,37 @@ pub fn run(cmd: &mut Command) -> std::io::Result<ExitStatus> {
     status
 }
 
-/// Copies a child's stderr to this process's stderr as it comes, on a thread, keeping track of
-/// where the cursor is (`say.rs`).
-fn pass_stderr(child: &mut Child) -> Option<std::thread::JoinHandle<()>> {
-    use std::io::{Read, Write};
-    let mut from = child.stderr.take()?;
-    Some(std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        let mut err = std::io::stderr();
-        loop {
-            match from.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    // The agent's stderr may be gone; nothing to do about it.
-                    let _ = err.write_all(&buf[..n]);
-                    super::say::copied(&buf[..n]);
+/// Copies `from` to this process's stderr as it comes, keeping track of where the cursor is
+/// (`say.rs`), and, with `keep`, a copy of the bytes.
+fn copy_to_stderr(
+    mut from: impl std::io::Read,
+    mut keep: Option<&mut Vec<u8>>,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut buf = [0u8; 8192];
+    let mut err = std::io::stderr();
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => {
+                // The agent's stderr may be gone; nothing to do about it.
+                let _ = err.write_all(&buf[..n]);
+                super::say::copied(&buf[..n]);
+                if let Some(k) = keep.as_deref_mut() {
+                    k.extend_from_slice(&buf[..n]);
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(_) => break,
             }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
+    }
+}
+
+/// Passes a child's stderr on, on a thread (so its pipe can never fill and stall the child).
+fn pass_stderr(child: &mut Child) -> Option<std::thread::JoinHandle<()>> {
+    let from = child.stderr.take()?;
+    Some(std::thread::spawn(move || {
+        let _ = copy_to_stderr(from, None);
     }))
 }
 
@@ -181,31 +192,16 @@ pub fn output_all(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>, Ve
 /// Runs `cmd` like [`run`], copying its stdout to this process's stderr as it comes and keeping
 /// a copy; its stderr is passed on too.
 pub fn tee_stdout_to_stderr(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>)> {
-    use std::io::{Read, Write};
     let mut child = spawn(
         cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped()),
     )?;
     let errs = pass_stderr(&mut child);
     let mut kept = Vec::new();
-    let mut read = Ok(());
-    if let Some(mut out) = child.stdout.take() {
-        let mut buf = [0u8; 8192];
-        let mut err = std::io::stderr();
-        read = loop {
-            match out.read(&mut buf) {
-                Ok(0) => break Ok(()),
-                Ok(n) => {
-                    // The agent's stderr may be gone; the copy is what matters.
-                    let _ = err.write_all(&buf[..n]);
-                    super::say::copied(&buf[..n]);
-                    kept.extend_from_slice(&buf[..n]);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-    }
+    let read = child
+        .stdout
+        .take()
+        .map_or(Ok(()), |out| copy_to_stderr(out, Some(&mut kept)));
     let status = wait(child);
     if let Some(t) = errs {
         let _ = t.join();

@@ -29,7 +29,7 @@ use serde_json::Value;
 
 use super::gate::{Prepared, RunDir, Stop};
 use super::kube::{self, ArgvEdit, Edited, Resolved};
-use super::sealed::Sealed;
+use super::sealed::Snapshots;
 use crate::argv::helm::is_global_flag;
 use crate::argv::Invocation;
 use crate::diff::kube::{objects_change, value_changes, yaml_documents, SecretValues};
@@ -171,11 +171,7 @@ pub fn prepare(
         helm_env(),
         changes.render()
     );
-    let snapshot_hashes: Vec<String> = inputs
-        .sealed
-        .iter()
-        .map(|s| s.sha256().to_string())
-        .collect();
+    let snapshot_hashes = inputs.sealed.hashes();
     let artifacts = move |manifest: Option<&str>| -> Vec<String> {
         manifest
             .map(|m| crate::hex::sha256(m.as_bytes()))
@@ -202,8 +198,7 @@ pub fn prepare(
     // open for as long as this closure can be called.
     let render_args = run.with(&["--dry-run=server", "-o", "json"]);
     let check_cache = cache.clone();
-    let mut snapshots = inputs.sealed;
-    snapshots.push(resolved.kubeconfig);
+    let snapshots = inputs.sealed.with(resolved.kubeconfig);
     Ok(Prepared {
         request,
         program: real.to_path_buf(),
@@ -276,7 +271,7 @@ fn command(real: &Path, args: &[String], cache: &Path) -> Command {
 
 /// The agent's inputs, sealed.
 struct Inputs {
-    sealed: Vec<Sealed>,
+    sealed: Snapshots,
     /// Global flags naming snapshots (`--kube-ca-file=…`), for the helpers.
     global: Vec<String>,
 }
@@ -289,7 +284,7 @@ impl Inputs {
         edit: &mut ArgvEdit<'_>,
     ) -> Result<Inputs, String> {
         let mut inputs = Inputs {
-            sealed: Vec::new(),
+            sealed: Snapshots::default(),
             global: Vec::new(),
         };
         for (i, (name, value)) in inv.flags.iter().enumerate() {
@@ -301,7 +296,7 @@ impl Inputs {
                             "values from {v} cannot be read once and shown (pass a local file)"
                         ));
                     }
-                    let s = inputs.seal(v, kube::read_input(Path::new(v))?)?;
+                    let s = inputs.sealed.seal(v, kube::read_input(Path::new(v))?)?;
                     edit.drop_flag(i);
                     edit.insert(format!("--values={s}"));
                 }
@@ -311,14 +306,16 @@ impl Inputs {
                         let (key, file) = pair
                             .split_once('=')
                             .ok_or_else(|| format!("--set-file {pair:?} is not key=path"))?;
-                        let s = inputs.seal(file, kube::read_input(Path::new(file))?)?;
+                        let s = inputs
+                            .sealed
+                            .seal(file, kube::read_input(Path::new(file))?)?;
                         parts.push(format!("{key}={s}"));
                     }
                     edit.drop_flag(i);
                     edit.insert(format!("--set-file={}", parts.join(",")));
                 }
                 "--kube-ca-file" => {
-                    let s = inputs.seal(v, kube::read_input(Path::new(v))?)?;
+                    let s = inputs.sealed.seal(v, kube::read_input(Path::new(v))?)?;
                     edit.drop_flag(i);
                     let flag = format!("--kube-ca-file={s}");
                     edit.insert(flag.clone());
@@ -339,18 +336,11 @@ impl Inputs {
             }
             if let Some(chart) = inv.positionals.get(1) {
                 let bytes = chart_archive(env, inv, chart)?;
-                let s = inputs.seal(&format!("chart {chart}"), bytes)?;
+                let s = inputs.sealed.seal(&format!("chart {chart}"), bytes)?;
                 edit.replace_positional(1, s);
             }
         }
         Ok(inputs)
-    }
-
-    fn seal(&mut self, label: &str, bytes: Vec<u8>) -> Result<String, String> {
-        let s = Sealed::new(label, &bytes)?;
-        let path = s.path();
-        self.sealed.push(s);
-        Ok(path)
     }
 }
 

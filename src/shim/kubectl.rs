@@ -32,7 +32,7 @@ use serde_json::{json, Value};
 
 use super::gate::{Prepared, RunDir, Stop};
 use super::kube::{self, ArgvEdit, Edited, Resolved};
-use super::sealed::Sealed;
+use super::sealed::{Sealed, Snapshots};
 use crate::argv::kubectl::{is_global_flag, takes_flag};
 use crate::argv::Invocation;
 use crate::diff::kube::{items, objects_change, SecretValues};
@@ -121,16 +121,11 @@ pub fn prepare(real: &Path, args: &[String], inv: &Invocation) -> Result<Prepare
         resolved.target.clone(),
         secrets.redact(&shown),
         &changes,
-        inputs
-            .sealed
-            .iter()
-            .map(|s| s.sha256().to_string())
-            .collect(),
+        inputs.sealed.hashes(),
     );
     let (real_owned, inv_owned, cache_owned) = (real.to_path_buf(), inv.clone(), cache.clone());
     let hashes: Vec<String> = request.artifact_sha256.clone();
-    let mut snapshots = inputs.sealed;
-    snapshots.push(resolved.kubeconfig);
+    let snapshots = inputs.sealed.with(resolved.kubeconfig);
     Ok(Prepared {
         request,
         program: real.to_path_buf(),
@@ -202,7 +197,7 @@ fn refuse_unbindable(inv: &Invocation) -> Result<(), String> {
 
 /// The agent's inputs, sealed, and the Secret values found in them.
 struct Inputs {
-    sealed: Vec<Sealed>,
+    sealed: Snapshots,
     /// The `--filename=…` flags naming the manifest snapshots, in the agent's order.
     sources: Vec<String>,
     secrets: SecretValues,
@@ -217,7 +212,7 @@ impl Inputs {
         edit: &mut ArgvEdit<'_>,
     ) -> Result<Inputs, String> {
         let mut inputs = Inputs {
-            sealed: Vec::new(),
+            sealed: Snapshots::default(),
             sources: Vec::new(),
             secrets: SecretValues::default(),
         };
@@ -251,7 +246,7 @@ impl Inputs {
                     vec![(format!("kustomize {v}"), kustomize(real, v, cache)?)]
                 }
                 n if FILE_FLAGS.contains(&n) => {
-                    let s = inputs.seal(v, kube::read_input(Path::new(v))?)?;
+                    let s = inputs.sealed.seal(v, kube::read_input(Path::new(v))?)?;
                     edit.drop_flag(i);
                     edit.insert(format!("{name}={s}"));
                     continue;
@@ -273,7 +268,9 @@ impl Inputs {
                              each can be read once and shown"
                         ));
                     }
-                    let s = inputs.seal(file, kube::read_input(Path::new(file))?)?;
+                    let s = inputs
+                        .sealed
+                        .seal(file, kube::read_input(Path::new(file))?)?;
                     edit.drop_flag(i);
                     edit.insert(format!("--from-file={key}={s}"));
                     continue;
@@ -288,21 +285,13 @@ impl Inputs {
                 {
                     inputs.secrets.collect(&doc);
                 }
-                let path = inputs.seal(&label, bytes)?;
+                let path = inputs.sealed.seal(&label, bytes)?;
                 let flag = format!("--filename={path}");
                 edit.insert(flag.clone());
                 inputs.sources.push(flag);
             }
         }
         Ok(inputs)
-    }
-
-    /// Seals `bytes`; returns the path a child reads them at.
-    fn seal(&mut self, label: &str, bytes: Vec<u8>) -> Result<String, String> {
-        let s = Sealed::new(label, &bytes)?;
-        let path = s.path();
-        self.sealed.push(s);
-        Ok(path)
     }
 }
 

@@ -65,6 +65,32 @@ impl Sealed {
     }
 }
 
+/// The snapshots of one gated command, in the order they were taken.
+#[derive(Debug, Default)]
+pub struct Snapshots(Vec<Sealed>);
+
+impl Snapshots {
+    /// Seals `bytes` (named `label` in `/proc/*/fd`); returns the path the tool reads them at.
+    pub fn seal(&mut self, label: &str, bytes: impl AsRef<[u8]>) -> Result<String, String> {
+        let s = Sealed::new(label, bytes.as_ref())?;
+        let path = s.path();
+        self.0.push(s);
+        Ok(path)
+    }
+
+    /// The SHA-256 of each snapshot, in order: what the approval is bound to.
+    pub fn hashes(&self) -> Vec<String> {
+        self.0.iter().map(|s| s.sha256().to_string()).collect()
+    }
+
+    /// All of them, with `also` (the pinned kubeconfig), for the run to keep open.
+    pub fn with(self, also: Sealed) -> Vec<Sealed> {
+        let mut v = self.0;
+        v.push(also);
+        v
+    }
+}
+
 /// Clears close-on-exec on the snapshots in this process, for an `exec` that replaces it (the
 /// passthrough of a command pinned to a resolved kubeconfig).
 pub fn keep_across_exec<'a>(snapshots: impl IntoIterator<Item = &'a Sealed>) -> Result<(), String> {

@@ -85,13 +85,7 @@ async fn a_replayed_approval_of_an_identical_command_does_not_run_it_again() {
     let k = KubeGated::new().await;
     std::fs::write(k.sb.work.join("web.yaml"), deployment("web", 2)).unwrap();
     let kc = k.kubeconfig.display().to_string();
-    let mut child = k.spawn_with(
-        "kubectl",
-        &k.sb.work,
-        &["apply", "-f", "web.yaml"],
-        &[("KUBECONFIG", &kc)],
-        Stdio::null(),
-    );
+    let mut child = k.kubectl(&["apply", "-f", "web.yaml"]);
     let req = k.pending(&mut child).await;
     let id = req["id"].as_str().unwrap().to_string();
     k.decide(&id, "approve", "once").await;

@@ -55,13 +55,7 @@ async fn a_label_change_on_an_applied_secret_leaks_nothing() {
         secret("hunter22", "plain-token-1", "    tier: back\n"),
     )
     .unwrap();
-    let mut child = k.spawn_with(
-        "kubectl",
-        &k.sb.work,
-        &["apply", "-f", "s.yaml"],
-        &[("KUBECONFIG", &kc)],
-        Stdio::null(),
-    );
+    let mut child = k.kubectl(&["apply", "-f", "s.yaml"]);
     let req = k.pending(&mut child).await;
     let text = req["diff"]["text"].as_str().unwrap();
     assert!(text.contains("tier"), "the label change is shown: {text}");

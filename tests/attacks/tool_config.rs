@@ -8,20 +8,11 @@ use crate::support::{code, stderr};
 
 use super::act_before_approval::deployment;
 
-fn seed(k: &KubeGated, file: &str) {
-    let mut c = k.sb.direct("kubectl");
-    c.args(["apply", "-f", file])
-        .current_dir(&k.sb.work)
-        .env("KUBECONFIG", &k.kubeconfig);
-    let out = crate::support::run(&mut c);
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_kuberc_cannot_send_the_approved_apply_elsewhere() {
     let k = KubeGated::new().await;
     std::fs::write(k.sb.work.join("web.yaml"), deployment("web", 1)).unwrap();
-    seed(&k, "web.yaml");
+    k.kubectl_direct(&["apply", "-f", "web.yaml"]);
     std::fs::write(k.sb.work.join("web.yaml"), deployment("web", 2)).unwrap();
     // kuberc defaults for `apply` that the approver never sees: another context.
     std::fs::create_dir_all(k.sb.home.join(".kube")).unwrap();
@@ -30,14 +21,7 @@ async fn a_kuberc_cannot_send_the_approved_apply_elsewhere() {
         "apiVersion: kubectl.config.k8s.io/v1beta1\nkind: Preference\ndefaults:\n- command: apply\n  options:\n  - name: context\n    default: dev\n",
     )
     .unwrap();
-    let kc = k.kubeconfig.display().to_string();
-    let mut child = k.spawn_with(
-        "kubectl",
-        &k.sb.work,
-        &["apply", "-f", "web.yaml"],
-        &[("KUBECONFIG", &kc)],
-        Stdio::null(),
-    );
+    let mut child = k.kubectl(&["apply", "-f", "web.yaml"]);
     let req = k.pending(&mut child).await;
     assert_eq!(req["environment"]["kube_context"], "prod");
     k.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
@@ -56,14 +40,7 @@ async fn a_kuberc_cannot_send_the_approved_apply_elsewhere() {
     assert_eq!(replicas("dev"), None, "nothing went to dev");
 
     // --kuberc on the gated path is refused.
-    let out = finish(k.spawn_with(
-        "kubectl",
-        &k.sb.work,
-        &["--kuberc", "/dev/null", "delete", "deploy", "web"],
-        &[("KUBECONFIG", &kc)],
-        Stdio::null(),
-    ))
-    .await;
+    let out = finish(k.kubectl(&["--kuberc", "/dev/null", "delete", "deploy", "web"])).await;
     assert_eq!(code(&out), 87, "{}", stderr(&out));
     assert!(stderr(&out).contains("--kuberc"), "{}", stderr(&out));
 }
@@ -72,7 +49,7 @@ async fn a_kuberc_cannot_send_the_approved_apply_elsewhere() {
 async fn a_diff_on_path_or_an_external_diff_cannot_blank_the_shown_change() {
     let k = KubeGated::new().await;
     std::fs::write(k.sb.work.join("web.yaml"), deployment("web", 1)).unwrap();
-    seed(&k, "web.yaml");
+    k.kubectl_direct(&["apply", "-f", "web.yaml"]);
     std::fs::write(k.sb.work.join("web.yaml"), deployment("web", 6)).unwrap();
     let evil = k.sb.path().join("evil-bin");
     k.sb.script(&evil, "diff", "#!/bin/sh\nexit 0\n");

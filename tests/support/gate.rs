@@ -82,33 +82,33 @@ impl Gated {
         self.srv.approver()
     }
 
-    /// Waits until the server holds a pending request; returns it.
+    /// Waits until the server holds a pending request; returns it. The shim must not end
+    /// before it submits.
     pub async fn pending(&self, child: &mut Child) -> Value {
-        let ap = self.approver();
-        let start = Instant::now();
-        loop {
-            let (s, v) = ap
-                .request("GET", "/api/v1/requests?state=pending", None)
-                .await;
-            assert_eq!(s, 200, "{v}");
-            if let Some(r) = v.as_array().and_then(|a| a.first()) {
-                return r.clone();
-            }
-            if let Some(st) = child.try_wait().unwrap() {
+        match self.first_pending(child).await {
+            Some(r) => r,
+            None => {
                 let out = finish_now(child);
-                panic!("the shim ended ({st}) before submitting: {}", stderr(&out));
+                panic!(
+                    "the shim ended ({}) before submitting: {}",
+                    out.status,
+                    stderr(&out)
+                );
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(120),
-                "no pending request appeared"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
     /// Waits until the shim either submits a request (returned) or ends without one (its
     /// output, a refusal).
     pub async fn pending_or_exit(&self, mut child: Child) -> Result<(Value, Child), Output> {
+        match self.first_pending(&mut child).await {
+            Some(r) => Ok((r, child)),
+            None => Err(finish(child).await),
+        }
+    }
+
+    /// The first pending request, or `None` once the shim has ended without one.
+    async fn first_pending(&self, child: &mut Child) -> Option<Value> {
         let ap = self.approver();
         let start = Instant::now();
         loop {
@@ -117,10 +117,10 @@ impl Gated {
                 .await;
             assert_eq!(s, 200, "{v}");
             if let Some(r) = v.as_array().and_then(|a| a.first()) {
-                return Ok((r.clone(), child));
+                return Some(r.clone());
             }
             if child.try_wait().unwrap().is_some() {
-                return Err(finish(child).await);
+                return None;
             }
             assert!(
                 start.elapsed() < Duration::from_secs(120),
@@ -218,6 +218,31 @@ impl KubeGated {
             fake,
             kubeconfig,
         }
+    }
+}
+
+impl KubeGated {
+    /// The shim as kubectl in the work dir, with the world's kubeconfig; empty stdin.
+    pub fn kubectl(&self, args: &[&str]) -> Child {
+        let kc = self.kubeconfig.display().to_string();
+        self.spawn_with(
+            "kubectl",
+            &self.sb.work,
+            args,
+            &[("KUBECONFIG", &kc)],
+            Stdio::null(),
+        )
+    }
+
+    /// The real kubectl, directly, in the work dir with the world's kubeconfig (to seed the
+    /// fake API); it must succeed.
+    pub fn kubectl_direct(&self, args: &[&str]) {
+        let mut c = self.sb.direct("kubectl");
+        c.args(args)
+            .current_dir(&self.sb.work)
+            .env("KUBECONFIG", &self.kubeconfig);
+        let out = super::run(&mut c);
+        assert_eq!(super::code(&out), 0, "kubectl {args:?}: {}", stderr(&out));
     }
 }
 

@@ -752,21 +752,9 @@ fn now() -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
 }
 
-/// Standard base64 with padding.
+/// Standard base64 with padding (the library's, which masks Secret values in base64 too).
 pub fn b64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = c
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | u32::from(*b) << (16 - 8 * i));
-        for i in 0..4 {
-            let ch = A[(n >> (18 - 6 * i) & 63) as usize] as char;
-            out.push(if i <= c.len() { ch } else { '=' });
-        }
-    }
-    out
+    hitl_gate::hex::base64_encode(data)
 }
 
 /// Just enough protobuf to read the Secrets helm stores its releases in.
