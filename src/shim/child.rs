@@ -142,38 +142,34 @@ fn pass_stderr(child: &mut Child) -> Option<std::thread::JoinHandle<()>> {
 
 /// Runs `cmd` like [`run`], capturing its stdout; its stderr is passed on.
 pub fn output(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>)> {
-    use std::io::Read;
-    let mut child = spawn(
-        cmd.stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped()),
-    )?;
-    let errs = pass_stderr(&mut child);
-    let mut out = Vec::new();
-    let read = child
-        .stdout
-        .take()
-        .map_or(Ok(0), |mut s| s.read_to_end(&mut out));
-    let status = wait(child);
-    if let Some(t) = errs {
-        let _ = t.join();
-    }
-    read?;
-    Ok((status?, out))
+    capture(cmd, false).map(|(status, out, _)| (status, out))
 }
 
-/// Runs `cmd` like [`run`], capturing stdout and stderr (stderr is read on a second thread, so
-/// neither pipe can fill up and stall the child).
+/// Runs `cmd` like [`run`], capturing stdout and stderr.
 pub fn output_all(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
+    capture(cmd, true)
+}
+
+/// Runs `cmd`, capturing its stdout; its stderr is kept (`keep_stderr`) or passed on. stderr is
+/// read on a second thread, so neither pipe can fill up and stall the child.
+fn capture(
+    cmd: &mut Command,
+    keep_stderr: bool,
+) -> std::io::Result<(ExitStatus, Vec<u8>, Vec<u8>)> {
     use std::io::Read;
     let mut child = spawn(
         cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped()),
     )?;
-    let err_reader = child.stderr.take().map(|mut e| {
+    let errs = child.stderr.take().map(|mut e| {
         std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = e.read_to_end(&mut buf);
-            buf
+            let mut kept = Vec::new();
+            let _ = if keep_stderr {
+                e.read_to_end(&mut kept).map(drop)
+            } else {
+                copy_to_stderr(e, None)
+            };
+            kept
         })
     });
     let mut out = Vec::new();
@@ -182,7 +178,7 @@ pub fn output_all(cmd: &mut Command) -> std::io::Result<(ExitStatus, Vec<u8>, Ve
         .take()
         .map_or(Ok(0), |mut s| s.read_to_end(&mut out));
     let status = wait(child);
-    let err = err_reader
+    let err = errs
         .map(|t| t.join().unwrap_or_default())
         .unwrap_or_default();
     read?;

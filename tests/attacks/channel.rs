@@ -28,21 +28,13 @@ async fn proxy_variables_of_the_agent_are_ignored() {
             drop(c);
         }
     });
-    let kc = k.kubeconfig.display().to_string();
     let env = [
-        ("KUBECONFIG", kc.as_str()),
         ("HTTP_PROXY", url.as_str()),
         ("http_proxy", url.as_str()),
         ("HTTPS_PROXY", url.as_str()),
         ("ALL_PROXY", url.as_str()),
     ];
-    let mut child = k.spawn_with(
-        "kubectl",
-        &k.sb.work,
-        &["apply", "-f", "web.yaml"],
-        &env,
-        Stdio::null(),
-    );
+    let mut child = k.kubectl_with(&["apply", "-f", "web.yaml"], &env);
     let req = k.pending(&mut child).await;
     k.decide(req["id"].as_str().unwrap(), "reject", "no").await;
     let out = finish(child).await;

@@ -1,8 +1,6 @@
 //! Configuration the real tool reads behind the gate's back: kubectl's kuberc, a `diff` earlier
 //! on PATH, `KUBECTL_EXTERNAL_DIFF`. Helpers and the approved run read none of it.
 
-use std::process::Stdio;
-
 use crate::support::gate::{finish, KubeGated};
 use crate::support::{code, stderr};
 
@@ -59,21 +57,12 @@ async fn a_diff_on_path_or_an_external_diff_cannot_blank_the_shown_change() {
         k.sb.shims.display(),
         k.sb.real.display()
     );
-    let kc = k.kubeconfig.display().to_string();
     for extra in [
         vec![("PATH", path.as_str())],
         vec![("PATH", path.as_str()), ("KUBECTL_EXTERNAL_DIFF", "true")],
         vec![("KUBECTL_EXTERNAL_DIFF", "/bin/true")],
     ] {
-        let mut env = vec![("KUBECONFIG", kc.as_str())];
-        env.extend(extra.iter().copied());
-        let mut child = k.spawn_with(
-            "kubectl",
-            &k.sb.work,
-            &["apply", "-f", "web.yaml"],
-            &env,
-            Stdio::null(),
-        );
+        let mut child = k.kubectl_with(&["apply", "-f", "web.yaml"], &extra);
         let req = k.pending(&mut child).await;
         let text = req["diff"]["text"].as_str().unwrap();
         assert!(text.contains("replicas: 1 -> 6"), "{extra:?}: {text}");

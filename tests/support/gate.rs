@@ -224,14 +224,16 @@ impl KubeGated {
 impl KubeGated {
     /// The shim as kubectl in the work dir, with the world's kubeconfig; empty stdin.
     pub fn kubectl(&self, args: &[&str]) -> Child {
+        self.kubectl_with(args, &[])
+    }
+
+    /// [`KubeGated::kubectl`] with more environment (set after the kubeconfig, so it can
+    /// replace it).
+    pub fn kubectl_with(&self, args: &[&str], env: &[(&str, &str)]) -> Child {
         let kc = self.kubeconfig.display().to_string();
-        self.spawn_with(
-            "kubectl",
-            &self.sb.work,
-            args,
-            &[("KUBECONFIG", &kc)],
-            Stdio::null(),
-        )
+        let mut all = vec![("KUBECONFIG", kc.as_str())];
+        all.extend_from_slice(env);
+        self.spawn_with("kubectl", &self.sb.work, args, &all, Stdio::null())
     }
 
     /// The real kubectl, directly, in the work dir with the world's kubeconfig (to seed the
