@@ -14,7 +14,7 @@
 //! (the current command has children), such a flag makes the reading *uncertain*: pflag could
 //! treat it as taking a value and so see a different subcommand.
 
-use super::{FlagAt, Invocation, ReadError};
+use super::invocation::{FlagAt, Invocation, ReadError};
 
 /// How a flag is used on the command line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,12 +145,14 @@ pub fn read(
                 })
                 .flatten();
             if let Some(child) = child {
+                inv.path_at.get_or_insert(word);
                 inv.path.push(arg.clone());
                 spec = child;
                 path_open = !child.children.is_empty();
                 continue;
             }
             if inv.path.is_empty() {
+                inv.path_at = Some(word);
                 inv.path.push(arg.clone());
                 inv.known_subcommand = extra_root_children.contains(&arg.as_str());
                 path_open = false;

@@ -2,8 +2,9 @@
 //! helm 3 and helm 4 help, plus helm's target facts, which helm also takes from `HELM_*`
 //! environment variables.
 
+use super::cobra;
+use super::invocation::{Invocation, ReadError};
 use super::kubectl::{all, last};
-use super::{cobra, Invocation, ReadError};
 
 /// Root commands cobra adds at run time that `helm --help` does not list.
 const RUNTIME_ROOT_COMMANDS: &[&str] = &["help"];

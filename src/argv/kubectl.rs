@@ -1,7 +1,8 @@
 //! The kubectl argv reader: cobra rules (see `cobra.rs`) over the table generated from the
 //! pinned kubectl's help, plus kubectl's target facts.
 
-use super::{cobra, Invocation, ReadError};
+use super::cobra;
+use super::invocation::{Invocation, ReadError};
 
 /// Root commands cobra adds at run time that `kubectl --help` does not list.
 const RUNTIME_ROOT_COMMANDS: &[&str] = &["help", "options"];

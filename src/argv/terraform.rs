@@ -13,7 +13,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{Invocation, ReadError};
+use super::invocation::{FlagAt, Invocation, ReadError};
 
 /// Every subcommand path terraform 1.0 to 1.15 (and tofu) know, sorted.
 pub const COMMANDS: &[&str] = &[
@@ -123,6 +123,10 @@ pub(crate) fn read(
             inv.target.chdir = Some(dir.to_string());
         }
         inv.flags.push(split_flag(arg));
+        inv.flag_at.push(FlagAt {
+            word: i,
+            ..FlagAt::default()
+        });
         i += 1;
     }
     if i == args.len() {
@@ -144,6 +148,7 @@ pub(crate) fn read(
             known = end;
         }
     }
+    inv.path_at = Some(i);
     if known == 0 {
         inv.path.push(args[i].clone());
         inv.known_subcommand = false;
@@ -155,6 +160,7 @@ pub(crate) fn read(
 
     // Go flag parsing of the subcommand's arguments.
     while i < args.len() {
+        let word = i;
         let arg = &args[i];
         i += 1;
         if arg == "--" {
@@ -168,19 +174,38 @@ pub(crate) fn read(
         }
         let (name, value) = split_flag(arg);
         let bare = name.trim_start_matches('-');
+        let mut at = FlagAt {
+            word,
+            ..FlagAt::default()
+        };
         let value = match value {
             None if VALUE_FLAGS.binary_search(&bare).is_ok() => {
                 let v = args.get(i).cloned().ok_or_else(|| {
                     ReadError(format!("flag {arg} needs a value and none was given"))
                 })?;
+                at.value_word = Some(i);
                 i += 1;
                 Some(v)
             }
             v => v,
         };
         inv.flags.push((format!("-{bare}"), value));
+        inv.flag_at.push(at);
     }
     Ok(inv)
+}
+
+/// The name of the first non-empty `TF_CLI_ARGS` or `TF_CLI_ARGS_<command>` variable among
+/// `vars`: terraform splices them into the command line, so the policy gates a command that
+/// would pass with them set and the gated path refuses to run with them.
+pub fn cli_args_var(
+    vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+) -> Option<String> {
+    vars.into_iter().find_map(|(k, v)| {
+        let k = k.to_str()?;
+        (k.starts_with("TF_CLI_ARGS") && !v.to_string_lossy().trim().is_empty())
+            .then(|| k.to_string())
+    })
 }
 
 /// terraform's data directory for a working directory: `TF_DATA_DIR` (relative to the

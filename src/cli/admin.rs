@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use super::{uds_http, CliError};
+use super::error::CliError;
+use super::uds_http;
 use crate::api::{ErrorBody, RequestView};
 use crate::escape::{shell_word, terminal};
 use crate::server;

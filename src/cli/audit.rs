@@ -8,7 +8,7 @@ use std::str::FromStr;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::ConnectOptions;
 
-use super::CliError;
+use super::error::CliError;
 use crate::audit::{self, Checkpoint, ExportLine, Row, VerifyError};
 use crate::server;
 use crate::signing::{Keys, KEY_FILE};

@@ -15,9 +15,9 @@
 use std::ffi::OsStr;
 use std::path::PathBuf;
 
-use super::CliError;
+use super::error::CliError;
 use crate::policy;
-use crate::shim::resolve::{self, SelfId};
+use crate::shim::resolve::Resolver;
 use crate::tool::ALL_TOOLS;
 
 #[derive(clap::Args)]
@@ -49,20 +49,14 @@ pub fn run(args: Args) -> Result<i32, CliError> {
             None
         }
     };
-    let exe = std::env::current_exe().unwrap_or_default();
-    let me = SelfId::current(exe.as_os_str());
     let path = std::env::var_os("PATH").unwrap_or_default();
+    let resolver = Resolver::for_exe(Some(path.clone()));
     for tool in ALL_TOOLS {
         let first = first_on_path(tool.name(), &path);
-        let real = resolve::resolve(
-            tool,
-            policy.as_ref().and_then(|p| p.real_path(tool)),
-            Some(&path),
-            &me,
-        );
+        let real = resolver.find(tool, policy.as_ref().and_then(|p| p.real_path(tool)));
         match (&first, &real) {
             (None, Err(_)) => println!("skip {tool}: neither a shim nor the real tool is on PATH"),
-            (Some(f), _) if !is_shim(f, &me) => report(
+            (Some(f), _) if !resolver.is_shim(f) => report(
                 false,
                 format!(
                     "{tool}: the first {tool} on PATH is {}, not a hitl-gate shim; the agent \
@@ -224,9 +218,4 @@ fn first_on_path(name: &str, path: &OsStr) -> Option<PathBuf> {
                     && std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o111 != 0
             })
         })
-}
-
-fn is_shim(p: &std::path::Path, me: &SelfId) -> bool {
-    // A path resolves to "Shim" exactly when `resolve` would skip it.
-    resolve::resolve_one_is_shim(p, me)
 }

@@ -5,11 +5,11 @@ use std::ffi::OsString;
 
 use serde::Serialize;
 
-use super::CliError;
+use super::error::CliError;
 use crate::argv::{self, Invocation};
 use crate::exit;
 use crate::policy::{self, Context, EnvMatch, Facts, Verdict};
-use crate::shim::resolve;
+use crate::shim::resolve::Resolver;
 use crate::tool::Tool;
 
 #[derive(clap::Args)]
@@ -58,12 +58,11 @@ pub fn run(args: Args) -> Result<i32, CliError> {
         policy::load::load().map_err(|e| CliError::new(exit::POLICY_ERROR, e.to_string()))?;
     let env = |k: &str| std::env::var(k).ok();
     let read = argv::read(tool, rest, &env);
-    let (policy_for_resolve, exe) = (&policy, std::env::current_exe().unwrap_or_default());
+    let resolver = Resolver::for_exe(std::env::var_os("PATH"));
     let resolved_server = std::cell::RefCell::new(None);
     let kube_server = || {
         let inv = read.as_ref().ok()?;
-        let r =
-            crate::shim::resolve_kube_target(tool, exe.as_os_str(), rest, inv, policy_for_resolve)?;
+        let r = crate::shim::resolve_kube_target(tool, &resolver, rest, inv, &policy)?;
         let server = r.exact.then(|| r.target.cluster_server.clone()).flatten();
         *resolved_server.borrow_mut() = Some(server.clone());
         server
@@ -76,10 +75,7 @@ pub fn run(args: Args) -> Result<i32, CliError> {
         .as_ref()
         .ok()
         .map(|inv| policy.classify(tool, inv, &ctx));
-    let me =
-        resolve::SelfId::current(&std::env::current_exe().unwrap_or_default().into_os_string());
-    let path = std::env::var_os("PATH");
-    let real = resolve::resolve(tool, policy.real_path(tool), path.as_deref(), &me);
+    let real = resolver.find(tool, policy.real_path(tool));
     let inv: Option<&Invocation> = read.as_ref().ok();
     let d = verdict.as_ref().map(|v| v.decision());
     let ex = Explanation {

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::CliError;
+use super::error::CliError;
 use crate::server;
 use crate::signing::Keys;
 

@@ -6,16 +6,19 @@ mod admin;
 #[cfg(feature = "server")]
 mod audit;
 mod doctor;
+mod error;
 mod explain;
 #[cfg(feature = "server")]
 mod keys;
-pub mod kube_diff;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
 mod uds_http;
 
 use clap::{Parser, Subcommand};
+
+use crate::shim::kube_diff;
+pub use error::CliError;
 
 #[derive(Parser)]
 #[command(
@@ -70,7 +73,7 @@ pub fn run() -> i32 {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let result = if let [_, live, merged, word] = args.as_slice() {
         if word == kube_diff::WORD {
-            report(kube_diff::run(live.as_ref(), merged.as_ref()))
+            report(kube_diff::run(live.as_ref(), merged.as_ref()).map_err(|e| CliError::new(2, e)))
         } else {
             return run_clap();
         }
@@ -110,22 +113,6 @@ fn report(result: Result<i32, CliError>) -> i32 {
         Err(e) => {
             eprintln!("hitl-gate: {}", e.message);
             e.code
-        }
-    }
-}
-
-/// An error that ends a CLI command: printed once by [`run`].
-#[derive(Debug)]
-pub struct CliError {
-    pub code: i32,
-    pub message: String,
-}
-
-impl CliError {
-    pub fn new(code: u8, message: impl Into<String>) -> CliError {
-        CliError {
-            code: i32::from(code),
-            message: message.into(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::CliError;
+use super::error::CliError;
 use crate::policy;
 use crate::server::{self, Config};
 

@@ -503,7 +503,7 @@ fn escalate_for_environment(tool: Tool, verdict: Verdict) -> Verdict {
     // terraform inserts TF_CLI_ARGS after the subcommand, or in front of everything when argv
     // has none: `TF_CLI_ARGS="destroy -auto-approve" terraform` destroys.
     if tool.is_terraform_like() {
-        if let Some(name) = tf_cli_args_in_env() {
+        if let Some(name) = crate::argv::terraform::cli_args_var(std::env::vars_os()) {
             return Verdict::Gate(Decision {
                 rule: "environment:TF_CLI_ARGS".into(),
                 environment: d.environment,
@@ -514,15 +514,6 @@ fn escalate_for_environment(tool: Tool, verdict: Verdict) -> Verdict {
         }
     }
     Verdict::Pass(d)
-}
-
-/// The name of the first non-empty `TF_CLI_ARGS` or `TF_CLI_ARGS_<command>` variable.
-fn tf_cli_args_in_env() -> Option<String> {
-    std::env::vars_os().find_map(|(k, v)| {
-        let k = k.to_str()?;
-        (k.starts_with("TF_CLI_ARGS") && !v.to_string_lossy().trim().is_empty())
-            .then(|| k.to_string())
-    })
 }
 
 /// The first environment that matches, computed once and only when asked; by every selector

@@ -27,14 +27,14 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use super::gate::{Prepared, RunDir, Stop};
-use super::kube::{self, ArgvEdit, Edited, Resolved};
+use super::argv_edit::{render_flags, ArgvEdit, Edited};
+use super::kube::{self, Resolved};
+use super::prepared::{no_diff, request, Prepared, RunDir, Stop};
 use super::sealed::Snapshots;
 use crate::argv::helm::is_global_flag;
 use crate::argv::Invocation;
 use crate::diff::kube::{objects_change, value_changes, yaml_documents, SecretValues};
 use crate::diff::{Action, ChangeSet, ResourceChange};
-use crate::exit as code;
 use crate::tool::Tool;
 
 /// Global flags the gate sets itself.
@@ -65,9 +65,9 @@ pub fn prepare(
     inv: &Invocation,
     allow_post_renderer: bool,
 ) -> Result<Prepared, Stop> {
-    let refused = |why: String| (code::REFUSED, format!("helm: {why}; it did not run"));
+    let refused = |why: String| Stop::refused("helm", why);
     refuse_unbindable(inv, allow_post_renderer).map_err(refused)?;
-    let run_dir = RunDir::create().map_err(|e| (code::INTERNAL, e))?;
+    let run_dir = RunDir::create().map_err(Stop::internal)?;
     let cache = run_dir.path.join("kube-cache");
     let resolved = kube::resolve(kubectl, Tool::Helm, inv, Some(&cache)).map_err(refused)?;
     let path = inv.path_string();
@@ -92,12 +92,9 @@ pub fn prepare(
     let mut secrets = SecretValues::default();
     let (text, mut changes, rendered) = match path.as_str() {
         "upgrade" | "install" => {
-            let r = h.render(&run).map_err(|e| {
-                (
-                    code::REFUSED,
-                    format!("helm: the dry run failed ({e}); nothing was submitted"),
-                )
-            })?;
+            let r = h
+                .render(&run)
+                .map_err(|e| Stop::refused("helm", format!("the dry run failed ({e})")))?;
             let old = h.get(&["get", "manifest", &r.name]).unwrap_or_default();
             let old_values = h
                 .get(&["get", "values", &r.name, "-o", "json"])
@@ -151,14 +148,7 @@ pub fn prepare(
             )
         }
         _ => (
-            format!(
-                "`helm {}`: no diff is possible for this command. It runs exactly as shown \
-                 against context {}, cluster {}, namespace {}.\n",
-                args.join(" "),
-                resolved.target.kube_context.as_deref().unwrap_or("?"),
-                resolved.target.cluster_server.as_deref().unwrap_or("?"),
-                resolved.target.namespace.as_deref().unwrap_or("?")
-            ),
+            no_diff(Tool::Helm, args, &resolved.target),
             ChangeSet::default(),
             None,
         ),
@@ -179,12 +169,12 @@ pub fn prepare(
             .chain(snapshot_hashes.iter().cloned())
             .collect()
     };
-    let request = super::gate::request(
+    let request = request(
         Tool::Helm,
         args,
         resolved.target.clone(),
         secrets.redact(&shown),
-        &changes,
+        Some(&changes),
         artifacts(rendered.as_deref()),
     );
     let renders = rendered.is_some();
@@ -296,7 +286,9 @@ impl Inputs {
                             "values from {v} cannot be read once and shown (pass a local file)"
                         ));
                     }
-                    let s = inputs.sealed.seal(v, kube::read_input(Path::new(v))?)?;
+                    let s = inputs
+                        .sealed
+                        .seal(v, super::sealed::read_input(Path::new(v))?)?;
                     edit.drop_flag(i);
                     edit.insert(format!("--values={s}"));
                 }
@@ -308,14 +300,16 @@ impl Inputs {
                             .ok_or_else(|| format!("--set-file {pair:?} is not key=path"))?;
                         let s = inputs
                             .sealed
-                            .seal(file, kube::read_input(Path::new(file))?)?;
+                            .seal(file, super::sealed::read_input(Path::new(file))?)?;
                         parts.push(format!("{key}={s}"));
                     }
                     edit.drop_flag(i);
                     edit.insert(format!("--set-file={}", parts.join(",")));
                 }
                 "--kube-ca-file" => {
-                    let s = inputs.sealed.seal(v, kube::read_input(Path::new(v))?)?;
+                    let s = inputs
+                        .sealed
+                        .seal(v, super::sealed::read_input(Path::new(v))?)?;
                     edit.drop_flag(i);
                     let flag = format!("--kube-ca-file={s}");
                     edit.insert(flag.clone());
@@ -358,9 +352,9 @@ fn chart_archive(env: &Env<'_>, inv: &Invocation, chart: &str) -> Result<Vec<u8>
         Ok(())
     };
     let verify = inv.has_flag(&["--verify"]);
-    let keyring: Vec<String> = kube::render(inv, |f| f == "--keyring");
+    let keyring: Vec<String> = render_flags(inv, |f| f == "--keyring");
     if !inv.has_flag(&["--repo"]) && local.exists() {
-        kube::check_input_path(local)?;
+        super::sealed::check_input_path(local)?;
         if local.is_dir() {
             if verify {
                 return Err("--verify needs a packaged chart, not a directory".into());
@@ -379,12 +373,12 @@ fn chart_archive(env: &Env<'_>, inv: &Invocation, chart: &str) -> Result<Vec<u8>
                 a.extend(keyring);
                 run(a, "verify")?;
             }
-            return kube::read_input(local);
+            return super::sealed::read_input(local);
         }
     } else {
         let mut a = vec!["pull".to_string(), chart.to_string()];
-        a.extend(kube::render(inv, |f| CHART_SOURCE.contains(&f)));
-        a.extend(kube::render(inv, |f| {
+        a.extend(render_flags(inv, |f| CHART_SOURCE.contains(&f)));
+        a.extend(render_flags(inv, |f| {
             matches!(
                 f,
                 "--registry-config" | "--repository-config" | "--repository-cache"
@@ -400,7 +394,7 @@ fn chart_archive(env: &Env<'_>, inv: &Invocation, chart: &str) -> Result<Vec<u8>
         .filter(|p| p.extension().is_some_and(|x| x == "tgz"))
         .collect();
     match archive.as_slice() {
-        [one] => kube::read_input(one),
+        [one] => super::sealed::read_input(one),
         _ => Err(format!(
             "helm left {} chart archives for {chart}",
             archive.len()
@@ -436,7 +430,7 @@ impl Helpers<'_> {
     /// when it failed (a release that does not exist yet).
     fn get(&self, sub: &[&str]) -> Option<String> {
         let mut args: Vec<String> = sub.iter().map(|s| s.to_string()).collect();
-        args.extend(kube::render(self.inv, |f| {
+        args.extend(render_flags(self.inv, |f| {
             is_global_flag(f) && !PINNED.contains(&f)
         }));
         args.extend(self.inputs.global.iter().cloned());

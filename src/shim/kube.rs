@@ -15,12 +15,10 @@
 //! private discovery cache (`KUBECACHEDIR`).
 //!
 //! **Inputs** (manifests, directories of them, stdin, kustomize renders, patch and env files,
-//! charts and values) are read once, refused unless they are regular files, and sealed. The
-//! argv that runs names the snapshots (`/proc/self/fd/N`) in place of the agent's paths.
+//! charts and values) are read once (`sealed::read_input`), refused unless they are regular
+//! files, and sealed; the argv that runs names the snapshots in place of the agent's paths
+//! (`argv_edit.rs`).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -41,11 +39,6 @@ const PROXY_VARS: &[&str] = &[
     "all_proxy",
 ];
 
-/// The largest input read into a snapshot.
-const MAX_INPUT: u64 = 64 * 1024 * 1024;
-/// The most files one directory source may hold.
-const MAX_FILES: usize = 500;
-
 /// Sets the environment of a kube child: kuberc off, no external diff program, and the private
 /// discovery cache (when there is one).
 pub fn child_env(c: &mut Command, cache_dir: Option<&Path>) {
@@ -55,98 +48,6 @@ pub fn child_env(c: &mut Command, cache_dir: Option<&Path>) {
     if let Some(d) = cache_dir {
         c.env("KUBECACHEDIR", d);
     }
-}
-
-/// Refuses paths under `/dev`, `/proc` and `/sys` (lexically and once resolved).
-pub fn check_input_path(path: &Path) -> Result<(), String> {
-    let abs = if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()
-            .map_err(|e| format!("cannot read the working directory: {e}"))?
-            .join(path)
-    };
-    for p in [Some(abs.clone()), abs.canonicalize().ok()]
-        .into_iter()
-        .flatten()
-    {
-        if ["/dev", "/proc", "/sys"].iter().any(|d| p.starts_with(d)) {
-            return Err(format!(
-                "{} is under {}: inputs must be regular files that can be read once and shown",
-                path.display(),
-                p.components().take(2).collect::<PathBuf>().display()
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Reads an input the agent named, once: it must be a regular file (a FIFO, a device or a
-/// socket is refused without blocking on it), not under `/dev`, `/proc` or `/sys`, and at most
-/// 64 MiB.
-pub fn read_input(path: &Path) -> Result<Vec<u8>, String> {
-    check_input_path(path)?;
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
-        .open(path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let meta = f
-        .metadata()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if !meta.is_file() {
-        return Err(format!(
-            "{} is not a regular file (a FIFO, device or socket can serve the approver and the \
-             run different bytes)",
-            path.display()
-        ));
-    }
-    if meta.len() > MAX_INPUT {
-        return Err(format!("{} is larger than 64 MiB", path.display()));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
-    f.take(MAX_INPUT + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(bytes)
-}
-
-/// The manifest files of a `-f DIR` source, as kubectl reads them: the directory's `.json`,
-/// `.yaml` and `.yml` files in name order, and with `recursive`, its subdirectories' too
-/// (symlinked directories are not followed, symlinked files are).
-pub fn manifest_files(dir: &Path, recursive: bool) -> Result<Vec<PathBuf>, String> {
-    let mut out = Vec::new();
-    walk(dir, recursive, &mut out)?;
-    if out.len() > MAX_FILES {
-        return Err(format!(
-            "{} holds more than {MAX_FILES} manifest files",
-            dir.display()
-        ));
-    }
-    Ok(out)
-}
-
-fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<(), String> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .map_err(|e| format!("{}: {e}", dir.display()))?
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("{}: {e}", dir.display()))?;
-    entries.sort_by_key(std::fs::DirEntry::file_name);
-    for e in entries {
-        let p = e.path();
-        let ty = e.file_type().map_err(|e| format!("{}: {e}", p.display()))?;
-        if ty.is_dir() {
-            if recursive {
-                walk(&p, recursive, out)?;
-            }
-            continue;
-        }
-        let ext = p.extension().and_then(|x| x.to_str()).unwrap_or("");
-        if matches!(ext, "json" | "yaml" | "yml") {
-            out.push(p);
-        }
-    }
-    Ok(())
 }
 
 /// Runs a helper to completion: its exit code, stdout and stderr (stdin is empty). Signals
@@ -227,7 +128,7 @@ pub fn resolve(
 ) -> Result<Resolved, String> {
     let env = |k: &str| std::env::var(k).ok();
     for f in kubeconfig_files(inv, &env) {
-        check_input_path(&f)?;
+        super::sealed::check_input_path(&f)?;
         match std::fs::metadata(&f) {
             Ok(m) if !m.is_file() => {
                 return Err(format!(
@@ -384,214 +285,4 @@ pub fn target_header(t: &Target) -> String {
         s(&t.kube_user),
         s(&t.namespace)
     )
-}
-
-/// The flags of `inv` that `keep` selects, rendered back as one word each (`--name=value`,
-/// `-n=value`: pflag reads both, and a value can never be taken for a flag or a positional).
-pub fn render(inv: &Invocation, keep: impl Fn(&str) -> bool) -> Vec<String> {
-    inv.flags
-        .iter()
-        .filter(|(name, _)| keep(name))
-        .map(|(name, value)| match value {
-            Some(v) => format!("{name}={v}"),
-            None => name.clone(),
-        })
-        .collect()
-}
-
-/// The agent's argv, edited: flag occurrences dropped (their word, or their letters in a short
-/// cluster, and their value word), positionals replaced, and flags inserted where the agent's
-/// flags end (before its `--`, so they stay flags, and after its own flags, so they win).
-pub struct ArgvEdit<'a> {
-    args: &'a [String],
-    inv: &'a Invocation,
-    drop: BTreeSet<usize>,
-    cut: BTreeMap<usize, usize>,
-    replace: BTreeMap<usize, String>,
-    insert: Vec<String>,
-}
-
-impl<'a> ArgvEdit<'a> {
-    pub fn new(args: &'a [String], inv: &'a Invocation) -> Self {
-        ArgvEdit {
-            args,
-            inv,
-            drop: BTreeSet::new(),
-            cut: BTreeMap::new(),
-            replace: BTreeMap::new(),
-            insert: Vec::new(),
-        }
-    }
-
-    /// Drops the `i`-th flag of the invocation (and its value).
-    pub fn drop_flag(&mut self, i: usize) {
-        let Some(at) = self.inv.flag_at.get(i) else {
-            return;
-        };
-        if at.offset <= 1 {
-            self.drop.insert(at.word);
-        } else {
-            // `-Rf x`: keep `-R`.
-            self.cut.insert(at.word, at.offset);
-        }
-        if let Some(v) = at.value_word {
-            self.drop.insert(v);
-        }
-    }
-
-    /// Replaces the `i`-th positional.
-    pub fn replace_positional(&mut self, i: usize, with: String) {
-        if let Some(&w) = self.inv.positional_at.get(i) {
-            self.replace.insert(w, with);
-        }
-    }
-
-    /// Adds a flag (one word) where the flags end.
-    pub fn insert(&mut self, flag: String) {
-        self.insert.push(flag);
-    }
-
-    pub fn finish(self) -> Edited {
-        let end = self.inv.terminator.unwrap_or(self.args.len());
-        let mut args = Vec::with_capacity(self.args.len() + self.insert.len());
-        let mut flags_end = None;
-        for (i, a) in self.args.iter().enumerate() {
-            if i == end {
-                flags_end = Some(args.len());
-                args.extend(self.insert.iter().cloned());
-            }
-            if self.drop.contains(&i) {
-                continue;
-            }
-            if let Some(s) = self.replace.get(&i) {
-                args.push(s.clone());
-            } else if let Some(&n) = self.cut.get(&i) {
-                args.push(a[..n].to_string());
-            } else {
-                args.push(a.clone());
-            }
-        }
-        let flags_end = flags_end.unwrap_or_else(|| {
-            args.extend(self.insert.iter().cloned());
-            args.len()
-        });
-        Edited { args, flags_end }
-    }
-}
-
-/// An edited argv and where more flags can be added.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Edited {
-    pub args: Vec<String>,
-    /// The index at which flags added later are still read as flags, and win.
-    pub flags_end: usize,
-}
-
-impl Edited {
-    /// The argv with `extra` flags added where the flags end.
-    pub fn with(&self, extra: &[&str]) -> Vec<String> {
-        let mut a = self.args.clone();
-        a.splice(
-            self.flags_end..self.flags_end,
-            extra.iter().map(|s| s.to_string()),
-        );
-        a
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn read(tool: Tool, args: &[&str]) -> (Vec<String>, Invocation) {
-        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-        let os: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
-        let inv = crate::argv::read(tool, &os, &|_| None).unwrap();
-        (args, inv)
-    }
-
-    #[test]
-    fn added_flags_land_before_the_agents_terminator_and_after_its_flags() {
-        let (args, inv) = read(
-            Tool::Kubectl,
-            &["run", "x", "--image=b", "--", "sh", "-c", "x"],
-        );
-        let e = ArgvEdit::new(&args, &inv).finish();
-        assert_eq!(
-            e.with(&["--dry-run=server", "-o", "json"]),
-            [
-                "run",
-                "x",
-                "--image=b",
-                "--dry-run=server",
-                "-o",
-                "json",
-                "--",
-                "sh",
-                "-c",
-                "x"
-            ]
-        );
-        // A `--` that is a flag's value is not the terminator.
-        let (args, inv) = read(Tool::Kubectl, &["-n", "--", "scale", "deploy", "web"]);
-        assert_eq!(inv.terminator, None);
-        let e = ArgvEdit::new(&args, &inv).finish();
-        assert_eq!(e.with(&["--x"]).last().map(String::as_str), Some("--x"));
-    }
-
-    #[test]
-    fn source_flags_are_dropped_in_every_spelling() {
-        for (argv, kept) in [
-            (&["apply", "-f", "a.yaml"][..], &["apply"][..]),
-            (&["apply", "-fa.yaml"], &["apply"]),
-            (&["apply", "-f=a.yaml"], &["apply"]),
-            (&["apply", "--filename", "a.yaml"], &["apply"]),
-            (
-                &["apply", "--filename=a.yaml", "--server-side"],
-                &["apply", "--server-side"],
-            ),
-            (&["apply", "-Rf", "dir"], &["apply", "-R"]),
-            (&["apply", "-Rfdir"], &["apply", "-R"]),
-        ] {
-            let (args, inv) = read(Tool::Kubectl, argv);
-            let mut e = ArgvEdit::new(&args, &inv);
-            for (i, (name, _)) in inv.flags.iter().enumerate() {
-                if name == "-f" || name == "--filename" {
-                    e.drop_flag(i);
-                }
-            }
-            e.insert("--filename=/proc/self/fd/9".into());
-            let mut want: Vec<&str> = kept.to_vec();
-            want.push("--filename=/proc/self/fd/9");
-            assert_eq!(e.finish().args, want, "{argv:?}");
-        }
-        let (args, inv) = read(Tool::Helm, &["upgrade", "--", "rel", "./chart"]);
-        let mut e = ArgvEdit::new(&args, &inv);
-        e.replace_positional(1, "/proc/self/fd/7".into());
-        e.insert("--kube-context=prod".into());
-        assert_eq!(
-            e.finish().args,
-            [
-                "upgrade",
-                "--kube-context=prod",
-                "--",
-                "rel",
-                "/proc/self/fd/7"
-            ]
-        );
-    }
-
-    #[test]
-    fn device_and_proc_paths_and_fifos_are_refused() {
-        for p in ["/dev/stdin", "/proc/self/fd/0", "/sys/kernel/x"] {
-            assert!(read_input(Path::new(p)).is_err(), "{p}");
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let fifo = dir.path().join("f");
-        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-        let e = read_input(&fifo).unwrap_err();
-        assert!(e.contains("not a regular file"), "{e}");
-        std::fs::write(dir.path().join("m.yaml"), "a: 1\n").unwrap();
-        assert_eq!(read_input(&dir.path().join("m.yaml")).unwrap(), b"a: 1\n");
-    }
 }

@@ -30,8 +30,9 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use super::gate::{Prepared, RunDir, Stop};
-use super::kube::{self, ArgvEdit, Edited, Resolved};
+use super::argv_edit::{render_flags, ArgvEdit, Edited};
+use super::kube::{self, Resolved};
+use super::prepared::{no_diff, request, Prepared, RunDir, Stop};
 use super::sealed::{Sealed, Snapshots};
 use crate::argv::kubectl::{is_global_flag, takes_flag};
 use crate::argv::Invocation;
@@ -76,9 +77,9 @@ const FILE_FLAGS: &[&str] = &[
 
 /// Prepares a gated kubectl command.
 pub fn prepare(real: &Path, args: &[String], inv: &Invocation) -> Result<Prepared, Stop> {
-    let refused = |why: String| (code::REFUSED, format!("kubectl: {why}; it did not run"));
+    let refused = |why: String| Stop::refused("kubectl", why);
     refuse_unbindable(inv).map_err(refused)?;
-    let run_dir = RunDir::create().map_err(|e| (code::INTERNAL, e))?;
+    let run_dir = RunDir::create().map_err(Stop::internal)?;
     let cache = run_dir.path.join("kube-cache");
     let resolved = kube::resolve(real, Tool::Kubectl, inv, Some(&cache)).map_err(refused)?;
     let mut edit = ArgvEdit::new(args, inv);
@@ -98,7 +99,7 @@ pub fn prepare(real: &Path, args: &[String], inv: &Invocation) -> Result<Prepare
     let path = inv.path_string();
     let mut secrets = inputs.secrets.clone();
     let (text, mut changes) = if !inv.known_subcommand || !inv.uncertain.is_empty() {
-        no_diff(args, &resolved, inv)
+        no_kube_diff(args, &resolved, inv)
     } else if path == "delete" {
         h.deletions()?
     } else if path == "apply" {
@@ -106,7 +107,7 @@ pub fn prepare(real: &Path, args: &[String], inv: &Invocation) -> Result<Prepare
     } else if takes_flag(&path, "--dry-run") && takes_flag(&path, "--output") {
         h.dry_run_diff(&run, &mut secrets)
     } else {
-        no_diff(args, &resolved, inv)
+        no_kube_diff(args, &resolved, inv)
     };
     // The last line of defence: no Secret value found anywhere leaves in the text or the model.
     secrets.redact_changes(&mut changes);
@@ -115,12 +116,12 @@ pub fn prepare(real: &Path, args: &[String], inv: &Invocation) -> Result<Prepare
         kube::target_header(&resolved.target),
         changes.render()
     );
-    let request = super::gate::request(
+    let request = request(
         Tool::Kubectl,
         args,
         resolved.target.clone(),
         secrets.redact(&shown),
-        &changes,
+        Some(&changes),
         inputs.sealed.hashes(),
     );
     let (real_owned, inv_owned, cache_owned) = (real.to_path_buf(), inv.clone(), cache.clone());
@@ -246,7 +247,9 @@ impl Inputs {
                     vec![(format!("kustomize {v}"), kustomize(real, v, cache)?)]
                 }
                 n if FILE_FLAGS.contains(&n) => {
-                    let s = inputs.sealed.seal(v, kube::read_input(Path::new(v))?)?;
+                    let s = inputs
+                        .sealed
+                        .seal(v, super::sealed::read_input(Path::new(v))?)?;
                     edit.drop_flag(i);
                     edit.insert(format!("{name}={s}"));
                     continue;
@@ -270,7 +273,7 @@ impl Inputs {
                     }
                     let s = inputs
                         .sealed
-                        .seal(file, kube::read_input(Path::new(file))?)?;
+                        .seal(file, super::sealed::read_input(Path::new(file))?)?;
                     edit.drop_flag(i);
                     edit.insert(format!("--from-file={key}={s}"));
                     continue;
@@ -297,23 +300,23 @@ impl Inputs {
 
 /// A `-f` source: a file, or a directory's manifest files as kubectl walks it.
 fn read_source(p: &Path, recursive: bool) -> Result<Vec<(String, Vec<u8>)>, String> {
-    kube::check_input_path(p)?;
+    super::sealed::check_input_path(p)?;
     let meta = std::fs::metadata(p).map_err(|e| format!("{}: {e}", p.display()))?;
     let files = if meta.is_dir() {
-        kube::manifest_files(p, recursive)?
+        super::sealed::manifest_files(p, recursive)?
     } else {
         vec![p.to_path_buf()]
     };
     files
         .into_iter()
-        .map(|f| Ok((f.display().to_string(), kube::read_input(&f)?)))
+        .map(|f| Ok((f.display().to_string(), super::sealed::read_input(&f)?)))
         .collect()
 }
 
 /// `kubectl kustomize DIR`, rendered once.
 fn kustomize(real: &Path, dir: &str, cache: &Path) -> Result<Vec<u8>, String> {
     if !is_url(dir) {
-        kube::check_input_path(Path::new(dir))?;
+        super::sealed::check_input_path(Path::new(dir))?;
     }
     let mut c = Command::new(real);
     c.args(["kustomize", dir]);
@@ -330,17 +333,9 @@ fn is_url(f: &str) -> bool {
     f.starts_with("http://") || f.starts_with("https://")
 }
 
-/// The shown text when no diff is possible.
-fn no_diff(args: &[String], r: &Resolved, inv: &Invocation) -> (String, ChangeSet) {
-    let t = &r.target;
-    let mut text = format!(
-        "`kubectl {}`: no diff is possible for this command. It runs exactly as shown against \
-         context {}, cluster {}, namespace {}.\n",
-        args.join(" "),
-        t.kube_context.as_deref().unwrap_or("?"),
-        t.cluster_server.as_deref().unwrap_or("?"),
-        t.namespace.as_deref().unwrap_or("?"),
-    );
+/// The shown text when no diff is possible, with what the approver should know on top.
+fn no_kube_diff(args: &[String], r: &Resolved, inv: &Invocation) -> (String, ChangeSet) {
+    let mut text = no_diff(Tool::Kubectl, args, &r.target);
     if !inv.uncertain.is_empty() {
         text.push_str(&format!(
             "hitl-gate could not read this command line with certainty: {}\n",
@@ -375,21 +370,16 @@ impl Helpers<'_> {
 
     /// The agent's global flags (but the ones the gate pins) and the pins.
     fn global(&self) -> Vec<String> {
-        let mut g = kube::render(self.inv, |f| is_global_flag(f) && !PINNED.contains(&f));
+        let mut g = render_flags(self.inv, |f| is_global_flag(f) && !PINNED.contains(&f));
         g.extend(kube::pins(Tool::Kubectl, self.resolved));
         g
     }
 
     /// `kubectl diff` of the sources, as `apply` will apply them, with the gate's own collector
-    /// as the external diff program (`cli/kube_diff.rs`): both sides come back as
+    /// as the external diff program (`kube_diff.rs`): both sides come back as
     /// objects and are diffed and masked here.
     fn source_diff(&self, secrets: &mut SecretValues) -> Result<(String, ChangeSet), Stop> {
-        let fail = |why: String| {
-            (
-                code::REFUSED,
-                format!("kubectl: {why}; nothing was submitted or applied"),
-            )
-        };
+        let fail = |why: String| Stop::refused("kubectl", why);
         let me = std::env::current_exe()
             .map_err(|e| fail(format!("cannot find this binary for kubectl diff: {e}")))?;
         let me = me.to_str().filter(|p| !p.contains(' ')).ok_or_else(|| {
@@ -400,14 +390,15 @@ impl Helpers<'_> {
         })?;
         let mut args = vec!["diff".to_string()];
         args.extend(self.global());
-        args.extend(kube::render(self.inv, |f| DIFF_FLAGS.contains(&f)));
+        args.extend(render_flags(self.inv, |f| DIFF_FLAGS.contains(&f)));
         args.extend(self.inputs.sources.iter().cloned());
         let mut c = self.command(&args);
         c.env(
             "KUBECTL_EXTERNAL_DIFF",
-            format!("{me} {}", crate::cli::kube_diff::WORD),
+            format!("{me} {}", super::kube_diff::WORD),
         );
-        let (status, out, err) = kube::run_helper(c).map_err(|e| (code::CANNOT_EXECUTE, e))?;
+        let (status, out, err) =
+            kube::run_helper(c).map_err(|e| Stop::new(code::CANNOT_EXECUTE, e))?;
         if status > 1 {
             return Err(fail(format!("kubectl diff failed (exit {status}: {err})")));
         }
@@ -416,11 +407,11 @@ impl Helpers<'_> {
         let text = String::from_utf8_lossy(&out);
         let line = text
             .lines()
-            .find(|l| l.contains(crate::cli::kube_diff::MARKER))
+            .find(|l| l.contains(super::kube_diff::MARKER))
             .ok_or_else(|| fail(format!("kubectl diff showed no change ({err})")))?;
         let v: Value = serde_json::from_str(line)
             .map_err(|e| fail(format!("the diff collector printed no JSON: {e}")))?;
-        let pairs = v[crate::cli::kube_diff::MARKER]
+        let pairs = v[super::kube_diff::MARKER]
             .as_array()
             .cloned()
             .unwrap_or_default();
@@ -442,15 +433,15 @@ impl Helpers<'_> {
     fn deletions(&self) -> Result<(String, ChangeSet), Stop> {
         let mut args = vec!["get".to_string()];
         args.extend(self.global());
-        args.extend(kube::render(self.inv, |f| SELECT_FLAGS.contains(&f)));
+        args.extend(render_flags(self.inv, |f| SELECT_FLAGS.contains(&f)));
         args.extend(self.inputs.sources.iter().cloned());
         args.extend(["-o", "name", "--ignore-not-found", "--"].map(String::from));
         args.extend(self.inv.positionals.iter().cloned());
-        let (status, out, err) =
-            kube::run_helper(self.command(&args)).map_err(|e| (code::CANNOT_EXECUTE, e))?;
+        let (status, out, err) = kube::run_helper(self.command(&args))
+            .map_err(|e| Stop::new(code::CANNOT_EXECUTE, e))?;
         if status != 0 {
-            return Err((
-                u8::try_from(status).unwrap_or(1),
+            return Err(Stop::tool_failed(
+                status,
                 format!(
                     "kubectl get (to list what delete removes) failed (exit {status}: {err}); \
                      nothing was submitted"

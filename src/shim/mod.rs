@@ -2,7 +2,8 @@
 //!
 //! One straight line, authorize then exec:
 //! depth guard → policy → read argv → classify → `Pass`: resolve the real binary and exec it;
-//! `Gate`: ask for approval; `Deny`: refuse. Nothing here starts a runtime, a thread, a logger
+//! `Gate`: pick the tool's producer (`terraform.rs`, `kubectl.rs`, `helm.rs`) and run the gated
+//! pipeline (`gate.rs`); `Deny`: refuse. Nothing here starts a runtime, a thread, a logger
 //! or clap. Every failure ends the process with a code from `exit.rs` and one line on stderr.
 //!
 //! A kubectl or helm command that passes only because a rule loosens the gate for an
@@ -11,16 +12,20 @@
 //! kubeconfig cannot be swapped between the check and the tool reading it. Every other
 //! passthrough is exec'd untouched.
 
+mod argv_edit;
 pub mod child;
 pub mod exec;
-pub mod gate;
+mod gate;
 mod helm;
 pub mod kube;
+pub mod kube_diff;
 mod kubectl;
+pub mod prepared;
 pub mod resolve;
 pub mod say;
 pub mod sealed;
 mod terraform;
+mod wait;
 
 use std::ffi::{OsStr, OsString};
 use std::process::{exit, ExitStatus};
@@ -29,36 +34,39 @@ use crate::argv;
 use crate::exit as code;
 use crate::policy::{self, Context, Verdict};
 use crate::tool::Tool;
+use prepared::{command_line, Prepared, Stop};
+use resolve::Resolver;
 
 /// Runs the shim for `tool`. Never returns.
 pub fn run(tool: Tool, argv0: OsString, args: Vec<OsString>) -> ! {
     match pipeline(tool, &argv0, &args) {
         Ok(status) => child::exit_like(status),
-        Err((status, message)) => {
-            say::say(&message);
-            exit(i32::from(status))
+        Err(stop) => {
+            say::say(&stop.message);
+            exit(i32::from(stop.code))
         }
     }
 }
 
 /// The pipeline. A passthrough never returns (it execs); a gated command that ran returns the
 /// tool's status; otherwise the exit code and the reason.
-fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, (u8, String)> {
+fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, Stop> {
     let depth = exec::depth(std::env::var_os(exec::DEPTH_VAR).as_deref())
-        .map_err(|e| (code::RECURSION, e))?;
+        .map_err(|e| Stop::new(code::RECURSION, e))?;
     let (policy, _source) = policy::load::load_sections(policy::load::Sections::Shim)
-        .map_err(|e| (code::POLICY_ERROR, format!("{e}; {tool} did not run")))?;
+        .map_err(|e| Stop::new(code::POLICY_ERROR, format!("{e}; {tool} did not run")))?;
     let env = |k: &str| std::env::var(k).ok();
     let inv = argv::read(tool, args, &env).map_err(|e| {
-        (
+        Stop::new(
             code::REFUSED,
             format!("cannot read the {tool} command line safely ({e}); it did not run"),
         )
     })?;
+    let resolver = Resolver::current(argv0);
     // Resolved only when a rule that loosens the gate asks for the kube server.
     let resolved: std::cell::RefCell<Option<kube::Resolved>> = std::cell::RefCell::new(None);
     let kube_server = || {
-        let r = resolve_kube_target(tool, argv0, args, &inv, &policy)?;
+        let r = resolve_kube_target(tool, &resolver, args, &inv, &policy)?;
         let server = r.exact.then(|| r.target.cluster_server.clone()).flatten();
         *resolved.borrow_mut() = Some(r);
         server
@@ -68,17 +76,9 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
         ..Context::process()
     };
     let verdict = policy.classify(tool, &inv, &ctx);
-    let real = |policy: &policy::Policy| {
-        let me = resolve::SelfId::current(argv0);
-        let path = std::env::var_os("PATH");
-        resolve::resolve(tool, policy.real_path(tool), path.as_deref(), &me).map_err(|e| match e {
-            resolve::ResolveError::RealPathIsShim { .. } => (code::RECURSION, e.to_string()),
-            e => (code::NOT_FOUND, e.to_string()),
-        })
-    };
     match verdict {
         Verdict::Pass(_) => {
-            let real = real(&policy)?;
+            let real = resolver.find(tool, policy.real_path(tool))?;
             let pinned;
             let args = match resolved.borrow().as_ref() {
                 Some(r) => {
@@ -88,7 +88,7 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
                 None => args,
             };
             let err = exec::exec_passthrough(&real, argv0, args, depth);
-            Err((
+            Err(Stop::new(
                 code::CANNOT_EXECUTE,
                 format!("cannot execute {}: {err}", real.display()),
             ))
@@ -96,9 +96,34 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
         Verdict::Gate(d) => {
             // Nested shims (a local-exec running kubectl) see the hop, as after an exec.
             std::env::set_var(exec::DEPTH_VAR, (depth + 1).to_string());
-            gate::run(tool, argv0, args, &|| real(&policy), &inv, &policy, &d)
+            let cmdline = command_line(tool, args);
+            // Which producer prepares the command, and what else it needs (helm resolves its
+            // kube target with the real kubectl).
+            let producer = |args: &[String]| -> Result<Prepared, Stop> {
+                let real = resolver.find(tool, policy.real_path(tool))?;
+                match tool {
+                    Tool::Kubectl => kubectl::prepare(&real, args, &inv),
+                    Tool::Helm => {
+                        let kubectl = resolver
+                            .find(Tool::Kubectl, policy.real_path(Tool::Kubectl))
+                            .map_err(|e| {
+                                Stop::unavailable(
+                                    &cmdline,
+                                    &d.rule,
+                                    format!(
+                                        "resolving the kube context of a gated helm command \
+                                         needs the real kubectl ({e})"
+                                    ),
+                                )
+                            })?;
+                        helm::prepare(&real, &kubectl, args, &inv, policy.allow_post_renderer())
+                    }
+                    Tool::Terraform | Tool::Tofu => terraform::prepare(tool, &real, args, &inv),
+                }
+            };
+            gate::run(tool, argv0, args, &policy, &d, &producer)
         }
-        Verdict::Deny(d) => Err((
+        Verdict::Deny(d) => Err(Stop::new(
             code::DENIED_BY_POLICY,
             format!(
                 "`{}` is denied by policy ({}{}): {}",
@@ -116,7 +141,7 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
 /// is not UTF-8 (the pinned argv could not be rebuilt byte for byte).
 pub fn resolve_kube_target(
     tool: Tool,
-    argv0: &OsStr,
+    resolver: &Resolver,
     args: &[OsString],
     inv: &argv::Invocation,
     policy: &policy::Policy,
@@ -124,15 +149,9 @@ pub fn resolve_kube_target(
     if !matches!(tool, Tool::Kubectl | Tool::Helm) || args.iter().any(|a| a.to_str().is_none()) {
         return None;
     }
-    let me = resolve::SelfId::current(argv0);
-    let path = std::env::var_os("PATH");
-    let kubectl = resolve::resolve(
-        Tool::Kubectl,
-        policy.real_path(Tool::Kubectl),
-        path.as_deref(),
-        &me,
-    )
-    .ok()?;
+    let kubectl = resolver
+        .find(Tool::Kubectl, policy.real_path(Tool::Kubectl))
+        .ok()?;
     kube::resolve(&kubectl, tool, inv, None).ok()
 }
 
@@ -143,16 +162,16 @@ fn pin_passthrough(
     args: &[OsString],
     inv: &argv::Invocation,
     r: &kube::Resolved,
-) -> Result<Vec<OsString>, (u8, String)> {
+) -> Result<Vec<OsString>, Stop> {
     let strings: Vec<String> = args
         .iter()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let mut edit = kube::ArgvEdit::new(&strings, inv);
+    let mut edit = argv_edit::ArgvEdit::new(&strings, inv);
     for p in kube::pins(tool, r) {
         edit.insert(p);
     }
-    sealed::keep_across_exec([&r.kubeconfig]).map_err(|e| (code::INTERNAL, e))?;
+    sealed::keep_across_exec([&r.kubeconfig]).map_err(Stop::internal)?;
     Ok(edit.finish().args.into_iter().map(OsString::from).collect())
 }
 
@@ -161,14 +180,4 @@ fn env_suffix(d: &policy::Decision) -> String {
         .as_ref()
         .map(|e| format!(", environment {}", e.name))
         .unwrap_or_default()
-}
-
-/// The command as one line for messages (lossy; never used to run anything).
-pub fn command_line(tool: Tool, args: &[OsString]) -> String {
-    let mut s = tool.name().to_string();
-    for a in args {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
 }

@@ -110,8 +110,44 @@ fn same_bytes(a: &Path, b: &Path) -> std::io::Result<bool> {
     }
 }
 
+/// Finds real binaries for this shim: it knows this binary (to skip it) and PATH. The one place
+/// the shim, the gated path, `explain` and `doctor` find a real tool.
+pub struct Resolver {
+    me: SelfId,
+    path: Option<OsString>,
+}
+
+impl Resolver {
+    /// For this process, started as `argv0`, with this process's PATH.
+    pub fn current(argv0: &OsStr) -> Resolver {
+        Resolver {
+            me: SelfId::current(argv0),
+            path: std::env::var_os("PATH"),
+        }
+    }
+
+    /// For this executable (the CLI: `explain`, `doctor`), with `path` as PATH.
+    pub fn for_exe(path: Option<OsString>) -> Resolver {
+        let exe = std::env::current_exe().unwrap_or_default();
+        Resolver {
+            me: SelfId::current(exe.as_os_str()),
+            path,
+        }
+    }
+
+    /// The real `tool`: the policy's `real_path`, else the first suitable PATH entry.
+    pub fn find(&self, tool: Tool, real_path: Option<&Path>) -> Result<PathBuf, ResolveError> {
+        resolve(tool, real_path, self.path.as_deref(), &self.me)
+    }
+
+    /// True when `p` is this binary or another hitl-gate shim (what the PATH walk skips).
+    pub fn is_shim(&self, p: &Path) -> bool {
+        matches!(candidate(p, &self.me), Candidate::Shim)
+    }
+}
+
 /// Finds the real binary: the policy's `real_path`, else the first suitable PATH entry.
-pub fn resolve(
+fn resolve(
     tool: Tool,
     real_path: Option<&Path>,
     path_var: Option<&OsStr>,
@@ -140,11 +176,6 @@ pub fn resolve(
         searched.push(dir);
     }
     Err(ResolveError::NotFound { tool, searched })
-}
-
-/// True when `p` is this binary or another hitl-gate shim (what the PATH walk skips).
-pub fn resolve_one_is_shim(p: &Path, me: &SelfId) -> bool {
-    matches!(candidate(p, me), Candidate::Shim)
 }
 
 enum Candidate {

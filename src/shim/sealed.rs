@@ -1,4 +1,9 @@
-//! Sealed snapshots: the bytes an approval covers, kept where nobody can change them.
+//! Sealed snapshots: the bytes an approval covers, read once and kept where nobody can change
+//! them.
+//!
+//! Inputs are read once ([`read_input`]): only regular files (a FIFO, a device or a socket can
+//! serve each reader different bytes, and is refused without blocking on it), never under
+//! `/dev`, `/proc` or `/sys`.
 //!
 //! Every input of a gated run (the terraform plan, manifests, rendered kustomizations, charts,
 //! values files, the pinned kubeconfig) is read once into a memfd, which is then sealed against
@@ -11,11 +16,110 @@
 //! lockdown install, where the tool runs as another user, closes that.)
 
 use std::fs::File;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
 
 use nix::fcntl::{fcntl, FcntlArg, FdFlag, SealFlag};
 use nix::sys::memfd::{memfd_create, MFdFlags};
+
+/// The largest input read into a snapshot.
+const MAX_INPUT: u64 = 64 * 1024 * 1024;
+/// The most files one directory source may hold.
+const MAX_FILES: usize = 500;
+
+/// Refuses paths under `/dev`, `/proc` and `/sys` (lexically and once resolved).
+pub fn check_input_path(path: &Path) -> Result<(), String> {
+    let abs = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()
+            .map_err(|e| format!("cannot read the working directory: {e}"))?
+            .join(path)
+    };
+    for p in [Some(abs.clone()), abs.canonicalize().ok()]
+        .into_iter()
+        .flatten()
+    {
+        if ["/dev", "/proc", "/sys"].iter().any(|d| p.starts_with(d)) {
+            return Err(format!(
+                "{} is under {}: inputs must be regular files that can be read once and shown",
+                path.display(),
+                p.components().take(2).collect::<PathBuf>().display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads an input the agent named, once: it must be a regular file (a FIFO, a device or a
+/// socket is refused without blocking on it), not under `/dev`, `/proc` or `/sys`, and at most
+/// 64 MiB.
+pub fn read_input(path: &Path) -> Result<Vec<u8>, String> {
+    check_input_path(path)?;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK | nix::libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let meta = f
+        .metadata()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() {
+        return Err(format!(
+            "{} is not a regular file (a FIFO, device or socket can serve the approver and the \
+             run different bytes)",
+            path.display()
+        ));
+    }
+    if meta.len() > MAX_INPUT {
+        return Err(format!("{} is larger than 64 MiB", path.display()));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+    f.take(MAX_INPUT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(bytes)
+}
+
+/// The manifest files of a `-f DIR` source, as kubectl reads them: the directory's `.json`,
+/// `.yaml` and `.yml` files in name order, and with `recursive`, its subdirectories' too
+/// (symlinked directories are not followed, symlinked files are).
+pub fn manifest_files(dir: &Path, recursive: bool) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    walk(dir, recursive, &mut out)?;
+    if out.len() > MAX_FILES {
+        return Err(format!(
+            "{} holds more than {MAX_FILES} manifest files",
+            dir.display()
+        ));
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, recursive: bool, out: &mut Vec<PathBuf>) -> Result<(), String> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| format!("{}: {e}", dir.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
+    entries.sort_by_key(std::fs::DirEntry::file_name);
+    for e in entries {
+        let p = e.path();
+        let ty = e.file_type().map_err(|e| format!("{}: {e}", p.display()))?;
+        if ty.is_dir() {
+            if recursive {
+                walk(&p, recursive, out)?;
+            }
+            continue;
+        }
+        let ext = p.extension().and_then(|x| x.to_str()).unwrap_or("");
+        if matches!(ext, "json" | "yaml" | "yml") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
 
 /// One sealed snapshot.
 #[derive(Debug)]
@@ -130,5 +234,19 @@ mod tests {
             .output()
             .unwrap();
         assert_eq!(out.stdout, b"PK plan bytes", "{out:?}");
+    }
+
+    #[test]
+    fn device_and_proc_paths_and_fifos_are_refused() {
+        for p in ["/dev/stdin", "/proc/self/fd/0", "/sys/kernel/x"] {
+            assert!(read_input(Path::new(p)).is_err(), "{p}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("f");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let e = read_input(&fifo).unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+        std::fs::write(dir.path().join("m.yaml"), "a: 1\n").unwrap();
+        assert_eq!(read_input(&dir.path().join("m.yaml")).unwrap(), b"a: 1\n");
     }
 }

@@ -1,0 +1,189 @@
+//! Waiting for the decision: the poller thread long-polls the server (retrying lost
+//! connections until the deadline), the main thread shows the time left and cancels the request
+//! on SIGINT, SIGTERM, SIGHUP or SIGQUIT; and what the agent reads when the answer is not yes.
+
+use std::io::IsTerminal;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use super::child;
+use super::prepared::Stop;
+use super::say::say;
+use crate::api::{CreateRequest, RequestView, State};
+use crate::client::{Client, ClientError};
+use crate::exit as code;
+
+/// Events the waiting shim reacts to.
+pub enum Event {
+    Signal(i32),
+    Decided(Box<RequestView>),
+    /// The poller lost the server for good.
+    Lost(String),
+    /// The poller is retrying after a transient error.
+    Retrying(String),
+}
+
+/// Retries a call on transient errors for a few seconds (a server restarting, a blip).
+pub fn retry_briefly<T>(
+    mut call: impl FnMut() -> Result<T, ClientError>,
+) -> Result<T, ClientError> {
+    let mut delay = Duration::from_millis(100);
+    let give_up = Instant::now() + Duration::from_secs(5);
+    loop {
+        match call() {
+            Err(ClientError::Transient(_)) if Instant::now() + delay < give_up => {
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// What the agent sees once the request is submitted.
+pub fn announce(cmdline: &str, view: &RequestView, base: &str, req: &CreateRequest) {
+    let summary = req
+        .diff
+        .summary
+        .get("summary")
+        .and_then(|s| s.as_str())
+        .unwrap_or("no diff");
+    say(&format!(
+        "`{cmdline}` is waiting for a human (rule {}, environment {})\n\
+         request {id}; review: {base}/api/v1/requests/{id} (approvers: hitl-gate show {id})\n\
+         changes: {summary}",
+        view.classification.rule,
+        view.classification.environment.as_deref().unwrap_or("none"),
+        id = view.id,
+    ));
+}
+
+/// Waits for the decision: a poller thread long-polls (retrying lost connections with backoff
+/// until the deadline), this thread shows the time left and reacts to signals by cancelling.
+pub fn wait(
+    client: &Client,
+    view: RequestView,
+    rx: &Receiver<Event>,
+    tx: Sender<Event>,
+) -> Result<RequestView, Stop> {
+    let id = view.id.clone();
+    let deadline = view.deadline;
+    let poller = client.clone();
+    let pid = id.clone();
+    std::thread::spawn(move || poll(&poller, &pid, deadline, &tx));
+    let tty = std::io::stderr().is_terminal();
+    let tick = if tty {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(30)
+    };
+    loop {
+        let event = rx.recv_timeout(tick);
+        match event {
+            Ok(Event::Decided(v)) => return Ok(*v),
+            Ok(Event::Signal(sig)) => {
+                let how = match client.cancel(&id) {
+                    Ok(_) => "cancelled on the server".to_string(),
+                    Err(e) => format!("could not be cancelled on the server ({e})"),
+                };
+                return Err(Stop::cancelled(format!(
+                    "got {} while waiting; request {id} {how}; nothing ran",
+                    child::name(sig)
+                )));
+            }
+            Ok(Event::Lost(e)) => {
+                return Err(Stop::new(
+                    code::APPROVAL_UNAVAILABLE,
+                    format!(
+                        "lost the approval server while waiting for request {id} ({e}); nothing \
+                         ran"
+                    ),
+                ))
+            }
+            Ok(Event::Retrying(e)) => {
+                say(&format!(
+                    "connection to the approval server lost ({e}); retrying"
+                ));
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                let left = (deadline - crate::api::now_ms()).max(0) / 1000;
+                let line = format!(
+                    "waiting for approval of request {id}: {}m{:02}s left",
+                    left / 60,
+                    left % 60
+                );
+                if tty {
+                    super::say::live(&line);
+                } else {
+                    say(&line);
+                }
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Stop::internal("the waiting thread stopped"))
+            }
+        }
+    }
+}
+
+/// The poller: long-polls until the request is decided. Transient errors are retried with
+/// backoff until a minute past the deadline (by then the server has expired the request).
+fn poll(client: &Client, id: &str, deadline: i64, tx: &Sender<Event>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match client.wait(id, 55) {
+            Ok(v) if v.state != State::Pending => {
+                let _ = tx.send(Event::Decided(Box::new(v)));
+                return;
+            }
+            Ok(_) => backoff = Duration::from_millis(100),
+            Err(ClientError::Fatal(e)) => {
+                let _ = tx.send(Event::Lost(e));
+                return;
+            }
+            Err(ClientError::Transient(e)) => {
+                if crate::api::now_ms() > deadline + 60_000 {
+                    let _ = tx.send(Event::Lost(format!("{e}; the deadline has passed")));
+                    return;
+                }
+                let _ = tx.send(Event::Retrying(e));
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// The block an agent reads when a human said no, nobody answered, or the request was
+/// cancelled.
+pub fn refused_block(
+    state: State,
+    d: Option<&crate::api::SignedDecision>,
+    id: &str,
+    cmdline: &str,
+) -> Stop {
+    let who = d.map_or("unknown".into(), |d| d.approvers.join(", "));
+    let comment = d
+        .and_then(|d| d.comment.as_deref())
+        .unwrap_or("(no comment)");
+    let (code, head) = match state {
+        State::Rejected => (
+            code::REJECTED,
+            format!("REJECTED by {who}: a human said no, because: {comment}"),
+        ),
+        State::Expired => (
+            code::EXPIRED,
+            "EXPIRED: nobody decided before the request's deadline, so it was rejected \
+             automatically"
+                .to_string(),
+        ),
+        State::Cancelled => (code::CANCELLED, format!("CANCELLED by {who}: {comment}")),
+        State::Approved | State::Pending => (
+            code::VERIFICATION_FAILED,
+            format!("the server answered {} without a decision", state.as_str()),
+        ),
+    };
+    Stop::new(
+        code,
+        format!("{head}\nrequest {id}; `{cmdline}` did not run"),
+    )
+}
