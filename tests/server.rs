@@ -833,7 +833,7 @@ async fn a_human_decision_after_the_deadline_is_refused_even_before_the_reaper_r
     // The store directly (no reaper): a pending request whose deadline has passed cannot be
     // approved or rejected, only expired.
     use hitl_gate::api::{Classification, CreateRequest, State};
-    use hitl_gate::server::store::{Change, Changed, NewRequest, Store};
+    use hitl_gate::server::store::{NewRequest, Store};
     let dir = tempfile::tempdir().unwrap();
     let keys = std::sync::Arc::new(hitl_gate::signing::Keys::load_or_create(dir.path()).unwrap());
     let store = Store::open(&dir.path().join("db"), keys, 100)
@@ -863,31 +863,33 @@ async fn a_human_decision_after_the_deadline_is_refused_even_before_the_reaper_r
         })
         .await
         .unwrap();
-    for to in [State::Approved, State::Rejected] {
-        let change = Change {
-            to,
-            actor: "local:alice",
-            comment: Some("late"),
-            now,
-            valid_for_ms: 300_000,
-            only_agent: None,
-        };
-        match store.change(&id, change).await.unwrap() {
-            Changed::Conflict(State::Expired) => {}
-            Changed::Done(_) => panic!("{to:?} landed after the deadline"),
-            _ => panic!("unexpected answer"),
-        }
-    }
-    let expire = Change {
-        to: State::Expired,
-        actor: "system:reaper",
-        comment: None,
-        now,
-        valid_for_ms: 0,
-        only_agent: None,
+    // What decide.rs would record; the store itself refuses a human decision past the
+    // deadline in its conditional update, whatever its caller checked.
+    let view = store.get(&id).await.unwrap().unwrap();
+    let decision = |to: State| hitl_gate::api::SignedDecision {
+        request_id: id.clone(),
+        decision: to,
+        approvers: vec!["local:alice".into()],
+        comment: Some("late".into()),
+        argv_sha256: String::new(),
+        artifact_sha256: Vec::new(),
+        environment_sha256: String::new(),
+        request_sha256: String::new(),
+        nonce: String::new(),
+        decided_at: now,
+        valid_until: now,
+        signature: String::new(),
     };
-    assert!(matches!(
-        store.change(&id, expire).await.unwrap(),
-        Changed::Done(_)
-    ));
+    for to in [State::Approved, State::Rejected] {
+        let recorded = store
+            .record_decision(&view, &decision(to), "local:alice", true)
+            .await
+            .unwrap();
+        assert!(!recorded, "{to:?} landed after the deadline");
+    }
+    assert!(store
+        .record_decision(&view, &decision(State::Expired), "system:reaper", false)
+        .await
+        .unwrap());
+    assert_eq!(store.get(&id).await.unwrap().unwrap().state, State::Expired);
 }

@@ -10,7 +10,7 @@ use sqlx::ConnectOptions;
 
 use super::error::CliError;
 use crate::audit::{self, Checkpoint, ExportLine, Row, VerifyError};
-use crate::server;
+use crate::server::{self, audit_log};
 use crate::signing::{Keys, KEY_FILE};
 
 #[derive(clap::Subcommand)]
@@ -98,95 +98,22 @@ impl DbReader {
         Ok(DbReader { rt, conn })
     }
 
-    /// The next page of rows after `after`: the rows with `seq` in `(after, after + PAGE]`,
-    /// or, when that range is empty, from the next row that exists (a gap must not end the scan:
-    /// the rows behind it are what `verify` reports as missing). A page comes back as one JSON
-    /// array built by SQLite, because reading row by row through sqlx costs more than verifying.
-    /// This is transport only: the hashes cover the exact stored bytes, so an encoding mistake
-    /// could only make a good row look bad, never the reverse.
+    /// The next page of rows after `after` (see `server::audit_log::page`).
     fn page(
         &mut self,
-        mut after: i64,
+        after: i64,
         since: Option<i64>,
         until: Option<i64>,
     ) -> Result<Vec<Row>, String> {
-        const PAGE: i64 = 5000;
-        type Tuple = (
-            i64,
-            i64,
-            String,
-            Option<String>,
-            String,
-            String,
-            String,
-            String,
-        );
-        loop {
-            let q = sqlx::query_scalar::<_, Option<String>>(
-                "SELECT json_group_array(json_array(seq, at, kind, request_id, actor, body, prev_hash, hash)) \
-                 FROM audit WHERE seq > ?1 AND seq <= ?1 + ?4 AND (?2 IS NULL OR at >= ?2) \
-                 AND (?3 IS NULL OR at <= ?3)",
-            )
-            .bind(after)
-            .bind(since)
-            .bind(until)
-            .bind(PAGE);
-            let text = self
-                .rt
-                .block_on(q.fetch_one(&mut self.conn))
-                .map_err(|e| e.to_string())?;
-            let tuples: Vec<Tuple> =
-                serde_json::from_str(text.as_deref().unwrap_or("[]")).map_err(|e| e.to_string())?;
-            if !tuples.is_empty() {
-                return Ok(tuples
-                    .into_iter()
-                    .map(
-                        |(seq, at, kind, request_id, actor, body, prev_hash, hash)| Row {
-                            seq,
-                            at,
-                            kind,
-                            request_id,
-                            actor,
-                            body,
-                            prev_hash,
-                            hash,
-                        },
-                    )
-                    .collect());
-            }
-            let next = sqlx::query_scalar::<_, Option<i64>>(
-                "SELECT MIN(seq) FROM audit WHERE seq > ?1 AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at <= ?3)",
-            )
-            .bind(after)
-            .bind(since)
-            .bind(until);
-            match self
-                .rt
-                .block_on(next.fetch_one(&mut self.conn))
-                .map_err(|e| e.to_string())?
-            {
-                Some(n) => after = n - 1,
-                None => return Ok(Vec::new()),
-            }
-        }
+        self.rt
+            .block_on(audit_log::page(&mut self.conn, after, since, until))
+            .map_err(|e| e.to_string())
     }
 
     fn checkpoints(&mut self) -> Result<Vec<Checkpoint>, CliError> {
-        let q = sqlx::query_as::<_, (i64, String, i64, String)>(
-            "SELECT seq, head_hash, at, signature FROM checkpoints ORDER BY seq",
-        );
-        Ok(self
-            .rt
-            .block_on(q.fetch_all(&mut self.conn))
-            .map_err(|e| fail(e.to_string()))?
-            .into_iter()
-            .map(|(seq, head_hash, at, signature)| Checkpoint {
-                seq,
-                head_hash,
-                at,
-                signature,
-            })
-            .collect())
+        self.rt
+            .block_on(audit_log::checkpoints(&mut self.conn))
+            .map_err(|e| fail(e.to_string()))
     }
 
     /// All rows, as an iterator for `audit::verify`. A reader thread fetches the next page while

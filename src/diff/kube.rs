@@ -569,6 +569,30 @@ pub fn objects_change(
     (text, set)
 }
 
+/// The per-object diff of two manifests and its change model; the Secret values of both go to
+/// `secrets`. A manifest that is not YAML is not shown (it could hold anything).
+pub fn manifest_change(old: &str, new: &str, secrets: &mut SecretValues) -> (String, ChangeSet) {
+    match (yaml_documents(old), yaml_documents(new)) {
+        (Ok(o), Ok(n)) => {
+            for obj in o.iter().chain(&n) {
+                secrets.collect(obj);
+            }
+            objects_change(&o, &n, true, false)
+        }
+        (Err(e), _) | (_, Err(e)) => (
+            format!("The manifest could not be read ({e}); its objects are not shown.\n"),
+            ChangeSet {
+                resources: vec![ResourceChange {
+                    address: "manifest".into(),
+                    action: Action::Unknown("unreadable manifest".into()),
+                    action_reason: None,
+                    attributes: Vec::new(),
+                }],
+            },
+        ),
+    }
+}
+
 /// A unified diff of two texts, headed `before ADDRESS` / `after ADDRESS`.
 pub fn unified(address: &str, before: &str, after: &str) -> String {
     similar::TextDiff::from_lines(before, after)
@@ -698,5 +722,25 @@ mod tests {
         assert!(object_change(Some(&live), Some(&live), false).is_none());
         let (_, created) = object_change(None, Some(&new), false).unwrap();
         assert_eq!(created.action, Action::Create);
+    }
+
+    #[test]
+    fn manifests_are_diffed_per_object_and_secrets_masked() {
+        let old = "---\n# Source: c/templates/d.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: rel-web\nspec:\n  replicas: 1\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: rel-creds\ndata:\n  password: aHVudGVyMg==\n";
+        let new = "---\n# Source: c/templates/d.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: rel-web\nspec:\n  replicas: 3\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: rel-conf\ndata:\n  a: b\n";
+        let mut secrets = SecretValues::default();
+        let (text, set) = manifest_change(old, new, &mut secrets);
+        assert!(!text.contains("aHVudGVyMg"), "{text}");
+        assert!(
+            text.contains("-  replicas: 1") && text.contains("+  replicas: 3"),
+            "{text}"
+        );
+        let by = |k: &str| set.resources.iter().find(|r| r.address == k).unwrap();
+        assert_eq!(by("Deployment rel-web").action, Action::Update);
+        assert_eq!(by("Deployment rel-web").attributes[0].path, "spec.replicas");
+        assert_eq!(by("Secret rel-creds").action, Action::Delete);
+        assert_eq!(by("ConfigMap rel-conf").action, Action::Create);
+        assert_eq!(set.summary_line(), "+1 ~1 -1");
+        assert_eq!(secrets.redact("x hunter2 y"), format!("x {} y", MASKED));
     }
 }

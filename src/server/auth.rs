@@ -7,15 +7,9 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 
+pub use super::app::Agent;
+use super::app::App;
 use super::error::ApiError;
-use super::App;
-
-/// An authenticated agent.
-#[derive(Debug, Clone)]
-pub struct Agent {
-    pub name: String,
-    pub on_behalf_of: Option<String>,
-}
 
 /// An authenticated human who may decide. Its string is the identity recorded in decisions and
 /// the audit log (`local:<user>`).

@@ -33,7 +33,7 @@ pub async fn serve<L>(
     router: Router,
     limits: Limits,
     mut stop: watch::Receiver<bool>,
-    app: Arc<super::App>,
+    app: Arc<super::app::App>,
 ) where
     L: Listener,
 {

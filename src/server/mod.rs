@@ -8,27 +8,32 @@
 //! timed out in `conn.rs`) and the admin Unix socket `DATA_DIR/admin.sock` (mode 0600), whose
 //! callers are approvers identified by SO_PEERCRED as `local:<user>`.
 
+mod app;
+pub mod audit_log;
 pub mod auth;
+mod classify;
 mod conn;
+mod db;
+mod decide;
 pub mod error;
 mod metrics;
 mod routes;
 pub mod store;
 pub mod tls;
+mod writer;
 
-use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{watch, Notify};
 
-use crate::api::State;
 use crate::policy::Policy;
 use crate::signing::Keys;
-use auth::{Agent, LocalPeer};
-use store::{Change, Changed, Store};
+use app::{Agent, App, Waiters};
+use auth::LocalPeer;
+use store::Store;
 
 /// The database file inside the data dir.
 pub const DB_FILE: &str = "hitl-gate.db";
@@ -41,48 +46,6 @@ pub struct Config {
     pub policy: Policy,
     /// Serve HTTPS with this configuration instead of plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
-}
-
-/// Shared state of a running server.
-pub struct App {
-    pub(crate) store: Store,
-    pub(crate) policy: Policy,
-    pub(crate) keys: Arc<Keys>,
-    /// Agents by the SHA-256 of their token.
-    pub(crate) agents: HashMap<String, Agent>,
-    pub(crate) waiters: Waiters,
-    pub(crate) metrics: metrics::Metrics,
-    pub(crate) reaper: Notify,
-    pub(crate) shutdown: watch::Receiver<bool>,
-    /// Largest accepted request body, bytes.
-    pub(crate) body_limit: usize,
-}
-
-/// Per-request wake-up: a waiter subscribes, a decision notifies every subscriber at once.
-#[derive(Default)]
-pub struct Waiters {
-    map: Mutex<HashMap<String, Arc<Notify>>>,
-}
-
-impl Waiters {
-    pub fn subscribe(&self, id: &str) -> Arc<Notify> {
-        let mut map = self.map.lock().expect("waiters lock");
-        map.entry(id.to_string()).or_default().clone()
-    }
-
-    pub fn wake(&self, id: &str) {
-        if let Some(n) = self.map.lock().expect("waiters lock").remove(id) {
-            n.notify_waiters();
-        }
-    }
-
-    /// Drops the entry when nobody else holds it (a waiter that gave up).
-    pub fn release(&self, id: &str, mine: Arc<Notify>) {
-        let mut map = self.map.lock().expect("waiters lock");
-        if Arc::strong_count(&mine) == 2 {
-            map.remove(id);
-        }
-    }
 }
 
 pub use crate::api::now_ms;
@@ -175,7 +138,7 @@ where
     });
 
     // Expire what became overdue while the server was down, before anyone can decide it.
-    expire_due(&app).await;
+    decide::expire_due(&app).await;
 
     let socket = config.data_dir.join(SOCKET_FILE);
     let _ = std::fs::remove_file(&socket);
@@ -191,8 +154,11 @@ where
     };
     on_start(&started);
 
-    let reaper = tokio::spawn(reaper(app.clone()));
-    let checkpointer = tokio::spawn(checkpointer(app.clone(), serve.checkpoint_interval.0));
+    let reaper = tokio::spawn(decide::reaper(app.clone()));
+    let checkpointer = tokio::spawn(decide::checkpointer(
+        app.clone(),
+        serve.checkpoint_interval.0,
+    ));
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);
@@ -241,75 +207,5 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Unix
                 .ok()
                 .map(|c| format!("local:{}", auth::username(c.uid()))),
         )
-    }
-}
-
-/// Applies a state change and wakes whoever waits on it.
-pub(crate) async fn decide(
-    app: &App,
-    id: &str,
-    change: Change<'_>,
-) -> Result<Changed, store::StoreError> {
-    let to = change.to;
-    let result = app.store.change(id, change).await?;
-    if let Changed::Done(view) = &result {
-        app.waiters.wake(id);
-        app.metrics.decided(
-            to,
-            view.decision
-                .as_ref()
-                .map_or(0, |d| d.decided_at - view.created_at),
-        );
-    }
-    Ok(result)
-}
-
-/// Expires every overdue pending request.
-async fn expire_due(app: &App) {
-    let now = now_ms();
-    let Ok(ids) = app.store.overdue(now).await else {
-        return;
-    };
-    for id in ids {
-        let change = Change {
-            to: State::Expired,
-            actor: "system:reaper",
-            comment: Some("nobody decided before the deadline"),
-            now,
-            valid_for_ms: 0,
-            only_agent: None,
-        };
-        if let Err(e) = decide(app, &id, change).await {
-            eprintln!("hitl-gate serve: expiring {id} failed (will retry): {e}");
-        }
-    }
-}
-
-/// Sleeps until the next deadline (or a new request), then expires what is due.
-async fn reaper(app: Arc<App>) {
-    let mut stop = app.shutdown.clone();
-    loop {
-        let wait = match app.store.next_deadline().await {
-            Ok(Some(d)) => u64::try_from(d - now_ms()).unwrap_or(0),
-            _ => 60_000,
-        };
-        let notified = app.reaper.notified();
-        tokio::select! {
-            () = tokio::time::sleep(std::time::Duration::from_millis(wait)) => expire_due(&app).await,
-            () = notified => {}
-            _ = stop.changed() => return,
-        }
-    }
-}
-
-/// Signs a checkpoint at least every `interval` while rows are being added.
-async fn checkpointer(app: Arc<App>, interval: std::time::Duration) {
-    let mut tick = tokio::time::interval(interval);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        if let Err(e) = app.store.checkpoint(now_ms()).await {
-            eprintln!("hitl-gate serve: checkpoint failed: {e}");
-        }
     }
 }

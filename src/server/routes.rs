@@ -1,6 +1,5 @@
 //! The HTTP routes of `/api/v1` and the public endpoints. docs/api.md documents each.
 
-use std::ffi::OsString;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,14 +13,14 @@ use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
+use super::app::App;
 use super::auth::{Agent, Approver, Caller};
+use super::classify::classify;
+use super::decide::{decide, Change};
 use super::error::ApiError;
-use super::store::{Change, Changed, NewRequest};
-use super::{decide, now_ms, App};
-use crate::api::{
-    Classification, CreateRequest, DecisionBody, Outcome, PublicKey, RequestView, State, Verb,
-};
-use crate::policy::{Context, Facts, Risk, Verdict};
+use super::store::{Changed, NewRequest};
+use crate::api::now_ms;
+use crate::api::{CreateRequest, DecisionBody, Outcome, PublicKey, RequestView, State, Verb};
 use crate::tool::Tool;
 
 /// The longest a single long-poll waits, in seconds.
@@ -152,65 +151,6 @@ async fn public_key(AxState(app): St) -> Json<PublicKey> {
         algorithm: "ed25519".into(),
         public_key: app.keys.public_hex(),
     })
-}
-
-/// The server's own classification of a request: it never trusts the shim's verdict.
-fn classify(app: &App, req: &CreateRequest, tool: Tool) -> Classification {
-    let serve = app.policy.serve();
-    let args: Vec<OsString> = req.argv.iter().map(OsString::from).collect();
-    let facts = Facts {
-        kube_context: req.environment.kube_context.clone(),
-        namespace: req.environment.namespace.clone(),
-        terraform_workspace: req.environment.terraform_workspace.clone(),
-        dir: req
-            .environment
-            .dir
-            .clone()
-            .or_else(|| Some(req.cwd.clone())),
-        // What the shim resolved with the real tool.
-        kube_server: req.environment.cluster_server.clone(),
-        terraform_backend: req.environment.terraform_backend.clone(),
-        trusted_only: false,
-    };
-    let ctx = Context {
-        cwd: Some(req.cwd.clone().into()),
-        env: &|_| None,
-        facts: Some(facts),
-        kube_server: &|| None,
-    };
-    let (verdict, rule, env) = match crate::argv::read(tool, &args, &|_| None) {
-        Ok(inv) => {
-            let v = app.policy.classify(tool, &inv, &ctx);
-            let env = v
-                .decision()
-                .environment
-                .clone()
-                .or_else(|| app.policy.environment(tool, &inv, &ctx));
-            let name = match &v {
-                Verdict::Pass(_) => "pass",
-                Verdict::Gate(_) => "gate",
-                Verdict::Deny(_) => "deny",
-            };
-            (name, v.decision().rule.clone(), env)
-        }
-        Err(e) => ("gate", format!("argv ({e})"), None),
-    };
-    let risk = env.as_ref().map(|e| e.risk);
-    let timeout = app.policy.rule_timeout(&rule).unwrap_or_else(|| {
-        if risk >= Some(Risk::High) {
-            serve.high_risk_timeout.0
-        } else {
-            serve.default_timeout.0
-        }
-    });
-    Classification {
-        verdict: verdict.into(),
-        rule,
-        environment: env.as_ref().map(|e| e.name.clone()),
-        risk: risk.map(|r| format!("{r:?}").to_lowercase()),
-        timeout_seconds: timeout.as_secs(),
-        approvals_needed: 1,
-    }
 }
 
 fn tool_of(req: &CreateRequest) -> Result<Tool, ApiError> {

@@ -1,99 +1,21 @@
-//! The durable store: requests, the audit log and its signed checkpoints, in SQLite.
-//!
-//! Every state change and the audit row that records it are written together, inside one
-//! SAVEPOINT of a `BEGIN IMMEDIATE` transaction on the single writer connection; if any statement
-//! fails (an audit append that cannot be written: disk full, I/O error, a read-only file), the
-//! savepoint rolls back and the request stays as it was.
-//!
-//! **Group commit.** One writer task owns the connection. Operations queue up while a commit
-//! (an fsync) is under way; the next transaction takes all of them (up to 128), each in its own
-//! savepoint, and commits once. A caller is answered only after the commit that contains its
-//! change is durable, and only its own operation's failure is reported to it; if the COMMIT itself
-//! fails, every operation of that batch fails and nothing of it is kept. "Exactly one terminal state" is enforced by a conditional update
-//! (`… WHERE state = 'pending'`), not by a lock in memory, and triggers make the audit log
-//! append-only and a decided request's decision immutable.
-//!
-//! Reads go through a small pool (WAL mode lets them run beside the writer). The database is
-//! opened with `synchronous = FULL`: a decision is on disk when the API answers.
+//! The requests, as a state machine in the database: created pending; decided once
+//! (`approved`, `rejected`, `expired` or `cancelled`) by a conditional update
+//! (`… WHERE state = 'pending'`, and for a human decision, before the deadline); their outcome
+//! recorded once. Every change is one operation of the writer (`writer.rs`) and appends its
+//! audit row (`audit_log.rs`) in the same savepoint: if the row cannot be written, the change is
+//! not made. Signing a decision and choosing who may make it is `decide.rs`'s job.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use serde_json::json;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, Row as _, SqliteConnection, SqlitePool};
+use sqlx::{Row as _, SqlitePool};
 
+use super::audit_log::{AuditLog, Entry};
+pub use super::db::{Result, StoreError};
+use super::writer::Writer;
 use crate::api::{Classification, CreateRequest, Outcome, RequestView, SignedDecision, State};
-use crate::audit::{self, Checkpoint, Row};
-use crate::signing::{self, Keys};
-
-const SCHEMA: &str = r#"
-CREATE TABLE requests (
-    id TEXT PRIMARY KEY,
-    agent TEXT NOT NULL,
-    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'expired', 'cancelled')),
-    created_at INTEGER NOT NULL,
-    deadline INTEGER NOT NULL,
-    data TEXT NOT NULL,
-    decision TEXT,
-    outcome TEXT
-);
-CREATE INDEX requests_by_state ON requests (state, deadline);
-CREATE TRIGGER requests_decision_is_final BEFORE UPDATE ON requests
-WHEN OLD.state <> 'pending' AND (NEW.state IS NOT OLD.state OR NEW.decision IS NOT OLD.decision
-    OR NEW.data IS NOT OLD.data OR NEW.id IS NOT OLD.id OR NEW.deadline IS NOT OLD.deadline)
-BEGIN SELECT RAISE(ABORT, 'a decided request cannot change'); END;
-CREATE TRIGGER requests_outcome_once BEFORE UPDATE OF outcome ON requests
-WHEN OLD.outcome IS NOT NULL
-BEGIN SELECT RAISE(ABORT, 'the outcome is already recorded'); END;
-CREATE TRIGGER requests_are_kept BEFORE DELETE ON requests
-BEGIN SELECT RAISE(ABORT, 'requests are never deleted'); END;
-
-CREATE TABLE audit (
-    seq INTEGER PRIMARY KEY,
-    at INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    request_id TEXT,
-    actor TEXT NOT NULL,
-    body TEXT NOT NULL,
-    prev_hash TEXT NOT NULL,
-    hash TEXT NOT NULL
-);
-CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-
-CREATE TABLE checkpoints (
-    seq INTEGER PRIMARY KEY,
-    head_hash TEXT NOT NULL,
-    at INTEGER NOT NULL,
-    signature TEXT NOT NULL
-);
-CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
-BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
-BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
-"#;
-
-/// A store failure, reported to the client as a 500 with a stable code.
-#[derive(Debug)]
-pub struct StoreError(pub String);
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        StoreError(e.to_string())
-    }
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-type Result<T> = std::result::Result<T, StoreError>;
+use crate::signing::Keys;
 
 /// A request to insert.
 pub struct NewRequest {
@@ -106,18 +28,6 @@ pub struct NewRequest {
     pub deadline: i64,
 }
 
-/// A state change to apply.
-pub struct Change<'a> {
-    pub to: State,
-    pub actor: &'a str,
-    pub comment: Option<&'a str>,
-    pub now: i64,
-    /// How long an approval stays valid for the shim to start the run (ms).
-    pub valid_for_ms: i64,
-    /// Only this agent may make the change (cancel); None for approvers and the reaper.
-    pub only_agent: Option<&'a str>,
-}
-
 /// The result of a state change.
 pub enum Changed {
     Done(Box<RequestView>),
@@ -126,92 +36,21 @@ pub enum Changed {
     NotFound,
 }
 
-/// One queued write: runs on the writer connection inside its own savepoint.
-type WriteFn = Box<
-    dyn for<'c> FnOnce(
-            &'c mut SqliteConnection,
-        ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<bool>> + Send + 'c>,
-        > + Send,
->;
-
-struct WriteOp {
-    run: WriteFn,
-    reply: tokio::sync::oneshot::Sender<Result<bool>>,
-}
-
-/// Operations per transaction at most.
-const MAX_BATCH: usize = 128;
-
 pub struct Store {
-    writer: tokio::sync::mpsc::UnboundedSender<WriteOp>,
+    writer: Writer,
     read: SqlitePool,
-    keys: Arc<Keys>,
-    checkpoint_every: i64,
-}
-
-fn options(path: &Path) -> Result<SqliteConnectOptions> {
-    Ok(
-        SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(std::time::Duration::from_secs(10)),
-    )
+    log: AuditLog,
 }
 
 impl Store {
     /// Opens (and on first use creates) the database at `path`.
     pub async fn open(path: &Path, keys: Arc<Keys>, checkpoint_every: u64) -> Result<Store> {
-        let mut writer = SqliteConnection::connect_with(&options(path)?).await?;
-        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
-            .fetch_one(&mut writer)
-            .await?;
-        if version == 0 {
-            // One script, one transaction: a crash half-way leaves version 0 and no tables.
-            let script = format!("BEGIN IMMEDIATE;\n{SCHEMA}\nPRAGMA user_version = 1;\nCOMMIT;");
-            sqlx::query(&script).execute(&mut writer).await?;
-        } else if version != 1 {
-            return Err(StoreError(format!(
-                "{}: schema version {version} is newer than this hitl-gate (1)",
-                path.display()
-            )));
-        }
-        let read = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options(path)?.read_only(true))
-            .await?;
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-        tokio::spawn(writer_task(writer, rx));
+        let (writer, read) = super::db::open(path).await?;
         Ok(Store {
-            writer: tx,
+            writer: Writer::start(writer),
             read,
-            keys,
-            checkpoint_every: i64::try_from(checkpoint_every.max(1)).unwrap_or(i64::MAX),
+            log: AuditLog::new(keys, checkpoint_every),
         })
-    }
-
-    /// Queues `f` for the writer task and waits until the transaction containing it is durable.
-    /// `f`'s changes are kept only if it returns `Ok`.
-    async fn write<F>(&self, f: F) -> Result<bool>
-    where
-        F: for<'c> FnOnce(
-                &'c mut SqliteConnection,
-            ) -> std::pin::Pin<
-                Box<dyn std::future::Future<Output = Result<bool>> + Send + 'c>,
-            > + Send
-            + 'static,
-    {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.writer
-            .send(WriteOp {
-                run: Box::new(f),
-                reply,
-            })
-            .map_err(|_| StoreError("the database writer has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError("the database writer has stopped".into()))?
     }
 
     /// Inserts a request and its `request_created` audit row.
@@ -230,38 +69,35 @@ impl Store {
             "classification": &new.classification,
             "deadline": new.deadline,
         });
-        let keys = self.keys.clone();
-        let every = self.checkpoint_every;
+        let log = self.log.clone();
         let id = new.id.clone();
-        self.write(move |c| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO requests (id, agent, state, created_at, deadline, data) \
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO requests (id, agent, state, created_at, deadline, data) \
                      VALUES (?, ?, 'pending', ?, ?, ?)",
-                )
-                .bind(&new.id)
-                .bind(&new.agent)
-                .bind(new.created_at)
-                .bind(new.deadline)
-                .bind(data.to_string())
-                .execute(&mut *c)
-                .await?;
-                let actor = format!("agent:{}", new.agent);
-                append(
-                    c,
-                    &keys,
-                    every,
-                    new.created_at,
-                    "request_created",
-                    Some(&new.id),
-                    &actor,
-                    &body,
-                )
-                .await?;
-                Ok(true)
+                    )
+                    .bind(&new.id)
+                    .bind(&new.agent)
+                    .bind(new.created_at)
+                    .bind(new.deadline)
+                    .bind(data.to_string())
+                    .execute(&mut *c)
+                    .await?;
+                    let actor = format!("agent:{}", new.agent);
+                    let entry = Entry {
+                        at: new.created_at,
+                        kind: "request_created",
+                        request_id: Some(&new.id),
+                        actor: &actor,
+                        body: &body,
+                    };
+                    log.append(c, entry).await?;
+                    Ok(())
+                })
             })
-        })
-        .await?;
+            .await?;
         self.get(&id)
             .await?
             .ok_or_else(|| StoreError("the request vanished after insert".into()))
@@ -286,84 +122,58 @@ impl Store {
             "reported_by": format!("agent:{agent}"),
             "verified": false,
         });
-        let keys = self.keys.clone();
-        let every = self.checkpoint_every;
+        let log = self.log.clone();
         let actor = format!("agent:{agent}");
-        self.write(move |c| {
-            Box::pin(async move {
-                append(c, &keys, every, now, "no_changes", None, &actor, &body).await?;
-                Ok(true)
+        // The seq comes from the append itself: two overlapping calls each get their own.
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let entry = Entry {
+                        at: now,
+                        kind: "no_changes",
+                        request_id: None,
+                        actor: &actor,
+                        body: &body,
+                    };
+                    log.append(c, entry).await
+                })
             })
-        })
-        .await?;
-        Ok(
-            sqlx::query_scalar("SELECT MAX(seq) FROM audit WHERE kind = 'no_changes'")
-                .fetch_one(&self.read)
-                .await?,
-        )
+            .await
     }
 
-    /// Moves a pending request to a terminal state, signing the decision and appending the audit
-    /// row in the same transaction.
-    pub async fn change(&self, id: &str, ch: Change<'_>) -> Result<Changed> {
-        let Some(view) = self.get(id).await? else {
-            return Ok(Changed::NotFound);
-        };
-        if let Some(agent) = ch.only_agent {
-            if view.agent != agent {
-                return Ok(Changed::NotFound);
-            }
-        }
-        if view.state != State::Pending {
-            return Ok(Changed::Conflict(view.state));
-        }
-        if matches!(ch.to, State::Approved | State::Rejected) && ch.now >= view.deadline {
-            return Ok(Changed::Conflict(State::Expired));
-        }
-        let valid_until = if ch.to == State::Approved {
-            ch.now + ch.valid_for_ms
-        } else {
-            ch.now
-        };
-        let mut decision = SignedDecision {
-            request_id: view.id.clone(),
-            decision: ch.to,
-            approvers: vec![ch.actor.to_string()],
-            comment: ch.comment.map(Into::into),
-            argv_sha256: signing::argv_sha256(&view.tool, &view.argv),
-            artifact_sha256: view.artifact_sha256.clone(),
-            environment_sha256: signing::environment_sha256(&view.environment),
-            request_sha256: view.request().sha256(),
-            nonce: view.nonce.clone(),
-            decided_at: ch.now,
-            valid_until,
-            signature: String::new(),
-        };
-        decision.signature = self.keys.sign(&signing::decision_bytes(&decision));
+    /// Records a terminal decision (signed by `decide.rs`) and its audit row, if the request is
+    /// still pending and, for a human decision (`human`), its deadline has not passed. Returns
+    /// whether it was recorded.
+    pub async fn record_decision(
+        &self,
+        view: &RequestView,
+        decision: &SignedDecision,
+        actor: &str,
+        human: bool,
+    ) -> Result<bool> {
         let body = json!({
             "command": {"tool": &view.tool, "argv": &view.argv},
             "environment": &view.environment,
             "diff_sha256": crate::hex::sha256(view.diff.text.as_bytes()),
-            "decision": &decision,
+            "decision": decision,
         });
-        let keys = self.keys.clone();
-        let every = self.checkpoint_every;
-        let (id_s, actor, kind, now) =
-            (id.to_string(), ch.actor.to_string(), ch.to.as_str(), ch.now);
-        let decision_json = serde_json::to_string(&decision).expect("decision serialises");
-        // A human decision must land before the deadline; past it, only the reaper's expiry
-        // (and the agent's cancel) may end the request. The database enforces both.
-        let human = matches!(ch.to, State::Approved | State::Rejected);
-        let updated = self
+        let log = self.log.clone();
+        let (id, actor, now) = (view.id.clone(), actor.to_string(), decision.decided_at);
+        let kind = decision.decision.as_str();
+        let decision_json = serde_json::to_string(decision).expect("decision serialises");
+        self.writer
             .write(move |c| {
                 Box::pin(async move {
+                    // The database enforces both rules: only a pending request is decided, and
+                    // a human decision lands before the deadline (past it, only the reaper's
+                    // expiry and the agent's cancel may end the request).
                     let r = sqlx::query(
                         "UPDATE requests SET state = ?, decision = ? WHERE id = ? \
                          AND state = 'pending' AND (? = 0 OR deadline > ?)",
                     )
                     .bind(kind)
                     .bind(&decision_json)
-                    .bind(&id_s)
+                    .bind(&id)
                     .bind(human)
                     .bind(now)
                     .execute(&mut *c)
@@ -371,24 +181,18 @@ impl Store {
                     if r.rows_affected() == 0 {
                         return Ok(false);
                     }
-                    append(c, &keys, every, now, kind, Some(&id_s), &actor, &body).await?;
+                    let entry = Entry {
+                        at: now,
+                        kind,
+                        request_id: Some(&id),
+                        actor: &actor,
+                        body: &body,
+                    };
+                    log.append(c, entry).await?;
                     Ok(true)
                 })
             })
-            .await?;
-        if !updated {
-            let state = match self.get(id).await? {
-                // Still pending: the deadline passed; the reaper is about to expire it.
-                Some(v) if v.state == State::Pending => State::Expired,
-                v => v.map_or(State::Pending, |v| v.state),
-            };
-            return Ok(Changed::Conflict(state));
-        }
-        let view = self
-            .get(id)
-            .await?
-            .ok_or_else(|| StoreError("the request vanished after its decision".into()))?;
-        Ok(Changed::Done(Box::new(view)))
+            .await
     }
 
     /// Records the outcome of an approved run, once, with its audit row. The outcome is the
@@ -418,26 +222,22 @@ impl Store {
                 "reported_by": &reported_by,
                 "why": "an outcome is already recorded for this request",
             });
-            let keys = self.keys.clone();
-            let every = self.checkpoint_every;
+            let log = self.log.clone();
             let (id_s, actor) = (id.to_string(), reported_by.clone());
-            self.write(move |c| {
-                Box::pin(async move {
-                    append(
-                        c,
-                        &keys,
-                        every,
-                        now,
-                        "outcome_refused",
-                        Some(&id_s),
-                        &actor,
-                        &body,
-                    )
-                    .await?;
-                    Ok(true)
+            self.writer
+                .write(move |c| {
+                    Box::pin(async move {
+                        let entry = Entry {
+                            at: now,
+                            kind: "outcome_refused",
+                            request_id: Some(&id_s),
+                            actor: &actor,
+                            body: &body,
+                        };
+                        log.append(c, entry).await.map(drop)
+                    })
                 })
-            })
-            .await?;
+                .await?;
             return Ok(Changed::Conflict(view.state));
         }
         let body = json!({
@@ -447,11 +247,11 @@ impl Store {
             "reported_by": &reported_by,
             "verified": false,
         });
-        let keys = self.keys.clone();
-        let every = self.checkpoint_every;
+        let log = self.log.clone();
         let (id_s, actor) = (id.to_string(), format!("agent:{agent}"));
         let text = serde_json::to_string(outcome).expect("outcome serialises");
         let updated = self
+            .writer
             .write(move |c| {
                 Box::pin(async move {
                     let r = sqlx::query(
@@ -465,7 +265,14 @@ impl Store {
                     if r.rows_affected() == 0 {
                         return Ok(false);
                     }
-                    append(c, &keys, every, now, "outcome", Some(&id_s), &actor, &body).await?;
+                    let entry = Entry {
+                        at: now,
+                        kind: "outcome",
+                        request_id: Some(&id_s),
+                        actor: &actor,
+                        body: &body,
+                    };
+                    log.append(c, entry).await?;
                     Ok(true)
                 })
             })
@@ -532,187 +339,11 @@ impl Store {
 
     /// Signs a checkpoint over the current head if rows were added since the last one.
     pub async fn checkpoint(&self, now: i64) -> Result<()> {
-        let keys = self.keys.clone();
-        self.write(move |c| {
-            Box::pin(async move {
-                let head: Option<(i64, String)> =
-                    sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-                        .fetch_optional(&mut *c)
-                        .await?;
-                let last: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM checkpoints")
-                    .fetch_one(&mut *c)
-                    .await?;
-                if let Some((seq, hash)) = head {
-                    if last != Some(seq) {
-                        insert_checkpoint(c, &keys, seq, &hash, now).await?;
-                    }
-                }
-                Ok(true)
-            })
-        })
-        .await
-        .map(|_| ())
+        let log = self.log.clone();
+        self.writer
+            .write(move |c| Box::pin(async move { log.checkpoint(c, now).await }))
+            .await
     }
-
-    /// Every audit row in seq order, and every checkpoint.
-    pub async fn audit(
-        &self,
-        since: Option<i64>,
-        until: Option<i64>,
-    ) -> Result<(Vec<Row>, Vec<Checkpoint>)> {
-        let rows = sqlx::query(
-            "SELECT seq, at, kind, request_id, actor, body, prev_hash, hash FROM audit \
-             WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR at <= ?2) ORDER BY seq",
-        )
-        .bind(since)
-        .bind(until)
-        .fetch_all(&self.read)
-        .await?
-        .iter()
-        .map(|r| Row {
-            seq: r.get(0),
-            at: r.get(1),
-            kind: r.get(2),
-            request_id: r.get(3),
-            actor: r.get(4),
-            body: r.get(5),
-            prev_hash: r.get(6),
-            hash: r.get(7),
-        })
-        .collect();
-        let cps = sqlx::query_as::<_, (i64, String, i64, String)>(
-            "SELECT seq, head_hash, at, signature FROM checkpoints ORDER BY seq",
-        )
-        .fetch_all(&self.read)
-        .await?
-        .into_iter()
-        .map(|(seq, head_hash, at, signature)| Checkpoint {
-            seq,
-            head_hash,
-            at,
-            signature,
-        })
-        .collect();
-        Ok((rows, cps))
-    }
-}
-
-/// The writer task: batches queued operations into one transaction each (see the module doc).
-async fn writer_task(
-    mut conn: SqliteConnection,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<WriteOp>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        let (runs, replies): (Vec<WriteFn>, Vec<_>) =
-            batch.into_iter().map(|op| (op.run, op.reply)).unzip();
-        let results = run_batch(&mut conn, runs).await;
-        for (reply, r) in replies.into_iter().zip(results) {
-            let _ = reply.send(r);
-        }
-    }
-}
-
-/// Runs a batch in one transaction, one savepoint per operation; returns each operation's result.
-async fn run_batch(conn: &mut SqliteConnection, batch: Vec<WriteFn>) -> Vec<Result<bool>> {
-    let fail_all =
-        |e: &sqlx::Error, n: usize| (0..n).map(|_| Err(StoreError(e.to_string()))).collect();
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
-        return fail_all(&e, batch.len());
-    }
-    let mut results = Vec::with_capacity(batch.len());
-    let n = batch.len();
-    for run in batch {
-        let r = match sqlx::query("SAVEPOINT op").execute(&mut *conn).await {
-            Err(e) => Err(StoreError::from(e)),
-            Ok(_) => match run(conn).await {
-                Ok(v) => sqlx::query("RELEASE op")
-                    .execute(&mut *conn)
-                    .await
-                    .map(|_| v)
-                    .map_err(Into::into),
-                Err(e) => {
-                    let _ = sqlx::query("ROLLBACK TO op").execute(&mut *conn).await;
-                    let _ = sqlx::query("RELEASE op").execute(&mut *conn).await;
-                    Err(e)
-                }
-            },
-        };
-        results.push(r);
-    }
-    if let Err(e) = sqlx::query("COMMIT").execute(&mut *conn).await {
-        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-        return fail_all(&e, n);
-    }
-    results
-}
-
-/// Appends one audit row (and, every N rows, a signed checkpoint) on the writer's transaction.
-#[allow(clippy::too_many_arguments)]
-async fn append(
-    c: &mut SqliteConnection,
-    keys: &Keys,
-    checkpoint_every: i64,
-    at: i64,
-    kind: &str,
-    request_id: Option<&str>,
-    actor: &str,
-    body: &serde_json::Value,
-) -> Result<()> {
-    let head: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *c)
-            .await?;
-    let row = audit::next_row(
-        head.as_ref().map(|(s, h)| (s, h.as_str())),
-        at,
-        kind,
-        request_id,
-        actor,
-        body,
-    );
-    sqlx::query(
-        "INSERT INTO audit (seq, at, kind, request_id, actor, body, prev_hash, hash) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(row.seq)
-    .bind(row.at)
-    .bind(&row.kind)
-    .bind(&row.request_id)
-    .bind(&row.actor)
-    .bind(&row.body)
-    .bind(&row.prev_hash)
-    .bind(&row.hash)
-    .execute(&mut *c)
-    .await?;
-    if row.seq % checkpoint_every == 0 {
-        insert_checkpoint(c, keys, row.seq, &row.hash, at).await?;
-    }
-    Ok(())
-}
-
-async fn insert_checkpoint(
-    c: &mut SqliteConnection,
-    keys: &Keys,
-    seq: i64,
-    hash: &str,
-    at: i64,
-) -> Result<()> {
-    let sig = keys.sign(&signing::checkpoint_bytes(seq, hash));
-    sqlx::query("INSERT INTO checkpoints (seq, head_hash, at, signature) VALUES (?, ?, ?, ?)")
-        .bind(seq)
-        .bind(hash)
-        .bind(at)
-        .bind(sig)
-        .execute(&mut *c)
-        .await?;
-    Ok(())
 }
 
 fn view_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RequestView> {

@@ -22,41 +22,23 @@
 //!   run `helm dependency update` first).
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::Value;
 
 use super::argv_edit::{render_flags, ArgvEdit, Edited};
+use super::helm_inputs::{command, Env, Inputs};
 use super::kube::{self, Resolved};
 use super::prepared::{no_diff, request, Prepared, RunDir, Stop};
-use super::sealed::Snapshots;
 use crate::argv::helm::is_global_flag;
 use crate::argv::Invocation;
-use crate::diff::kube::{objects_change, value_changes, yaml_documents, SecretValues};
+use crate::diff::kube::{manifest_change, value_changes, SecretValues};
 use crate::diff::{Action, ChangeSet, ResourceChange};
 use crate::tool::Tool;
 
 /// Global flags the gate sets itself.
 const PINNED: &[&str] = &["--kubeconfig", "--kube-context", "--kube-ca-file"];
-/// Flags that say where a chart comes from: used once, by `helm pull`, and not by the run,
-/// which reads the pulled snapshot.
-const CHART_SOURCE: &[&str] = &[
-    "--ca-file",
-    "--cert-file",
-    "--devel",
-    "--insecure-skip-tls-verify",
-    "--key-file",
-    "--keyring",
-    "--pass-credentials",
-    "--password",
-    "--plain-http",
-    "--repo",
-    "--username",
-    "--verify",
-    "--version",
-];
-
 /// Prepares a gated helm command. `kubectl` resolves the kube target.
 pub fn prepare(
     real: &Path,
@@ -100,7 +82,7 @@ pub fn prepare(
                 .get(&["get", "values", &r.name, "-o", "json"])
                 .and_then(|v| serde_json::from_str(&v).ok())
                 .unwrap_or(Value::Null);
-            let (mut text, mut set) = manifest_diff(&old, &r.manifest, &mut secrets);
+            let (mut text, mut set) = manifest_change(&old, &r.manifest, &mut secrets);
             let values = value_changes(&old_values, &r.values);
             if !values.is_empty() {
                 text.push_str("\nValues (user-supplied):\n");
@@ -123,7 +105,7 @@ pub fn prepare(
         }
         "uninstall" | "delete" | "del" | "un" => {
             let old = h.get(&["get", "manifest", &release]).unwrap_or_default();
-            let (text, set) = manifest_diff(&old, "", &mut secrets);
+            let (text, set) = manifest_change(&old, "", &mut secrets);
             (text, set, None)
         }
         "rollback" => {
@@ -140,7 +122,7 @@ pub fn prepare(
             let target_manifest = h
                 .get(&["get", "manifest", &release, "--revision", &revision])
                 .unwrap_or_default();
-            let (text, set) = manifest_diff(&current, &target_manifest, &mut secrets);
+            let (text, set) = manifest_change(&current, &target_manifest, &mut secrets);
             (
                 format!("Rollback to revision {revision}:\n{text}"),
                 set,
@@ -238,170 +220,6 @@ fn refuse_unbindable(inv: &Invocation, allow_post_renderer: bool) -> Result<(), 
     Ok(())
 }
 
-/// What every helm child needs: the real helm, the private kube cache, the run directory.
-struct Env<'a> {
-    real: &'a Path,
-    cache: &'a Path,
-    run_dir: &'a Path,
-}
-
-impl Env<'_> {
-    fn command(&self, args: &[String]) -> Command {
-        command(self.real, args, self.cache)
-    }
-}
-
-/// A helm command with the kube child environment.
-fn command(real: &Path, args: &[String], cache: &Path) -> Command {
-    let mut c = Command::new(real);
-    c.args(args);
-    kube::child_env(&mut c, Some(cache));
-    c
-}
-
-/// The agent's inputs, sealed.
-struct Inputs {
-    sealed: Snapshots,
-    /// Global flags naming snapshots (`--kube-ca-file=…`), for the helpers.
-    global: Vec<String>,
-}
-
-impl Inputs {
-    fn read(
-        env: &Env<'_>,
-        inv: &Invocation,
-        path: &str,
-        edit: &mut ArgvEdit<'_>,
-    ) -> Result<Inputs, String> {
-        let mut inputs = Inputs {
-            sealed: Snapshots::default(),
-            global: Vec::new(),
-        };
-        for (i, (name, value)) in inv.flags.iter().enumerate() {
-            let Some(v) = value else { continue };
-            match name.as_str() {
-                "-f" | "--values" => {
-                    if v == "-" || v.contains("://") {
-                        return Err(format!(
-                            "values from {v} cannot be read once and shown (pass a local file)"
-                        ));
-                    }
-                    let s = inputs
-                        .sealed
-                        .seal(v, super::sealed::read_input(Path::new(v))?)?;
-                    edit.drop_flag(i);
-                    edit.insert(format!("--values={s}"));
-                }
-                "--set-file" => {
-                    let mut parts = Vec::new();
-                    for pair in v.split(',') {
-                        let (key, file) = pair
-                            .split_once('=')
-                            .ok_or_else(|| format!("--set-file {pair:?} is not key=path"))?;
-                        let s = inputs
-                            .sealed
-                            .seal(file, super::sealed::read_input(Path::new(file))?)?;
-                        parts.push(format!("{key}={s}"));
-                    }
-                    edit.drop_flag(i);
-                    edit.insert(format!("--set-file={}", parts.join(",")));
-                }
-                "--kube-ca-file" => {
-                    let s = inputs
-                        .sealed
-                        .seal(v, super::sealed::read_input(Path::new(v))?)?;
-                    edit.drop_flag(i);
-                    let flag = format!("--kube-ca-file={s}");
-                    edit.insert(flag.clone());
-                    inputs.global.push(flag);
-                }
-                n if CHART_SOURCE.contains(&n) && matches!(path, "upgrade" | "install") => {
-                    edit.drop_flag(i);
-                }
-                _ => {}
-            }
-        }
-        // Boolean chart-source flags (`--verify`, `--devel`) have no value.
-        if matches!(path, "upgrade" | "install") {
-            for (i, (name, value)) in inv.flags.iter().enumerate() {
-                if value.is_none() && CHART_SOURCE.contains(&name.as_str()) {
-                    edit.drop_flag(i);
-                }
-            }
-            if let Some(chart) = inv.positionals.get(1) {
-                let bytes = chart_archive(env, inv, chart)?;
-                let s = inputs.sealed.seal(&format!("chart {chart}"), bytes)?;
-                edit.replace_positional(1, s);
-            }
-        }
-        Ok(inputs)
-    }
-}
-
-/// The chart as one archive: a directory packaged, a local archive read, anything else pulled
-/// (with the agent's repository flags, and `--verify` if it asked).
-fn chart_archive(env: &Env<'_>, inv: &Invocation, chart: &str) -> Result<Vec<u8>, String> {
-    let local = Path::new(chart);
-    let out = env.run_dir.join("chart");
-    std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
-    let run = |args: Vec<String>, what: &str| -> Result<(), String> {
-        let (status, _, err) = kube::run_helper(env.command(&args))?;
-        if status != 0 {
-            return Err(format!("helm {what} {chart} failed: {err}"));
-        }
-        Ok(())
-    };
-    let verify = inv.has_flag(&["--verify"]);
-    let keyring: Vec<String> = render_flags(inv, |f| f == "--keyring");
-    if !inv.has_flag(&["--repo"]) && local.exists() {
-        super::sealed::check_input_path(local)?;
-        if local.is_dir() {
-            if verify {
-                return Err("--verify needs a packaged chart, not a directory".into());
-            }
-            run(
-                vec![
-                    "package".into(),
-                    chart.into(),
-                    format!("--destination={}", out.display()),
-                ],
-                "package",
-            )?;
-        } else {
-            if verify {
-                let mut a = vec!["verify".to_string(), chart.to_string()];
-                a.extend(keyring);
-                run(a, "verify")?;
-            }
-            return super::sealed::read_input(local);
-        }
-    } else {
-        let mut a = vec!["pull".to_string(), chart.to_string()];
-        a.extend(render_flags(inv, |f| CHART_SOURCE.contains(&f)));
-        a.extend(render_flags(inv, |f| {
-            matches!(
-                f,
-                "--registry-config" | "--repository-config" | "--repository-cache"
-            )
-        }));
-        a.push(format!("--destination={}", out.display()));
-        run(a, "pull")?;
-    }
-    let archive: Vec<PathBuf> = std::fs::read_dir(&out)
-        .map_err(|e| format!("{}: {e}", out.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "tgz"))
-        .collect();
-    match archive.as_slice() {
-        [one] => super::sealed::read_input(one),
-        _ => Err(format!(
-            "helm left {} chart archives for {chart}",
-            archive.len()
-        )),
-    }
-}
-
 /// A render of the release: the manifest (hooks included), the user-supplied values, the name.
 struct Render {
     manifest: String,
@@ -462,31 +280,6 @@ fn render(c: Command) -> Result<Render, String> {
     })
 }
 
-/// The per-object diff of two manifests and its change model; the Secret values of both go to
-/// `secrets`. A manifest that is not YAML is not shown (it could hold anything).
-fn manifest_diff(old: &str, new: &str, secrets: &mut SecretValues) -> (String, ChangeSet) {
-    let parse = |m: &str| yaml_documents(m);
-    match (parse(old), parse(new)) {
-        (Ok(o), Ok(n)) => {
-            for obj in o.iter().chain(&n) {
-                secrets.collect(obj);
-            }
-            objects_change(&o, &n, true, false)
-        }
-        (Err(e), _) | (_, Err(e)) => (
-            format!("The manifest could not be read ({e}); its objects are not shown.\n"),
-            ChangeSet {
-                resources: vec![ResourceChange {
-                    address: "manifest".into(),
-                    action: Action::Unknown("unreadable manifest".into()),
-                    action_reason: None,
-                    attributes: Vec::new(),
-                }],
-            },
-        ),
-    }
-}
-
 /// The `HELM_*` variables in force, for the approver (values of tokens and passwords masked).
 fn helm_env() -> String {
     let mut vars: Vec<String> = std::env::vars()
@@ -503,33 +296,5 @@ fn helm_env() -> String {
         String::new()
     } else {
         format!("helm environment: {}\n", vars.join(" "))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn manifests_are_diffed_per_object_and_secrets_masked() {
-        let old = "---\n# Source: c/templates/d.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: rel-web\nspec:\n  replicas: 1\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: rel-creds\ndata:\n  password: aHVudGVyMg==\n";
-        let new = "---\n# Source: c/templates/d.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: rel-web\nspec:\n  replicas: 3\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: rel-conf\ndata:\n  a: b\n";
-        let mut secrets = SecretValues::default();
-        let (text, set) = manifest_diff(old, new, &mut secrets);
-        assert!(!text.contains("aHVudGVyMg"), "{text}");
-        assert!(
-            text.contains("-  replicas: 1") && text.contains("+  replicas: 3"),
-            "{text}"
-        );
-        let by = |k: &str| set.resources.iter().find(|r| r.address == k).unwrap();
-        assert_eq!(by("Deployment rel-web").action, Action::Update);
-        assert_eq!(by("Deployment rel-web").attributes[0].path, "spec.replicas");
-        assert_eq!(by("Secret rel-creds").action, Action::Delete);
-        assert_eq!(by("ConfigMap rel-conf").action, Action::Create);
-        assert_eq!(set.summary_line(), "+1 ~1 -1");
-        assert_eq!(
-            secrets.redact("x hunter2 y"),
-            format!("x {} y", crate::diff::kube::MASKED)
-        );
     }
 }

@@ -1,0 +1,115 @@
+//! The SQLite database: its schema (one migration per version, applied at start), how it is
+//! opened, and the error every store operation reports.
+//!
+//! Every state change and the audit row that records it are written by the single writer
+//! (`writer.rs`). Triggers make the audit log append-only, a decided request's decision
+//! immutable, and an outcome recordable once. Reads go through a small read-only pool (WAL mode
+//! lets them run beside the writer). The database is opened with `synchronous = FULL`: a
+//! decision is on disk when the API answers.
+
+use std::path::Path;
+use std::str::FromStr;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Connection, SqliteConnection, SqlitePool};
+
+const SCHEMA: &str = r#"
+CREATE TABLE requests (
+    id TEXT PRIMARY KEY,
+    agent TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('pending', 'approved', 'rejected', 'expired', 'cancelled')),
+    created_at INTEGER NOT NULL,
+    deadline INTEGER NOT NULL,
+    data TEXT NOT NULL,
+    decision TEXT,
+    outcome TEXT
+);
+CREATE INDEX requests_by_state ON requests (state, deadline);
+CREATE TRIGGER requests_decision_is_final BEFORE UPDATE ON requests
+WHEN OLD.state <> 'pending' AND (NEW.state IS NOT OLD.state OR NEW.decision IS NOT OLD.decision
+    OR NEW.data IS NOT OLD.data OR NEW.id IS NOT OLD.id OR NEW.deadline IS NOT OLD.deadline)
+BEGIN SELECT RAISE(ABORT, 'a decided request cannot change'); END;
+CREATE TRIGGER requests_outcome_once BEFORE UPDATE OF outcome ON requests
+WHEN OLD.outcome IS NOT NULL
+BEGIN SELECT RAISE(ABORT, 'the outcome is already recorded'); END;
+CREATE TRIGGER requests_are_kept BEFORE DELETE ON requests
+BEGIN SELECT RAISE(ABORT, 'requests are never deleted'); END;
+
+CREATE TABLE audit (
+    seq INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    request_id TEXT,
+    actor TEXT NOT NULL,
+    body TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL
+);
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+
+CREATE TABLE checkpoints (
+    seq INTEGER PRIMARY KEY,
+    head_hash TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    signature TEXT NOT NULL
+);
+CREATE TRIGGER checkpoints_no_update BEFORE UPDATE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
+BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+"#;
+
+/// A store failure, reported to the client as a 500 with a stable code.
+#[derive(Debug)]
+pub struct StoreError(pub String);
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+fn options(path: &Path) -> Result<SqliteConnectOptions> {
+    Ok(
+        SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(std::time::Duration::from_secs(10)),
+    )
+}
+
+/// Opens (and on first use creates) the database at `path`: the writer connection, with the
+/// schema applied, and the read pool.
+pub async fn open(path: &Path) -> Result<(SqliteConnection, SqlitePool)> {
+    let mut writer = SqliteConnection::connect_with(&options(path)?).await?;
+    let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+        .fetch_one(&mut writer)
+        .await?;
+    if version == 0 {
+        // One script, one transaction: a crash half-way leaves version 0 and no tables.
+        let script = format!("BEGIN IMMEDIATE;\n{SCHEMA}\nPRAGMA user_version = 1;\nCOMMIT;");
+        sqlx::query(&script).execute(&mut writer).await?;
+    } else if version != 1 {
+        return Err(StoreError(format!(
+            "{}: schema version {version} is newer than this hitl-gate (1)",
+            path.display()
+        )));
+    }
+    let read = SqlitePoolOptions::new()
+        .max_connections(4)
+        .connect_with(options(path)?.read_only(true))
+        .await?;
+    Ok((writer, read))
+}
