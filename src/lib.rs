@@ -5,6 +5,10 @@
 //! ([`shim`]), under its own name it is the CLI ([`cli`]). The library exposes the pieces so
 //! tests, benchmarks and the server share one implementation.
 
+// Unsafe code is allowed only where it is needed (shim/child.rs: signals and pre_exec), each
+// block with a SAFETY note.
+#![deny(unsafe_code)]
+
 pub mod api;
 pub mod argv;
 pub mod audit;

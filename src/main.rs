@@ -15,12 +15,17 @@
 //! overflow is a plain SIGSEGV without std's message, and stdout is flushed explicitly.
 
 #![no_main]
+// The one unsafe item is the C entry point below.
+#![deny(unsafe_code)]
 
 use std::ffi::c_int;
 
 use hitl_gate::tool::{self, Mode};
 
 /// The process entry point (called by the C runtime).
+// SAFETY: `#[no_mangle]` exports this as the C `main`; no other symbol of the program is named
+// `main`, and the signature is the one the C runtime calls.
+#[allow(unsafe_code)]
 #[no_mangle]
 pub extern "C" fn main(_argc: c_int, _argv: *const *const std::ffi::c_char) -> c_int {
     let mut args = std::env::args_os();

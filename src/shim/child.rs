@@ -15,12 +15,17 @@ use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::{Mutex, PoisonError};
 
 use nix::libc;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitid, Id, WaitPidFlag};
+use nix::unistd::Pid;
 
-/// The pid of the child that signals are forwarded to; 0 when none runs.
-static CHILD: AtomicI32 = AtomicI32::new(0);
+/// The child that signals are forwarded to, if one runs. The signal thread sends while holding
+/// the lock, and the waiter clears it before it reaps the child (see [`wait`]), so a signal can
+/// never reach a process that took over the pid of a child already gone.
+static CHILD: Mutex<Option<Pid>> = Mutex::new(None);
 /// The last signal received, 0 for none.
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
@@ -47,20 +52,32 @@ pub fn take_signals<E: Send + 'static>(events: Sender<E>, wrap: fn(i32) -> E) {
     // Only fails for an invalid `how`, which this is not.
     let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
     std::thread::spawn(move || loop {
-        // SAFETY: `info` is a plain C struct that sigwaitinfo fills in; the set is valid.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        let sig = unsafe { libc::sigwaitinfo(set.as_ref(), &mut info) };
-        if sig <= 0 {
+        let Some((sig, from_kill)) = wait_for_signal(&set) else {
             continue;
+        };
+        RECEIVED.store(sig as i32, Ordering::SeqCst);
+        if from_kill {
+            let child = CHILD.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(pid) = *child {
+                // The child is not reaped while the lock is held: this pid is still ours.
+                let _ = nix::sys::signal::kill(pid, sig);
+            }
         }
-        RECEIVED.store(sig, Ordering::SeqCst);
-        let child = CHILD.load(Ordering::SeqCst);
-        if child > 0 && info.si_code == libc::SI_USER {
-            // SAFETY: kill(2) with a pid of our own live child.
-            unsafe { libc::kill(child, sig) };
-        }
-        let _ = events.send(wrap(sig));
+        let _ = events.send(wrap(sig as i32));
     });
+}
+
+/// The next of the blocked signals in `set` that arrives, and whether a process sent it with
+/// `kill` (`SI_USER`) rather than the terminal. nix has no `sigwaitinfo`, hence the one unsafe
+/// call.
+#[allow(unsafe_code)]
+fn wait_for_signal(set: &SigSet) -> Option<(Signal, bool)> {
+    // SAFETY: `info` is a plain C struct that sigwaitinfo fills in, and `set` is a valid,
+    // initialised signal set for the duration of the call.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let sig = unsafe { libc::sigwaitinfo(set.as_ref(), &mut info) };
+    let sig = Signal::try_from(sig).ok()?;
+    Some((sig, info.si_code == libc::SI_USER))
 }
 
 /// The last signal the shim received, if any.
@@ -77,8 +94,10 @@ pub fn name(sig: i32) -> String {
 }
 
 /// Starts `cmd` with an empty signal mask and makes it the child signals are forwarded to.
+#[allow(unsafe_code)]
 fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
-    // SAFETY: the closure only calls pthread_sigmask, which is async-signal-safe.
+    // SAFETY: the closure runs between fork and exec and only calls pthread_sigmask, which is
+    // async-signal-safe; it touches no memory the parent shares.
     unsafe {
         cmd.pre_exec(|| {
             let empty = SigSet::empty();
@@ -87,15 +106,23 @@ fn spawn(cmd: &mut Command) -> std::io::Result<Child> {
         });
     }
     let child = cmd.spawn()?;
-    CHILD.store(i32::try_from(child.id()).unwrap_or(0), Ordering::SeqCst);
+    *CHILD.lock().unwrap_or_else(PoisonError::into_inner) =
+        i32::try_from(child.id()).ok().map(Pid::from_raw);
     Ok(child)
 }
 
-/// Waits for the forwarded-to child and stops forwarding.
+/// Waits for the forwarded-to child and stops forwarding: it waits for the child to end
+/// without reaping it (`WNOWAIT`, so its pid cannot be reused yet), stops forwarding, and only
+/// then reaps it.
 fn wait(mut child: Child) -> std::io::Result<ExitStatus> {
-    let status = child.wait();
-    CHILD.store(0, Ordering::SeqCst);
-    status
+    if let Ok(raw) = i32::try_from(child.id()) {
+        let pid = Pid::from_raw(raw);
+        while let Err(nix::errno::Errno::EINTR) =
+            waitid(Id::Pid(pid), WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT)
+        {}
+    }
+    *CHILD.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    child.wait()
 }
 
 /// Runs `cmd` to completion with an empty signal mask, forwarding signals to it meanwhile. Its
@@ -208,13 +235,13 @@ pub fn tee_stdout_to_stderr(cmd: &mut Command) -> std::io::Result<(ExitStatus, V
 
 /// Ends this process the way `status` ended the child: the same exit code, or death by the
 /// same signal (128 + N if that signal does not kill).
+#[allow(unsafe_code)]
 pub fn exit_like(status: ExitStatus) -> ! {
     if let Some(sig) = status.signal() {
         if let Ok(s) = Signal::try_from(sig) {
-            // SAFETY: restoring the default disposition and raising a signal in this thread.
-            unsafe {
-                libc::signal(sig, libc::SIG_DFL);
-            }
+            // SAFETY: installs the default disposition (no handler of ours runs), so raising the
+            // signal ends this process as it ended the child.
+            let _ = unsafe { nix::sys::signal::signal(s, nix::sys::signal::SigHandler::SigDfl) };
             let mut set = SigSet::empty();
             set.add(s);
             let _ = nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&set), None);
