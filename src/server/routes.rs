@@ -130,11 +130,25 @@ fn check_id(id: &str) -> Result<(), ApiError> {
     }
 }
 
-fn new_id() -> String {
+/// A fresh request id: 16 bytes from the system's random source, as hex.
+fn new_id() -> Result<String, ApiError> {
+    id_from(|b| ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), b))
+}
+
+/// An id from the bytes `fill` gives. If the random source fails the request is not created
+/// (500 `random_failed`), rather than the handler panicking.
+fn id_from(
+    fill: impl FnOnce(&mut [u8]) -> Result<(), ring::error::Unspecified>,
+) -> Result<String, ApiError> {
     let mut b = [0u8; 16];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b)
-        .expect("system randomness");
-    crate::hex::encode(&b)
+    fill(&mut b).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "random_failed",
+            "the system's random source failed; the request was not created",
+        )
+    })?;
+    Ok(crate::hex::encode(&b))
 }
 
 async fn metrics(AxState(app): St) -> Result<Response, ApiError> {
@@ -189,7 +203,7 @@ async fn create(
         });
     let denied = (classification.verdict == "deny").then(|| classification.rule.clone());
     let new = NewRequest {
-        id: new_id(),
+        id: new_id()?,
         agent: agent.name.clone(),
         on_behalf_of: agent.on_behalf_of.clone(),
         request: req,
@@ -431,4 +445,23 @@ async fn decision(
         only_agent: None,
     };
     changed(decide(&app, &id, change).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_random_source_is_a_500_not_a_panic() {
+        let err = id_from(|_| Err(ring::error::Unspecified)).unwrap_err();
+        assert_eq!(err.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(err.code, "random_failed");
+        let id = id_from(|b| {
+            b.fill(0xab);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(id, "ab".repeat(16));
+        assert!(check_id(&new_id().unwrap()).is_ok());
+    }
 }
