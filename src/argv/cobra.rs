@@ -28,11 +28,15 @@ pub struct CommandSpec {
     pub path: &'static str,
     /// Direct subcommand names of this path, sorted.
     pub children: &'static [&'static str],
-    /// Long flags of this command, including inherited and global ones, without the leading
-    /// "--", sorted by name.
+    /// Long flags of this command without the leading "--", sorted by name. The root's flags
+    /// (global ones, which every path inherits) are stored once, in the root's entry: a path
+    /// lists only the flags it adds or redefines, and a lookup falls back to the root's.
     pub long: &'static [(&'static str, Arity)],
-    /// Short flags (one character) of this command, including inherited ones, sorted.
+    /// Short flags (one character) of this command, sorted; the root's are stored the same way.
     pub short: &'static [(char, Arity)],
+    /// Root short letters this path does not inherit, because it redefines their long flag
+    /// without them (kubectl `config set-cluster --server` has no `-s`).
+    pub hidden_root_short: &'static [char],
 }
 
 /// Finds a command path in a table sorted by path.
@@ -47,25 +51,60 @@ pub fn find<'t>(table: &'t [CommandSpec], path: &str) -> Option<&'t CommandSpec>
 pub fn is_root_flag(table: &[CommandSpec], flag: &str) -> bool {
     let root = find(table, "").expect("generated table has a root entry");
     match flag.strip_prefix("--") {
-        Some(long) => long_arity(root, long).is_some(),
+        Some(long) => own_long(root, long).is_some(),
         None => {
             let mut chars = flag.chars().skip(1);
             match (chars.next(), chars.next()) {
-                (Some(c), None) => short_arity(root, c).is_some(),
+                (Some(c), None) => own_short(root, c).is_some(),
                 _ => false,
             }
         }
     }
 }
 
-fn long_arity(spec: &CommandSpec, name: &str) -> Option<Arity> {
+/// True when the command at `path` takes the long flag `--flag` (its own or an inherited one).
+pub fn takes_long(table: &[CommandSpec], path: &str, flag: &str) -> bool {
+    long_flag(table, path, flag).is_some()
+}
+
+/// How the command at `path` reads the long flag `--name` (its own or an inherited one); `None`
+/// for an unknown path or flag.
+pub fn long_flag(table: &[CommandSpec], path: &str, name: &str) -> Option<Arity> {
+    let root = find(table, "").expect("generated table has a root entry");
+    long_arity(root, find(table, path)?, name)
+}
+
+/// How the command at `path` reads the short flag `-c`, like [`long_flag`].
+pub fn short_flag(table: &[CommandSpec], path: &str, c: char) -> Option<Arity> {
+    let root = find(table, "").expect("generated table has a root entry");
+    short_arity(root, find(table, path)?, c)
+}
+
+/// How `--name` is used at `spec`: its own definition first, then the root's (which every
+/// path inherits).
+fn long_arity(root: &CommandSpec, spec: &CommandSpec, name: &str) -> Option<Arity> {
+    own_long(spec, name).or_else(|| own_long(root, name))
+}
+
+/// How `-c` is used at `spec`, with the same fallback to the root.
+fn short_arity(root: &CommandSpec, spec: &CommandSpec, c: char) -> Option<Arity> {
+    own_short(spec, c).or_else(|| {
+        if spec.hidden_root_short.contains(&c) {
+            None
+        } else {
+            own_short(root, c)
+        }
+    })
+}
+
+fn own_long(spec: &CommandSpec, name: &str) -> Option<Arity> {
     spec.long
         .binary_search_by(|(n, _)| (*n).cmp(name))
         .ok()
         .map(|i| spec.long[i].1)
 }
 
-fn short_arity(spec: &CommandSpec, c: char) -> Option<Arity> {
+fn own_short(spec: &CommandSpec, c: char) -> Option<Arity> {
     spec.short
         .binary_search_by(|(n, _)| n.cmp(&c))
         .ok()
@@ -107,7 +146,7 @@ pub fn read(
                 word,
                 ..FlagAt::default()
             };
-            let value = match long_arity(spec, name) {
+            let value = match long_arity(root, spec, name) {
                 Some(Arity::Value) => match inline {
                     Some(v) => Some(v),
                     None => {
@@ -126,7 +165,7 @@ pub fn read(
             continue;
         }
         if arg.len() > 1 && arg.starts_with('-') {
-            read_short_cluster(spec, path_open, &mut inv, args, &mut i, word)?;
+            read_short_cluster((root, spec), path_open, &mut inv, args, &mut i, word)?;
             continue;
         }
         // A plain word (or "-" alone).
@@ -167,7 +206,7 @@ pub fn read(
 }
 
 fn read_short_cluster(
-    spec: &CommandSpec,
+    (root, spec): (&CommandSpec, &CommandSpec),
     path_open: bool,
     inv: &mut Invocation,
     args: &[String],
@@ -183,7 +222,7 @@ fn read_short_cluster(
             offset: pos + 1,
             value_word: None,
         };
-        match short_arity(spec, c) {
+        match short_arity(root, spec, c) {
             Some(Arity::Value) => {
                 let value = if let Some(v) = rest.strip_prefix('=') {
                     v.to_string()

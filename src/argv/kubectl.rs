@@ -34,11 +34,11 @@ pub fn is_global_flag(flag: &str) -> bool {
 
 /// True when the kubectl command at `path` (`"set image"`) takes the long flag `--flag`.
 pub fn takes_flag(path: &str, flag: &str) -> bool {
-    cobra::find(super::kubectl_flags::COMMANDS, path).is_some_and(|spec| {
-        spec.long
-            .binary_search_by(|(n, _)| (*n).cmp(flag.trim_start_matches('-')))
-            .is_ok()
-    })
+    cobra::takes_long(
+        super::kubectl_flags::COMMANDS,
+        path,
+        flag.trim_start_matches('-'),
+    )
 }
 
 /// The last value of any of `names` (pflag: a repeated scalar flag keeps the last value).

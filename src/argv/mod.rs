@@ -15,10 +15,10 @@ use crate::tool::Tool;
 
 pub mod cobra;
 pub mod helm;
-mod helm_flags;
+pub mod helm_flags;
 mod invocation;
 pub mod kubectl;
-mod kubectl_flags;
+pub mod kubectl_flags;
 pub mod terraform;
 
 pub use invocation::{FlagAt, Invocation, ReadError, Target};
