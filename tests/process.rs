@@ -178,3 +178,23 @@ fn a_gated_command_does_not_run_and_says_which_rule() {
     );
     assert!(err.contains("builtin:kubectl-mutating"), "{err}");
 }
+
+#[tokio::test]
+async fn output_beyond_a_pipe_buffer_is_collected_whole() {
+    // The test harness's `finish` reads the pipes while the shim runs; a tool that writes more
+    // than a pipe holds (64 KiB) would otherwise block, and the test would time out.
+    let sb = Sandbox::new();
+    sb.script(
+        &sb.real,
+        "kubectl",
+        "#!/bin/sh\nhead -c 1000000 /dev/zero\nhead -c 300000 /dev/zero >&2\n",
+    );
+    let mut cmd = sb.shim("kubectl");
+    cmd.arg("version")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = crate::support::gate::finish(cmd.spawn().unwrap()).await;
+    assert_eq!(code(&out), 0);
+    assert_eq!(out.stdout.len(), 1_000_000);
+    assert_eq!(out.stderr.len(), 300_000);
+}

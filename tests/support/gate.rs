@@ -248,20 +248,47 @@ impl KubeGated {
     }
 }
 
-/// Collects a finished (or finishing) child's output, with a 120 s limit.
+/// Collects a finished (or finishing) child's output, with a 120 s limit. The pipes are read
+/// while the child runs, so a shim that writes more than a pipe holds (64 KiB) does not stall.
 pub async fn finish(child: Child) -> Output {
     tokio::task::spawn_blocking(move || {
         let start = Instant::now();
         let mut child = child;
-        loop {
-            if child.try_wait().unwrap().is_some() {
-                return child.wait_with_output().unwrap();
+        let drain = |pipe: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    p.read_to_end(&mut buf).unwrap();
+                }
+                buf
+            })
+        };
+        let stdout = drain(
+            child
+                .stdout
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let stderr = drain(
+            child
+                .stderr
+                .take()
+                .map(|p| Box::new(p) as Box<dyn Read + Send>),
+        );
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
             }
             if start.elapsed() > Duration::from_secs(120) {
                 let _ = child.kill();
                 panic!("the shim did not finish within 120 s");
             }
             std::thread::sleep(Duration::from_millis(20));
+        };
+        Output {
+            status,
+            stdout: stdout.join().unwrap(),
+            stderr: stderr.join().unwrap(),
         }
     })
     .await
