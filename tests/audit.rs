@@ -1,6 +1,10 @@
 //! Audit log tampering: each change made through raw SQLite (after dropping the protecting
 //! triggers) makes `hitl-gate audit verify` fail and name the first bad seq. With the triggers in
-//! place, UPDATE and DELETE fail. An export verifies offline, and fails after one edit.
+//! place, UPDATE and DELETE fail. An export verifies offline, and fails after one edit. An audit
+//! row that cannot be written (a failure injected with a trigger) fails the decision with it.
+//!
+//! These are the only tests that open the store's database directly, on purpose; every other
+//! test reads through the API or the CLI (checked by tests/structure.rs).
 
 use std::path::{Path, PathBuf};
 
@@ -259,4 +263,31 @@ async fn a_windowed_export_verifies_offline_from_its_first_row() {
         .args(["audit", "verify", "--public-key", &key, "--file"])
         .arg(&export));
     assert_eq!(code(&bad), 1, "{}", stdout(&bad));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_fails_and_the_request_stays_pending_when_the_audit_cannot_be_written() {
+    let srv = TestServer::start(&policy_with("")).await;
+    let a = srv.agent(TOKEN_A);
+    let id = a.create(&["delete", "pod", "x"]).await;
+    // Make every audit append fail, from outside the server (as a full disk or an I/O error
+    // would): a trigger that aborts inserts into the audit table.
+    let mut db = raw_db(&srv.db()).await;
+    sqlx::query("CREATE TRIGGER audit_broken BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk I/O error (simulated)'); END")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (s, v) = srv.approver().decide(&id, "approve", None).await;
+    assert_eq!((s, v["code"].as_str()), (500, Some("store_failed")), "{v}");
+    let (_, v) = a.get(&format!("/api/v1/requests/{id}")).await;
+    assert_eq!(v["state"], "pending", "no decision without its audit row");
+    assert!(v["decision"].is_null());
+    // Once the audit can be written again, the decision goes through.
+    sqlx::query("DROP TRIGGER audit_broken")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (s, _) = srv.approver().decide(&id, "approve", None).await;
+    assert_eq!(s, 200);
+    srv.stop().await;
 }

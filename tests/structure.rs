@@ -258,3 +258,39 @@ fn the_checker_sees_use_trees_and_nested_supers() {
         "{found:?}"
     );
 }
+
+#[test]
+fn only_the_audit_tampering_tests_open_the_database() {
+    // Tests read the server's state through the API or the CLI; opening the store's SQLite
+    // file (the `raw_db` helper, or sqlx itself) is for tests/audit.rs alone, which tampers
+    // with it on purpose.
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+    let mut files = Vec::new();
+    let mut dirs = vec![tests.clone()];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    let allowed = [tests.join("audit.rs"), tests.join("support/server.rs")];
+    let this = tests.join("structure.rs");
+    let offenders: Vec<String> = files
+        .iter()
+        .filter(|f| !allowed.contains(f) && **f != this)
+        .filter(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            text.contains("raw_db") || text.contains("sqlx")
+        })
+        .map(|f| f.display().to_string())
+        .collect();
+    assert!(files.len() > 20, "only {} test files found", files.len());
+    assert!(
+        offenders.is_empty(),
+        "these tests open the store's database directly: {offenders:?}"
+    );
+}

@@ -16,6 +16,7 @@ mod conn;
 mod db;
 mod decide;
 pub mod error;
+mod extract;
 mod metrics;
 mod routes;
 pub mod store;

@@ -4,13 +4,11 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, FromRequest, Path, Query, Request, State as AxState};
+use axum::extract::{DefaultBodyLimit, Path, Request, State as AxState};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::app::App;
@@ -18,6 +16,7 @@ use super::auth::{Agent, Approver, Caller};
 use super::classify::classify;
 use super::decide::{decide, Change};
 use super::error::ApiError;
+use super::extract::{Body, Q};
 use super::store::{Changed, NewRequest};
 use crate::api::now_ms;
 use crate::api::{CreateRequest, DecisionBody, Outcome, PublicKey, RequestView, State, Verb};
@@ -68,52 +67,6 @@ async fn request_deadline(req: Request, next: axum::middleware::Next) -> Respons
 }
 
 type St = AxState<Arc<App>>;
-
-/// A JSON body read with the size limit and parsed with the path of the first bad field.
-pub struct Body<T>(pub T);
-
-impl<T: DeserializeOwned> FromRequest<Arc<App>> for Body<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &Arc<App>) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "body_too_large",
-                    format!(
-                        "the request body exceeds the limit of {} bytes",
-                        state.body_limit
-                    ),
-                )
-            } else {
-                ApiError::bad_request("unreadable_body", e.body_text())
-            }
-        })?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        serde_path_to_error::deserialize(de).map(Body).map_err(|e| {
-            let path = e.path().to_string();
-            ApiError::bad_request("invalid_json", format!("at `{path}`: {}", e.inner()))
-        })
-    }
-}
-
-/// A query string parsed with a JSON error (`invalid_query`) instead of axum's plain text.
-pub struct Q<T>(pub T);
-
-impl<T: DeserializeOwned + Send> axum::extract::FromRequestParts<Arc<App>> for Q<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &Arc<App>,
-    ) -> Result<Self, ApiError> {
-        Query::<T>::from_request_parts(parts, state)
-            .await
-            .map(|Query(q)| Q(q))
-            .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
-    }
-}
 
 fn check_id(id: &str) -> Result<(), ApiError> {
     if id.len() == 32

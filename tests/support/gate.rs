@@ -165,22 +165,11 @@ impl Gated {
         super::run(&mut c)
     }
 
-    /// Every audit row's kind, actor and body, in order.
+    /// Every audit row's kind, actor and body, in order (through `hitl-gate audit export`).
     pub async fn audit(&self) -> Vec<(String, String, Value)> {
-        use sqlx::Row;
-        let mut db = super::server::raw_db(&self.srv.db()).await;
-        sqlx::query("SELECT kind, actor, body FROM audit ORDER BY seq")
-            .fetch_all(&mut db)
-            .await
-            .unwrap()
-            .iter()
-            .map(|r| {
-                (
-                    r.get::<String, _>(0),
-                    r.get::<String, _>(1),
-                    serde_json::from_str(&r.get::<String, _>(2)).unwrap(),
-                )
-            })
+        super::server::audit_rows(&self.srv.data)
+            .into_iter()
+            .map(|r| (r.kind, r.actor, serde_json::from_str(&r.body).unwrap()))
             .collect()
     }
 }
@@ -252,44 +241,7 @@ impl KubeGated {
 /// while the child runs, so a shim that writes more than a pipe holds (64 KiB) does not stall.
 pub async fn finish(child: Child) -> Output {
     tokio::task::spawn_blocking(move || {
-        let start = Instant::now();
-        let mut child = child;
-        let drain = |pipe: Option<Box<dyn Read + Send>>| {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                if let Some(mut p) = pipe {
-                    p.read_to_end(&mut buf).unwrap();
-                }
-                buf
-            })
-        };
-        let stdout = drain(
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let stderr = drain(
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn Read + Send>),
-        );
-        let status = loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > Duration::from_secs(120) {
-                let _ = child.kill();
-                panic!("the shim did not finish within 120 s");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        Output {
-            status,
-            stdout: stdout.join().unwrap(),
-            stderr: stderr.join().unwrap(),
-        }
+        super::wait_within(child, Duration::from_secs(120), "the shim")
     })
     .await
     .unwrap()

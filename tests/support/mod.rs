@@ -10,9 +10,10 @@ pub mod server;
 pub mod tools;
 
 use std::ffi::OsStr;
+use std::io::Read;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The binary under test.
@@ -140,21 +141,45 @@ impl Sandbox {
 /// Runs a command to completion, failing the test if it takes longer than `limit`.
 pub fn run_within(cmd: &mut Command, limit: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    let mut child = cmd.spawn().expect("spawn");
+    let child = cmd.spawn().expect("spawn");
+    wait_within(child, limit, &format!("{cmd:?}"))
+}
+
+/// Waits for `child` and collects its piped output, failing the test (with the stderr so far)
+/// if it takes longer than `limit`. The pipes are read while the child runs, so a child that
+/// writes more than a pipe holds (64 KiB) does not stall.
+pub fn wait_within(mut child: Child, limit: Duration, what: &str) -> Output {
+    fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            buf
+        })
+    }
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
     let start = Instant::now();
-    loop {
-        if child.try_wait().expect("wait").is_some() {
-            return child.wait_with_output().expect("output");
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
         }
         if start.elapsed() > limit {
             let _ = child.kill();
-            let out = child.wait_with_output().expect("output");
+            let _ = child.wait();
+            let stderr = stderr.join().unwrap();
             panic!(
-                "{cmd:?} did not finish within {limit:?}; stderr so far: {}",
-                String::from_utf8_lossy(&out.stderr)
+                "{what} did not finish within {limit:?}; stderr so far: {}",
+                String::from_utf8_lossy(&stderr)
             );
         }
         std::thread::sleep(Duration::from_millis(5));
+    };
+    Output {
+        status,
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
     }
 }
 

@@ -271,8 +271,9 @@ pub async fn raw_db(path: &Path) -> sqlx::SqliteConnection {
         .unwrap()
 }
 
-/// The audit log as `hitl-gate audit export` writes it: each row's kind and body, in order.
-pub fn audit_export(data: &Path) -> Vec<(String, Value)> {
+/// The audit log's rows as `hitl-gate audit export` writes them, in order (read through the CLI,
+/// not the store's tables).
+pub fn audit_rows(data: &Path) -> Vec<hitl_gate::audit::Row> {
     let out = super::run(
         Command::new(super::bin())
             .args(["audit", "export", "--data-dir"])
@@ -281,15 +282,18 @@ pub fn audit_export(data: &Path) -> Vec<(String, Value)> {
     assert_eq!(super::code(&out), 0, "{}", super::stderr(&out));
     super::stdout(&out)
         .lines()
-        .filter_map(|l| {
-            let line: hitl_gate::audit::ExportLine = serde_json::from_str(l).unwrap();
-            match line {
-                hitl_gate::audit::ExportLine::Row(r) => {
-                    Some((r.kind, serde_json::from_str(&r.body).unwrap()))
-                }
-                hitl_gate::audit::ExportLine::Checkpoint(_) => None,
-            }
+        .filter_map(|l| match serde_json::from_str(l).unwrap() {
+            hitl_gate::audit::ExportLine::Row(r) => Some(r),
+            hitl_gate::audit::ExportLine::Checkpoint(_) => None,
         })
+        .collect()
+}
+
+/// Each exported audit row's kind and body, in order.
+pub fn audit_export(data: &Path) -> Vec<(String, Value)> {
+    audit_rows(data)
+        .into_iter()
+        .map(|r| (r.kind, serde_json::from_str(&r.body).unwrap()))
         .collect()
 }
 
