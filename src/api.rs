@@ -1,5 +1,5 @@
-//! Wire types of the `/api/v1` HTTP API, shared by the server, the admin CLI and (next issue)
-//! the shim's client. docs/api.md documents every field; keep the two in step.
+//! Wire types of the `/api/v1` HTTP API, shared by the server, the admin CLI and the shim's
+//! client. docs/api.md documents every field; keep the two in step.
 //!
 //! Every type that the server reads from a client rejects unknown fields, so a typo is a 400
 //! with the field path rather than a silently ignored setting.

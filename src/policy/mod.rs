@@ -1,5 +1,5 @@
 //! The policy: which commands pass, which are gated and which are denied, in which
-//! environments. Shared by the shim and (later) the server.
+//! environments. Shared by the shim (its verdict) and the server (its classification).
 //!
 //! Classification is one straight pass: the file's rules in order, then the built-in rules,
 //! then the fallbacks. The first match wins. The result is a [`Verdict`], a `#[must_use]` enum

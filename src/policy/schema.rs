@@ -326,7 +326,7 @@ pub struct Environment {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
-    /// Shown in messages, `explain` and (later) the audit log. Unique.
+    /// Shown in messages, `explain` and the audit log (the request's classification). Unique.
     pub name: String,
     /// Tools this rule applies to. Empty means all four.
     #[serde(default)]

@@ -1,6 +1,6 @@
-//! Who is calling: an agent (bearer token) or an approver (today: a local user on the admin Unix
-//! socket, identified by SO_PEERCRED; later: an OIDC session). Authentication is an axum
-//! extractor, so a handler that takes [`Approver`] cannot run for an agent.
+//! Who is calling: an agent (bearer token on TCP) or an approver (a local user on the admin Unix
+//! socket, identified by SO_PEERCRED as `local:<user>`). Authentication is an axum extractor, so
+//! a handler that takes [`Approver`] cannot run for an agent.
 
 use std::sync::Arc;
 
