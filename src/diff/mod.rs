@@ -1,9 +1,10 @@
 //! The common change model: what an approver is shown, per resource, whatever tool produced it.
 //!
-//! Producers (`terraform.rs` for terraform plans, `kube.rs` for Kubernetes objects) turn the real tool's output into a
-//! [`ChangeSet`]. Its text rendering flags destroys and replaces first, and its JSON form is the
-//! structured `diff.summary` sent to the server. Values arrive here already masked: sensitive
-//! values are `(sensitive value)`, values only known after the apply are `(known after apply)`.
+//! Producers (`terraform.rs` for terraform plans, `kube.rs` for Kubernetes objects) turn the
+//! real tool's output into a [`ChangeSet`]. Its text rendering flags destroys and replaces
+//! first, and its JSON form is the structured `diff.summary` sent to the server. Values arrive
+//! here already masked: sensitive values are `(sensitive value)`, values only known after the
+//! apply are `(known after apply)`.
 //! The tool's output is untrusted text; nothing here decides anything from it but what to show.
 
 pub mod kube;

@@ -1,9 +1,9 @@
 //! `hitl-gate LIVE MERGED kube-diff-collect` (internal; `cli::run` dispatches it): the external
-//! diff program the gated path gives `kubectl diff` (`KUBECTL_EXTERNAL_DIFF`, an absolute path to this binary). kubectl
-//! writes the live and the merged object of each resource into two directories and runs it; it
-//! prints both sides as JSON objects, for the gate to diff and mask itself. So the shown change
-//! is kubectl's own (client- or server-side apply, exactly as `apply` will do it), and no `diff`
-//! program the agent can put on PATH is involved.
+//! diff program the gated path gives `kubectl diff` (`KUBECTL_EXTERNAL_DIFF`, an absolute path
+//! to this binary). kubectl writes the live and the merged object of each resource into two
+//! directories and runs it; it prints both sides as JSON objects, for the gate to diff and mask
+//! itself. So the shown change is kubectl's own (client- or server-side apply, exactly as
+//! `apply` will do it), and no `diff` program the agent can put on PATH is involved.
 
 use std::path::Path;
 

@@ -12,8 +12,8 @@
 //! reads them through `/proc/<shim pid>/fd/N` (not `/proc/self/…`: terraform 1.0 re-executes
 //! itself under panicwrap, and that child inherits no extra fds). No process, the agent's own
 //! user's included, can write to a sealed memfd, so there is no window between the last check
-//! and the tool opening its input. (A process that can ptrace the tool can still change its memory; the
-//! lockdown install, where the tool runs as another user, closes that.)
+//! and the tool opening its input. (A process that can ptrace the tool can still change its
+//! memory; the lockdown install, where the tool runs as another user, closes that.)
 
 use std::fs::File;
 use std::io::{Read, Write};
