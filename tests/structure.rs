@@ -294,3 +294,42 @@ fn only_the_audit_tampering_tests_open_the_database() {
         "these tests open the store's database directly: {offenders:?}"
     );
 }
+
+#[test]
+fn the_architecture_page_names_every_shim_and_server_file() {
+    // docs/architecture.md maps both halves; a file added or renamed without the map following
+    // fails here. Every backquoted `src/….rs` path the page names must exist, too.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let doc = std::fs::read_to_string(root.join("docs/architecture.md")).unwrap();
+    let words: BTreeSet<&str> = doc
+        .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .collect();
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    for half in ["src/shim", "src/server"] {
+        for e in std::fs::read_dir(root.join(half)).unwrap().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".rs") {
+                seen += 1;
+                if stem != "mod" && !words.contains(stem) {
+                    missing.push(format!("{half}/{name}"));
+                }
+            }
+        }
+    }
+    assert!(seen > 25, "only {seen} files looked at");
+    assert!(
+        missing.is_empty(),
+        "docs/architecture.md does not name {missing:?}"
+    );
+    let named: Vec<&str> = doc
+        .split('`')
+        .filter(|w| w.starts_with("src/") && w.ends_with(".rs"))
+        .collect();
+    for path in &named {
+        assert!(
+            root.join(path).exists(),
+            "docs/architecture.md names {path}, which is gone"
+        );
+    }
+}
