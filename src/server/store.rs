@@ -122,16 +122,29 @@ impl Store {
             "reported_by": format!("agent:{agent}"),
             "verified": false,
         });
-        let log = self.log.clone();
-        let actor = format!("agent:{agent}");
         // The seq comes from the append itself: two overlapping calls each get their own.
+        self.append_alone(now, "no_changes", None, format!("agent:{agent}"), body)
+            .await
+    }
+
+    /// Appends one audit row that changes no request, in its own operation of the writer.
+    /// Returns its seq.
+    async fn append_alone(
+        &self,
+        at: i64,
+        kind: &'static str,
+        request_id: Option<String>,
+        actor: String,
+        body: serde_json::Value,
+    ) -> Result<i64> {
+        let log = self.log.clone();
         self.writer
             .write(move |c| {
                 Box::pin(async move {
                     let entry = Entry {
-                        at: now,
-                        kind: "no_changes",
-                        request_id: None,
+                        at,
+                        kind,
+                        request_id: request_id.as_deref(),
                         actor: &actor,
                         body: &body,
                     };
@@ -222,22 +235,14 @@ impl Store {
                 "reported_by": &reported_by,
                 "why": "an outcome is already recorded for this request",
             });
-            let log = self.log.clone();
-            let (id_s, actor) = (id.to_string(), reported_by.clone());
-            self.writer
-                .write(move |c| {
-                    Box::pin(async move {
-                        let entry = Entry {
-                            at: now,
-                            kind: "outcome_refused",
-                            request_id: Some(&id_s),
-                            actor: &actor,
-                            body: &body,
-                        };
-                        log.append(c, entry).await.map(drop)
-                    })
-                })
-                .await?;
+            self.append_alone(
+                now,
+                "outcome_refused",
+                Some(id.to_string()),
+                reported_by,
+                body,
+            )
+            .await?;
             return Ok(Changed::Conflict(view.state));
         }
         let body = json!({
