@@ -731,25 +731,7 @@ fn serve_refuses_a_public_address_without_tls_and_keys_show_matches() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_serves_https() {
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key, ca) = (
-        dir.path().join("c.pem"),
-        dir.path().join("k.pem"),
-        dir.path().join("ca.pem"),
-    );
-    // A throwaway CA and a server certificate for 127.0.0.1 signed by it.
-    let script = r#"set -e
-        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 -keyout k.pem -out c.csr
-        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
-        openssl x509 -req -in c.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext -out c.pem"#;
-    let out = run(std::process::Command::new("bash")
-        .args(["-c", script])
-        .current_dir(dir.path()));
-    assert!(
-        out.status.success(),
-        "openssl is needed to make a test certificate: {}",
-        stderr(&out)
-    );
+    let (cert, key, ca) = crate::support::test_certificate(dir.path());
     let policy = hitl_gate::policy::load::parse(&policy_with("")).unwrap();
     let tls = hitl_gate::server::tls::load(&cert, &key).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

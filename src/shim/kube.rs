@@ -11,8 +11,9 @@
 //! are not regular files, or live under `/dev`, `/proc` or `/sys`, are refused.
 //!
 //! **Every kube child** (helpers and the run) gets `KUBERC=off` and `KUBECTL_KUBERC=false` (a
-//! kuberc can add flags, even `--context`, to any command), no `KUBECTL_EXTERNAL_DIFF`, and a
-//! private discovery cache (`KUBECACHEDIR`).
+//! kuberc can add flags, even `--context`, to any command), no `KUBECTL_EXTERNAL_DIFF`, a
+//! `PATH` cut down to root-owned directories (`trusted_path.rs`), and a private discovery cache
+//! (`KUBECACHEDIR`).
 //!
 //! **Inputs** (manifests, directories of them, stdin, kustomize renders, patch and env files,
 //! charts and values) are read once (`sealed::read_input`), refused unless they are regular
@@ -39,12 +40,17 @@ const PROXY_VARS: &[&str] = &[
     "all_proxy",
 ];
 
-/// Sets the environment of a kube child: kuberc off, no external diff program, and the private
-/// discovery cache (when there is one).
+/// Sets the environment of a kube child: kuberc off, no external diff program, a `PATH` of
+/// trusted directories only (`trusted_path.rs`), and the private discovery cache (when there is
+/// one).
 pub fn child_env(c: &mut Command, cache_dir: Option<&Path>) {
     c.env("KUBERC", "off")
         .env("KUBECTL_KUBERC", "false")
-        .env_remove("KUBECTL_EXTERNAL_DIFF");
+        .env_remove("KUBECTL_EXTERNAL_DIFF")
+        .env(
+            "PATH",
+            super::trusted_path::trusted_path(std::env::var_os("PATH").as_deref()),
+        );
     if let Some(d) = cache_dir {
         c.env("KUBECACHEDIR", d);
     }
@@ -52,16 +58,23 @@ pub fn child_env(c: &mut Command, cache_dir: Option<&Path>) {
 
 /// Runs a helper to completion: its exit code, stdout and stderr (stdin is empty). Signals
 /// reach it as they reach the shim's other children.
+/// A failed helper's stderr ends with the `PATH` entries it did not get, if any.
 pub fn run_helper(mut c: Command) -> Result<(i32, Vec<u8>, String), String> {
     let program = c.get_program().to_string_lossy().into_owned();
     c.stdin(Stdio::null()).stderr(Stdio::piped());
     let (status, out, err) =
         super::child::output_all(&mut c).map_err(|e| format!("cannot run {program}: {e}"))?;
-    Ok((
-        status.code().unwrap_or(1),
-        out,
-        String::from_utf8_lossy(&err).trim().to_string(),
-    ))
+    let mut err = String::from_utf8_lossy(&err).trim().to_string();
+    let left_out = super::trusted_path::left_out(std::env::var_os("PATH").as_deref());
+    if !status.success() && !left_out.is_empty() {
+        let dirs: Vec<String> = left_out.iter().map(|d| d.display().to_string()).collect();
+        err.push_str(&format!(
+            "\n(kube helpers and runs get PATH without the directories that are not root-owned \
+             or that others can write: {}; a credential plugin must be installed in a kept one)",
+            dirs.join(", ")
+        ));
+    }
+    Ok((status.code().unwrap_or(1), out, err))
 }
 
 /// The kube target of a command, resolved and pinned.

@@ -27,6 +27,7 @@ pub mod resolve;
 pub mod say;
 pub mod sealed;
 mod terraform;
+mod trusted_path;
 mod wait;
 
 use std::ffi::{OsStr, OsString};

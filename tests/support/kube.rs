@@ -98,10 +98,13 @@ struct Store {
 
 type Shared = Arc<Mutex<Store>>;
 
-/// A running fake API server on `127.0.0.1` (plain http), stopped on drop or by [`FakeKube::stop`].
+/// A running fake API server on `127.0.0.1` (plain http, or https with [`FakeKube::start_tls`]),
+/// stopped on drop or by [`FakeKube::stop`].
 pub struct FakeKube {
-    /// `http://127.0.0.1:PORT`
+    /// `http://127.0.0.1:PORT` (or `https://…`)
     pub url: String,
+    /// The CA certificate of an https fake, which its kubeconfigs name.
+    pub ca: Option<PathBuf>,
     store: Shared,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -116,9 +119,23 @@ impl FakeKube {
 
     /// [`FakeKube::start`] for tests without a runtime.
     pub fn start_blocking() -> FakeKube {
+        Self::serve(None)
+    }
+
+    /// The fake over https, with a throwaway CA made in `dir` (kubectl runs a kubeconfig's exec
+    /// credential plugin only for https servers).
+    pub async fn start_tls(dir: &Path) -> FakeKube {
+        let (cert, key, ca) = super::test_certificate(dir);
+        let tls = hitl_gate::server::tls::load(&cert, &key).unwrap();
+        Self::serve(Some((tls, ca)))
+    }
+
+    fn serve(tls: Option<(Arc<rustls::ServerConfig>, PathBuf)>) -> FakeKube {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the fake kube");
         listener.set_nonblocking(true).unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
+        let (tls, ca) = tls.unzip();
         let store: Shared = Arc::default();
         let router = axum::Router::new()
             .fallback(handle)
@@ -131,14 +148,24 @@ impl FakeKube {
                 .unwrap();
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                tokio::select! {
-                    r = axum::serve(listener, router) => r.expect("fake kube serve"),
-                    _ = rx => {}
+                match tls {
+                    None => tokio::select! {
+                        r = axum::serve(listener, router) => r.expect("fake kube serve"),
+                        _ = rx => {}
+                    },
+                    Some(tls) => tokio::select! {
+                        r = axum::serve(
+                            hitl_gate::server::tls::TlsListener::new(listener, tls),
+                            router,
+                        ) => r.expect("fake kube serve"),
+                        _ = rx => {}
+                    },
                 }
             });
         });
         let fake = FakeKube {
             url,
+            ca,
             store,
             stop: Some(tx),
             thread: Some(thread),
@@ -173,6 +200,9 @@ impl FakeKube {
         let mut y = String::from("apiVersion: v1\nkind: Config\nclusters:\n");
         for (ctx, _) in contexts {
             y += &format!("- name: {ctx}\n  cluster:\n    server: {}\n", self.url);
+            if let Some(ca) = &self.ca {
+                y += &format!("    certificate-authority: {}\n", ca.display());
+            }
         }
         y += &format!("users:\n- name: fake-user\n  user:\n    token: {TOKEN}\ncontexts:\n");
         for (ctx, ns) in contexts {

@@ -202,3 +202,21 @@ pub fn code(o: &Output) -> i32 {
         .code()
         .unwrap_or_else(|| panic!("killed by a signal: {:?}; stderr: {}", o.status, stderr(o)))
 }
+
+/// A throwaway CA and a server certificate for `127.0.0.1` signed by it, made with openssl in
+/// `dir`: (certificate, key, CA certificate), all PEM.
+pub fn test_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let script = r#"set -e
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 -keyout k.pem -out c.csr
+        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
+        openssl x509 -req -in c.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext -out c.pem"#;
+    std::fs::create_dir_all(dir).unwrap();
+    let out = run(Command::new("bash").args(["-c", script]).current_dir(dir));
+    assert!(
+        out.status.success(),
+        "openssl is needed to make a test certificate (apt-get install openssl): {}",
+        stderr(&out)
+    );
+    (dir.join("c.pem"), dir.join("k.pem"), dir.join("ca.pem"))
+}
