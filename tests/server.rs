@@ -830,13 +830,19 @@ async fn a_human_decision_after_the_deadline_is_refused_even_before_the_reaper_r
     };
     for to in [State::Approved, State::Rejected] {
         let recorded = store
-            .record_decision(&view, &decision(to), "local:alice", true)
+            .record_decision(&view, &decision(to), "local:alice", true, None)
             .await
             .unwrap();
         assert!(!recorded, "{to:?} landed after the deadline");
     }
     assert!(store
-        .record_decision(&view, &decision(State::Expired), "system:reaper", false)
+        .record_decision(
+            &view,
+            &decision(State::Expired),
+            "system:reaper",
+            false,
+            None
+        )
         .await
         .unwrap());
     assert_eq!(store.get(&id).await.unwrap().unwrap().state, State::Expired);

@@ -258,6 +258,30 @@ fn check_checkpoint(cp: &Checkpoint, public_key: Option<&str>) -> Result<(), Ver
     Ok(())
 }
 
+/// `1732406400000` (unix ms) or `2026-11-24` (UTC midnight).
+pub fn parse_time(s: &str) -> Result<i64, String> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Ok(ms);
+    }
+    let bad = || format!("{s:?} is not a time (unix ms or YYYY-MM-DD)");
+    let mut parts = s.split('-').map(|p| p.parse::<i64>());
+    let (y, m, d) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(Ok(y)), Some(Ok(m)), Some(Ok(d)), None)
+            if (1..=12).contains(&m) && (1..=31).contains(&d) =>
+        {
+            (y, m, d)
+        }
+        _ => return Err(bad()),
+    };
+    // Days from civil (Howard Hinnant's algorithm).
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Ok((era * 146_097 + doe - 719_468) * 86_400_000)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

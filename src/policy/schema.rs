@@ -131,6 +131,48 @@ pub struct Serve {
     /// `[[serve.agent]]`: the agents allowed to submit requests.
     #[serde(default, rename = "agent")]
     pub agents: Vec<Agent>,
+    /// The URL approvers open (`https://gate.example.com`): the origin every web form must come
+    /// from and the base of the OIDC redirect URI. Required with `[serve.oidc]`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Whether local users on the admin socket (`hitl-gate approve`) may decide: the
+    /// break-glass path, recorded as `local:<user>`. Default true.
+    #[serde(default = "yes")]
+    pub allow_local_approvers: bool,
+    /// `[serve.oidc]`: sign-in for the web UI. Without it the web UI is off.
+    #[serde(default)]
+    pub oidc: Option<Oidc>,
+}
+
+/// `[serve.oidc]`: the OpenID Connect provider approvers sign in with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Oidc {
+    /// The issuer URL, exactly as the provider's discovery document names it.
+    pub issuer: String,
+    pub client_id: String,
+    /// Absolute path of the file holding the client secret (first line); mode 0600 or
+    /// stricter, refused otherwise.
+    pub client_secret_file: PathBuf,
+    /// Scopes to ask for besides `openid`. Default `["email", "profile"]`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID token claim that lists the user's groups. Default `groups`.
+    #[serde(default = "default_groups_claim")]
+    pub groups_claim: String,
+    /// Who may decide at all: members of any of these groups. Required, not empty.
+    pub approver_groups: Vec<String>,
+    /// A session unused for this long ends. Default 30m.
+    #[serde(default = "default_session_idle")]
+    pub session_idle: Duration,
+    /// A session ends this long after sign-in, used or not. Default 12h.
+    #[serde(default = "default_session_max")]
+    pub session_max: Duration,
+    /// To decide a request in a `high` or `critical` environment, the approver must have signed
+    /// in at the provider within this time; otherwise they are sent to sign in again.
+    /// Default 15m.
+    #[serde(default = "default_reauth_after")]
+    pub reauth_after: Duration,
 }
 
 impl Default for Serve {
@@ -147,8 +189,30 @@ impl Default for Serve {
             max_connections: default_max_connections(),
             header_read_timeout: default_header_read_timeout(),
             agents: Vec::new(),
+            public_url: None,
+            allow_local_approvers: true,
+            oidc: None,
         }
     }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_scopes() -> Vec<String> {
+    vec!["email".into(), "profile".into()]
+}
+fn default_groups_claim() -> String {
+    "groups".into()
+}
+fn default_session_idle() -> Duration {
+    Duration(std::time::Duration::from_secs(30 * 60))
+}
+fn default_session_max() -> Duration {
+    Duration(std::time::Duration::from_secs(12 * 3600))
+}
+fn default_reauth_after() -> Duration {
+    Duration(std::time::Duration::from_secs(15 * 60))
 }
 
 fn default_body_limit() -> usize {
@@ -209,10 +273,6 @@ impl Default for Defaults {
             builtin_rules: true,
         }
     }
-}
-
-fn yes() -> bool {
-    true
 }
 
 /// `[tools.<name>]`

@@ -31,6 +31,17 @@ pub struct App {
     pub(crate) shutdown: watch::Receiver<bool>,
     /// Largest accepted request body, bytes.
     pub(crate) body_limit: usize,
+    /// Every request created or ended, for the web UI's live inbox (server-sent events).
+    pub(crate) events: tokio::sync::broadcast::Sender<Event>,
+    /// The web UI, when `[serve.oidc]` is configured.
+    pub(crate) web: Option<super::web::Web>,
+}
+
+/// A change the live inbox shows: a request appeared or left the pending state.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Created(String),
+    Ended(String),
 }
 
 /// Per-request wake-up: a waiter subscribes, a decision notifies every subscriber at once.

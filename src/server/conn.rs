@@ -18,6 +18,7 @@ use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::{watch, Semaphore};
+use tower::Layer as _;
 
 /// Limits of the TCP listener.
 #[derive(Debug, Clone, Copy)]
@@ -36,10 +37,11 @@ pub async fn serve<L>(
     app: Arc<super::app::App>,
 ) where
     L: Listener,
+    L::Addr: Clone + Send + Sync + 'static,
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections));
     loop {
-        let (io, _addr) = tokio::select! {
+        let (io, addr) = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|s| *s) => break,
         };
@@ -49,7 +51,10 @@ pub async fn serve<L>(
             drop(io);
             continue;
         };
-        let service = TowerToHyperService::new(router.clone());
+        // The peer's address reaches handlers as `ConnectInfo` (a web decision records it).
+        let service = TowerToHyperService::new(
+            axum::Extension(axum::extract::ConnectInfo(addr)).layer(router.clone()),
+        );
         let mut stop = stop.clone();
         tokio::spawn(async move {
             let mut builder = hyper::server::conn::http1::Builder::new();

@@ -1,5 +1,5 @@
-//! The SQLite database: its schema (one migration per version, applied at start), how it is
-//! opened, and the error every store operation reports.
+//! The SQLite database: its schema (one migration per version, applied at start, in order),
+//! how it is opened, and the error every store operation reports.
 //!
 //! Every state change and the audit row that records it are written by the single writer
 //! (`writer.rs`). Triggers make the audit log append-only, a decided request's decision
@@ -62,6 +62,40 @@ CREATE TRIGGER checkpoints_no_delete BEFORE DELETE ON checkpoints
 BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 "#;
 
+/// Version 2: the web UI's sessions (only the SHA-256 of a session id is stored), its sign-ins
+/// under way (the OIDC `state`, hashed, with the PKCE verifier and the nonce), and who decided a
+/// request as the UI shows them (`requests.approver`: the identity details of the audit row).
+const SCHEMA_V2: &str = r#"
+CREATE TABLE sessions (
+    id_sha256 TEXT PRIMARY KEY,
+    issuer TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    email TEXT,
+    name TEXT,
+    groups TEXT NOT NULL,
+    auth_time INTEGER NOT NULL,
+    created_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    csrf TEXT NOT NULL
+);
+CREATE TABLE logins (
+    state_sha256 TEXT PRIMARY KEY,
+    nonce TEXT NOT NULL,
+    pkce_verifier TEXT NOT NULL,
+    return_to TEXT NOT NULL,
+    max_age INTEGER,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX requests_by_created ON requests (created_at);
+ALTER TABLE requests ADD COLUMN approver TEXT;
+CREATE TRIGGER requests_approver_is_final BEFORE UPDATE OF approver ON requests
+WHEN OLD.state <> 'pending' AND NEW.approver IS NOT OLD.approver
+BEGIN SELECT RAISE(ABORT, 'a decided request cannot change'); END;
+"#;
+
+/// Every schema version's script, in order: version N is `MIGRATIONS[N - 1]`.
+const MIGRATIONS: &[&str] = &[SCHEMA, SCHEMA_V2];
+
 /// A store failure, reported to the client as a 500 with a stable code.
 #[derive(Debug)]
 pub struct StoreError(pub String);
@@ -97,15 +131,20 @@ pub async fn open(path: &Path) -> Result<(SqliteConnection, SqlitePool)> {
     let version: i64 = sqlx::query_scalar("PRAGMA user_version")
         .fetch_one(&mut writer)
         .await?;
-    if version == 0 {
-        // One script, one transaction: a crash half-way leaves version 0 and no tables.
-        let script = format!("BEGIN IMMEDIATE;\n{SCHEMA}\nPRAGMA user_version = 1;\nCOMMIT;");
-        sqlx::query(&script).execute(&mut writer).await?;
-    } else if version != 1 {
+    let latest = MIGRATIONS.len() as i64;
+    if version > latest {
         return Err(StoreError(format!(
-            "{}: schema version {version} is newer than this hitl-gate (1)",
+            "{}: schema version {version} is newer than this hitl-gate ({latest})",
             path.display()
         )));
+    }
+    for (v, script) in (1..)
+        .zip(MIGRATIONS)
+        .skip(usize::try_from(version).unwrap_or(0))
+    {
+        // One version, one transaction: a crash half-way leaves the previous version intact.
+        let script = format!("BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {v};\nCOMMIT;");
+        sqlx::query(&script).execute(&mut writer).await?;
     }
     let read = SqlitePoolOptions::new()
         .max_connections(4)

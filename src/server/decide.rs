@@ -20,6 +20,8 @@ pub struct Change<'a> {
     pub valid_for_ms: i64,
     /// Only this agent may make the change (cancel); None for approvers and the reaper.
     pub only_agent: Option<&'a str>,
+    /// More about who decided, for the audit row (a web decision's identity and session).
+    pub details: Option<serde_json::Value>,
 }
 
 /// Moves a pending request to a terminal state: signs the decision, has the store record it
@@ -61,7 +63,7 @@ pub async fn decide(app: &App, id: &str, ch: Change<'_>) -> Result<Changed, Stor
     decision.signature = app.keys.sign(&signing::decision_bytes(&decision));
     if !app
         .store
-        .record_decision(&view, &decision, ch.actor, human)
+        .record_decision(&view, &decision, ch.actor, human, ch.details)
         .await?
     {
         let state = match app.store.get(id).await? {
@@ -77,6 +79,7 @@ pub async fn decide(app: &App, id: &str, ch: Change<'_>) -> Result<Changed, Stor
         .await?
         .ok_or_else(|| StoreError("the request vanished after its decision".into()))?;
     app.waiters.wake(id);
+    let _ = app.events.send(super::app::Event::Ended(id.to_string()));
     app.metrics.decided(ch.to, ch.now - view.created_at);
     Ok(Changed::Done(Box::new(view)))
 }
@@ -95,6 +98,7 @@ pub async fn expire_due(app: &App) {
             now,
             valid_for_ms: 0,
             only_agent: None,
+            details: None,
         };
         if let Err(e) = decide(app, &id, change).await {
             eprintln!("hitl-gate serve: expiring {id} failed (will retry): {e}");

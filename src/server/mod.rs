@@ -17,10 +17,14 @@ mod db;
 mod decide;
 pub mod error;
 mod extract;
+pub mod history;
 mod metrics;
+pub mod oidc;
 mod routes;
+pub mod sessions;
 pub mod store;
 pub mod tls;
+mod web;
 mod writer;
 
 use std::os::unix::fs::PermissionsExt;
@@ -136,6 +140,8 @@ where
         reaper: Notify::new(),
         shutdown: stop_rx.clone(),
         body_limit: serve.body_limit_bytes,
+        events: tokio::sync::broadcast::channel(1024).0,
+        web: web::Web::from_config(&serve)?,
     });
 
     // Expire what became overdue while the server was down, before anyone can decide it.

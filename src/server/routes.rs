@@ -37,6 +37,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/requests/{id}/outcome", post(outcome))
         .route("/api/v1/requests/{id}/decision", post(decision))
         .route("/api/v1/no-changes", post(no_changes))
+        .merge(super::web::router(app.clone()))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -166,6 +167,7 @@ async fn create(
     };
     let mut view = app.store.create(new).await?;
     app.reaper.notify_one();
+    let _ = app.events.send(super::app::Event::Created(view.id.clone()));
     if let Some(rule) = denied {
         // The server's policy denies it: rejected at once, on the record.
         let actor = format!("policy:{rule}");
@@ -177,6 +179,7 @@ async fn create(
             now: now_ms(),
             valid_for_ms: 0,
             only_agent: None,
+            details: None,
         };
         if let Changed::Done(v) = decide(&app, &view.id, change).await? {
             view = *v;
@@ -344,6 +347,7 @@ async fn cancel(
         now: now_ms(),
         valid_for_ms: 0,
         only_agent: Some(&agent.name),
+        details: None,
     };
     changed(decide(&app, &id, change).await?)
 }
@@ -373,6 +377,12 @@ async fn decision(
     Body(d): Body<DecisionBody>,
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
+    if !app.policy.serve().allow_local_approvers {
+        return Err(ApiError::forbidden(
+            "local approvers are turned off ([serve] allow_local_approvers = false): decide in \
+             the web UI",
+        ));
+    }
     let comment = d
         .comment
         .as_deref()
@@ -396,6 +406,7 @@ async fn decision(
         valid_for_ms: i64::try_from(app.policy.serve().decision_valid_for.0.as_millis())
             .unwrap_or(i64::MAX),
         only_agent: None,
+        details: None,
     };
     changed(decide(&app, &id, change).await?)
 }

@@ -37,8 +37,8 @@ pub enum Changed {
 }
 
 pub struct Store {
-    writer: Writer,
-    read: SqlitePool,
+    pub(super) writer: Writer,
+    pub(super) read: SqlitePool,
     log: AuditLog,
 }
 
@@ -154,22 +154,29 @@ impl Store {
             .await
     }
 
-    /// Records a terminal decision (signed by `decide.rs`) and its audit row, if the request is
-    /// still pending and, for a human decision (`human`), its deadline has not passed. Returns
-    /// whether it was recorded.
+    /// Records a terminal decision (signed by `decide.rs`) and its audit row (with `details`
+    /// about the approver, if any), if the request is still pending and, for a human decision
+    /// (`human`), its deadline has not passed. Returns whether it was recorded.
     pub async fn record_decision(
         &self,
         view: &RequestView,
         decision: &SignedDecision,
         actor: &str,
         human: bool,
+        details: Option<serde_json::Value>,
     ) -> Result<bool> {
-        let body = json!({
+        let mut body = json!({
             "command": {"tool": &view.tool, "argv": &view.argv},
             "environment": &view.environment,
             "diff_sha256": crate::hex::sha256(view.diff.text.as_bytes()),
             "decision": decision,
         });
+        let approver = details.as_ref().map(|d| d.to_string());
+        if let Some(d) = details {
+            // Who decided, as far as the server could tell (a web decision's identity, its
+            // sign-in time, session hash, source address and user agent).
+            body["approver"] = d;
+        }
         let log = self.log.clone();
         let (id, actor, now) = (view.id.clone(), actor.to_string(), decision.decided_at);
         let kind = decision.decision.as_str();
@@ -181,11 +188,12 @@ impl Store {
                     // a human decision lands before the deadline (past it, only the reaper's
                     // expiry and the agent's cancel may end the request).
                     let r = sqlx::query(
-                        "UPDATE requests SET state = ?, decision = ? WHERE id = ? \
+                        "UPDATE requests SET state = ?, decision = ?, approver = ? WHERE id = ? \
                          AND state = 'pending' AND (? = 0 OR deadline > ?)",
                     )
                     .bind(kind)
                     .bind(&decision_json)
+                    .bind(&approver)
                     .bind(&id)
                     .bind(human)
                     .bind(now)
@@ -351,7 +359,7 @@ impl Store {
     }
 }
 
-fn view_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RequestView> {
+pub(super) fn view_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RequestView> {
     let bad = |what: &str, e: &dyn std::fmt::Display| {
         StoreError(format!("stored {what} is unreadable: {e}"))
     };

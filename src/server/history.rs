@@ -1,0 +1,107 @@
+//! Read-only queries the web UI needs beyond the API's: decided requests with filters and
+//! paging, who decided one (the identity details kept with the decision), and the audit log's
+//! head and last signed checkpoint.
+
+use sqlx::Row as _;
+
+use super::db::Result;
+use super::store::{view_from_row, Store};
+use crate::api::RequestView;
+use crate::audit::Checkpoint;
+
+/// Filters of the history page; every field is optional.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    /// One terminal state, or any of them.
+    pub state: Option<String>,
+    pub tool: Option<String>,
+    /// The server's classification of the environment.
+    pub environment: Option<String>,
+    pub agent: Option<String>,
+    /// A substring of the approver's identity or the email shown for them.
+    pub approver: Option<String>,
+    /// Created at or after / before (unix ms).
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// A decided request with who decided it, as the UI shows them.
+pub struct Decided {
+    pub view: RequestView,
+    /// The identity details recorded with a web decision (`issuer`, `subject`, `email`, …).
+    pub approver: Option<serde_json::Value>,
+}
+
+impl Store {
+    /// Decided requests matching `f`, newest first: `limit` of them after skipping `offset`.
+    pub async fn history(&self, f: &Filter, limit: i64, offset: i64) -> Result<Vec<Decided>> {
+        let rows = sqlx::query(
+            "SELECT id, agent, state, created_at, deadline, data, decision, outcome, approver \
+             FROM requests WHERE state <> 'pending' \
+             AND (?1 IS NULL OR state = ?1) \
+             AND (?2 IS NULL OR json_extract(data, '$.request.tool') = ?2) \
+             AND (?3 IS NULL OR json_extract(data, '$.classification.environment') = ?3) \
+             AND (?4 IS NULL OR agent = ?4) \
+             AND (?5 IS NULL OR instr(COALESCE(json_extract(decision, '$.approvers[0]'), '') \
+                  || ' ' || COALESCE(json_extract(approver, '$.email'), ''), ?5) > 0) \
+             AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at <= ?7) \
+             ORDER BY created_at DESC, id LIMIT ?8 OFFSET ?9",
+        )
+        .bind(&f.state)
+        .bind(&f.tool)
+        .bind(&f.environment)
+        .bind(&f.agent)
+        .bind(&f.approver)
+        .bind(f.since)
+        .bind(f.until)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Decided {
+                    view: view_from_row(r)?,
+                    approver: r
+                        .get::<Option<String>, _>(8)
+                        .and_then(|t| serde_json::from_str(&t).ok()),
+                })
+            })
+            .collect()
+    }
+
+    /// Who decided request `id`, as recorded with a web decision.
+    pub async fn approver_details(&self, id: &str) -> Result<Option<serde_json::Value>> {
+        let t: Option<Option<String>> =
+            sqlx::query_scalar("SELECT approver FROM requests WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(t.flatten().and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// The newest audit row's seq and hash, and the newest signed checkpoint.
+    pub async fn audit_head(&self) -> Result<(Option<(i64, String)>, Option<Checkpoint>)> {
+        let head = sqlx::query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&self.read)
+            .await?
+            .map(|r| (r.get(0), r.get(1)));
+        let cp = sqlx::query(
+            "SELECT seq, head_hash, at, signature FROM checkpoints ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.read)
+        .await?
+        .map(|r| Checkpoint {
+            seq: r.get(0),
+            head_hash: r.get(1),
+            at: r.get(2),
+            signature: r.get(3),
+        });
+        Ok((head, cp))
+    }
+
+    /// A connection of the read pool, for paging through the audit log.
+    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+        Ok(self.read.acquire().await?)
+    }
+}

@@ -1,0 +1,440 @@
+//! OpenID Connect sign-in for the web UI (the server is the relying party): the provider's
+//! discovery document and signing keys, the authorization request (code flow with PKCE S256,
+//! `state` and `nonce`), the code exchange, and the complete check of the ID token.
+//!
+//! - The HTTP client never follows redirects (a redirect from the provider could point the
+//!   server anywhere).
+//! - The ID token must be signed with an asymmetric algorithm (RS*, PS*, ES*, EdDSA): never
+//!   `none`, never HS* (the client secret is no key: it is shared with the provider and sits in
+//!   a file on this host). Then `iss`, `aud` (this client alone, unless another audience is
+//!   listed, which is refused), `azp`, `exp` and `iat` (60 s of clock skew), `nonce`, and with
+//!   `max_age` the `auth_time`.
+//! - An unknown key id fetches the provider's keys again, at most once a minute (key rotation).
+//! - `email` is kept only when `email_verified` is true; the identity is the issuer and `sub`.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openidconnect::core::{
+    CoreClient, CoreGenderClaim, CoreIdTokenVerifier, CoreJsonWebKeySet,
+    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreResponseType,
+};
+use openidconnect::{
+    AdditionalClaims, AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId,
+    ClientSecret, CsrfToken, IdToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope, SignatureVerificationError,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::policy::schema::Oidc as OidcConfig;
+
+/// Clock skew allowed on `exp`, `iat` and `auth_time`.
+const SKEW: Duration = Duration::from_secs(60);
+/// An ID token issued longer ago than this is refused (a login takes seconds, not hours).
+const MAX_TOKEN_AGE: Duration = Duration::from_secs(600);
+/// The provider's keys are fetched again at most this often.
+const JWKS_REFRESH: Duration = Duration::from_secs(60);
+/// The path of the redirect URI under the public URL.
+pub const CALLBACK_PATH: &str = "/auth/callback";
+
+/// Claims the core library does not model, by name (the groups claim is configurable).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct OtherClaims {
+    #[serde(flatten)]
+    rest: BTreeMap<String, serde_json::Value>,
+}
+impl AdditionalClaims for OtherClaims {}
+
+type Token = IdToken<
+    OtherClaims,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+
+/// Who signed in, as the provider vouched for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub issuer: String,
+    pub subject: String,
+    /// Only when the provider says it is verified.
+    pub email: Option<String>,
+    pub name: Option<String>,
+    pub groups: Vec<String>,
+    /// When the user last authenticated at the provider (unix ms); the token's `iat` when the
+    /// provider does not say.
+    pub auth_time: i64,
+}
+
+impl Identity {
+    /// The approver as the store and the audit log name them: two issuers with the same `sub`
+    /// are different people.
+    pub fn actor(&self) -> String {
+        format!("oidc:{}#{}", self.issuer, self.subject)
+    }
+}
+
+/// What the provider published.
+struct Provider {
+    metadata: CoreProviderMetadata,
+    end_session: Option<String>,
+}
+
+/// A sign-in under way: what the callback needs, stored server-side under the hash of `state`.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub nonce: String,
+    pub pkce_verifier: String,
+    pub max_age: Option<Duration>,
+}
+
+/// The relying party.
+pub struct Oidc {
+    config: OidcConfig,
+    secret: ClientSecret,
+    redirect: RedirectUrl,
+    http: reqwest::Client,
+    provider: tokio::sync::RwLock<Option<Arc<Provider>>>,
+    last_jwks_fetch: Mutex<Option<Instant>>,
+}
+
+impl Oidc {
+    /// Checks the configuration and reads the client secret. Nothing is fetched yet: the
+    /// provider is asked on the first sign-in, so the server starts while it is down.
+    pub fn new(config: &OidcConfig, public_url: &str) -> Result<Oidc, String> {
+        let secret = read_secret(&config.client_secret_file)?;
+        if config.approver_groups.is_empty() {
+            return Err("[serve.oidc] approver_groups is empty: nobody could decide".into());
+        }
+        IssuerUrl::new(config.issuer.clone())
+            .map_err(|e| format!("[serve.oidc] issuer {:?}: {e}", config.issuer))?;
+        let redirect = RedirectUrl::new(format!(
+            "{}{CALLBACK_PATH}",
+            public_url.trim_end_matches('/')
+        ))
+        .map_err(|e| format!("[serve] public_url {public_url:?}: {e}"))?;
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("cannot build the OIDC HTTP client: {e}"))?;
+        Ok(Oidc {
+            config: config.clone(),
+            secret: ClientSecret::new(secret),
+            redirect,
+            http,
+            provider: tokio::sync::RwLock::new(None),
+            last_jwks_fetch: Mutex::new(None),
+        })
+    }
+
+    pub fn config(&self) -> &OidcConfig {
+        &self.config
+    }
+
+    /// The provider's metadata and keys, fetched on first use.
+    async fn provider(&self) -> Result<Arc<Provider>, String> {
+        if let Some(p) = self.provider.read().await.clone() {
+            return Ok(p);
+        }
+        let mut slot = self.provider.write().await;
+        if let Some(p) = slot.clone() {
+            return Ok(p);
+        }
+        let p = Arc::new(self.fetch_provider().await?);
+        *slot = Some(p.clone());
+        Ok(p)
+    }
+
+    async fn fetch_provider(&self) -> Result<Provider, String> {
+        let issuer = self.config.issuer.trim_end_matches('/');
+        let url = format!("{issuer}/.well-known/openid-configuration");
+        let unreachable = |e: &dyn std::fmt::Display| {
+            format!("the identity provider's discovery document ({url}) could not be read: {e}")
+        };
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| unreachable(&e))?;
+        if !resp.status().is_success() {
+            return Err(unreachable(&resp.status()));
+        }
+        let text = resp.text().await.map_err(|e| unreachable(&e))?;
+        let metadata: CoreProviderMetadata =
+            serde_json::from_str(&text).map_err(|e| unreachable(&e))?;
+        if metadata.issuer().as_str() != self.config.issuer {
+            return Err(format!(
+                "the identity provider calls itself {:?}, not the configured issuer {:?}",
+                metadata.issuer().as_str(),
+                self.config.issuer
+            ));
+        }
+        let end_session = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v["end_session_endpoint"].as_str().map(String::from));
+        let jwks = CoreJsonWebKeySet::fetch_async(metadata.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| format!("the identity provider's keys could not be read: {e}"))?;
+        *self
+            .last_jwks_fetch
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+        Ok(Provider {
+            metadata: metadata.set_jwks(jwks),
+            end_session,
+        })
+    }
+
+    /// Fetches the provider's keys again, unless that happened less than a minute ago.
+    async fn refresh_keys(&self) -> Result<Option<Arc<Provider>>, String> {
+        {
+            let mut last = self
+                .last_jwks_fetch
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if last.is_some_and(|t| t.elapsed() < JWKS_REFRESH) {
+                return Ok(None);
+            }
+            *last = Some(Instant::now());
+        }
+        let current = self.provider().await?;
+        let jwks = CoreJsonWebKeySet::fetch_async(current.metadata.jwks_uri(), &self.http)
+            .await
+            .map_err(|e| format!("the identity provider's keys could not be read: {e}"))?;
+        let p = Arc::new(Provider {
+            metadata: current.metadata.clone().set_jwks(jwks),
+            end_session: current.end_session.clone(),
+        });
+        *self.provider.write().await = Some(p.clone());
+        Ok(Some(p))
+    }
+
+    /// Where to send the browser to sign in, the `state` to store it under, and what the
+    /// callback needs. `max_age` asks the provider for a fresh authentication.
+    pub async fn begin(
+        &self,
+        max_age: Option<Duration>,
+    ) -> Result<(String, String, Pending), String> {
+        let p = self.provider().await?;
+        let client = CoreClient::from_provider_metadata(
+            p.metadata.clone(),
+            ClientId::new(self.config.client_id.clone()),
+            Some(self.secret.clone()),
+        )
+        .set_redirect_uri(self.redirect.clone());
+        let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
+        let mut req = client
+            .authorize_url(
+                AuthenticationFlow::<CoreResponseType>::AuthorizationCode,
+                CsrfToken::new_random,
+                Nonce::new_random,
+            )
+            .set_pkce_challenge(challenge);
+        for s in &self.config.scopes {
+            req = req.add_scope(Scope::new(s.clone()));
+        }
+        if let Some(age) = max_age {
+            req = req.set_max_age(age);
+        }
+        let (url, state, nonce) = req.url();
+        Ok((
+            url.to_string(),
+            state.secret().clone(),
+            Pending {
+                nonce: nonce.secret().clone(),
+                pkce_verifier: verifier.secret().clone(),
+                max_age,
+            },
+        ))
+    }
+
+    /// Exchanges the authorization code (with the PKCE verifier) and checks the ID token.
+    pub async fn finish(&self, code: &str, pending: &Pending) -> Result<Identity, String> {
+        let p = self.provider().await?;
+        let client = CoreClient::from_provider_metadata(
+            p.metadata.clone(),
+            ClientId::new(self.config.client_id.clone()),
+            Some(self.secret.clone()),
+        )
+        .set_redirect_uri(self.redirect.clone());
+        let response = client
+            .exchange_code(AuthorizationCode::new(code.to_string()))
+            .map_err(|e| format!("the provider has no token endpoint: {e}"))?
+            .set_pkce_verifier(PkceCodeVerifier::new(pending.pkce_verifier.clone()))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| format!("the provider refused the authorization code: {e}"))?;
+        let raw = openidconnect::TokenResponse::id_token(&response)
+            .ok_or("the provider sent no ID token")?
+            .to_string();
+        self.verify_id_token(&raw, &pending.nonce, pending.max_age)
+            .await
+    }
+
+    /// Checks an ID token completely (see the module doc) and returns who it names. An unknown
+    /// key id fetches the provider's keys again first (at most once a minute).
+    pub async fn verify_id_token(
+        &self,
+        raw: &str,
+        nonce: &str,
+        max_age: Option<Duration>,
+    ) -> Result<Identity, String> {
+        let p = self.provider().await?;
+        match self.verify_with(&p, raw, nonce, max_age) {
+            Err(Refused::UnknownKey) => match self.refresh_keys().await? {
+                Some(p) => self.verify_with(&p, raw, nonce, max_age),
+                None => Err(Refused::UnknownKey),
+            },
+            r => r,
+        }
+        .map_err(|e| match e {
+            Refused::UnknownKey => "the ID token is signed with a key the provider does not \
+                                    publish"
+                .to_string(),
+            Refused::Other(m) => m,
+        })
+    }
+
+    fn verify_with(
+        &self,
+        p: &Provider,
+        raw: &str,
+        nonce: &str,
+        max_age: Option<Duration>,
+    ) -> Result<Identity, Refused> {
+        let token: Token = raw
+            .parse()
+            .map_err(|e| Refused::Other(format!("the ID token is not a signed JWT: {e}")))?;
+        let now = chrono::Utc::now();
+        let skew = chrono::Duration::from_std(SKEW).unwrap_or_default();
+        let oldest = chrono::Duration::from_std(MAX_TOKEN_AGE).unwrap_or_default();
+        let verifier = CoreIdTokenVerifier::new_public_client(
+            ClientId::new(self.config.client_id.clone()),
+            p.metadata.issuer().clone(),
+            p.metadata.jwks().clone(),
+        )
+        .set_allowed_algs(ASYMMETRIC)
+        .set_time_fn(move || now - skew)
+        .set_issue_time_verifier_fn(move |iat| {
+            if iat > now + skew {
+                Err(format!("issued in the future ({iat})"))
+            } else if iat < now - oldest {
+                Err(format!("issued too long ago ({iat})"))
+            } else {
+                Ok(())
+            }
+        })
+        .set_auth_time_verifier_fn(move |at| match (max_age, at) {
+            (None, _) => Ok(()),
+            (Some(_), None) => Err("no auth_time, but a fresh sign-in was asked for".into()),
+            (Some(age), Some(at)) => {
+                let age = chrono::Duration::from_std(age).unwrap_or_default();
+                if at + age + skew < now {
+                    Err(format!("signed in at {at}, longer ago than asked for"))
+                } else {
+                    Ok(())
+                }
+            }
+        });
+        let expected = Nonce::new(nonce.to_string());
+        let claims = token.claims(&verifier, &expected).map_err(|e| match e {
+            ClaimsVerificationError::SignatureVerification(
+                SignatureVerificationError::NoMatchingKey,
+            ) => Refused::UnknownKey,
+            other => Refused::Other(format!("the ID token was refused: {other}")),
+        })?;
+        let email = claims
+            .email()
+            .filter(|_| claims.email_verified() == Some(true))
+            .map(|e| e.as_str().to_string());
+        let name = claims
+            .name()
+            .and_then(|n| n.get(None))
+            .map(|n| n.as_str().to_string());
+        let groups = match claims
+            .additional_claims()
+            .rest
+            .get(&self.config.groups_claim)
+        {
+            Some(serde_json::Value::Array(a)) => a
+                .iter()
+                .filter_map(|g| g.as_str().map(String::from))
+                .collect(),
+            Some(serde_json::Value::String(g)) => vec![g.clone()],
+            _ => Vec::new(),
+        };
+        let auth_time = claims.auth_time().unwrap_or_else(|| claims.issue_time());
+        Ok(Identity {
+            issuer: claims.issuer().as_str().to_string(),
+            subject: claims.subject().as_str().to_string(),
+            email,
+            name,
+            groups,
+            auth_time: auth_time.timestamp_millis(),
+        })
+    }
+
+    /// True when `who` may decide: a member of one of `approver_groups`.
+    pub fn is_approver(&self, groups: &[String]) -> bool {
+        groups
+            .iter()
+            .any(|g| self.config.approver_groups.iter().any(|a| a == g))
+    }
+
+    /// The provider's logout endpoint, if it has one (RP-initiated logout), with this client's
+    /// id and where to come back to.
+    pub async fn end_session_url(&self, back_to: &str) -> Option<String> {
+        let p = self.provider.read().await.clone()?;
+        let mut url = reqwest::Url::parse(p.end_session.as_deref()?).ok()?;
+        url.query_pairs_mut()
+            .append_pair("client_id", &self.config.client_id)
+            .append_pair("post_logout_redirect_uri", back_to);
+        Some(url.to_string())
+    }
+}
+
+enum Refused {
+    UnknownKey,
+    Other(String),
+}
+
+/// The algorithms an ID token may be signed with: asymmetric ones only.
+const ASYMMETRIC: [CoreJwsSigningAlgorithm; 9] = [
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha512,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
+
+/// Reads the client secret's first line from a file only its owner can read.
+fn read_secret(path: &std::path::Path) -> Result<String, String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("[serve.oidc] client_secret_file {}: {e}", path.display()))?;
+    if meta.mode() & 0o077 != 0 {
+        return Err(format!(
+            "[serve.oidc] client_secret_file {} can be read by others (mode {:o}); chmod 600 it",
+            path.display(),
+            meta.mode() & 0o777
+        ));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("[serve.oidc] client_secret_file {}: {e}", path.display()))?;
+    let secret = text.lines().next().unwrap_or("").trim().to_string();
+    if secret.is_empty() {
+        return Err(format!(
+            "[serve.oidc] client_secret_file {} is empty",
+            path.display()
+        ));
+    }
+    Ok(secret)
+}

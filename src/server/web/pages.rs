@@ -1,0 +1,203 @@
+//! The web UI's pages (GET): the inbox (and its rows alone, for the live refresh), a request,
+//! the history with its filters, and the audit log. Each needs an approver's session; the rules
+//! for risky decisions (`high_risk`, `needs_confirm`, `needs_reauth`) live here and the decision
+//! handler applies the same ones.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, RawQuery, State as AxState};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::auth;
+use super::html;
+use super::request_page;
+use super::{web_of, Page};
+use crate::api::{now_ms, RequestView, State};
+use crate::server::app::App;
+use crate::server::history::Filter;
+use crate::server::sessions::Session;
+
+/// Pending requests shown in the inbox at most.
+const INBOX_MAX: i64 = 1000;
+/// Decided requests per history page.
+const PER_PAGE: i64 = 50;
+
+/// `GET /ui`
+pub async fn inbox(AxState(app): AxState<Arc<App>>, headers: HeaderMap) -> Result<Response, Page> {
+    let web = web_of(&app)?;
+    let s = auth::approver(&app, web, &headers, "/ui").await?;
+    let pending = pending(&app).await?;
+    Ok(html::inbox(&s, &pending, now_ms()).into_response())
+}
+
+/// `GET /ui/inbox-rows`: the inbox's rows alone, which the script fetches when the event
+/// stream says something changed. Without a session: 401 (the script then reloads the page,
+/// which signs in again).
+pub async fn inbox_rows(
+    AxState(app): AxState<Arc<App>>,
+    headers: HeaderMap,
+) -> Result<Response, Page> {
+    let web = web_of(&app)?;
+    match auth::approver(&app, web, &headers, "/ui").await {
+        Ok(_) => {}
+        Err(Page::Redirect(_)) => {
+            return Err(Page::new(
+                StatusCode::UNAUTHORIZED,
+                "Signed out",
+                "Your session ended; reload the page to sign in again.",
+            ))
+        }
+        Err(e) => return Err(e),
+    }
+    let pending = pending(&app).await?;
+    Ok(html::inbox_rows(&pending, now_ms()).into_response())
+}
+
+/// Pending requests, the soonest deadline first.
+async fn pending(app: &App) -> Result<Vec<RequestView>, Page> {
+    let mut v = app.store.list(Some(State::Pending), INBOX_MAX).await?;
+    v.sort_by_key(|r| (r.deadline, r.created_at));
+    Ok(v)
+}
+
+/// True for a request in a `high` or `critical` environment.
+pub fn high_risk(v: &RequestView) -> bool {
+    matches!(v.classification.risk.as_deref(), Some("high" | "critical"))
+}
+
+/// True when the command deletes or replaces something: by the change it showed, or by its
+/// own words (`delete`, `destroy`, `uninstall`, `-destroy`).
+pub fn destructive(v: &RequestView) -> bool {
+    let (_, _, destroy, replace) = html::counts(v);
+    destroy > 0
+        || replace > 0
+        || v.argv.iter().any(|a| {
+            matches!(a.as_str(), "delete" | "destroy" | "uninstall" | "-destroy")
+                || a.starts_with("-destroy=")
+        })
+}
+
+/// The name an approver must type to approve: a delete, destroy or replace in a high-risk
+/// environment.
+pub fn needs_confirm(v: &RequestView) -> Option<String> {
+    (high_risk(v) && destructive(v)).then(|| {
+        v.classification
+            .environment
+            .clone()
+            .unwrap_or_else(|| "production".into())
+    })
+}
+
+/// True when `s` signed in at the provider too long ago to decide `v` (high risk only).
+pub fn needs_reauth(app: &App, s: &Session, v: &RequestView) -> bool {
+    let Some(web) = &app.web else { return true };
+    let limit = i64::try_from(web.oidc.config().reauth_after.0.as_millis()).unwrap_or(i64::MAX);
+    high_risk(v) && now_ms() - s.auth_time > limit
+}
+
+/// A request id as the API accepts it, or the 404 page.
+pub fn request_id(id: &str) -> Result<(), Page> {
+    if id.len() == 32 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(not_found())
+    }
+}
+
+pub fn not_found() -> Page {
+    Page::new(
+        StatusCode::NOT_FOUND,
+        "No such request",
+        "There is no request with this id.",
+    )
+}
+
+/// `GET /ui/requests/{id}`
+pub async fn request(
+    AxState(app): AxState<Arc<App>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Page> {
+    let web = web_of(&app)?;
+    request_id(&id)?;
+    let s = auth::approver(&app, web, &headers, &format!("/ui/requests/{id}")).await?;
+    let v = app.store.get(&id).await?.ok_or_else(not_found)?;
+    let approver = app.store.approver_details(&id).await?;
+    let confirm = needs_confirm(&v);
+    let form = request_page::Form {
+        confirm: confirm.as_deref(),
+        reauth: needs_reauth(&app, &s, &v),
+    };
+    Ok(request_page::page(&s, &v, approver.as_ref(), &form, now_ms()).into_response())
+}
+
+/// `GET /ui/history?state=&tool=&environment=&agent=&approver=&since=&until=&page=`
+pub async fn history(
+    AxState(app): AxState<Arc<App>>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Page> {
+    let web = web_of(&app)?;
+    let q = q.unwrap_or_default();
+    let s = auth::approver(&app, web, &headers, &format!("/ui/history?{q}")).await?;
+    let mut f = Filter::default();
+    let mut page = 1;
+    let mut kept = Vec::new();
+    for (k, v) in reqwest::Url::parse(&format!("http://x/?{q}"))
+        .map(|u| u.query_pairs().into_owned().collect::<Vec<_>>())
+        .unwrap_or_default()
+    {
+        let value = Some(v.trim().to_string()).filter(|v| !v.is_empty());
+        let day = |v: &Option<String>| -> Result<Option<i64>, Page> {
+            v.as_deref()
+                .map(crate::audit::parse_time)
+                .transpose()
+                .map_err(Page::bad_request)
+        };
+        match k.as_str() {
+            "state" => f.state = value.clone(),
+            "tool" => f.tool = value.clone(),
+            "environment" => f.environment = value.clone(),
+            "agent" => f.agent = value.clone(),
+            "approver" => f.approver = value.clone(),
+            "since" => f.since = day(&value)?,
+            // The whole last day counts.
+            "until" => f.until = day(&value)?.map(|t| t + 86_400_000 - 1),
+            "page" => page = v.parse::<i64>().unwrap_or(1).max(1),
+            _ => return Err(Page::bad_request(format!("Unknown filter {k:?}."))),
+        }
+        if k != "page" {
+            if let Some(value) = value {
+                kept.push((k, value));
+            }
+        }
+    }
+    let mut rows = app
+        .store
+        .history(&f, PER_PAGE + 1, (page - 1) * PER_PAGE)
+        .await?;
+    let more = rows.len() > usize::try_from(PER_PAGE).unwrap_or(usize::MAX);
+    rows.truncate(usize::try_from(PER_PAGE).unwrap_or(usize::MAX));
+    let query = {
+        let mut u = reqwest::Url::parse("http://x/").expect("static URL");
+        u.query_pairs_mut().extend_pairs(&kept);
+        u.query().unwrap_or_default().to_string()
+    };
+    Ok(html::history(&s, &rows, &f, page, more, &query, now_ms()).into_response())
+}
+
+/// `GET /ui/audit`
+pub async fn audit(AxState(app): AxState<Arc<App>>, headers: HeaderMap) -> Result<Response, Page> {
+    let web = web_of(&app)?;
+    let s = auth::approver(&app, web, &headers, "/ui/audit").await?;
+    let (head, cp) = app.store.audit_head().await?;
+    Ok(html::audit(
+        &s,
+        head.as_ref(),
+        cp.as_ref(),
+        &app.keys.public_hex(),
+        now_ms(),
+    )
+    .into_response())
+}
