@@ -17,3 +17,4 @@ mod resolution;
 mod server;
 mod terraform_gate;
 mod transparency;
+mod web_ui;

@@ -24,8 +24,14 @@ pub struct Gated {
 impl Gated {
     /// `server_extra` goes into the server's policy, `agent_extra` into the shim's.
     pub async fn new(server_extra: &str, agent_extra: &str) -> Gated {
-        let sb = Sandbox::new();
         let srv = TestServer::start(&policy_with(server_extra)).await;
+        Self::with_server(srv, agent_extra)
+    }
+
+    /// The gate world around a server the caller started (the web UI's tests start it with
+    /// OIDC sign-in).
+    pub fn with_server(srv: TestServer, agent_extra: &str) -> Gated {
+        let sb = Sandbox::new();
         let token = sb.path().join("agent.token");
         std::fs::write(&token, TOKEN_A).unwrap();
         std::fs::set_permissions(&token, std::os::unix::fs::PermissionsExt::from_mode(0o600))
@@ -199,6 +205,11 @@ impl KubeGated {
     /// the shim's.
     pub async fn with_policy(server_extra: &str, agent_extra: &str) -> KubeGated {
         let g = Gated::new(server_extra, agent_extra).await;
+        Self::around(g).await
+    }
+
+    /// The kube world around a gate world the caller made.
+    pub async fn around(g: Gated) -> KubeGated {
         g.sb.add_real("kubectl", &super::tools::kubectl());
         let fake = super::kube::FakeKube::start().await;
         let kubeconfig = fake.kubeconfig(g.sb.path(), &[("prod", "prod"), ("dev", "dev")]);

@@ -6,6 +6,7 @@
 
 pub mod gate;
 pub mod kube;
+pub mod oidc;
 pub mod server;
 pub mod tools;
 

@@ -44,8 +44,19 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: tempfile::TempDir, data: PathBuf, policy: &str) -> TestServer {
-        let policy = hitl_gate::policy::load::parse(policy).expect("test policy parses");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, dir, data, policy).await
+    }
+
+    /// Starts a server on a listener the caller bound (so the address is known before the
+    /// policy is written, as the web UI's `public_url` needs).
+    pub async fn start_on(
+        listener: tokio::net::TcpListener,
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        policy: &str,
+    ) -> TestServer {
+        let policy = hitl_gate::policy::load::parse(policy).expect("test policy parses");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (ktx, krx) = std::sync::mpsc::channel();

@@ -1,0 +1,80 @@
+// A real OpenID Connect provider for the web UI's tests: panva's oidc-provider (pinned in
+// package.json / package-lock.json, installed by scripts/fetch-test-tools), started by the test
+// harness (tests/support/oidc.rs) on 127.0.0.1 with a port the system picks.
+//
+// Environment (all set by the harness):
+//   OIDC_PROVIDER_MODULE  absolute path of oidc-provider's entry point
+//   CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, POST_LOGOUT_URI   the gate as a client
+//   KEY_PEM               a PKCS#8 RSA private key (PEM) the provider signs ID tokens with, so
+//                         the tests can make tokens signed with the provider's own key
+// Prints "ISSUER <url>" on stdout once it listens.
+//
+// Users (any password): alice and carol are approvers, bob is not.
+import { createServer } from 'node:http';
+import { createPrivateKey } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+
+const { default: Provider } = await import(process.env.OIDC_PROVIDER_MODULE);
+
+const accounts = {
+  alice: { email: 'alice@example.com', email_verified: true, name: 'Alice Approver', groups: ['approvers'] },
+  carol: { email: 'carol@example.com', email_verified: true, name: 'Carol Second', groups: ['sre', 'approvers'] },
+  bob: { email: 'bob@example.com', email_verified: true, name: 'Bob Bystander', groups: ['developers'] },
+  // An unverified email must not be shown as the approver's.
+  dave: { email: 'dave@example.com', email_verified: false, name: 'Dave Unverified', groups: ['approvers'] },
+};
+
+const jwk = createPrivateKey(readFileSync(process.env.KEY_PEM)).export({ format: 'jwk' });
+jwk.kid = 'test-key-1';
+jwk.use = 'sig';
+jwk.alg = 'RS256';
+
+const server = createServer();
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+const issuer = `http://127.0.0.1:${server.address().port}`;
+
+const provider = new Provider(issuer, {
+  clients: [{
+    client_id: process.env.CLIENT_ID,
+    client_secret: process.env.CLIENT_SECRET,
+    redirect_uris: [process.env.REDIRECT_URI],
+    post_logout_redirect_uris: [process.env.POST_LOGOUT_URI],
+    response_types: ['code'],
+    grant_types: ['authorization_code'],
+    token_endpoint_auth_method: 'client_secret_basic',
+  }],
+  jwks: { keys: [jwk] },
+  pkce: { required: () => true },
+  scopes: ['openid', 'email', 'profile', 'groups'],
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name'],
+    groups: ['groups'],
+  },
+  conformIdTokenClaims: false,
+  features: {
+    devInteractions: { enabled: true },
+    rpInitiatedLogout: { enabled: true },
+  },
+  cookies: { keys: ['hitl-gate-test-cookie-key'] },
+  async findAccount(ctx, id) {
+    const a = accounts[id];
+    if (!a) return undefined;
+    return { accountId: id, async claims() { return { sub: id, ...a }; } };
+  },
+  // First-party client: no consent page.
+  async loadExistingGrant(ctx) {
+    const grant = new ctx.oidc.provider.Grant({
+      clientId: ctx.oidc.client.clientId,
+      accountId: ctx.oidc.session.accountId,
+    });
+    grant.addOIDCScope('openid email profile groups');
+    grant.addOIDCClaims(['email', 'email_verified', 'name', 'groups']);
+    await grant.save();
+    return grant;
+  },
+});
+provider.on('server_error', (ctx, err) => console.error('provider error:', err));
+server.on('request', provider.callback());
+console.log(`ISSUER ${issuer}`);
