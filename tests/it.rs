@@ -11,6 +11,7 @@ mod flag_tables;
 mod helm_gate;
 mod kube_fake;
 mod kubectl_gate;
+mod oidc_tokens;
 mod policy_errors;
 mod process;
 mod resolution;

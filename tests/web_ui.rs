@@ -76,3 +76,416 @@ async fn an_approver_signs_in_decides_and_the_audit_row_names_them() {
     assert_eq!(who["source_ip"], "127.0.0.1");
     assert!(who["user_agent"].is_string() || who["user_agent"].is_null());
 }
+
+/// The request's state, through the agent API.
+async fn state(w: &WebServer, id: &str) -> String {
+    let (_, v) = w
+        .srv
+        .agent(TOKEN_A)
+        .get(&format!("/api/v1/requests/{id}"))
+        .await;
+    v["state"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_outside_the_approver_groups_gets_403_and_decides_nothing() {
+    let w = WebServer::start(PROD, "").await;
+    let id = request(&w, &["scale", "deploy", "web", "--replicas=3"], "staging").await;
+    let mut c = WebClient::new(&w.url);
+    c.sign_in(&w.url, "bob").await;
+    for page in ["/ui", "/ui/history", "/ui/audit", "/ui/inbox-rows"] {
+        let r = c.get(&format!("{}{page}", w.url)).await;
+        assert_eq!(r.status, 403, "{page}: {}", r.body);
+        assert!(!r.body.contains(&id), "{page} shows nothing to bob");
+    }
+    let r = c.get(&format!("{}/ui/requests/{id}", w.url)).await;
+    assert_eq!(r.status, 403);
+    assert!(r.body.contains("bob@example.com"), "says who is signed in");
+    // bob's own session's CSRF token and the right Origin: still 403.
+    let csrf = WebClient::csrf(&r.body);
+    let r = c
+        .post(
+            &format!("{}/ui/requests/{id}/decision", w.url),
+            &[("csrf", &csrf), ("decision", "approve")],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert_eq!(state(&w, &id).await, "pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_without_the_sessions_token_or_from_another_origin_are_refused() {
+    let w = WebServer::start(PROD, "").await;
+    let id = request(&w, &["scale", "deploy", "web", "--replicas=3"], "staging").await;
+    let mut c = WebClient::new(&w.url);
+    c.sign_in(&w.url, "alice").await;
+    let page = c.get(&format!("{}/ui/requests/{id}", w.url)).await;
+    let csrf = WebClient::csrf(&page.body);
+    let url = format!("{}/ui/requests/{id}/decision", w.url);
+    let cases: [(&str, Option<&str>, &str); 5] = [
+        ("no token", Some(w.url.as_str()), ""),
+        ("a wrong token", Some(w.url.as_str()), "0000"),
+        ("another origin", Some("http://evil.example"), csrf.as_str()),
+        ("no origin", None, csrf.as_str()),
+        ("a null origin", Some("null"), csrf.as_str()),
+    ];
+    for (what, origin, token) in cases {
+        let r = c
+            .post_from(&url, &[("csrf", token), ("decision", "approve")], origin)
+            .await;
+        assert_eq!(r.status, 403, "{what}: {}", r.body);
+        assert_eq!(state(&w, &id).await, "pending", "{what}");
+    }
+    // Another signed-in approver's token does not work in this session either.
+    let mut carol = WebClient::new(&w.url);
+    carol.sign_in(&w.url, "carol").await;
+    let theirs = WebClient::csrf(&carol.get(&format!("{}/ui", w.url)).await.body);
+    let r = c
+        .post(&url, &[("csrf", &theirs), ("decision", "approve")])
+        .await;
+    assert_eq!(r.status, 403);
+    // The right token from the right origin works (the positive control).
+    let r = c
+        .post(&url, &[("csrf", &csrf), ("decision", "approve")])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(state(&w, &id).await, "approved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_state_and_a_replayed_code_are_refused() {
+    let w = WebServer::start(PROD, "").await;
+    let mut c = WebClient::new(&w.url);
+    let callback = c.login_at_provider(&w.url, "alice", "/ui").await;
+    let url = reqwest::Url::parse(&callback).unwrap();
+    let param = |k: &str| {
+        url.query_pairs()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.into_owned())
+            .unwrap()
+    };
+    let (code, state) = (param("code"), param("state"));
+    // A state this server never handed out.
+    let forged = format!("{}/auth/callback?code={code}&state=forged-{state}", w.url);
+    let r = c.get(&forged).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(c
+        .cookies(&w.url)
+        .keys()
+        .all(|k| !k.contains("hitl_session")));
+    // The real callback signs in.
+    let r = c.get(&callback).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert!(c.cookies(&w.url).keys().any(|k| k.contains("hitl_session")));
+    // The same callback again: its state is spent.
+    let mut other = WebClient::new(&w.url);
+    let r = other.get(&callback).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // The spent code with a state this server did hand out (another sign-in under way): the
+    // provider refuses the code (used, and bound to another PKCE verifier).
+    let fresh = other
+        .get(&format!("{}/ui/login?return_to=/ui", w.url))
+        .await;
+    let fresh_state = reqwest::Url::parse(fresh.location.as_deref().unwrap())
+        .unwrap()
+        .query_pairs()
+        .find(|(n, _)| n == "state")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let r = other
+        .get(&format!(
+            "{}/auth/callback?code={code}&state={fresh_state}",
+            w.url
+        ))
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    assert!(r.body.contains("refused"), "{}", r.body);
+    assert!(other
+        .cookies(&w.url)
+        .keys()
+        .all(|k| !k.contains("hitl_session")));
+    // An answer that names another issuer (a mix-up) is refused before the code is used.
+    let cb2 = other.login_at_provider(&w.url, "alice", "/ui").await;
+    let mixed = cb2.replace("iss=", "iss=http%3A%2F%2Fevil.example&was=");
+    let r = other.get(&mixed).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_out_sessions_cookie_opens_nothing() {
+    let w = WebServer::start(PROD, "").await;
+    let mut c = WebClient::new(&w.url);
+    c.sign_in(&w.url, "alice").await;
+    let kept = c.cookies(&w.url);
+    let inbox = c.get(&format!("{}/ui", w.url)).await;
+    assert_eq!(inbox.status, 200);
+    let csrf = WebClient::csrf(&inbox.body);
+    let r = c
+        .post(&format!("{}/ui/logout", w.url), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    // RP-initiated logout: on to the provider's end_session_endpoint.
+    assert!(
+        r.location.as_deref().unwrap().starts_with(&w.idp.issuer),
+        "{:?}",
+        r.location
+    );
+    // The old cookie, sent again by hand: the session is gone.
+    let mut replay = WebClient::new(&w.url);
+    replay.set_cookies(&w.url, kept);
+    let r = replay.get(&format!("{}/ui", w.url)).await;
+    assert_eq!(r.status, 303);
+    assert!(r.location.unwrap().contains("/ui/login"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_risky_decision_needs_a_fresh_sign_in_and_the_environments_name() {
+    let w = WebServer::start(PROD, "reauth_after = \"2s\"").await;
+    let id = request(&w, &["delete", "deploy", "web"], "prod-eu").await;
+    let here = format!("{}/ui/requests/{id}", w.url);
+    let mut c = WebClient::new(&w.url);
+    c.sign_in(&w.url, "alice").await;
+    // Signed in just now: the form is there, and asks for the environment's name.
+    let page = c.get(&here).await;
+    assert!(
+        page.body.contains("data-confirm=\"production\""),
+        "{}",
+        page.body
+    );
+    let csrf = WebClient::csrf(&page.body);
+    let decide = format!("{here}/decision");
+    for typed in ["", "prod", "Production"] {
+        let r = c
+            .post(
+                &decide,
+                &[("csrf", &csrf), ("decision", "approve"), ("confirm", typed)],
+            )
+            .await;
+        assert_eq!(r.status, 400, "{typed:?}: {}", r.body);
+        assert_eq!(state(&w, &id).await, "pending");
+    }
+    // Later than reauth_after: the page asks to sign in again, and the form is refused.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let page = c.get(&here).await;
+    assert!(page.body.contains("Sign in again"), "{}", page.body);
+    let r = c
+        .post(
+            &decide,
+            &[
+                ("csrf", &csrf),
+                ("decision", "approve"),
+                ("confirm", "production"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let to_login = r.location.unwrap();
+    assert!(to_login.contains("fresh=1"), "{to_login}");
+    assert_eq!(state(&w, &id).await, "pending");
+    // The provider is asked for max_age=0 and authenticates alice again; back on the request.
+    let r = c.get(&to_login).await;
+    assert!(
+        r.location.as_deref().unwrap().contains("max_age=0"),
+        "{r:?}"
+    );
+    let callback = c.provider_login(r, &w.url, "alice").await;
+    let r = c.get(&callback).await;
+    assert_eq!(r.location.as_deref(), Some(here.as_str()));
+    let page = c.get(&here).await;
+    assert!(!page.body.contains("Sign in again"), "{}", page.body);
+    let csrf = WebClient::csrf(&page.body);
+    let r = c
+        .post(
+            &decide,
+            &[
+                ("csrf", &csrf),
+                ("decision", "approve"),
+                ("confirm", "production"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(state(&w, &id).await, "approved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejection_needs_a_reason_and_reaches_the_request() {
+    let w = WebServer::start(PROD, "").await;
+    let id = request(&w, &["scale", "deploy", "web", "--replicas=3"], "staging").await;
+    let mut c = WebClient::new(&w.url);
+    c.sign_in(&w.url, "alice").await;
+    let page = c.get(&format!("{}/ui/requests/{id}", w.url)).await;
+    let csrf = WebClient::csrf(&page.body);
+    let decide = format!("{}/ui/requests/{id}/decision", w.url);
+    let r = c
+        .post(
+            &decide,
+            &[("csrf", &csrf), ("decision", "reject"), ("comment", "  ")],
+        )
+        .await;
+    assert_eq!(r.status, 400);
+    let r = c
+        .post(
+            &decide,
+            &[
+                ("csrf", &csrf),
+                ("decision", "reject"),
+                ("comment", "not now"),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let (_, v) = w
+        .srv
+        .agent(TOKEN_A)
+        .get(&format!("/api/v1/requests/{id}"))
+        .await;
+    assert_eq!(v["state"], "rejected");
+    assert_eq!(v["decision"]["comment"], "not now");
+    // Deciding again: a conflict, nothing changes.
+    let r = c
+        .post(&decide, &[("csrf", &csrf), ("decision", "approve")])
+        .await;
+    assert_eq!(r.status, 409);
+    // The history shows it, with the approver's email.
+    let h = c.get(&format!("{}/ui/history?state=rejected", w.url)).await;
+    assert!(
+        h.body.contains(&id) && h.body.contains("alice@example.com"),
+        "{}",
+        h.body
+    );
+    let h = c.get(&format!("{}/ui/history?state=approved", w.url)).await;
+    assert!(!h.body.contains(&id));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_tokens_open_no_page_and_decide_nothing() {
+    let w = WebServer::start(PROD, "").await;
+    let id = request(&w, &["scale", "deploy", "web", "--replicas=3"], "staging").await;
+    let mut c = WebClient::new(&w.url);
+    let bearer = format!("Bearer {TOKEN_A}");
+    for page in [
+        "/ui",
+        "/ui/history",
+        "/ui/audit",
+        &format!("/ui/requests/{id}"),
+    ] {
+        let r = c
+            .get_with(&format!("{}{page}", w.url), &[("authorization", &bearer)])
+            .await;
+        assert_eq!(r.status, 303, "{page}");
+        assert!(r.location.unwrap().contains("/ui/login"));
+    }
+    let r = c
+        .get_with(
+            &format!("{}/ui/inbox-rows", w.url),
+            &[("authorization", &bearer)],
+        )
+        .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(state(&w, &id).await, "pending");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_page_carries_the_security_headers() {
+    let w = WebServer::start(PROD, "").await;
+    let id = request(&w, &["scale", "deploy", "web", "--replicas=3"], "staging").await;
+    let mut c = WebClient::new(&w.url);
+    c.sign_in(&w.url, "alice").await;
+    for page in [
+        "/ui".to_string(),
+        format!("/ui/requests/{id}"),
+        "/ui/history".into(),
+        "/ui/audit".into(),
+        "/ui/signed-out".into(),
+        "/ui/requests/ffffffffffffffffffffffffffffffff".into(),
+    ] {
+        let r = c.get(&format!("{}{page}", w.url)).await;
+        let h = |k: &str| r.headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let csp = h("content-security-policy");
+        for part in [
+            "default-src 'none'",
+            "script-src 'self'",
+            "style-src 'self'",
+            "frame-ancestors 'none'",
+        ] {
+            assert!(csp.contains(part), "{page}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{page}: {csp}");
+        assert_eq!(h("referrer-policy"), "no-referrer", "{page}");
+        assert_eq!(h("cache-control"), "no-store", "{page}");
+        assert_eq!(h("x-content-type-options"), "nosniff", "{page}");
+        assert_eq!(h("x-frame-options"), "DENY", "{page}");
+        // No inline script or style on any page.
+        assert!(
+            !r.body.contains("<script>") && !r.body.contains("style="),
+            "{page}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_an_agent_wrote_is_escaped_and_made_visible() {
+    let w = WebServer::start(PROD, "").await;
+    let evil = [
+        "apply",
+        "-f",
+        "<script>window.__pwned=1</script>",
+        "\"><img src=x onerror=\"window.__pwned=2\">",
+        "\u{1b}[2K\u{1b}[31mred",
+        "\u{202e}txt.exe",
+    ];
+    let mut body = create_body(&evil);
+    body["environment"] = json!({"kube_context": "staging"});
+    body["diff"]["text"] = json!("+ <script>window.__pwned=3</script>\n- \u{1b}]0;title\u{7}\n");
+    body["reason"] = json!("<b>trust me</b> \u{202e}");
+    let (s, v) = w.srv.agent(TOKEN_A).post("/api/v1/requests", body).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap();
+    let mut c = WebClient::new(&w.url);
+    c.sign_in(&w.url, "alice").await;
+    for page in ["/ui".to_string(), format!("/ui/requests/{id}")] {
+        let r = c.get(&format!("{}{page}", w.url)).await;
+        assert!(!r.body.contains("<script>window"), "{page}");
+        assert!(!r.body.contains("<img src=x"), "{page}");
+        assert!(!r.body.contains("<b>trust"), "{page}");
+        assert!(
+            !r.body.contains('\u{1b}') && !r.body.contains('\u{202e}'),
+            "{page}"
+        );
+        assert!(
+            r.body.contains("\\u{1b}") || page == "/ui",
+            "{page}: escapes are visible"
+        );
+        assert!(
+            r.body.contains("&lt;script&gt;"),
+            "{page}: the text is still there"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unverified_email_is_not_shown_as_the_approvers() {
+    let w = WebServer::start(PROD, "").await;
+    let id = request(&w, &["scale", "deploy", "web", "--replicas=3"], "staging").await;
+    let mut c = WebClient::new(&w.url);
+    c.sign_in(&w.url, "dave").await;
+    let page = c.get(&format!("{}/ui/requests/{id}", w.url)).await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("dave@example.com"), "{}", page.body);
+    let csrf = WebClient::csrf(&page.body);
+    let r = c
+        .post(
+            &format!("{}/ui/requests/{id}/decision", w.url),
+            &[("csrf", &csrf), ("decision", "approve")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    let row = audit_rows(&w.srv.data)
+        .into_iter()
+        .find(|r| r.kind == "approved")
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_str(&row.body).unwrap();
+    assert!(body["approver"]["email"].is_null(), "{}", body["approver"]);
+    assert_eq!(row.actor, format!("oidc:{}#dave", w.idp.issuer));
+}

@@ -98,6 +98,7 @@ pub struct Oidc {
     http: reqwest::Client,
     provider: tokio::sync::RwLock<Option<Arc<Provider>>>,
     last_jwks_fetch: Mutex<Option<Instant>>,
+    key_refresh: Duration,
 }
 
 impl Oidc {
@@ -127,11 +128,18 @@ impl Oidc {
             http,
             provider: tokio::sync::RwLock::new(None),
             last_jwks_fetch: Mutex::new(None),
+            key_refresh: JWKS_REFRESH,
         })
     }
 
     pub fn config(&self) -> &OidcConfig {
         &self.config
+    }
+
+    /// How often the provider's keys may be fetched again on an unknown key id (a minute by
+    /// default; tests shorten it).
+    pub fn set_key_refresh_interval(&mut self, every: Duration) {
+        self.key_refresh = every;
     }
 
     /// The provider's metadata and keys, fetched on first use.
@@ -196,7 +204,7 @@ impl Oidc {
                 .last_jwks_fetch
                 .lock()
                 .unwrap_or_else(|e| e.into_inner());
-            if last.is_some_and(|t| t.elapsed() < JWKS_REFRESH) {
+            if last.is_some_and(|t| t.elapsed() < self.key_refresh) {
                 return Ok(None);
             }
             *last = Some(Instant::now());

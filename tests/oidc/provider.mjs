@@ -7,6 +7,9 @@
 //   CLIENT_ID, CLIENT_SECRET, REDIRECT_URI, POST_LOGOUT_URI   the gate as a client
 //   KEY_PEM               a PKCS#8 RSA private key (PEM) the provider signs ID tokens with, so
 //                         the tests can make tokens signed with the provider's own key
+//   KID                   that key's id (default test-key-1)
+//   PORT                  the port to listen on (default 0: the system picks; a test that
+//                         rotates the key starts a second provider on the first one's port)
 // Prints "ISSUER <url>" on stdout once it listens.
 //
 // Users (any password): alice and carol are approvers, bob is not.
@@ -25,12 +28,12 @@ const accounts = {
 };
 
 const jwk = createPrivateKey(readFileSync(process.env.KEY_PEM)).export({ format: 'jwk' });
-jwk.kid = 'test-key-1';
+jwk.kid = process.env.KID || 'test-key-1';
 jwk.use = 'sig';
 jwk.alg = 'RS256';
 
 const server = createServer();
-await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+await new Promise((resolve) => server.listen(Number(process.env.PORT || 0), '127.0.0.1', resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
 
 const provider = new Provider(issuer, {

@@ -27,8 +27,7 @@ pub struct Provider {
 
 impl Drop for Provider {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 
@@ -132,15 +131,27 @@ pub fn hs256(secret: &[u8], header: &serde_json::Value, claims: &serde_json::Val
 }
 
 impl Provider {
+    /// Stops the provider (its port is free again).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Starts the provider with the gate at `gate_url` as its one client.
     pub fn start(dir: &Path, gate_url: &str) -> Provider {
+        let key = rsa_key(dir, "provider-key");
+        Self::start_with(gate_url, 0, key, "test-key-1")
+    }
+
+    /// Starts the provider on `port` (0: any) signing with `key` (PEM path, DER) under `kid`.
+    pub fn start_with(gate_url: &str, port: u16, key: (PathBuf, Vec<u8>), kid: &str) -> Provider {
         let module = super::tools::dir().join("oidc/node_modules/oidc-provider/lib/index.js");
         assert!(
             module.exists(),
             "{} is missing: run scripts/fetch-test-tools (it installs oidc-provider with npm ci)",
             module.display()
         );
-        let (pem, key_der) = rsa_key(dir, "provider-key");
+        let (pem, key_der) = key;
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc/provider.mjs");
         let mut child = Command::new("node")
             .arg(&script)
@@ -150,6 +161,8 @@ impl Provider {
             .env("REDIRECT_URI", format!("{gate_url}/auth/callback"))
             .env("POST_LOGOUT_URI", format!("{gate_url}/ui/signed-out"))
             .env("KEY_PEM", &pem)
+            .env("KID", kid)
+            .env("PORT", port.to_string())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

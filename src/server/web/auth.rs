@@ -97,12 +97,16 @@ pub async fn approver(
         return Err(Page::Redirect(login_url(here, false)));
     };
     if !web.oidc.is_approver(&s.groups) {
-        return Err(Page::forbidden(format!(
+        let message = format!(
             "You are signed in as {}, who is not in an approver group ({}). Ask for access, or \
              sign out and sign in as someone else.",
             html::who(&s),
             web.oidc.config().approver_groups.join(", ")
-        )));
+        );
+        return Err(Page::Rendered(
+            StatusCode::FORBIDDEN,
+            html::message_page_for(Some(&s), "Not an approver", &message),
+        ));
     }
     Ok(s)
 }

@@ -136,9 +136,14 @@ pub fn layout(title: &str, s: Option<&Session>, now: i64, body: Markup) -> Marku
 
 /// A page with a title and one message (errors, signed out).
 pub fn message_page(title: &str, message: &str) -> Markup {
+    message_page_for(None, title, message)
+}
+
+/// A message page for a signed-in person (with the sign-out form).
+pub fn message_page_for(s: Option<&Session>, title: &str, message: &str) -> Markup {
     layout(
         title,
-        None,
+        s,
         crate::api::now_ms(),
         html! {
             section.message {

@@ -128,6 +128,8 @@ fn web_of(app: &App) -> Result<&Web, Page> {
 pub enum Page {
     Redirect(String),
     Status(StatusCode, &'static str, String),
+    /// A whole page already rendered.
+    Rendered(StatusCode, maud::Markup),
 }
 
 impl Page {
@@ -152,6 +154,7 @@ impl IntoResponse for Page {
             Page::Status(status, title, message) => {
                 (status, html::message_page(title, &message)).into_response()
             }
+            Page::Rendered(status, page) => (status, page).into_response(),
         }
     }
 }
