@@ -5,6 +5,7 @@ mod support;
 
 pub mod attacks;
 mod audit;
+mod browser;
 mod classification;
 mod cli;
 mod flag_tables;

@@ -122,16 +122,39 @@ async fn forms_without_the_sessions_token_or_from_another_origin_are_refused() {
     let page = c.get(&format!("{}/ui/requests/{id}", w.url)).await;
     let csrf = WebClient::csrf(&page.body);
     let url = format!("{}/ui/requests/{id}/decision", w.url);
-    let cases: [(&str, Option<&str>, &str); 5] = [
-        ("no token", Some(w.url.as_str()), ""),
-        ("a wrong token", Some(w.url.as_str()), "0000"),
-        ("another origin", Some("http://evil.example"), csrf.as_str()),
-        ("no origin", None, csrf.as_str()),
-        ("a null origin", Some("null"), csrf.as_str()),
+    let ours = w.url.as_str();
+    let cases: [(&str, &[(&str, &str)], &str); 8] = [
+        ("no token", &[("origin", ours)], ""),
+        ("a wrong token", &[("origin", ours)], "0000"),
+        (
+            "another origin",
+            &[("origin", "http://evil.example")],
+            &csrf,
+        ),
+        ("no origin", &[], &csrf),
+        ("a null origin", &[("origin", "null")], &csrf),
+        (
+            "a null origin from another site",
+            &[("origin", "null"), ("sec-fetch-site", "cross-site")],
+            &csrf,
+        ),
+        (
+            "a null origin from a sibling site",
+            &[("origin", "null"), ("sec-fetch-site", "same-site")],
+            &csrf,
+        ),
+        (
+            "another origin claiming same-origin",
+            &[
+                ("origin", "http://evil.example"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+            &csrf,
+        ),
     ];
-    for (what, origin, token) in cases {
+    for (what, headers, token) in cases {
         let r = c
-            .post_from(&url, &[("csrf", token), ("decision", "approve")], origin)
+            .post_with(&url, &[("csrf", token), ("decision", "approve")], headers)
             .await;
         assert_eq!(r.status, 403, "{what}: {}", r.body);
         assert_eq!(state(&w, &id).await, "pending", "{what}");
@@ -150,6 +173,18 @@ async fn forms_without_the_sessions_token_or_from_another_origin_are_refused() {
         .await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(state(&w, &id).await, "approved");
+    // So does what a browser sends under `Referrer-Policy: no-referrer` for its own form:
+    // Origin null, and Sec-Fetch-Site same-origin (which pages cannot set).
+    let id2 = request(&w, &["scale", "deploy", "api", "--replicas=2"], "staging").await;
+    let r = c
+        .post_with(
+            &format!("{}/ui/requests/{id2}/decision", w.url),
+            &[("csrf", &csrf), ("decision", "approve")],
+            &[("origin", "null"), ("sec-fetch-site", "same-origin")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(state(&w, &id2).await, "approved");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

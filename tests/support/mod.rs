@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod gate;
 pub mod kube;
 pub mod oidc;

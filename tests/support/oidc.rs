@@ -352,9 +352,20 @@ impl WebClient {
         form: &[(&str, &str)],
         origin: Option<&str>,
     ) -> Resp {
+        let headers: Vec<(&str, &str)> = origin.map(|o| ("origin", o)).into_iter().collect();
+        self.post_with(url, form, &headers).await
+    }
+
+    /// A form POST with exactly these extra headers.
+    pub async fn post_with(
+        &mut self,
+        url: &str,
+        form: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> Resp {
         let mut req = self.http.post(url).form(form);
-        if let Some(o) = origin {
-            req = req.header("origin", o);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
         }
         self.send(req, url).await
     }

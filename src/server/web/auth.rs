@@ -128,9 +128,16 @@ fn form_urlencoded(pairs: &[(&str, &str)]) -> String {
 
 /// Checks that a state-changing form comes from this UI: the `Origin` header is the public
 /// URL's, and the CSRF token is the session's.
+///
+/// Under `Referrer-Policy: no-referrer` a browser sends `Origin: null` with a form POST even to
+/// its own origin (the Fetch standard ties the two), so `null` is accepted only together with
+/// `Sec-Fetch-Site: same-origin`, which the browser sets itself and no page can forge.
 pub fn check_form(web: &Web, headers: &HeaderMap, s: &Session, csrf: &str) -> Result<(), Page> {
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    if origin != Some(web.origin.as_str()) {
+    let site = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok());
+    let ours = origin == Some(web.origin.as_str())
+        || (origin == Some("null") && site == Some("same-origin"));
+    if !ours {
         return Err(Page::forbidden(format!(
             "This form did not come from {} (its Origin is {}); nothing was done.",
             web.origin,
