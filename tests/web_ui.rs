@@ -123,7 +123,8 @@ async fn forms_without_the_sessions_token_or_from_another_origin_are_refused() {
     let csrf = WebClient::csrf(&page.body);
     let url = format!("{}/ui/requests/{id}/decision", w.url);
     let ours = w.url.as_str();
-    let cases: [(&str, &[(&str, &str)], &str); 8] = [
+    type Headers<'a> = &'a [(&'a str, &'a str)];
+    let cases: [(&str, Headers, &str); 8] = [
         ("no token", &[("origin", ours)], ""),
         ("a wrong token", &[("origin", ours)], "0000"),
         (
