@@ -35,7 +35,7 @@ async fn a_kubectl_delete_waits_until_an_approver_approves_it_in_the_browser() {
     )
     .unwrap();
     k.kubectl_direct(&["--context", "prod", "apply", "-f", "web.yaml"]);
-    let b = Browser::start(1280, 1000).await;
+    let b = Browser::start(1280, 1500).await;
     sign_in(&b, &format!("{url}/ui"), "alice").await;
     assert!(b.text().await.contains("Nothing is waiting"));
     // A marker that a reload would wipe: the row must arrive without one.
@@ -54,7 +54,7 @@ async fn a_kubectl_delete_waits_until_an_approver_approves_it_in_the_browser() {
     );
     assert!(row_text.contains("delete deployment web"), "{row_text}");
     b.screenshot("inbox").await;
-    let phone = Browser::start(390, 844).await;
+    let phone = Browser::phone(390, 844).await;
     sign_in(&phone, &format!("{url}/ui"), "carol").await;
     phone.wait_for("#inbox-rows a.req", 15).await;
     phone.screenshot("inbox-phone").await;

@@ -25,6 +25,15 @@ impl Drop for Browser {
 impl Browser {
     /// Starts chromedriver and a headless Chromium `width`×`height`.
     pub async fn start(width: u32, height: u32) -> Browser {
+        Self::start_with(width, height, false).await
+    }
+
+    /// A phone: Chromium's mobile emulation at `width`×`height` CSS pixels, twice as dense.
+    pub async fn phone(width: u32, height: u32) -> Browser {
+        Self::start_with(width, height, true).await
+    }
+
+    async fn start_with(width: u32, height: u32, mobile: bool) -> Browser {
         for tool in ["chromium", "chromedriver"] {
             assert!(
                 Command::new(tool)
@@ -58,6 +67,13 @@ impl Browser {
                 ],
             }
         });
+        let mut caps = caps;
+        if mobile {
+            caps["goog:chromeOptions"]["mobileEmulation"] = serde_json::json!({
+                "deviceMetrics": {"width": width, "height": height, "pixelRatio": 2.0, "touch": true},
+                "userAgent": "Mozilla/5.0 (Linux; Android 14) Mobile hitl-gate-test",
+            });
+        }
         let caps = match caps {
             serde_json::Value::Object(m) => m,
             _ => unreachable!(),
@@ -149,8 +165,9 @@ impl Browser {
             .unwrap();
     }
 
-    /// Saves a screenshot as `name.png` and returns where.
+    /// Saves a screenshot of the top of the page as `name.png` and returns where.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
+        self.js("window.scrollTo(0, 0); return true").await;
         let dir = std::env::var_os("HITL_GATE_SCREENSHOT_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| {

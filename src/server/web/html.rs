@@ -339,12 +339,14 @@ pub fn audit(
 }
 
 /// Text with its lines coloured by their first character (`+` added, `-` removed, `~` or `!`
-/// changed), escaped and made visible.
+/// changed; `---`, `+++` and `@@` are headers), escaped and made visible.
 pub fn diff_lines(text: &str) -> Markup {
     html! {
         @for line in shown_lines(text).split_inclusive('\n') {
             @let t = line.trim_start();
-            @let class = if t.starts_with("-/+") || t.starts_with("+/-") || t.starts_with('~') || t.starts_with('!') {
+            @let class = if t.starts_with("---") || t.starts_with("+++") || t.starts_with("@@") {
+                "hdr"
+            } else if t.starts_with("-/+") || t.starts_with("+/-") || t.starts_with('~') || t.starts_with('!') {
                 "chg"
             } else if t.starts_with('+') {
                 "add"
