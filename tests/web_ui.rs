@@ -525,3 +525,186 @@ async fn an_unverified_email_is_not_shown_as_the_approvers() {
     assert!(body["approver"]["email"].is_null(), "{}", body["approver"]);
     assert_eq!(row.actor, format!("oidc:{}#dave", w.idp.issuer));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_approvers_can_be_turned_off_and_then_only_the_web_decides() {
+    // allow_local_approvers lives in [serve], which the web policy writes: the line goes in
+    // right after the table's header.
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let idp = crate::support::oidc::Provider::start(dir.path(), &url);
+    let secret = dir.path().join("client.secret");
+    std::fs::write(&secret, crate::support::oidc::CLIENT_SECRET).unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let policy = crate::support::oidc::web_policy(&url, &idp.issuer, &secret, PROD, "")
+        .replace("[serve]\n", "[serve]\nallow_local_approvers = false\n");
+    let data = dir.path().join("data");
+    let srv = crate::support::server::TestServer::start_on(listener, dir, data, &policy).await;
+    let w = WebServer { srv, idp, url };
+    let id = request(&w, &["scale", "deploy", "web", "--replicas=3"], "staging").await;
+    let (s, v) = w.srv.approver().decide(&id, "approve", None).await;
+    assert_eq!(s, 403, "{v}");
+    assert!(v["message"]
+        .as_str()
+        .unwrap()
+        .contains("allow_local_approvers"));
+    // Listing still works over the socket.
+    let (s, _) = w
+        .srv
+        .approver()
+        .request("GET", "/api/v1/requests?state=pending", None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(state(&w, &id).await, "pending");
+    // The web decides.
+    let mut c = WebClient::new(&w.url);
+    c.sign_in(&w.url, "alice").await;
+    let page = c.get(&format!("{}/ui/requests/{id}", w.url)).await;
+    let csrf = WebClient::csrf(&page.body);
+    let r = c
+        .post(
+            &format!("{}/ui/requests/{id}/decision", w.url),
+            &[("csrf", &csrf), ("decision", "approve")],
+        )
+        .await;
+    assert_eq!(r.status, 303);
+    assert_eq!(state(&w, &id).await, "approved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_web_settings_cannot_work_does_not_start() {
+    use crate::support::server::policy_with;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("s");
+    std::fs::write(&secret, "x").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let oidc = format!(
+        "[serve.oidc]\nissuer = \"https://idp.example\"\nclient_id = \"c\"\nclient_secret_file = \"{}\"\napprover_groups = [\"a\"]\n",
+        secret.display()
+    );
+    let cases = [
+        ("no public_url", format!("[serve]\n{oidc}"), "public_url"),
+        (
+            "plain http off loopback",
+            format!("[serve]\npublic_url = \"http://gate.example.com\"\n{oidc}"),
+            "must be https",
+        ),
+        (
+            "a path",
+            format!("[serve]\npublic_url = \"https://gate.example.com/approvals\"\n{oidc}"),
+            "without a path",
+        ),
+        (
+            "nobody could decide",
+            "[serve]\nallow_local_approvers = false\n".to_string(),
+            "nobody could decide",
+        ),
+        (
+            "no approver groups",
+            format!(
+                "[serve]\npublic_url = \"https://gate.example.com\"\n{}",
+                oidc.replace("[\"a\"]", "[]")
+            ),
+            "approver_groups",
+        ),
+    ];
+    for (what, extra, says) in cases {
+        let policy = hitl_gate::policy::load::parse(&policy_with(&extra)).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let r = hitl_gate::server::launch_with_listener(
+            hitl_gate::server::Config {
+                data_dir: dir.path().join(what.replace(' ', "-")),
+                policy,
+                tls: None,
+            },
+            listener,
+            async {},
+            |_| {},
+        )
+        .await;
+        let e = r.expect_err(what);
+        assert!(e.contains(says), "{what}: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_export_downloaded_from_the_ui_verifies_offline() {
+    let w = WebServer::start(PROD, "").await;
+    let id = request(&w, &["scale", "deploy", "web", "--replicas=3"], "staging").await;
+    let mut c = WebClient::new(&w.url);
+    c.sign_in(&w.url, "alice").await;
+    let page = c.get(&format!("{}/ui/requests/{id}", w.url)).await;
+    let csrf = WebClient::csrf(&page.body);
+    c.post(
+        &format!("{}/ui/requests/{id}/decision", w.url),
+        &[("csrf", &csrf), ("decision", "reject"), ("comment", "no")],
+    )
+    .await;
+    let audit = c.get(&format!("{}/ui/audit", w.url)).await;
+    assert!(
+        audit.body.contains(&w.srv.public_key),
+        "the page shows the key"
+    );
+    let today = chrono_today();
+    let r = c
+        .get(&format!(
+            "{}/ui/audit/export?since={today}&until={today}",
+            w.url
+        ))
+        .await;
+    assert_eq!(r.status, 200);
+    assert!(r.headers["content-disposition"]
+        .to_str()
+        .unwrap()
+        .contains("attachment"));
+    let lines: Vec<&str> = r.body.lines().collect();
+    assert!(lines.len() >= 2, "{}", r.body);
+    let file = w.srv.dir.path().join("export.jsonl");
+    std::fs::write(&file, &r.body).unwrap();
+    let out = crate::support::run(
+        std::process::Command::new(crate::support::bin())
+            .args(["audit", "verify", "--file"])
+            .arg(&file)
+            .args(["--public-key", &w.srv.public_key]),
+    );
+    assert_eq!(
+        crate::support::code(&out),
+        0,
+        "{}",
+        crate::support::stderr(&out)
+    );
+    // One byte changed: it no longer verifies.
+    let edited = r
+        .body
+        .replacen("\"kind\":\"rejected\"", "\"kind\":\"approved\"", 1);
+    assert_ne!(edited, r.body);
+    std::fs::write(&file, edited).unwrap();
+    let out = crate::support::run(
+        std::process::Command::new(crate::support::bin())
+            .args(["audit", "verify", "--file"])
+            .arg(&file)
+            .args(["--public-key", &w.srv.public_key]),
+    );
+    assert_ne!(crate::support::code(&out), 0);
+    // Not signed in: no export.
+    let mut anon = WebClient::new(&w.url);
+    let r = anon.get(&format!("{}/ui/audit/export", w.url)).await;
+    assert_eq!(r.status, 303);
+}
+
+/// Today (UTC) as YYYY-MM-DD.
+fn chrono_today() -> String {
+    let days = hitl_gate::api::now_ms() / 86_400_000;
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}")
+}

@@ -91,6 +91,12 @@ pub fn run(args: Args) -> Result<i32, CliError> {
                  public_key = \"{}\", token_file = \"/path/to/agent.token\" (docs/policy.md)",
                 s.public_key
             );
+            match &s.web_ui {
+                Some(ui) => println!("  web UI:               {ui}"),
+                None => println!(
+                    "  web UI:               off (configure [serve.oidc] and [serve] public_url)"
+                ),
+            }
             println!("  decide: hitl-gate list | show ID | approve ID | reject ID -m REASON --data-dir {}", data_dir.display());
             let _ = std::io::Write::flush(&mut std::io::stdout());
         })

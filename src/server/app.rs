@@ -34,7 +34,7 @@ pub struct App {
     /// Every request created or ended, for the web UI's live inbox (server-sent events).
     pub(crate) events: tokio::sync::broadcast::Sender<Event>,
     /// The web UI, when `[serve.oidc]` is configured.
-    pub(crate) web: Option<super::web::Web>,
+    pub(crate) web: Option<super::web_settings::Web>,
 }
 
 /// A change the live inbox shows: a request appeared or left the pending state.

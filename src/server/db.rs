@@ -152,3 +152,63 @@ pub async fn open(path: &Path) -> Result<(SqliteConnection, SqlitePool)> {
         .await?;
     Ok((writer, read))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_version_1_database_is_migrated_and_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        // A database as version 1 left it, with one request.
+        let mut c = SqliteConnection::connect_with(&options(&path).unwrap())
+            .await
+            .unwrap();
+        let script = format!("BEGIN;\n{SCHEMA}\nPRAGMA user_version = 1;\nCOMMIT;");
+        sqlx::query(&script).execute(&mut c).await.unwrap();
+        sqlx::query(
+            "INSERT INTO requests (id, agent, state, created_at, deadline, data) \
+             VALUES ('r1', 'a', 'pending', 1, 2, '{}')",
+        )
+        .execute(&mut c)
+        .await
+        .unwrap();
+        drop(c);
+        let (mut w, _read) = open(&path).await.unwrap();
+        let version: i64 = sqlx::query_scalar("PRAGMA user_version")
+            .fetch_one(&mut w)
+            .await
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len() as i64);
+        let kept: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE id = 'r1'")
+            .fetch_one(&mut w)
+            .await
+            .unwrap();
+        assert_eq!(kept, 1);
+        // The new tables and column exist; a decided request's approver cannot change.
+        sqlx::query("SELECT id_sha256 FROM sessions")
+            .fetch_all(&mut w)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE requests SET state = 'approved', approver = 'x' WHERE id = 'r1'")
+            .execute(&mut w)
+            .await
+            .unwrap();
+        let r = sqlx::query("UPDATE requests SET approver = 'y' WHERE id = 'r1'")
+            .execute(&mut w)
+            .await;
+        assert!(r.is_err(), "the approver of a decided request changed");
+        // Opening again changes nothing; a newer database is refused.
+        drop(w);
+        open(&path).await.unwrap();
+        let (mut w, _) = open(&path).await.unwrap();
+        sqlx::query("PRAGMA user_version = 99")
+            .execute(&mut w)
+            .await
+            .unwrap();
+        drop(w);
+        let e = open(&path).await.err().unwrap();
+        assert!(e.0.contains("newer than this hitl-gate"), "{e}");
+    }
+}

@@ -25,6 +25,7 @@ pub mod sessions;
 pub mod store;
 pub mod tls;
 mod web;
+mod web_settings;
 mod writer;
 
 use std::os::unix::fs::PermissionsExt;
@@ -93,6 +94,8 @@ pub fn prepare_data_dir(dir: &Path) -> Result<(), String> {
 pub struct Started {
     pub public_key: String,
     pub socket: PathBuf,
+    /// Where approvers open the web UI, and how they sign in (none without `[serve.oidc]`).
+    pub web_ui: Option<String>,
 }
 
 /// Starts the server on `listener` and runs it until `shutdown` completes. `on_start` is called
@@ -141,8 +144,13 @@ where
         shutdown: stop_rx.clone(),
         body_limit: serve.body_limit_bytes,
         events: tokio::sync::broadcast::channel(1024).0,
-        web: web::Web::from_config(&serve)?,
+        web: web_settings::Web::from_config(&serve)?,
     });
+    if !serve.allow_local_approvers && app.web.is_none() {
+        return Err(
+            "[serve] allow_local_approvers = false and no [serve.oidc]: nobody could decide".into(),
+        );
+    }
 
     // Expire what became overdue while the server was down, before anyone can decide it.
     decide::expire_due(&app).await;
@@ -158,6 +166,19 @@ where
     let started = Started {
         public_key: app.keys.public_hex(),
         socket: socket.clone(),
+        web_ui: app.web.as_ref().map(|w| {
+            format!(
+                "{}/ui (sign-in: {}){}",
+                w.public_url,
+                w.oidc.config().issuer,
+                if w.secure {
+                    ""
+                } else {
+                    "; plain HTTP on loopback, for development: the session cookie is not \
+                     Secure and has no __Host- prefix"
+                }
+            )
+        }),
     };
     on_start(&started);
 

@@ -16,8 +16,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
 
+use super::auth;
+use super::page::{web_of, Page};
 use super::pages::{needs_confirm, needs_reauth, not_found, request_id};
-use super::{auth, web_of, Page};
 use crate::api::{now_ms, State};
 use crate::audit::ExportLine;
 use crate::server::app::{App, Event};

@@ -19,10 +19,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Form;
 use serde::Deserialize;
 
-use super::{html, web_of, Page, Web};
+use super::html;
+use super::page::{web_of, Page};
 use crate::api::now_ms;
 use crate::server::app::App;
 use crate::server::sessions::{Login, Session};
+use crate::server::web_settings::Web;
 
 /// The session cookie over HTTPS.
 pub const SESSION_COOKIE: &str = "__Host-hitl_session";

@@ -13,83 +13,21 @@
 mod actions;
 mod auth;
 mod html;
+mod page;
 mod pages;
 mod request_page;
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State as AxState};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
 use super::app::App;
-use super::oidc::{Oidc, CALLBACK_PATH};
-use crate::policy::schema::Serve;
-
-/// The web UI's settings, checked at start.
-pub struct Web {
-    pub oidc: Oidc,
-    /// `[serve] public_url`, without a trailing slash.
-    pub public_url: String,
-    /// `scheme://host[:port]` of the public URL: every form must come from it.
-    pub origin: String,
-    /// The issuer's origin, where sign-in forms may lead (CSP `form-action`).
-    pub issuer_origin: String,
-    /// HTTPS: cookies are `Secure` and `__Host-` prefixed. Plain HTTP is allowed on loopback
-    /// only, for development.
-    pub secure: bool,
-}
-
-impl Web {
-    /// The web UI for `[serve]`, or `None` without `[serve.oidc]`.
-    pub fn from_config(serve: &Serve) -> Result<Option<Web>, String> {
-        let Some(oidc) = &serve.oidc else {
-            return Ok(None);
-        };
-        let public_url = serve
-            .public_url
-            .as_deref()
-            .ok_or("[serve.oidc] needs [serve] public_url, the URL approvers open")?
-            .trim_end_matches('/')
-            .to_string();
-        let url = reqwest::Url::parse(&public_url)
-            .map_err(|e| format!("[serve] public_url {public_url:?}: {e}"))?;
-        let host = url.host_str().unwrap_or_default();
-        let loopback = host == "localhost"
-            || host
-                .trim_matches(|c| c == '[' || c == ']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        let secure = match url.scheme() {
-            "https" => true,
-            "http" if loopback => false,
-            _ => {
-                return Err(format!(
-                    "[serve] public_url {public_url:?} must be https:// (plain http:// only on \
-                     127.0.0.1, [::1] or localhost, for development)"
-                ))
-            }
-        };
-        if url.path() != "/" || url.query().is_some() {
-            return Err(format!(
-                "[serve] public_url {public_url:?} must be an origin without a path (the UI \
-                 lives under /ui)"
-            ));
-        }
-        let issuer = reqwest::Url::parse(&oidc.issuer)
-            .map_err(|e| format!("[serve.oidc] issuer {:?}: {e}", oidc.issuer))?;
-        Ok(Some(Web {
-            oidc: Oidc::new(oidc, &public_url)?,
-            origin: url.origin().ascii_serialization(),
-            issuer_origin: issuer.origin().ascii_serialization(),
-            public_url,
-            secure,
-        }))
-    }
-}
+use super::oidc::CALLBACK_PATH;
 
 /// The web UI's routes. Without `[serve.oidc]` they answer 404 with a page that says so.
 pub fn router(app: Arc<App>) -> Router<Arc<App>> {
@@ -110,63 +48,6 @@ pub fn router(app: Arc<App>) -> Router<Arc<App>> {
         .route("/ui/static/app.js", get(script))
         .route("/ui/static/app.css", get(style))
         .layer(axum::middleware::from_fn_with_state(app, headers))
-}
-
-/// The web UI of `app`, or the 404 page that says it is off.
-fn web_of(app: &App) -> Result<&Web, Page> {
-    app.web.as_ref().ok_or_else(|| {
-        Page::new(
-            StatusCode::NOT_FOUND,
-            "The web UI is off",
-            "This server has no [serve.oidc] section, so nobody can sign in here. Approvers \
-             decide with `hitl-gate approve` on the server host.",
-        )
-    })
-}
-
-/// A page that ends a request early: a redirect, or a short explanation with its status.
-pub enum Page {
-    Redirect(String),
-    Status(StatusCode, &'static str, String),
-    /// A whole page already rendered.
-    Rendered(StatusCode, maud::Markup),
-}
-
-impl Page {
-    pub fn new(status: StatusCode, title: &'static str, message: impl Into<String>) -> Page {
-        Page::Status(status, title, message.into())
-    }
-
-    pub fn forbidden(message: impl Into<String>) -> Page {
-        Page::new(StatusCode::FORBIDDEN, "Not allowed", message)
-    }
-
-    pub fn bad_request(message: impl Into<String>) -> Page {
-        Page::new(StatusCode::BAD_REQUEST, "That did not work", message)
-    }
-}
-
-impl IntoResponse for Page {
-    fn into_response(self) -> Response {
-        match self {
-            // 303: after a form's POST the browser follows with a GET.
-            Page::Redirect(to) => Redirect::to(&to).into_response(),
-            Page::Status(status, title, message) => {
-                (status, html::message_page(title, &message)).into_response()
-            }
-            Page::Rendered(status, page) => (status, page).into_response(),
-        }
-    }
-}
-
-impl From<super::store::StoreError> for Page {
-    fn from(e: super::store::StoreError) -> Page {
-        Page::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "The server could not record that",
-            format!("Nothing changed: {e}"),
-        )
-    }
 }
 
 /// The security headers of every web response.

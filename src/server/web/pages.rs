@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::auth;
 use super::html;
+use super::page::{web_of, Page};
 use super::request_page;
-use super::{web_of, Page};
 use crate::api::{now_ms, RequestView, State};
 use crate::server::app::App;
 use crate::server::history::Filter;
