@@ -35,7 +35,7 @@ async fn a_kubectl_delete_waits_until_an_approver_approves_it_in_the_browser() {
     )
     .unwrap();
     k.kubectl_direct(&["--context", "prod", "apply", "-f", "web.yaml"]);
-    let b = Browser::start(1280, 1500).await;
+    let b = Browser::start(1280, 1650).await;
     sign_in(&b, &format!("{url}/ui"), "alice").await;
     assert!(b.text().await.contains("Nothing is waiting"));
     // A marker that a reload would wipe: the row must arrive without one.
@@ -138,6 +138,26 @@ async fn a_terraform_apply_rejected_in_the_browser_exits_with_the_reason() {
         g.terraform(&dir, &["state", "list"]).stdout.is_empty(),
         "nothing applied"
     );
+    // Two more decided requests, so the history has something to filter.
+    for (argv, ctx, verb) in [
+        (
+            ["scale", "deploy", "api", "--replicas=4"],
+            "staging",
+            "approve",
+        ),
+        (
+            ["delete", "pod", "api-7f9c-x2", "--now"],
+            "prod-eu",
+            "reject",
+        ),
+    ] {
+        let mut body = create_body(&argv);
+        body["environment"] = json!({"kube_context": ctx});
+        let (s, v) = g.srv.agent(TOKEN_A).post("/api/v1/requests", body).await;
+        assert_eq!(s, 201, "{v}");
+        g.decide(v["id"].as_str().unwrap(), verb, "checked with the on-call")
+            .await;
+    }
     b.c.goto(&format!("{url}/ui/history")).await.unwrap();
     b.wait_for("ul.cards a.req", 15).await;
     assert!(b.text().await.contains("rejected"));
