@@ -708,3 +708,27 @@ fn chrono_today() -> String {
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_end_when_idle_and_at_their_maximum_age() {
+    // Idle: unused for longer than session_idle.
+    let w = WebServer::start(PROD, "session_idle = \"1s\"").await;
+    let mut c = WebClient::new(&w.url);
+    c.sign_in(&w.url, "alice").await;
+    assert_eq!(c.get(&format!("{}/ui", w.url)).await.status, 200);
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let r = c.get(&format!("{}/ui", w.url)).await;
+    assert_eq!(r.status, 303, "an idle session ended");
+    // Maximum age: used all the time, still ends session_max after sign-in.
+    let w = WebServer::start(PROD, "session_max = \"3s\"").await;
+    let mut c = WebClient::new(&w.url);
+    c.sign_in(&w.url, "alice").await;
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(2500) {
+        assert_eq!(c.get(&format!("{}/ui", w.url)).await.status, 200);
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let r = c.get(&format!("{}/ui", w.url)).await;
+    assert_eq!(r.status, 303, "a session past session_max ended");
+}
