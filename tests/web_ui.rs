@@ -732,3 +732,70 @@ async fn sessions_end_when_idle_and_at_their_maximum_age() {
     let r = c.get(&format!("{}/ui", w.url)).await;
     assert_eq!(r.status, 303, "a session past session_max ended");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_filters_and_pages() {
+    let w = WebServer::start(PROD, "").await;
+    let ap = w.srv.approver();
+    // 55 decided requests: staging scales approved, production deletes rejected.
+    let mut ids = Vec::new();
+    for i in 0..55 {
+        let (argv, ctx, verb) = if i % 5 == 0 {
+            (vec!["delete", "pod", "x"], "prod-eu", "reject")
+        } else {
+            (
+                vec!["scale", "deploy", "web", "--replicas=2"],
+                "staging",
+                "approve",
+            )
+        };
+        let mut body = create_body(&argv);
+        body["environment"] = json!({"kube_context": ctx});
+        body["nonce"] = json!(hitl_gate::hex::sha256(format!("n{i}").as_bytes()));
+        let (_, v) = w.srv.agent(TOKEN_A).post("/api/v1/requests", body).await;
+        let id = v["id"].as_str().unwrap().to_string();
+        let (s, _) = ap.decide(&id, verb, Some("because")).await;
+        assert_eq!(s, 200);
+        ids.push((id, verb));
+    }
+    let mut c = WebClient::new(&w.url);
+    c.sign_in(&w.url, "alice").await;
+    let count = |body: &str| body.matches("href=\"/ui/requests/").count();
+    let page = |q: &str| format!("{}/ui/history?{q}", w.url);
+    // Fifty per page, newest first; the next page has the rest.
+    let p1 = c.get(&page("")).await;
+    assert_eq!(count(&p1.body), 50);
+    assert!(p1.body.contains("older →"));
+    assert!(p1.body.contains(&ids[54].0) && !p1.body.contains(&ids[0].0));
+    let p2 = c.get(&page("page=2")).await;
+    assert_eq!(count(&p2.body), 5);
+    assert!(p2.body.contains(&ids[0].0));
+    // Each filter narrows.
+    for (q, want) in [
+        ("state=rejected", 11),
+        ("state=approved", 44),
+        ("environment=production", 11),
+        ("environment=staging", 44),
+        ("tool=kubectl&state=rejected", 11),
+        ("tool=terraform", 0),
+        ("agent=agent-a&state=rejected", 11),
+        ("agent=agent-b", 0),
+        ("approver=local%3A&state=rejected", 11),
+        ("approver=nobody-like-this", 0),
+        ("since=2000-01-01&until=2000-01-02", 0),
+    ] {
+        let r = c.get(&page(q)).await;
+        assert_eq!(r.status, 200, "{q}");
+        assert_eq!(count(&r.body).min(50), want.min(50), "{q}");
+    }
+    let today = chrono_today();
+    let r = c
+        .get(&page(&format!(
+            "since={today}&until={today}&state=rejected"
+        )))
+        .await;
+    assert_eq!(count(&r.body), 11);
+    // A bad date or an unknown filter is a clear 400.
+    assert_eq!(c.get(&page("since=yesterday")).await.status, 400);
+    assert_eq!(c.get(&page("colour=red")).await.status, 400);
+}

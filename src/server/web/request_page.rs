@@ -150,7 +150,7 @@ fn decision_form(s: &Session, v: &RequestView, form: &Form<'_>) -> Markup {
                     @if let Some(env) = form.confirm {
                         label.confirm {
                             "This deletes or replaces something in " strong { (shown(env)) } ". Type the environment's name to approve: "
-                            input type="text" name="confirm" autocomplete="off" data-confirm=(env) required;
+                            input type="text" name="confirm" autocomplete="off" data-confirm=(env);
                         }
                     }
                     label { "Comment (required to reject; the agent reads it)"
