@@ -14,7 +14,6 @@
 //! The world (provider, server, sign-in, browser) is the test harness's, included from
 //! `tests/support/`.
 
-#[allow(dead_code)]
 #[path = "../tests/support/mod.rs"]
 mod support;
 
