@@ -213,10 +213,22 @@ async fn a_forged_state_and_a_replayed_code_are_refused() {
     let r = c.get(&callback).await;
     assert_eq!(r.status, 303, "{}", r.body);
     assert!(c.cookies(&w.url).keys().any(|k| k.contains("hitl_session")));
-    // The same callback again: its state is spent.
-    let mut other = WebClient::new(&w.url);
-    let r = other.get(&callback).await;
+    // The same callback again, in the same browser: its state is spent.
+    let r = c.get(&callback).await;
     assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("already used"), "{}", r.body);
+    // Login CSRF: someone else's callback URL, opened in a victim's browser, signs nobody in.
+    let mut evil = WebClient::new(&w.url);
+    let theirs = evil.login_at_provider(&w.url, "bob", "/ui").await;
+    let mut victim = WebClient::new(&w.url);
+    let r = victim.get(&theirs).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("another browser"), "{}", r.body);
+    assert!(victim
+        .cookies(&w.url)
+        .keys()
+        .all(|k| !k.contains("hitl_session")));
+    let mut other = WebClient::new(&w.url);
     // The spent code with a state this server did hand out (another sign-in under way): the
     // provider refuses the code (used, and bound to another PKCE verifier).
     let fresh = other

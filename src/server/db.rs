@@ -63,7 +63,8 @@ BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 "#;
 
 /// Version 2: the web UI's sessions (only the SHA-256 of a session id is stored), its sign-ins
-/// under way (the OIDC `state`, hashed, with the PKCE verifier and the nonce), and who decided a
+/// under way (the OIDC `state`, hashed, with the hash of the cookie that binds it to the browser
+/// that started it, the PKCE verifier and the nonce), and who decided a
 /// request as the UI shows them (`requests.approver`: the identity details of the audit row).
 const SCHEMA_V2: &str = r#"
 CREATE TABLE sessions (
@@ -80,6 +81,7 @@ CREATE TABLE sessions (
 );
 CREATE TABLE logins (
     state_sha256 TEXT PRIMARY KEY,
+    browser_sha256 TEXT NOT NULL,
     nonce TEXT NOT NULL,
     pkce_verifier TEXT NOT NULL,
     return_to TEXT NOT NULL,

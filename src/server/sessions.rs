@@ -13,6 +13,9 @@ pub const LOGIN_TTL_MS: i64 = 10 * 60 * 1000;
 /// A sign-in under way, as stored.
 #[derive(Debug, Clone)]
 pub struct Login {
+    /// SHA-256 of the random value in the cookie of the browser that started it: the callback
+    /// must come from that browser (no login CSRF).
+    pub browser_sha256: String,
     pub nonce: String,
     pub pkce_verifier: String,
     /// The page to return to afterwards (a local path).
@@ -57,10 +60,11 @@ impl Store {
                         .execute(&mut *c)
                         .await?;
                     sqlx::query(
-                        "INSERT INTO logins (state_sha256, nonce, pkce_verifier, return_to, \
-                         max_age, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO logins (state_sha256, browser_sha256, nonce, pkce_verifier, \
+                         return_to, max_age, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                     )
                     .bind(&state_sha256)
+                    .bind(&login.browser_sha256)
                     .bind(&login.nonce)
                     .bind(&login.pkce_verifier)
                     .bind(&login.return_to)
@@ -81,19 +85,20 @@ impl Store {
             .write(move |c| {
                 Box::pin(async move {
                     let row = sqlx::query(
-                        "DELETE FROM logins WHERE state_sha256 = ? RETURNING nonce, \
-                         pkce_verifier, return_to, max_age, created_at",
+                        "DELETE FROM logins WHERE state_sha256 = ? RETURNING browser_sha256, \
+                         nonce, pkce_verifier, return_to, max_age, created_at",
                     )
                     .bind(&state_sha256)
                     .fetch_optional(&mut *c)
                     .await?;
                     Ok(row
                         .map(|r| Login {
-                            nonce: r.get(0),
-                            pkce_verifier: r.get(1),
-                            return_to: r.get(2),
-                            max_age: r.get(3),
-                            created_at: r.get(4),
+                            browser_sha256: r.get(0),
+                            nonce: r.get(1),
+                            pkce_verifier: r.get(2),
+                            return_to: r.get(3),
+                            max_age: r.get(4),
+                            created_at: r.get(5),
                         })
                         .filter(|l| l.created_at >= now - LOGIN_TTL_MS))
                 })

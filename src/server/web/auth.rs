@@ -1,9 +1,11 @@
 //! Signing in and out of the web UI, and the session every page checks.
 //!
 //! - **Sign-in** (`/ui/login` → provider → `/auth/callback`): the `state` is stored hashed with
-//!   the PKCE verifier and the nonce, and taken once; the callback refuses a `state` it does not
-//!   hold (forged, replayed or older than 10 minutes) and an `iss` that is not the issuer (mix-up).
-//!   Then the code is exchanged and the ID token checked (`oidc.rs`).
+//!   the PKCE verifier, the nonce and the hash of a random cookie set in the browser that
+//!   started it, and taken once; the callback refuses a `state` it does not hold (forged,
+//!   replayed or older than 10 minutes), a browser without that cookie (login CSRF: someone
+//!   else's callback URL), and an `iss` that is not the issuer (mix-up). Then the code is
+//!   exchanged and the ID token checked (`oidc.rs`).
 //! - **Sessions**: a 256-bit random id in the cookie `__Host-hitl_session` (`HttpOnly`, `Secure`,
 //!   `SameSite=Lax`, `Path=/`; on plain-HTTP loopback `hitl_session` without `Secure`), only its
 //!   SHA-256 in the database. A session ends after `session_idle` unused or `session_max` in all.
@@ -31,6 +33,9 @@ pub const SESSION_COOKIE: &str = "__Host-hitl_session";
 /// The session cookie on plain-HTTP loopback (development): browsers refuse `__Host-` without
 /// `Secure`.
 const DEV_SESSION_COOKIE: &str = "hitl_session";
+/// The cookie that binds a sign-in under way to the browser that started it.
+const LOGIN_COOKIE: &str = "__Host-hitl_login";
+const DEV_LOGIN_COOKIE: &str = "hitl_login";
 /// A session is marked as used at most this often (ms), to keep page views from writing.
 const TOUCH_EVERY_MS: i64 = 30_000;
 
@@ -40,6 +45,34 @@ fn cookie_name(web: &Web) -> &'static str {
     } else {
         DEV_SESSION_COOKIE
     }
+}
+
+fn login_cookie_name(web: &Web) -> &'static str {
+    if web.secure {
+        LOGIN_COOKIE
+    } else {
+        DEV_LOGIN_COOKIE
+    }
+}
+
+/// A `Set-Cookie` value for `name` (empty `value` and no `max_age`: delete it).
+fn set_cookie(web: &Web, name: &str, value: &str, max_age_s: i64) -> String {
+    format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age_s}{}",
+        if web.secure { "; Secure" } else { "" }
+    )
+}
+
+/// The value of cookie `name` in the request, if any.
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
 }
 
 fn ms(d: Duration) -> i64 {
@@ -61,16 +94,9 @@ fn random_hex() -> Result<String, Page> {
 
 /// The session this request carries, if it is still valid. An ended one is deleted.
 pub async fn current(app: &App, web: &Web, headers: &HeaderMap) -> Result<Option<Session>, Page> {
-    let name = cookie_name(web);
-    let id = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v.to_string());
-    let Some(id) = id else { return Ok(None) };
+    let Some(id) = cookie(headers, cookie_name(web)) else {
+        return Ok(None);
+    };
     let hash = crate::hex::sha256(id.as_bytes());
     let Some(s) = app.store.session(&hash).await? else {
         return Ok(None);
@@ -183,7 +209,9 @@ pub async fn login(
     // max_age=0: the provider must authenticate the user again, now.
     let max_age = fresh.then_some(Duration::ZERO);
     let (url, state, pending) = web.oidc.begin(max_age).await.map_err(unavailable)?;
+    let browser = random_hex()?;
     let login = Login {
+        browser_sha256: crate::hex::sha256(browser.as_bytes()),
         nonce: pending.nonce,
         pkce_verifier: pending.pkce_verifier,
         return_to: safe_return(q.return_to.as_deref()),
@@ -193,7 +221,13 @@ pub async fn login(
     app.store
         .put_login(crate::hex::sha256(state.as_bytes()), login)
         .await?;
-    Ok(Page::Redirect(url).into_response())
+    let bind = set_cookie(
+        web,
+        login_cookie_name(web),
+        &browser,
+        crate::server::sessions::LOGIN_TTL_MS / 1000,
+    );
+    Ok(([(header::SET_COOKIE, bind)], Page::Redirect(url)).into_response())
 }
 
 fn unavailable(e: String) -> Page {
@@ -216,6 +250,7 @@ pub struct CallbackQuery {
 /// `GET /auth/callback`: the provider sends the browser back with a code.
 pub async fn callback(
     AxState(app): AxState<Arc<App>>,
+    headers: HeaderMap,
     Query(q): Query<CallbackQuery>,
 ) -> Result<Response, Page> {
     let web = web_of(&app)?;
@@ -238,6 +273,16 @@ pub async fn callback(
                  than 10 minutes. Sign in again.",
             )
         })?;
+    // The browser that comes back must be the one that started the sign-in: otherwise a
+    // callback URL of someone else's sign-in would sign this browser in as them.
+    let bound = cookie(&headers, login_cookie_name(web))
+        .is_some_and(|b| crate::hex::sha256(b.as_bytes()) == login.browser_sha256);
+    if !bound {
+        return Err(Page::bad_request(
+            "This sign-in was started in another browser (or its cookie is gone). Sign in again \
+             from here.",
+        ));
+    }
     if let Some(iss) = q.iss.as_deref() {
         if iss != web.oidc.config().issuer {
             return Err(Page::bad_request(format!(
@@ -276,17 +321,16 @@ pub async fn callback(
     };
     let max = ms(web.oidc.config().session_max.0);
     app.store.put_session(session, now - max).await?;
-    let cookie = format!(
-        "{}={id}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{}",
-        cookie_name(web),
-        max / 1000,
-        if web.secure { "; Secure" } else { "" }
-    );
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Page::Redirect(login.return_to),
-    )
-        .into_response())
+    let mut resp = Page::Redirect(login.return_to).into_response();
+    for c in [
+        set_cookie(web, cookie_name(web), &id, max / 1000),
+        set_cookie(web, login_cookie_name(web), "", 0),
+    ] {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&c) {
+            resp.headers_mut().append(header::SET_COOKIE, v);
+        }
+    }
+    Ok(resp)
 }
 
 #[derive(Deserialize)]
@@ -313,11 +357,7 @@ pub async fn logout(
         .end_session_url(&back)
         .await
         .unwrap_or_else(|| "/ui/signed-out".into());
-    let clear = format!(
-        "{}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0{}",
-        cookie_name(web),
-        if web.secure { "; Secure" } else { "" }
-    );
+    let clear = set_cookie(web, cookie_name(web), "", 0);
     Ok(([(header::SET_COOKIE, clear)], Page::Redirect(to)).into_response())
 }
 
