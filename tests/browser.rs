@@ -167,7 +167,7 @@ async fn a_terraform_apply_rejected_in_the_browser_exits_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_countdown_runs_out_leaves_the_inbox_as_expired() {
     let rules = format!(
-        "{ENVIRONMENTS}\n[[rule]]\nname = \"quick\"\ntools = [\"kubectl\"]\nsubcommands = [\"scale\"]\naction = \"gate\"\ntimeout = \"6s\"\n"
+        "{ENVIRONMENTS}\n[[rule]]\nname = \"quick\"\ntools = [\"kubectl\"]\nsubcommands = [\"scale\"]\naction = \"gate\"\ntimeout = \"10s\"\n"
     );
     let w = WebServer::start(&rules, "").await;
     let b = Browser::start(1280, 900).await;

@@ -245,9 +245,14 @@ fn a_client_secret_file_others_can_read_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unknown_key_id_fetches_the_keys_again_at_most_once_per_interval() {
+    // Long enough for the provider to restart (node starts in a second or two) within it.
+    let every = std::time::Duration::from_secs(8);
     let mut w = world("");
-    w.oidc
-        .set_key_refresh_interval(std::time::Duration::from_millis(1500));
+    w.oidc.set_key_refresh_interval(every);
+    // Generated before the first fetch, so the rotation below is quick.
+    let dir = tempfile::tempdir().unwrap();
+    let key2 = rsa_key(dir.path(), "rotated");
+    let der2 = key2.1.clone();
     let first = w
         .oidc
         .verify_id_token(
@@ -257,13 +262,11 @@ async fn an_unknown_key_id_fetches_the_keys_again_at_most_once_per_interval() {
         )
         .await;
     assert!(first.is_ok(), "{first:?}");
+    let fetched = std::time::Instant::now();
     // The provider rotates its key: the same issuer (same port) now signs with a new one.
     let port = reqwest::Url::parse(&w.idp.issuer).unwrap().port().unwrap();
     let gate = "http://127.0.0.1:9";
     let c = claims(&w);
-    let dir = tempfile::tempdir().unwrap();
-    let key2 = rsa_key(dir.path(), "rotated");
-    let der2 = key2.1.clone();
     w.idp.stop();
     w.idp = Provider::start_with(gate, port, key2, "test-key-2");
     let rotated = rs256(
@@ -273,9 +276,17 @@ async fn an_unknown_key_id_fetches_the_keys_again_at_most_once_per_interval() {
     );
     // Within the interval of the last fetch: the keys are not fetched again, so it is refused.
     let r = w.oidc.verify_id_token(&rotated, "the-nonce", None).await;
+    assert!(
+        fetched.elapsed() < every,
+        "the provider took {:?} to restart; the check below needs it within {every:?}",
+        fetched.elapsed()
+    );
     assert!(r.unwrap_err().contains("does not publish"));
     // After it: the unknown kid fetches the keys once, and the token verifies.
-    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    tokio::time::sleep(
+        every.saturating_sub(fetched.elapsed()) + std::time::Duration::from_millis(300),
+    )
+    .await;
     let r = w.oidc.verify_id_token(&rotated, "the-nonce", None).await;
     assert!(r.is_ok(), "{r:?}");
 }

@@ -77,6 +77,28 @@ async fn an_approver_signs_in_decides_and_the_audit_row_names_them() {
     assert!(who["user_agent"].is_string() || who["user_agent"].is_null());
 }
 
+/// A client signed in as `user`.
+async fn signed_in(w: &WebServer, user: &str) -> WebClient {
+    let mut c = WebClient::new(&w.url);
+    c.sign_in(&w.url, user).await;
+    c
+}
+
+/// Opens request `id`'s page (for its CSRF token) and posts its decision form with `fields`.
+async fn decide_in_ui(
+    c: &mut WebClient,
+    w: &WebServer,
+    id: &str,
+    fields: &[(&str, &str)],
+) -> crate::support::oidc::Resp {
+    let page = c.get(&format!("{}/ui/requests/{id}", w.url)).await;
+    let csrf = WebClient::csrf(&page.body);
+    let mut form = vec![("csrf", csrf.as_str())];
+    form.extend_from_slice(fields);
+    c.post(&format!("{}/ui/requests/{id}/decision", w.url), &form)
+        .await
+}
+
 /// The request's state, through the agent API.
 async fn state(w: &WebServer, id: &str) -> String {
     let (_, v) = w
@@ -117,8 +139,7 @@ async fn a_user_outside_the_approver_groups_gets_403_and_decides_nothing() {
 async fn forms_without_the_sessions_token_or_from_another_origin_are_refused() {
     let w = WebServer::start(PROD, "").await;
     let id = request(&w, &["scale", "deploy", "web", "--replicas=3"], "staging").await;
-    let mut c = WebClient::new(&w.url);
-    c.sign_in(&w.url, "alice").await;
+    let mut c = signed_in(&w, "alice").await;
     let page = c.get(&format!("{}/ui/requests/{id}", w.url)).await;
     let csrf = WebClient::csrf(&page.body);
     let url = format!("{}/ui/requests/{id}/decision", w.url);
@@ -262,8 +283,7 @@ async fn a_forged_state_and_a_replayed_code_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_out_sessions_cookie_opens_nothing() {
     let w = WebServer::start(PROD, "").await;
-    let mut c = WebClient::new(&w.url);
-    c.sign_in(&w.url, "alice").await;
+    let mut c = signed_in(&w, "alice").await;
     let kept = c.cookies(&w.url);
     let inbox = c.get(&format!("{}/ui", w.url)).await;
     assert_eq!(inbox.status, 200);
@@ -288,11 +308,10 @@ async fn a_signed_out_sessions_cookie_opens_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_risky_decision_needs_a_fresh_sign_in_and_the_environments_name() {
-    let w = WebServer::start(PROD, "reauth_after = \"2s\"").await;
+    let w = WebServer::start(PROD, "reauth_after = \"4s\"").await;
     let id = request(&w, &["delete", "deploy", "web"], "prod-eu").await;
     let here = format!("{}/ui/requests/{id}", w.url);
-    let mut c = WebClient::new(&w.url);
-    c.sign_in(&w.url, "alice").await;
+    let mut c = signed_in(&w, "alice").await;
     // Signed in just now: the form is there, and asks for the environment's name.
     let page = c.get(&here).await;
     assert!(
@@ -313,7 +332,7 @@ async fn a_risky_decision_needs_a_fresh_sign_in_and_the_environments_name() {
         assert_eq!(state(&w, &id).await, "pending");
     }
     // Later than reauth_after: the page asks to sign in again, and the form is refused.
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
     let page = c.get(&here).await;
     assert!(page.body.contains("Sign in again"), "{}", page.body);
     let r = c
@@ -360,8 +379,7 @@ async fn a_risky_decision_needs_a_fresh_sign_in_and_the_environments_name() {
 async fn a_rejection_needs_a_reason_and_reaches_the_request() {
     let w = WebServer::start(PROD, "").await;
     let id = request(&w, &["scale", "deploy", "web", "--replicas=3"], "staging").await;
-    let mut c = WebClient::new(&w.url);
-    c.sign_in(&w.url, "alice").await;
+    let mut c = signed_in(&w, "alice").await;
     let page = c.get(&format!("{}/ui/requests/{id}", w.url)).await;
     let csrf = WebClient::csrf(&page.body);
     let decide = format!("{}/ui/requests/{id}/decision", w.url);
@@ -438,8 +456,7 @@ async fn agent_tokens_open_no_page_and_decide_nothing() {
 async fn every_page_carries_the_security_headers() {
     let w = WebServer::start(PROD, "").await;
     let id = request(&w, &["scale", "deploy", "web", "--replicas=3"], "staging").await;
-    let mut c = WebClient::new(&w.url);
-    c.sign_in(&w.url, "alice").await;
+    let mut c = signed_in(&w, "alice").await;
     for page in [
         "/ui".to_string(),
         format!("/ui/requests/{id}"),
@@ -490,8 +507,7 @@ async fn what_an_agent_wrote_is_escaped_and_made_visible() {
     let (s, v) = w.srv.agent(TOKEN_A).post("/api/v1/requests", body).await;
     assert_eq!(s, 201, "{v}");
     let id = v["id"].as_str().unwrap();
-    let mut c = WebClient::new(&w.url);
-    c.sign_in(&w.url, "alice").await;
+    let mut c = signed_in(&w, "alice").await;
     for page in ["/ui".to_string(), format!("/ui/requests/{id}")] {
         let r = c.get(&format!("{}{page}", w.url)).await;
         assert!(!r.body.contains("<script>window"), "{page}");
@@ -570,16 +586,8 @@ async fn local_approvers_can_be_turned_off_and_then_only_the_web_decides() {
     assert_eq!(s, 200);
     assert_eq!(state(&w, &id).await, "pending");
     // The web decides.
-    let mut c = WebClient::new(&w.url);
-    c.sign_in(&w.url, "alice").await;
-    let page = c.get(&format!("{}/ui/requests/{id}", w.url)).await;
-    let csrf = WebClient::csrf(&page.body);
-    let r = c
-        .post(
-            &format!("{}/ui/requests/{id}/decision", w.url),
-            &[("csrf", &csrf), ("decision", "approve")],
-        )
-        .await;
+    let mut c = signed_in(&w, "alice").await;
+    let r = decide_in_ui(&mut c, &w, &id, &[("decision", "approve")]).await;
     assert_eq!(r.status, 303);
     assert_eq!(state(&w, &id).await, "approved");
 }
@@ -644,8 +652,7 @@ async fn a_server_whose_web_settings_cannot_work_does_not_start() {
 async fn the_audit_export_downloaded_from_the_ui_verifies_offline() {
     let w = WebServer::start(PROD, "").await;
     let id = request(&w, &["scale", "deploy", "web", "--replicas=3"], "staging").await;
-    let mut c = WebClient::new(&w.url);
-    c.sign_in(&w.url, "alice").await;
+    let mut c = signed_in(&w, "alice").await;
     let page = c.get(&format!("{}/ui/requests/{id}", w.url)).await;
     let csrf = WebClient::csrf(&page.body);
     c.post(
@@ -724,23 +731,21 @@ fn chrono_today() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_end_when_idle_and_at_their_maximum_age() {
     // Idle: unused for longer than session_idle.
-    let w = WebServer::start(PROD, "session_idle = \"1s\"").await;
-    let mut c = WebClient::new(&w.url);
-    c.sign_in(&w.url, "alice").await;
+    let w = WebServer::start(PROD, "session_idle = \"2s\"").await;
+    let mut c = signed_in(&w, "alice").await;
     assert_eq!(c.get(&format!("{}/ui", w.url)).await.status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     let r = c.get(&format!("{}/ui", w.url)).await;
     assert_eq!(r.status, 303, "an idle session ended");
     // Maximum age: used all the time, still ends session_max after sign-in.
-    let w = WebServer::start(PROD, "session_max = \"3s\"").await;
-    let mut c = WebClient::new(&w.url);
-    c.sign_in(&w.url, "alice").await;
+    let w = WebServer::start(PROD, "session_max = \"6s\"").await;
+    let mut c = signed_in(&w, "alice").await;
     let start = std::time::Instant::now();
-    while start.elapsed() < std::time::Duration::from_millis(2500) {
+    while start.elapsed() < std::time::Duration::from_millis(3000) {
         assert_eq!(c.get(&format!("{}/ui", w.url)).await.status, 200);
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     }
-    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(3300)).await;
     let r = c.get(&format!("{}/ui", w.url)).await;
     assert_eq!(r.status, 303, "a session past session_max ended");
 }
@@ -770,8 +775,7 @@ async fn the_history_filters_and_pages() {
         assert_eq!(s, 200);
         ids.push((id, verb));
     }
-    let mut c = WebClient::new(&w.url);
-    c.sign_in(&w.url, "alice").await;
+    let mut c = signed_in(&w, "alice").await;
     let count = |body: &str| body.matches("href=\"/ui/requests/").count();
     let page = |q: &str| format!("{}/ui/history?{q}", w.url);
     // Fifty per page, newest first; the next page has the rest.

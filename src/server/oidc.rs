@@ -23,8 +23,8 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AdditionalClaims, AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId,
-    ClientSecret, CsrfToken, IdToken, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
-    RedirectUrl, Scope, SignatureVerificationError,
+    ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdToken, IssuerUrl,
+    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError,
 };
 use serde::{Deserialize, Serialize};
 
@@ -46,6 +46,17 @@ pub struct OtherClaims {
     rest: BTreeMap<String, serde_json::Value>,
 }
 impl AdditionalClaims for OtherClaims {}
+
+/// The client as discovery configures it: an authorization endpoint, maybe a token and a
+/// user-info endpoint.
+type Client = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
 
 type Token = IdToken<
     OtherClaims,
@@ -221,19 +232,24 @@ impl Oidc {
         Ok(Some(p))
     }
 
+    /// This server as the provider's client, with its secret and redirect URI.
+    async fn client(&self) -> Result<Client, String> {
+        let p = self.provider().await?;
+        Ok(CoreClient::from_provider_metadata(
+            p.metadata.clone(),
+            ClientId::new(self.config.client_id.clone()),
+            Some(self.secret.clone()),
+        )
+        .set_redirect_uri(self.redirect.clone()))
+    }
+
     /// Where to send the browser to sign in, the `state` to store it under, and what the
     /// callback needs. `max_age` asks the provider for a fresh authentication.
     pub async fn begin(
         &self,
         max_age: Option<Duration>,
     ) -> Result<(String, String, Pending), String> {
-        let p = self.provider().await?;
-        let client = CoreClient::from_provider_metadata(
-            p.metadata.clone(),
-            ClientId::new(self.config.client_id.clone()),
-            Some(self.secret.clone()),
-        )
-        .set_redirect_uri(self.redirect.clone());
+        let client = self.client().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut req = client
             .authorize_url(
@@ -262,13 +278,7 @@ impl Oidc {
 
     /// Exchanges the authorization code (with the PKCE verifier) and checks the ID token.
     pub async fn finish(&self, code: &str, pending: &Pending) -> Result<Identity, String> {
-        let p = self.provider().await?;
-        let client = CoreClient::from_provider_metadata(
-            p.metadata.clone(),
-            ClientId::new(self.config.client_id.clone()),
-            Some(self.secret.clone()),
-        )
-        .set_redirect_uri(self.redirect.clone());
+        let client = self.client().await?;
         let response = client
             .exchange_code(AuthorizationCode::new(code.to_string()))
             .map_err(|e| format!("the provider has no token endpoint: {e}"))?

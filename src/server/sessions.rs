@@ -5,6 +5,7 @@
 use sqlx::Row as _;
 
 use super::db::Result;
+use super::oidc::Identity;
 use super::store::Store;
 
 /// A sign-in under way expires after this long (ms).
@@ -25,17 +26,12 @@ pub struct Login {
     pub created_at: i64,
 }
 
-/// A signed-in approver's session.
+/// A signed-in person's session.
 #[derive(Debug, Clone)]
 pub struct Session {
     pub id_sha256: String,
-    pub issuer: String,
-    pub subject: String,
-    pub email: Option<String>,
-    pub name: Option<String>,
-    pub groups: Vec<String>,
-    /// When they last authenticated at the provider (unix ms).
-    pub auth_time: i64,
+    /// Who signed in, as the provider vouched for it (with their groups and `auth_time`).
+    pub who: Identity,
     pub created_at: i64,
     pub last_seen: i64,
     /// The CSRF token every form of this session carries.
@@ -45,7 +41,7 @@ pub struct Session {
 impl Session {
     /// The approver as the store and the audit log name them.
     pub fn actor(&self) -> String {
-        format!("oidc:{}#{}", self.issuer, self.subject)
+        self.who.actor()
     }
 }
 
@@ -122,12 +118,12 @@ impl Store {
                          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     )
                     .bind(&s.id_sha256)
-                    .bind(&s.issuer)
-                    .bind(&s.subject)
-                    .bind(&s.email)
-                    .bind(&s.name)
-                    .bind(serde_json::to_string(&s.groups).unwrap_or_else(|_| "[]".into()))
-                    .bind(s.auth_time)
+                    .bind(&s.who.issuer)
+                    .bind(&s.who.subject)
+                    .bind(&s.who.email)
+                    .bind(&s.who.name)
+                    .bind(serde_json::to_string(&s.who.groups).unwrap_or_else(|_| "[]".into()))
+                    .bind(s.who.auth_time)
                     .bind(s.created_at)
                     .bind(s.last_seen)
                     .bind(&s.csrf)
@@ -150,12 +146,14 @@ impl Store {
         .await?;
         Ok(row.map(|r| Session {
             id_sha256: r.get(0),
-            issuer: r.get(1),
-            subject: r.get(2),
-            email: r.get(3),
-            name: r.get(4),
-            groups: serde_json::from_str(r.get::<&str, _>(5)).unwrap_or_default(),
-            auth_time: r.get(6),
+            who: Identity {
+                issuer: r.get(1),
+                subject: r.get(2),
+                email: r.get(3),
+                name: r.get(4),
+                groups: serde_json::from_str(r.get::<&str, _>(5)).unwrap_or_default(),
+                auth_time: r.get(6),
+            },
             created_at: r.get(7),
             last_seen: r.get(8),
             csrf: r.get(9),

@@ -79,11 +79,11 @@ pub async fn decision(
     }
     let details = json!({
         "via": "web",
-        "issuer": &s.issuer,
-        "subject": &s.subject,
-        "email": &s.email,
-        "name": &s.name,
-        "auth_time": s.auth_time,
+        "issuer": &s.who.issuer,
+        "subject": &s.who.subject,
+        "email": &s.who.email,
+        "name": &s.who.name,
+        "auth_time": s.who.auth_time,
         "session_sha256": &s.id_sha256,
         "source_ip": peer.map(|Extension(ConnectInfo(a))| a.ip().to_string()),
         "user_agent": headers.get(header::USER_AGENT).and_then(|u| u.to_str().ok()),

@@ -124,7 +124,7 @@ pub async fn approver(
     let Some(s) = current(app, web, headers).await? else {
         return Err(Page::Redirect(login_url(here, false)));
     };
-    if !web.oidc.is_approver(&s.groups) {
+    if !web.oidc.is_approver(&s.who.groups) {
         let message = format!(
             "You are signed in as {}, who is not in an approver group ({}). Ask for access, or \
              sign out and sign in as someone else.",
@@ -309,12 +309,7 @@ pub async fn callback(
     let now = now_ms();
     let session = Session {
         id_sha256: crate::hex::sha256(id.as_bytes()),
-        issuer: who.issuer,
-        subject: who.subject,
-        email: who.email,
-        name: who.name,
-        groups: who.groups,
-        auth_time: who.auth_time,
+        who,
         created_at: now,
         last_seen: now,
         csrf: random_hex()?,

@@ -25,10 +25,11 @@ pub fn shown_lines(s: &str) -> String {
 /// subject.
 pub fn who(s: &Session) -> String {
     shown(
-        s.email
+        s.who
+            .email
             .as_deref()
-            .or(s.name.as_deref())
-            .unwrap_or(&s.subject),
+            .or(s.who.name.as_deref())
+            .unwrap_or(&s.who.subject),
     )
 }
 

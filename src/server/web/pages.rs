@@ -93,7 +93,7 @@ pub fn needs_confirm(v: &RequestView) -> Option<String> {
 pub fn needs_reauth(app: &App, s: &Session, v: &RequestView) -> bool {
     let Some(web) = &app.web else { return true };
     let limit = i64::try_from(web.oidc.config().reauth_after.0.as_millis()).unwrap_or(i64::MAX);
-    high_risk(v) && now_ms() - s.auth_time > limit
+    high_risk(v) && now_ms() - s.who.auth_time > limit
 }
 
 /// A request id as the API accepts it, or the 404 page.
