@@ -18,6 +18,7 @@ mod decide;
 pub mod error;
 mod extract;
 pub mod history;
+mod id_token;
 mod metrics;
 pub mod oidc;
 mod routes;

@@ -1,51 +1,30 @@
 //! OpenID Connect sign-in for the web UI (the server is the relying party): the provider's
 //! discovery document and signing keys, the authorization request (code flow with PKCE S256,
-//! `state` and `nonce`), the code exchange, and the complete check of the ID token.
+//! `state` and `nonce`), and the code exchange; the ID token's check is `id_token.rs`.
 //!
 //! - The HTTP client never follows redirects (a redirect from the provider could point the
 //!   server anywhere).
-//! - The ID token must be signed with an asymmetric algorithm (RS*, PS*, ES*, EdDSA): never
-//!   `none`, never HS* (the client secret is no key: it is shared with the provider and sits in
-//!   a file on this host). Then `iss`, `aud` (this client alone, unless another audience is
-//!   listed, which is refused), `azp`, `exp` and `iat` (60 s of clock skew), `nonce`, and with
-//!   `max_age` the `auth_time`.
 //! - An unknown key id fetches the provider's keys again, at most once a minute (key rotation).
-//! - `email` is kept only when `email_verified` is true; the identity is the issuer and `sub`.
+//! - The identity is the issuer and `sub` ([`Identity::actor`]).
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use openidconnect::core::{
-    CoreClient, CoreGenderClaim, CoreIdTokenVerifier, CoreJsonWebKeySet,
-    CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
-    CoreResponseType,
-};
+use openidconnect::core::{CoreClient, CoreJsonWebKeySet, CoreProviderMetadata, CoreResponseType};
 use openidconnect::{
-    AdditionalClaims, AuthenticationFlow, AuthorizationCode, ClaimsVerificationError, ClientId,
-    ClientSecret, CsrfToken, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdToken, IssuerUrl,
-    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, SignatureVerificationError,
+    AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, EndpointMaybeSet,
+    EndpointNotSet, EndpointSet, IssuerUrl, Nonce, PkceCodeChallenge, PkceCodeVerifier,
+    RedirectUrl, Scope,
 };
-use serde::{Deserialize, Serialize};
 
+pub use super::id_token::Identity;
+use super::id_token::{check, Refused};
 use crate::policy::schema::Oidc as OidcConfig;
 
-/// Clock skew allowed on `exp`, `iat` and `auth_time`.
-const SKEW: Duration = Duration::from_secs(60);
-/// An ID token issued longer ago than this is refused (a login takes seconds, not hours).
-const MAX_TOKEN_AGE: Duration = Duration::from_secs(600);
 /// The provider's keys are fetched again at most this often.
 const JWKS_REFRESH: Duration = Duration::from_secs(60);
 /// The path of the redirect URI under the public URL.
 pub const CALLBACK_PATH: &str = "/auth/callback";
-
-/// Claims the core library does not model, by name (the groups claim is configurable).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct OtherClaims {
-    #[serde(flatten)]
-    rest: BTreeMap<String, serde_json::Value>,
-}
-impl AdditionalClaims for OtherClaims {}
 
 /// The client as discovery configures it: an authorization endpoint, maybe a token and a
 /// user-info endpoint.
@@ -57,35 +36,6 @@ type Client = CoreClient<
     EndpointMaybeSet,
     EndpointMaybeSet,
 >;
-
-type Token = IdToken<
-    OtherClaims,
-    CoreGenderClaim,
-    CoreJweContentEncryptionAlgorithm,
-    CoreJwsSigningAlgorithm,
->;
-
-/// Who signed in, as the provider vouched for it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    pub issuer: String,
-    pub subject: String,
-    /// Only when the provider says it is verified.
-    pub email: Option<String>,
-    pub name: Option<String>,
-    pub groups: Vec<String>,
-    /// When the user last authenticated at the provider (unix ms); the token's `iat` when the
-    /// provider does not say.
-    pub auth_time: i64,
-}
-
-impl Identity {
-    /// The approver as the store and the audit log name them: two issuers with the same `sub`
-    /// are different people.
-    pub fn actor(&self) -> String {
-        format!("oidc:{}#{}", self.issuer, self.subject)
-    }
-}
 
 /// What the provider published.
 struct Provider {
@@ -302,9 +252,9 @@ impl Oidc {
         max_age: Option<Duration>,
     ) -> Result<Identity, String> {
         let p = self.provider().await?;
-        match self.verify_with(&p, raw, nonce, max_age) {
+        match check(&self.config, &p.metadata, raw, nonce, max_age) {
             Err(Refused::UnknownKey) => match self.refresh_keys().await? {
-                Some(p) => self.verify_with(&p, raw, nonce, max_age),
+                Some(p) => check(&self.config, &p.metadata, raw, nonce, max_age),
                 None => Err(Refused::UnknownKey),
             },
             r => r,
@@ -314,85 +264,6 @@ impl Oidc {
                                     publish"
                 .to_string(),
             Refused::Other(m) => m,
-        })
-    }
-
-    fn verify_with(
-        &self,
-        p: &Provider,
-        raw: &str,
-        nonce: &str,
-        max_age: Option<Duration>,
-    ) -> Result<Identity, Refused> {
-        let token: Token = raw
-            .parse()
-            .map_err(|e| Refused::Other(format!("the ID token is not a signed JWT: {e}")))?;
-        let now = chrono::Utc::now();
-        let skew = chrono::Duration::from_std(SKEW).unwrap_or_default();
-        let oldest = chrono::Duration::from_std(MAX_TOKEN_AGE).unwrap_or_default();
-        let verifier = CoreIdTokenVerifier::new_public_client(
-            ClientId::new(self.config.client_id.clone()),
-            p.metadata.issuer().clone(),
-            p.metadata.jwks().clone(),
-        )
-        .set_allowed_algs(ASYMMETRIC)
-        .set_time_fn(move || now - skew)
-        .set_issue_time_verifier_fn(move |iat| {
-            if iat > now + skew {
-                Err(format!("issued in the future ({iat})"))
-            } else if iat < now - oldest {
-                Err(format!("issued too long ago ({iat})"))
-            } else {
-                Ok(())
-            }
-        })
-        .set_auth_time_verifier_fn(move |at| match (max_age, at) {
-            (None, _) => Ok(()),
-            (Some(_), None) => Err("no auth_time, but a fresh sign-in was asked for".into()),
-            (Some(age), Some(at)) => {
-                let age = chrono::Duration::from_std(age).unwrap_or_default();
-                if at + age + skew < now {
-                    Err(format!("signed in at {at}, longer ago than asked for"))
-                } else {
-                    Ok(())
-                }
-            }
-        });
-        let expected = Nonce::new(nonce.to_string());
-        let claims = token.claims(&verifier, &expected).map_err(|e| match e {
-            ClaimsVerificationError::SignatureVerification(
-                SignatureVerificationError::NoMatchingKey,
-            ) => Refused::UnknownKey,
-            other => Refused::Other(format!("the ID token was refused: {other}")),
-        })?;
-        let email = claims
-            .email()
-            .filter(|_| claims.email_verified() == Some(true))
-            .map(|e| e.as_str().to_string());
-        let name = claims
-            .name()
-            .and_then(|n| n.get(None))
-            .map(|n| n.as_str().to_string());
-        let groups = match claims
-            .additional_claims()
-            .rest
-            .get(&self.config.groups_claim)
-        {
-            Some(serde_json::Value::Array(a)) => a
-                .iter()
-                .filter_map(|g| g.as_str().map(String::from))
-                .collect(),
-            Some(serde_json::Value::String(g)) => vec![g.clone()],
-            _ => Vec::new(),
-        };
-        let auth_time = claims.auth_time().unwrap_or_else(|| claims.issue_time());
-        Ok(Identity {
-            issuer: claims.issuer().as_str().to_string(),
-            subject: claims.subject().as_str().to_string(),
-            email,
-            name,
-            groups,
-            auth_time: auth_time.timestamp_millis(),
         })
     }
 
@@ -414,24 +285,6 @@ impl Oidc {
         Some(url.to_string())
     }
 }
-
-enum Refused {
-    UnknownKey,
-    Other(String),
-}
-
-/// The algorithms an ID token may be signed with: asymmetric ones only.
-const ASYMMETRIC: [CoreJwsSigningAlgorithm; 9] = [
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
-    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
-    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
-    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
-    CoreJwsSigningAlgorithm::RsaSsaPssSha512,
-    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
-    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
-    CoreJwsSigningAlgorithm::EdDsa,
-];
 
 /// Reads the client secret's first line from a file only its owner can read.
 fn read_secret(path: &std::path::Path) -> Result<String, String> {
