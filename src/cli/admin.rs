@@ -62,10 +62,7 @@ fn call(
     path: &str,
     body: Option<String>,
 ) -> Result<String, CliError> {
-    let dir = common
-        .data_dir
-        .clone()
-        .unwrap_or_else(server::default_data_dir);
+    let (dir, _) = super::locate::data_dir(common.data_dir.clone())?;
     let (status, text) = uds_http::request(
         &dir.join(server::SOCKET_FILE),
         method,

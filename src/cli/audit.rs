@@ -62,12 +62,11 @@ pub fn run(cmd: Command) -> Result<i32, CliError> {
     }
 }
 
-fn db_path(db: Option<PathBuf>, data_dir: Option<PathBuf>) -> PathBuf {
-    db.unwrap_or_else(|| {
-        data_dir
-            .unwrap_or_else(server::default_data_dir)
-            .join(server::DB_FILE)
-    })
+fn db_path(db: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
+    match db {
+        Some(db) => Ok(db),
+        None => Ok(super::locate::data_dir(data_dir)?.0.join(server::DB_FILE)),
+    }
 }
 
 fn fail(m: impl Into<String>) -> CliError {
@@ -197,7 +196,7 @@ fn verify(a: VerifyArgs) -> Result<i32, CliError> {
         };
         audit::verify_from(rows.into_iter().map(Ok), &cps, key.as_deref(), start)
     } else {
-        let path = db_path(a.db.clone(), a.data_dir.clone());
+        let path = db_path(a.db.clone(), a.data_dir.clone())?;
         let key = match &a.public_key {
             Some(k) => Some(k.clone()),
             None => {
@@ -241,7 +240,7 @@ fn parse_time(s: &str) -> Result<i64, CliError> {
 fn export(a: ExportArgs) -> Result<i32, CliError> {
     let since = a.since.as_deref().map(parse_time).transpose()?;
     let until = a.until.as_deref().map(parse_time).transpose()?;
-    let mut db = DbReader::open(&db_path(a.db, a.data_dir))?;
+    let mut db = DbReader::open(&db_path(a.db, a.data_dir)?)?;
     let cps = db.checkpoints()?;
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());

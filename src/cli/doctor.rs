@@ -92,23 +92,13 @@ pub fn run(args: Args) -> Result<i32, CliError> {
     let data_dir = args
         .data_dir
         .or_else(|| policy.as_ref().and_then(|p| p.serve().data_dir.clone()))
-        .or_else(default_data_dir);
+        .or_else(|| super::locate::default_data_dir().ok());
     if let Some(dir) = data_dir {
         for (ok, line) in server_reach_checks(&dir) {
             report(ok, line);
         }
     }
     Ok(if failed == 0 { 0 } else { 1 })
-}
-
-#[cfg(feature = "server")]
-fn default_data_dir() -> Option<PathBuf> {
-    Some(crate::server::default_data_dir())
-}
-
-#[cfg(not(feature = "server"))]
-fn default_data_dir() -> Option<PathBuf> {
-    None
 }
 
 /// Whether this user can reach the approval server's admin socket or signing key in `dir`.

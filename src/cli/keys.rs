@@ -26,7 +26,7 @@ pub enum Command {
 pub fn run(cmd: Command) -> Result<i32, CliError> {
     match cmd {
         Command::Show { data_dir } => {
-            let dir = data_dir.unwrap_or_else(server::default_data_dir);
+            let (dir, _) = super::locate::data_dir(data_dir)?;
             server::prepare_data_dir(&dir).map_err(|e| CliError::new(1, e))?;
             let keys = Keys::load_or_create(&dir).map_err(|e| CliError::new(1, e))?;
             println!("{}", keys.public_hex());

@@ -9,7 +9,10 @@ mod doctor;
 mod error;
 mod explain;
 #[cfg(feature = "server")]
+mod init;
+#[cfg(feature = "server")]
 mod keys;
+mod locate;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
@@ -41,6 +44,9 @@ enum Command {
     Explain(explain::Args),
     /// Check the installation: PATH order, real binaries, policy file.
     Doctor(doctor::Args),
+    /// Set up a working local gate: a policy, an agent token, the server's key, the shims.
+    #[cfg(feature = "server")]
+    Init(init::Args),
     /// Run the approval server.
     #[cfg(feature = "server")]
     Serve(serve::Args),
@@ -88,6 +94,8 @@ fn run_clap() -> i32 {
     let result = match cli.command {
         Command::Explain(a) => explain::run(a),
         Command::Doctor(a) => doctor::run(a),
+        #[cfg(feature = "server")]
+        Command::Init(a) => init::run(a),
         #[cfg(feature = "server")]
         Command::Serve(a) => serve::run(a),
         #[cfg(feature = "server")]

@@ -29,7 +29,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<i32, CliError> {
     let fail = |m: String| CliError::new(1, m);
-    let (policy, source) = policy::load::load()
+    let (policy, source) = policy::load::load_for_cli()
         .map_err(|e| CliError::new(crate::exit::POLICY_ERROR, e.to_string()))?;
     let serve = policy.serve().clone();
     let listen = args
@@ -56,10 +56,22 @@ pub fn run(args: Args) -> Result<i32, CliError> {
              TLS-terminating proxy sits in front"
         )));
     }
-    let data_dir = args
-        .data_dir
-        .or(serve.data_dir.clone())
-        .unwrap_or_else(server::default_data_dir);
+    // Found as the approver commands find it; only a --data-dir of serve's own must be repeated
+    // to them.
+    let (data_dir, found) = match args.data_dir {
+        Some(d) => (d, super::locate::Found::Flag),
+        None => match serve.data_dir.clone() {
+            Some(d) => (d, super::locate::Found::Policy),
+            None => (
+                super::locate::default_data_dir()?,
+                super::locate::Found::Default,
+            ),
+        },
+    };
+    let decide_flags = match found {
+        super::locate::Found::Flag => format!(" --data-dir {}", data_dir.display()),
+        _ => String::new(),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -97,7 +109,10 @@ pub fn run(args: Args) -> Result<i32, CliError> {
                     "  web UI:               off (configure [serve.oidc] and [serve] public_url)"
                 ),
             }
-            println!("  decide: hitl-gate list | show ID | approve ID | reject ID -m REASON --data-dir {}", data_dir.display());
+            println!(
+                "  decide:               hitl-gate list | show ID | approve ID | reject ID -m \
+                 REASON{decide_flags}"
+            );
             let _ = std::io::Write::flush(&mut std::io::stdout());
         })
         .await

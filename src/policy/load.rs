@@ -3,7 +3,10 @@
 //! 1. `<root>/etc/hitl-gate/policy.toml` when it exists. It wins; `HITL_GATE_POLICY` is then
 //!    ignored, so an agent cannot swap in its own policy.
 //! 2. Otherwise `$HITL_GATE_POLICY` (development and tests).
-//! 3. Otherwise the built-in rules.
+//! 3. Otherwise the built-in rules. The `hitl-gate` commands of the server and its approvers
+//!    (`serve`, `list`, `approve`, `audit`, `keys`; [`load_for_cli`]) look in one more place
+//!    first: the user's `$XDG_CONFIG_HOME/hitl-gate/policy.toml`, which `hitl-gate init` writes.
+//!    The shim never does.
 //!
 //! `<root>` is `/`. Builds with the `test-hooks` feature (which `scripts/test` enables and
 //! release builds do not) read it from `HITL_GATE_TEST_ROOT`, so tests can exercise the `/etc`
@@ -32,6 +35,8 @@ pub const POLICY_ENV: &str = "HITL_GATE_POLICY";
 pub enum Source {
     System(PathBuf),
     Env(PathBuf),
+    /// The user's configuration (`hitl-gate init`), for the server's commands only.
+    User(PathBuf),
     Builtin,
 }
 
@@ -40,6 +45,7 @@ impl std::fmt::Display for Source {
         match self {
             Source::System(p) => write!(f, "{} (system policy)", p.display()),
             Source::Env(p) => write!(f, "{} (from ${POLICY_ENV})", p.display()),
+            Source::User(p) => write!(f, "{} (your configuration)", p.display()),
             Source::Builtin => f.write_str("built-in rules (no policy file)"),
         }
     }
@@ -103,10 +109,27 @@ pub fn load_sections(sections: Sections) -> Result<(Policy, Source), PolicyError
     let source = locate();
     let policy = match &source {
         Source::System(p) => load_file(p, true, sections)?,
-        Source::Env(p) => load_file(p, false, sections)?,
+        Source::Env(p) | Source::User(p) => load_file(p, false, sections)?,
         Source::Builtin => Policy::builtin(),
     };
     Ok((policy, source))
+}
+
+/// The user's own policy file, `$XDG_CONFIG_HOME/hitl-gate/policy.toml` (what `hitl-gate init`
+/// writes), if a configuration directory is known.
+pub fn user_policy() -> Option<PathBuf> {
+    dirs::config_dir().map(|d| d.join("hitl-gate").join("policy.toml"))
+}
+
+/// [`load`] for the server's and approvers' commands: when neither the system policy nor
+/// `$HITL_GATE_POLICY` is there, the user's own policy ([`user_policy`]) if it exists.
+pub fn load_for_cli() -> Result<(Policy, Source), PolicyError> {
+    if locate() == Source::Builtin {
+        if let Some(p) = user_policy().filter(|p| p.exists()) {
+            return Ok((load_file(&p, false, Sections::All)?, Source::User(p)));
+        }
+    }
+    load()
 }
 
 /// Reads and validates one policy file.

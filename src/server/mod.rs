@@ -57,16 +57,6 @@ pub struct Config {
 
 pub use crate::api::now_ms;
 
-/// The default data dir: `$XDG_DATA_HOME/hitl-gate`, else `~/.local/share/hitl-gate`.
-pub fn default_data_dir() -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("."))
-        .join("hitl-gate")
-}
-
 /// Creates the data dir (0700) or checks an existing one: a directory that group or others can
 /// write would let them replace the admin socket, so it is refused.
 pub fn prepare_data_dir(dir: &Path) -> Result<(), String> {
