@@ -122,6 +122,14 @@ async fn id_tokens_that_fail_any_check_are_refused() {
             ),
         ),
         (
+            "issued to another client",
+            rs256(
+                &key,
+                &header(),
+                &with(c(), &[("azp", json!("someone-else"))]),
+            ),
+        ),
+        (
             "another issuer",
             rs256(
                 &key,
@@ -176,7 +184,7 @@ async fn id_tokens_that_fail_any_check_are_refused() {
         let r = w.oidc.verify_id_token(&token, "the-nonce", None).await;
         assert!(r.is_err(), "{what}: accepted {r:?}");
     }
-    assert_eq!(n, 16);
+    assert_eq!(n, 17);
 
     // A fresh sign-in was asked for (max_age): auth_time must be recent and present.
     let fresh = Some(std::time::Duration::ZERO);
@@ -201,11 +209,13 @@ async fn id_tokens_that_fail_any_check_are_refused() {
         .verify_id_token(&none, "the-nonce", fresh)
         .await
         .is_err());
-    assert!(w
+    // Without it and without max_age the sign-in is accepted, but never counts as recent.
+    let who = w
         .oidc
         .verify_id_token(&none, "the-nonce", None)
         .await
-        .is_ok());
+        .unwrap();
+    assert_eq!(who.auth_time, 0);
 
     // An unverified email is not kept; the identity still is.
     let unverified = rs256(

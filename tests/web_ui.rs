@@ -222,6 +222,15 @@ async fn a_forged_state_and_a_replayed_code_are_refused() {
             .unwrap()
     };
     let (code, state) = (param("code"), param("state"));
+    // An error text in a callback this server did not start is not shown.
+    let r = c
+        .get(&format!(
+            "{}/auth/callback?error=access_denied&error_description=call%20%2B1-555-PHISH&state=bogus",
+            w.url
+        ))
+        .await;
+    assert_eq!(r.status, 400);
+    assert!(!r.body.contains("PHISH"), "{}", r.body);
     // A state this server never handed out.
     let forged = format!("{}/auth/callback?code={code}&state=forged-{state}", w.url);
     let r = c.get(&forged).await;
@@ -621,6 +630,14 @@ async fn a_server_whose_web_settings_cannot_work_does_not_start() {
             "nobody could decide",
         ),
         (
+            "a plain-http issuer off loopback",
+            format!(
+                "[serve]\npublic_url = \"https://gate.example.com\"\n{}",
+                oidc.replace("https://idp.example", "http://idp.example")
+            ),
+            "must be https",
+        ),
+        (
             "no approver groups",
             format!(
                 "[serve]\npublic_url = \"https://gate.example.com\"\n{}",
@@ -737,6 +754,25 @@ async fn sessions_end_when_idle_and_at_their_maximum_age() {
     tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
     let r = c.get(&format!("{}/ui", w.url)).await;
     assert_eq!(r.status, 303, "an idle session ended");
+    // The inbox's automatic refreshes do not count as use.
+    let mut c = signed_in(&w, "alice").await;
+    assert_eq!(c.get(&format!("{}/ui", w.url)).await.status, 200);
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(3200) {
+        let r = c.get(&format!("{}/ui/inbox-rows", w.url)).await;
+        assert!(r.status == 200 || r.status == 401, "{}", r.status);
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    }
+    assert_eq!(c.get(&format!("{}/ui", w.url)).await.status, 303);
+    // Signing in again ends the session the browser had.
+    let mut c = signed_in(&w, "alice").await;
+    let first = c.cookies(&w.url);
+    c.sign_in(&w.url, "alice").await;
+    assert_ne!(c.cookies(&w.url), first);
+    assert_eq!(c.get(&format!("{}/ui", w.url)).await.status, 200);
+    let mut old = WebClient::new(&w.url);
+    old.set_cookies(&w.url, first);
+    assert_eq!(old.get(&format!("{}/ui", w.url)).await.status, 303);
     // Maximum age: used all the time, still ends session_max after sign-in.
     let w = WebServer::start(PROD, "session_max = \"6s\"").await;
     let mut c = signed_in(&w, "alice").await;
@@ -811,7 +847,57 @@ async fn the_history_filters_and_pages() {
         )))
         .await;
     assert_eq!(count(&r.body), 11);
+    // A page past the end is empty, however far; a far-out time is a clear 400.
+    assert_eq!(count(&c.get(&page("page=99999999999999")).await.body), 0);
+    assert_eq!(c.get(&page("until=9223372036854775807")).await.status, 400);
     // A bad date or an unknown filter is a clear 400.
     assert_eq!(c.get(&page("since=yesterday")).await.status, 400);
     assert_eq!(c.get(&page("colour=red")).await.status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_audit_export_streams_at_a_time() {
+    let w = WebServer::start(PROD, "").await;
+    for i in 0..3 {
+        request(
+            &w,
+            &["scale", "deploy", &format!("w{i}"), "--replicas=2"],
+            "staging",
+        )
+        .await;
+    }
+    let mut c = signed_in(&w, "alice").await;
+    let cookie = c
+        .cookies(&w.url)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
+    // The first export's body is not read: its stream stays open.
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let held = http
+        .get(format!("{}/ui/audit/export", w.url))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(held.status(), 200);
+    let second = c.get(&format!("{}/ui/audit/export", w.url)).await;
+    assert_eq!(second.status, 503, "{}", second.body);
+    // Once it is gone, the next one runs.
+    drop(held);
+    let start = std::time::Instant::now();
+    loop {
+        let r = c.get(&format!("{}/ui/audit/export", w.url)).await;
+        if r.status == 200 {
+            assert!(r.body.lines().count() >= 3);
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "{}",
+            r.status
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
 }

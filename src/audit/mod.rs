@@ -260,14 +260,20 @@ fn check_checkpoint(cp: &Checkpoint, public_key: Option<&str>) -> Result<(), Ver
 
 /// `1732406400000` (unix ms) or `2026-11-24` (UTC midnight).
 pub fn parse_time(s: &str) -> Result<i64, String> {
+    // Up to the end of 9999-12-31, as dates are read; nothing overflows downstream.
+    const LAST: i64 = 253_402_300_799_999;
     if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
+        return if (0..=LAST).contains(&ms) {
+            Ok(ms)
+        } else {
+            Err(format!("{s} is out of range (0 to {LAST} unix ms)"))
+        };
     }
     let bad = || format!("{s:?} is not a time (unix ms or YYYY-MM-DD)");
     let mut parts = s.split('-').map(|p| p.parse::<i64>());
     let (y, m, d) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
         (Some(Ok(y)), Some(Ok(m)), Some(Ok(d)), None)
-            if (1..=12).contains(&m) && (1..=31).contains(&d) =>
+            if (1970..=9999).contains(&y) && (1..=12).contains(&m) && (1..=31).contains(&d) =>
         {
             (y, m, d)
         }

@@ -35,6 +35,8 @@ pub struct App {
     pub(crate) events: tokio::sync::broadcast::Sender<Event>,
     /// The web UI, when `[serve.oidc]` is configured.
     pub(crate) web: Option<super::web_settings::Web>,
+    /// One audit export streams at a time (each holds a read connection per page).
+    pub(crate) exports: Arc<tokio::sync::Semaphore>,
 }
 
 /// A change the live inbox shows: a request appeared or left the pending state.

@@ -64,7 +64,8 @@ BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
 
 /// Version 2: the web UI's sessions (only the SHA-256 of a session id is stored), its sign-ins
 /// under way (the OIDC `state`, hashed, with the hash of the cookie that binds it to the browser
-/// that started it, the PKCE verifier and the nonce), and who decided a
+/// that started it, the PKCE verifier and the nonce), a small summary of each request for the
+/// inbox (so listing never reads a request's whole diff), and who decided a
 /// request as the UI shows them (`requests.approver`: the identity details of the audit row).
 const SCHEMA_V2: &str = r#"
 CREATE TABLE sessions (
@@ -90,6 +91,17 @@ CREATE TABLE logins (
 );
 CREATE INDEX requests_by_created ON requests (created_at);
 ALTER TABLE requests ADD COLUMN approver TEXT;
+ALTER TABLE requests ADD COLUMN summary TEXT;
+UPDATE requests SET summary = json_object(
+    'tool', json_extract(data, '$.request.tool'),
+    'argv', (SELECT json_group_array(substr(value, 1, 200)) FROM json_each(data, '$.request.argv')
+             WHERE key < 16),
+    'argv_len', json_array_length(data, '$.request.argv'),
+    'reason', substr(json_extract(data, '$.request.reason'), 1, 300),
+    'on_behalf_of', json_extract(data, '$.on_behalf_of'),
+    'classification', json_extract(data, '$.classification'),
+    'counts', json_extract(data, '$.request.diff.summary.counts'));
+CREATE INDEX logins_by_age ON logins (created_at);
 CREATE TRIGGER requests_approver_is_final BEFORE UPDATE OF approver ON requests
 WHEN OLD.state <> 'pending' AND NEW.approver IS NOT OLD.approver
 BEGIN SELECT RAISE(ABORT, 'a decided request cannot change'); END;
@@ -188,6 +200,12 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(kept, 1);
+        let summary: Option<String> =
+            sqlx::query_scalar("SELECT summary FROM requests WHERE id = 'r1'")
+                .fetch_one(&mut w)
+                .await
+                .unwrap();
+        assert!(summary.is_some(), "the migration summarised the request");
         // The new tables and column exist; a decided request's approver cannot change.
         sqlx::query("SELECT id_sha256 FROM sessions")
             .fetch_all(&mut w)

@@ -1,6 +1,6 @@
-//! Read-only queries the web UI needs beyond the API's: decided requests with filters and
-//! paging, who decided one (the identity details kept with the decision), and the audit log's
-//! head and last signed checkpoint.
+//! Read-only queries the web UI needs beyond the API's: the inbox's pending requests (from their
+//! small summaries), decided requests with filters and paging, who decided one (the identity
+//! details kept with the decision), and the audit log's head and last signed checkpoint.
 
 use sqlx::Row as _;
 
@@ -65,6 +65,58 @@ impl Store {
                     approver: r
                         .get::<Option<String>, _>(8)
                         .and_then(|t| serde_json::from_str(&t).ok()),
+                })
+            })
+            .collect()
+    }
+
+    /// The pending requests, soonest deadline first, at most `limit`, as the inbox shows them:
+    /// views built from each request's summary only (the first arguments, the reason cut
+    /// short, the counts; no diff text), so a flood of large requests costs little to list.
+    pub async fn pending_summaries(&self, limit: i64) -> Result<Vec<RequestView>> {
+        let rows = sqlx::query(
+            "SELECT id, agent, created_at, deadline, summary FROM requests \
+             WHERE state = 'pending' ORDER BY deadline, created_at LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let s: serde_json::Value =
+                    serde_json::from_str(r.get::<Option<&str>, _>(4).unwrap_or("{}"))
+                        .map_err(|e| super::db::StoreError(format!("stored summary: {e}")))?;
+                let mut argv: Vec<String> =
+                    serde_json::from_value(s["argv"].clone()).unwrap_or_default();
+                if s["argv_len"].as_u64().unwrap_or(0) > argv.len() as u64 {
+                    argv.push("…".into());
+                }
+                let classification = serde_json::from_value(s["classification"].clone())
+                    .map_err(|e| super::db::StoreError(format!("stored summary: {e}")))?;
+                Ok(RequestView {
+                    id: r.get(0),
+                    state: crate::api::State::Pending,
+                    agent: r.get(1),
+                    on_behalf_of: s["on_behalf_of"].as_str().map(Into::into),
+                    tool: s["tool"].as_str().unwrap_or_default().to_string(),
+                    argv,
+                    cwd: String::new(),
+                    host: String::new(),
+                    environment: Default::default(),
+                    diff: crate::api::Diff {
+                        text: String::new(),
+                        summary: serde_json::json!({ "counts": s["counts"] }),
+                        truncated: false,
+                    },
+                    artifact_sha256: Vec::new(),
+                    reason: s["reason"].as_str().map(Into::into),
+                    classification,
+                    created_at: r.get(2),
+                    deadline: r.get(3),
+                    decision: None,
+                    outcome: None,
+                    outcome_reported_by: None,
+                    nonce: String::new(),
                 })
             })
             .collect()

@@ -1,9 +1,10 @@
 //! The complete check of an ID token (`oidc.rs` fetches it and the provider's keys): an
 //! asymmetric signature (RS*, PS*, ES*, EdDSA; never `none`, never HS*: the client secret is no
 //! key, it is shared with the provider and sits in a file on this host) by a key the provider
-//! publishes; `iss`; `aud` (this client alone: another listed audience is refused) and `azp`;
-//! `exp` and `iat` (60 s of clock skew, and not older than 10 minutes); `nonce`; with `max_age`
-//! the `auth_time`. `email` is kept only when `email_verified` is true.
+//! publishes; `iss`; `aud` (this client alone: another listed audience is refused) and `azp`
+//! (checked here: the library does not); `exp` and `iat` (60 s of clock skew, and not older
+//! than 10 minutes); `nonce`; with `max_age` the `auth_time`. `email` is kept only when
+//! `email_verified` is true; without `auth_time` the sign-in never counts as recent.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -47,8 +48,8 @@ pub struct Identity {
     pub email: Option<String>,
     pub name: Option<String>,
     pub groups: Vec<String>,
-    /// When the user last authenticated at the provider (unix ms); the token's `iat` when the
-    /// provider does not say.
+    /// When the user last authenticated at the provider (unix ms); 0 when the provider does not
+    /// say (never recent enough for a risky decision).
     pub auth_time: i64,
 }
 
@@ -126,14 +127,25 @@ pub fn check(
         Some(serde_json::Value::String(g)) => vec![g.clone()],
         _ => Vec::new(),
     };
-    let auth_time = claims.auth_time().unwrap_or_else(|| claims.issue_time());
+    // The library leaves `azp` unchecked: when present it must name this client.
+    if let Some(azp) = claims.authorized_party() {
+        if azp.as_str() != config.client_id {
+            return Err(Refused::Other(format!(
+                "the ID token was refused: it was issued to {:?}, not this client",
+                azp.as_str()
+            )));
+        }
+    }
+    // Without `auth_time` nobody can tell when the user authenticated: 0, which never counts as
+    // a recent sign-in (a provider must send it when `max_age` was asked for).
+    let auth_time = claims.auth_time().map_or(0, |t| t.timestamp_millis());
     Ok(Identity {
         issuer: claims.issuer().as_str().to_string(),
         subject: claims.subject().as_str().to_string(),
         email,
         name,
         groups,
-        auth_time: auth_time.timestamp_millis(),
+        auth_time,
     })
 }
 

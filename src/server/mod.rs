@@ -136,6 +136,7 @@ where
         body_limit: serve.body_limit_bytes,
         events: tokio::sync::broadcast::channel(1024).0,
         web: web_settings::Web::from_config(&serve)?,
+        exports: Arc::new(tokio::sync::Semaphore::new(1)),
     });
     if !serve.allow_local_approvers && app.web.is_none() {
         return Err(

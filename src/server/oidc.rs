@@ -72,6 +72,17 @@ impl Oidc {
         }
         IssuerUrl::new(config.issuer.clone())
             .map_err(|e| format!("[serve.oidc] issuer {:?}: {e}", config.issuer))?;
+        // Discovery, the keys and the code exchange (with the client secret) go to the issuer:
+        // over plain HTTP anyone on the path could swap the keys and forge sign-ins.
+        let issuer = reqwest::Url::parse(&config.issuer)
+            .map_err(|e| format!("[serve.oidc] issuer {:?}: {e}", config.issuer))?;
+        if issuer.scheme() != "https" && !is_loopback(issuer.host_str().unwrap_or_default()) {
+            return Err(format!(
+                "[serve.oidc] issuer {:?} must be https:// (plain http:// only on 127.0.0.1, \
+                 [::1] or localhost, for development)",
+                config.issuer
+            ));
+        }
         let redirect = RedirectUrl::new(format!(
             "{}{CALLBACK_PATH}",
             public_url.trim_end_matches('/')
@@ -267,6 +278,29 @@ impl Oidc {
         })
     }
 
+    /// The origins a form of the UI may lead to besides its own, once the provider is known:
+    /// its authorization endpoint (signing in again after a form) and its logout endpoint.
+    pub fn form_origins(&self) -> Vec<String> {
+        let Ok(guard) = self.provider.try_read() else {
+            return Vec::new();
+        };
+        let Some(p) = guard.as_ref() else {
+            return Vec::new();
+        };
+        let mut out: Vec<String> = [
+            Some(p.metadata.authorization_endpoint().url().as_str()),
+            p.end_session.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|u| reqwest::Url::parse(u).ok())
+        .map(|u| u.origin().ascii_serialization())
+        .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// True when `who` may decide: a member of one of `approver_groups`.
     pub fn is_approver(&self, groups: &[String]) -> bool {
         groups
@@ -308,4 +342,13 @@ fn read_secret(path: &std::path::Path) -> Result<String, String> {
         ));
     }
     Ok(secret)
+}
+
+/// True for `localhost` and loopback addresses (`127.0.0.1`, `[::1]`).
+pub fn is_loopback(host: &str) -> bool {
+    host == "localhost"
+        || host
+            .trim_matches(|c| c == '[' || c == ']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

@@ -10,6 +10,8 @@ use super::store::Store;
 
 /// A sign-in under way expires after this long (ms).
 pub const LOGIN_TTL_MS: i64 = 10 * 60 * 1000;
+/// At most this many sign-ins are under way at once.
+pub const MAX_LOGINS: i64 = 10_000;
 
 /// A sign-in under way, as stored.
 #[derive(Debug, Clone)]
@@ -46,8 +48,10 @@ impl Session {
 }
 
 impl Store {
-    /// Stores a sign-in under way, and drops those older than [`LOGIN_TTL_MS`].
-    pub async fn put_login(&self, state_sha256: String, login: Login) -> Result<()> {
+    /// Stores a sign-in under way, and drops those older than [`LOGIN_TTL_MS`]. Returns false
+    /// (and stores nothing) when [`MAX_LOGINS`] are already under way: anyone can start a
+    /// sign-in, and each is a write.
+    pub async fn put_login(&self, state_sha256: String, login: Login) -> Result<bool> {
         self.writer
             .write(move |c| {
                 Box::pin(async move {
@@ -55,6 +59,12 @@ impl Store {
                         .bind(login.created_at - LOGIN_TTL_MS)
                         .execute(&mut *c)
                         .await?;
+                    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM logins")
+                        .fetch_one(&mut *c)
+                        .await?;
+                    if open >= MAX_LOGINS {
+                        return Ok(false);
+                    }
                     sqlx::query(
                         "INSERT INTO logins (state_sha256, browser_sha256, nonce, pkce_verifier, \
                          return_to, max_age, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -68,7 +78,7 @@ impl Store {
                     .bind(login.created_at)
                     .execute(&mut *c)
                     .await?;
-                    Ok(())
+                    Ok(true)
                 })
             })
             .await

@@ -69,20 +69,22 @@ impl Store {
             "classification": &new.classification,
             "deadline": new.deadline,
         });
+        let summary = summary(&new);
         let log = self.log.clone();
         let id = new.id.clone();
         self.writer
             .write(move |c| {
                 Box::pin(async move {
                     sqlx::query(
-                        "INSERT INTO requests (id, agent, state, created_at, deadline, data) \
-                     VALUES (?, ?, 'pending', ?, ?, ?)",
+                        "INSERT INTO requests (id, agent, state, created_at, deadline, data, \
+                         summary) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
                     )
                     .bind(&new.id)
                     .bind(&new.agent)
                     .bind(new.created_at)
                     .bind(new.deadline)
                     .bind(data.to_string())
+                    .bind(summary.to_string())
                     .execute(&mut *c)
                     .await?;
                     let actor = format!("agent:{}", new.agent);
@@ -357,6 +359,22 @@ impl Store {
             .write(move |c| Box::pin(async move { log.checkpoint(c, now).await }))
             .await
     }
+}
+
+/// What the inbox shows of a request, kept beside it so listing never reads its whole body:
+/// the tool, the first 16 arguments (200 characters each at most), the reason (300), who it acts
+/// for, the server's classification and the change counts.
+fn summary(new: &NewRequest) -> serde_json::Value {
+    let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+    json!({
+        "tool": &new.request.tool,
+        "argv": new.request.argv.iter().take(16).map(|a| cut(a, 200)).collect::<Vec<_>>(),
+        "argv_len": new.request.argv.len(),
+        "reason": new.request.reason.as_deref().map(|r| cut(r, 300)),
+        "on_behalf_of": &new.on_behalf_of,
+        "classification": &new.classification,
+        "counts": &new.request.diff.summary["counts"],
+    })
 }
 
 pub(super) fn view_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RequestView> {

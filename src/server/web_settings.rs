@@ -34,12 +34,7 @@ impl Web {
             .to_string();
         let url = reqwest::Url::parse(&public_url)
             .map_err(|e| format!("[serve] public_url {public_url:?}: {e}"))?;
-        let host = url.host_str().unwrap_or_default();
-        let loopback = host == "localhost"
-            || host
-                .trim_matches(|c| c == '[' || c == ']')
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
+        let loopback = super::oidc::is_loopback(url.host_str().unwrap_or_default());
         let secure = match url.scheme() {
             "https" => true,
             "http" if loopback => false,

@@ -45,6 +45,8 @@ const provider = new Provider(issuer, {
     response_types: ['code'],
     grant_types: ['authorization_code'],
     token_endpoint_auth_method: 'client_secret_basic',
+    // auth_time in every ID token (the gate asks for a fresh sign-in when it is missing).
+    require_auth_time: true,
   }],
   jwks: { keys: [jwk] },
   pkce: { required: () => true },

@@ -121,29 +121,71 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>>, Page> {
     let web = web_of(&app)?;
-    if let Err(e) = auth::approver(&app, web, &headers, "/ui").await {
+    if let Err(e) = auth::approver_with(&app, web, &headers, "/ui", false).await {
         return Err(match e {
             Page::Redirect(_) => Page::new(StatusCode::UNAUTHORIZED, "Signed out", "Sign in."),
             e => e,
         });
     }
-    let rx = app.events.subscribe();
-    let stop = app.shutdown.clone();
-    let stream = stream::unfold((rx, stop), |(mut rx, mut stop)| async move {
-        let event = tokio::select! {
-            r = rx.recv() => match r {
-                Ok(Event::Created(id)) => SseEvent::default().event("created").data(id),
-                Ok(Event::Ended(id)) => SseEvent::default().event("ended").data(id),
+    /// The stream's state: the events, shutdown, and a periodic check that the session that
+    /// opened it is still valid (the stream ends when it is not; the page then reloads).
+    struct Live {
+        rx: tokio::sync::broadcast::Receiver<Event>,
+        stop: tokio::sync::watch::Receiver<bool>,
+        recheck: tokio::time::Interval,
+        app: Arc<App>,
+        headers: HeaderMap,
+    }
+    let mut recheck = tokio::time::interval(SESSION_RECHECK);
+    recheck.reset();
+    let live = Live {
+        rx: app.events.subscribe(),
+        stop: app.shutdown.clone(),
+        recheck,
+        app: app.clone(),
+        headers,
+    };
+    enum Step {
+        Event(Result<Event, RecvError>),
+        Stop,
+        Recheck,
+    }
+    let stream = stream::unfold(live, |mut l| async move {
+        loop {
+            let step = tokio::select! {
+                r = l.rx.recv() => Step::Event(r),
+                _ = l.stop.wait_for(|s| *s) => Step::Stop,
+                _ = l.recheck.tick() => Step::Recheck,
+            };
+            let event = match step {
+                Step::Event(Ok(Event::Created(id))) => {
+                    SseEvent::default().event("created").data(id)
+                }
+                Step::Event(Ok(Event::Ended(id))) => SseEvent::default().event("ended").data(id),
                 // Missed some: a refresh shows the current state anyway.
-                Err(RecvError::Lagged(_)) => SseEvent::default().event("ended").data(""),
-                Err(RecvError::Closed) => return None,
-            },
-            _ = stop.wait_for(|s| *s) => return None,
-        };
-        Some((Ok(event), (rx, stop)))
+                Step::Event(Err(RecvError::Lagged(_))) => {
+                    SseEvent::default().event("ended").data("")
+                }
+                Step::Event(Err(RecvError::Closed)) | Step::Stop => return None,
+                Step::Recheck => {
+                    let web = l.app.web.as_ref()?;
+                    match auth::approver_with(&l.app, web, &l.headers, "/ui", false).await {
+                        Ok(_) => continue,
+                        Err(_) => return None,
+                    }
+                }
+            };
+            return Some((Ok(event), l));
+        }
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
+
+/// How often an open event stream checks that its session is still valid.
+const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The longest an audit export may stream.
+const EXPORT_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 #[derive(Deserialize)]
 pub struct ExportQuery {
@@ -167,29 +209,51 @@ pub async fn export(
             .transpose()
             .map_err(Page::bad_request)
     };
-    let since = day(q.since)?;
-    let until = day(q.until)?.map(|t| t + 86_400_000 - 1);
-    let mut conn = app.store.reader().await?;
-    let checkpoints = crate::server::audit_log::checkpoints(&mut conn).await?;
+    let since = day(q.since.clone())?;
+    let until = super::pages::until(&q.until, day(q.until.clone())?);
+    let Ok(permit) = app.exports.clone().try_acquire_owned() else {
+        return Err(Page::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "An export is running",
+            "Another audit export is being downloaded; try again when it has finished.",
+        ));
+    };
+    let checkpoints = {
+        let mut conn = app.store.reader().await?;
+        crate::server::audit_log::checkpoints(&mut conn).await?
+    };
+    /// The walk through the log: a read connection is taken for each page and given back.
     struct Walk {
-        conn: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+        app: Arc<App>,
         after: i64,
         last: i64,
         checkpoints: Option<Vec<crate::audit::Checkpoint>>,
-        failed: bool,
+        done: bool,
+        started: std::time::Instant,
+        _permit: tokio::sync::OwnedSemaphorePermit,
     }
     let walk = Walk {
-        conn,
+        app: app.clone(),
         after: 0,
         last: 0,
         checkpoints: Some(checkpoints),
-        failed: false,
+        done: false,
+        started: std::time::Instant::now(),
+        _permit: permit,
     };
     let body = stream::unfold(walk, move |mut w| async move {
-        if w.failed {
+        if w.done {
             return None;
         }
-        let page = crate::server::audit_log::page(&mut w.conn, w.after, since, until).await;
+        if w.started.elapsed() > EXPORT_LIMIT {
+            w.done = true;
+            let e = "the export took longer than 10 minutes; export a shorter range";
+            return Some((Err(std::io::Error::other(e)), w));
+        }
+        let page = match w.app.store.reader().await {
+            Ok(mut conn) => crate::server::audit_log::page(&mut conn, w.after, since, until).await,
+            Err(e) => Err(e),
+        };
         let lines: Vec<ExportLine> = match page {
             Ok(rows) if !rows.is_empty() => {
                 w.after = rows.last().map_or(w.after, |r| r.seq);
@@ -198,6 +262,7 @@ pub async fn export(
             }
             Ok(_) => {
                 let last = w.last;
+                w.done = true;
                 w.checkpoints
                     .take()?
                     .into_iter()
@@ -206,7 +271,7 @@ pub async fn export(
                     .collect()
             }
             Err(e) => {
-                w.failed = true;
+                w.done = true;
                 return Some((Err(std::io::Error::other(e.to_string())), w));
             }
         };

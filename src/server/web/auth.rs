@@ -94,6 +94,17 @@ fn random_hex() -> Result<String, Page> {
 
 /// The session this request carries, if it is still valid. An ended one is deleted.
 pub async fn current(app: &App, web: &Web, headers: &HeaderMap) -> Result<Option<Session>, Page> {
+    current_with(app, web, headers, true).await
+}
+
+/// [`current`]; with `touch` false the request does not count as use of the session (the
+/// inbox's automatic refreshes, which would otherwise keep an unattended tab's session alive).
+pub async fn current_with(
+    app: &App,
+    web: &Web,
+    headers: &HeaderMap,
+    touch: bool,
+) -> Result<Option<Session>, Page> {
     let Some(id) = cookie(headers, cookie_name(web)) else {
         return Ok(None);
     };
@@ -107,7 +118,7 @@ pub async fn current(app: &App, web: &Web, headers: &HeaderMap) -> Result<Option
         app.store.end_session(hash).await?;
         return Ok(None);
     }
-    if now - s.last_seen > TOUCH_EVERY_MS {
+    if touch && now - s.last_seen > TOUCH_EVERY_MS {
         app.store.touch_session(hash, now).await?;
     }
     Ok(Some(s))
@@ -121,15 +132,25 @@ pub async fn approver(
     headers: &HeaderMap,
     here: &str,
 ) -> Result<Session, Page> {
-    let Some(s) = current(app, web, headers).await? else {
+    approver_with(app, web, headers, here, true).await
+}
+
+/// [`approver`], with [`current_with`]'s `touch`.
+pub async fn approver_with(
+    app: &App,
+    web: &Web,
+    headers: &HeaderMap,
+    here: &str,
+    touch: bool,
+) -> Result<Session, Page> {
+    let Some(s) = current_with(app, web, headers, touch).await? else {
         return Err(Page::Redirect(login_url(here, false)));
     };
     if !web.oidc.is_approver(&s.who.groups) {
         let message = format!(
-            "You are signed in as {}, who is not in an approver group ({}). Ask for access, or \
-             sign out and sign in as someone else.",
-            html::who(&s),
-            web.oidc.config().approver_groups.join(", ")
+            "You are signed in as {}, who is not in an approver group. Ask for access, or sign \
+             out and sign in as someone else.",
+            html::who(&s)
         );
         return Err(Page::Rendered(
             StatusCode::FORBIDDEN,
@@ -188,7 +209,14 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 /// Only a local page may be returned to after sign-in (no open redirect).
 fn safe_return(to: Option<&str>) -> String {
     match to {
-        Some(t) if t.starts_with("/ui") && !t.contains("//") && !t.contains('\\') => t.into(),
+        Some(t)
+            if t.starts_with("/ui")
+                && !t.contains("//")
+                && !t.contains('\\')
+                && t.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            t.into()
+        }
         _ => "/ui".into(),
     }
 }
@@ -218,9 +246,17 @@ pub async fn login(
         max_age: max_age.map(|d| i64::try_from(d.as_secs()).unwrap_or(0)),
         created_at: now_ms(),
     };
-    app.store
+    if !app
+        .store
         .put_login(crate::hex::sha256(state.as_bytes()), login)
-        .await?;
+        .await?
+    {
+        return Err(Page::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Too many sign-ins under way",
+            "This server has too many unfinished sign-ins right now. Try again in a few minutes.",
+        ));
+    }
     let bind = set_cookie(
         web,
         login_cookie_name(web),
@@ -254,14 +290,6 @@ pub async fn callback(
     Query(q): Query<CallbackQuery>,
 ) -> Result<Response, Page> {
     let web = web_of(&app)?;
-    if let Some(e) = q.error {
-        return Err(Page::bad_request(format!(
-            "The identity provider did not sign you in: {e}{}",
-            q.error_description
-                .map(|d| format!(" ({d})"))
-                .unwrap_or_default()
-        )));
-    }
     let state = q.state.unwrap_or_default();
     let login = app
         .store
@@ -282,6 +310,18 @@ pub async fn callback(
             "This sign-in was started in another browser (or its cookie is gone). Sign in again \
              from here.",
         ));
+    }
+    // Only now, for a sign-in this browser started, is the provider's own error shown (made
+    // visible and cut short: it arrives in the URL, which anyone can write).
+    if let Some(e) = q.error {
+        let cut = |t: &str| html::shown(&t.chars().take(200).collect::<String>());
+        return Err(Page::bad_request(format!(
+            "The identity provider did not sign you in: {}{}",
+            cut(&e),
+            q.error_description
+                .map(|d| format!(" ({})", cut(&d)))
+                .unwrap_or_default()
+        )));
     }
     if let Some(iss) = q.iss.as_deref() {
         if iss != web.oidc.config().issuer {
@@ -305,6 +345,12 @@ pub async fn callback(
         .finish(&code, &pending)
         .await
         .map_err(|e| Page::forbidden(format!("Sign-in refused: {e}.")))?;
+    // Signing in again ends the session this browser had.
+    if let Some(old) = cookie(&headers, cookie_name(web)) {
+        app.store
+            .end_session(crate::hex::sha256(old.as_bytes()))
+            .await?;
+    }
     let id = random_hex()?;
     let now = now_ms();
     let session = Session {
@@ -363,4 +409,30 @@ pub async fn signed_out() -> Response {
         "Your session has ended. Sign in again to decide requests.",
     )
     .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_return;
+
+    #[test]
+    fn only_a_plain_local_page_is_returned_to() {
+        for (to, want) in [
+            (Some("/ui/requests/abc"), "/ui/requests/abc"),
+            (
+                Some("/ui/history?state=approved&page=2"),
+                "/ui/history?state=approved&page=2",
+            ),
+            (None, "/ui"),
+            (Some("https://evil.example/ui"), "/ui"),
+            (Some("//evil.example/ui"), "/ui"),
+            (Some("/ui//evil.example"), "/ui"),
+            (Some("/ui\\evil"), "/ui"),
+            (Some("/ui\r\nSet-Cookie: x=y"), "/ui"),
+            (Some("/ui/\u{202e}"), "/ui"),
+            (Some("/api/v1/requests"), "/ui"),
+        ] {
+            assert_eq!(safe_return(to), want, "{to:?}");
+        }
+    }
 }

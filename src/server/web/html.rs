@@ -21,16 +21,15 @@ pub fn shown_lines(s: &str) -> String {
     terminal(s, true)
 }
 
-/// How a signed-in person is named on the page: the verified email, else the name, else the
-/// subject.
+/// How a signed-in person is named on the page: the verified email; else the name, which the
+/// user may have chosen, with the subject beside it; else the subject.
 pub fn who(s: &Session) -> String {
-    shown(
-        s.who
-            .email
-            .as_deref()
-            .or(s.who.name.as_deref())
-            .unwrap_or(&s.who.subject),
-    )
+    let w = &s.who;
+    shown(&match (&w.email, &w.name) {
+        (Some(e), _) => e.clone(),
+        (None, Some(n)) => format!("{n} ({})", w.subject),
+        (None, None) => w.subject.clone(),
+    })
 }
 
 /// The command as shell words, made visible.
@@ -293,13 +292,17 @@ pub fn history(
     )
 }
 
-/// An approver as the page names them: the email recorded with a web decision, else the
-/// identity the decision carries (`local:<user>`, `system:reaper`, `oidc:…`).
+/// An approver as the page names them: the verified email recorded with a web decision; else
+/// the name recorded with it beside the identity the decision carries (a name is the user's
+/// own choice); else that identity (`local:<user>`, `system:reaper`, `oidc:…`).
 pub fn approver_name(id: Option<&String>, details: Option<&serde_json::Value>) -> String {
-    details
-        .and_then(|d| d["email"].as_str().or(d["name"].as_str()))
-        .or(id.map(String::as_str))
-        .map_or_else(|| "nobody".into(), shown)
+    let id = id.map_or("nobody", String::as_str);
+    let d = details.unwrap_or(&serde_json::Value::Null);
+    shown(&match (d["email"].as_str(), d["name"].as_str()) {
+        (Some(e), _) => e.to_string(),
+        (None, Some(n)) => format!("{n} ({id})"),
+        (None, None) => id.to_string(),
+    })
 }
 
 /// The audit page: the head of the chain, the last signed checkpoint, the export.

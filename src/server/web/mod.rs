@@ -54,11 +54,18 @@ pub fn router(app: Arc<App>) -> Router<Arc<App>> {
 async fn headers(AxState(app): AxState<Arc<App>>, req: Request, next: Next) -> Response {
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
-    // Forms post only here, and the sign-in redirect may lead to the identity provider.
-    let form_action = app
+    // Forms post only here; the redirects after them may lead to the identity provider (its
+    // issuer, authorization and logout endpoints).
+    let form_action: String = app
         .web
         .as_ref()
-        .map(|w| format!(" {}", w.issuer_origin))
+        .map(|w| {
+            let mut origins = w.oidc.form_origins();
+            origins.push(w.issuer_origin.clone());
+            origins.sort();
+            origins.dedup();
+            origins.iter().map(|o| format!(" {o}")).collect()
+        })
         .unwrap_or_default();
     let csp = format!(
         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \

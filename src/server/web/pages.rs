@@ -13,7 +13,7 @@ use super::auth;
 use super::html;
 use super::page::{web_of, Page};
 use super::request_page;
-use crate::api::{now_ms, RequestView, State};
+use crate::api::{now_ms, RequestView};
 use crate::server::app::App;
 use crate::server::history::Filter;
 use crate::server::sessions::Session;
@@ -22,6 +22,21 @@ use crate::server::sessions::Session;
 const INBOX_MAX: i64 = 1000;
 /// Decided requests per history page.
 const PER_PAGE: i64 = 50;
+/// The last history page that can be asked for.
+const MAX_PAGE: i64 = 100_000;
+
+/// The end of a time range given as `value`: a date (YYYY-MM-DD) means the whole day, unix
+/// milliseconds mean that instant.
+pub fn until(value: &Option<String>, start: Option<i64>) -> Option<i64> {
+    let date = value.as_deref().is_some_and(|v| v.contains('-'));
+    start.map(|t| {
+        if date {
+            t.saturating_add(86_400_000 - 1)
+        } else {
+            t
+        }
+    })
+}
 
 /// `GET /ui`
 pub async fn inbox(AxState(app): AxState<Arc<App>>, headers: HeaderMap) -> Result<Response, Page> {
@@ -39,7 +54,7 @@ pub async fn inbox_rows(
     headers: HeaderMap,
 ) -> Result<Response, Page> {
     let web = web_of(&app)?;
-    match auth::approver(&app, web, &headers, "/ui").await {
+    match auth::approver_with(&app, web, &headers, "/ui", false).await {
         Ok(_) => {}
         Err(Page::Redirect(_)) => {
             return Err(Page::new(
@@ -54,11 +69,9 @@ pub async fn inbox_rows(
     Ok(html::inbox_rows(&pending, now_ms()).into_response())
 }
 
-/// Pending requests, the soonest deadline first.
+/// Pending requests, the soonest deadline first, from their summaries.
 async fn pending(app: &App) -> Result<Vec<RequestView>, Page> {
-    let mut v = app.store.list(Some(State::Pending), INBOX_MAX).await?;
-    v.sort_by_key(|r| (r.deadline, r.created_at));
-    Ok(v)
+    Ok(app.store.pending_summaries(INBOX_MAX).await?)
 }
 
 /// True for a request in a `high` or `critical` environment.
@@ -66,16 +79,48 @@ pub fn high_risk(v: &RequestView) -> bool {
     matches!(v.classification.risk.as_deref(), Some("high" | "critical"))
 }
 
-/// True when the command deletes or replaces something: by the change it showed, or by its
-/// own words (`delete`, `destroy`, `uninstall`, `-destroy`).
+/// True when the command deletes or replaces something: by the change it showed (a reason to
+/// ask, never one to skip), or by what the command is, read with the same argv readers as the
+/// shim: kubectl `delete`, `drain` and `replace --force`; helm `uninstall` and its aliases;
+/// terraform and tofu `destroy`, `apply -destroy` or `-replace`, `state rm`, `taint`,
+/// `workspace delete`. A command the readers cannot read counts as destructive.
 pub fn destructive(v: &RequestView) -> bool {
     let (_, _, destroy, replace) = html::counts(v);
-    destroy > 0
-        || replace > 0
-        || v.argv.iter().any(|a| {
-            matches!(a.as_str(), "delete" | "destroy" | "uninstall" | "-destroy")
-                || a.starts_with("-destroy=")
-        })
+    if destroy > 0 || replace > 0 {
+        return true;
+    }
+    let Some(tool) = crate::tool::Tool::from_name(&v.tool) else {
+        return true;
+    };
+    let args: Vec<std::ffi::OsString> = v.argv.iter().map(Into::into).collect();
+    let Ok(inv) = crate::argv::read(tool, &args, &|_| None) else {
+        return true;
+    };
+    let path: Vec<&str> = inv.path.iter().map(String::as_str).collect();
+    let flag = |names: &[&str]| {
+        inv.flags
+            .iter()
+            .any(|(n, _)| names.contains(&n.trim_start_matches('-')))
+    };
+    match tool {
+        crate::tool::Tool::Kubectl => match path.first() {
+            Some(&"delete" | &"drain") => true,
+            Some(&"replace") => flag(&["force"]),
+            _ => false,
+        },
+        crate::tool::Tool::Helm => {
+            matches!(
+                path.first(),
+                Some(&"uninstall" | &"delete" | &"del" | &"un")
+            )
+        }
+        crate::tool::Tool::Terraform | crate::tool::Tool::Tofu => match path.as_slice() {
+            ["destroy", ..] | ["taint", ..] => true,
+            ["apply", ..] | ["plan", ..] => flag(&["destroy", "replace"]),
+            ["state", "rm", ..] | ["workspace", "delete", ..] | ["env", "delete", ..] => true,
+            _ => false,
+        },
+    }
 }
 
 /// The name an approver must type to approve: a delete, destroy or replace in a high-risk
@@ -162,9 +207,8 @@ pub async fn history(
             "agent" => f.agent = value.clone(),
             "approver" => f.approver = value.clone(),
             "since" => f.since = day(&value)?,
-            // The whole last day counts.
-            "until" => f.until = day(&value)?.map(|t| t + 86_400_000 - 1),
-            "page" => page = v.parse::<i64>().unwrap_or(1).max(1),
+            "until" => f.until = until(&value, day(&value)?),
+            "page" => page = v.parse::<i64>().unwrap_or(1).clamp(1, MAX_PAGE),
             _ => return Err(Page::bad_request(format!("Unknown filter {k:?}."))),
         }
         if k != "page" {
@@ -200,4 +244,97 @@ pub async fn audit(AxState(app): AxState<Arc<App>>, headers: HeaderMap) -> Resul
         now_ms(),
     )
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::destructive;
+    use crate::api::{Classification, Diff, RequestView, State};
+
+    fn view(tool: &str, argv: &[&str], counts: serde_json::Value) -> RequestView {
+        RequestView {
+            id: "x".into(),
+            state: State::Pending,
+            agent: "a".into(),
+            on_behalf_of: None,
+            tool: tool.into(),
+            argv: argv.iter().map(|a| a.to_string()).collect(),
+            cwd: String::new(),
+            host: String::new(),
+            environment: Default::default(),
+            diff: Diff {
+                text: String::new(),
+                summary: serde_json::json!({ "counts": counts }),
+                truncated: false,
+            },
+            artifact_sha256: Vec::new(),
+            reason: None,
+            classification: Classification {
+                verdict: "gate".into(),
+                rule: "r".into(),
+                environment: Some("production".into()),
+                risk: Some("high".into()),
+                timeout_seconds: 900,
+                approvals_needed: 1,
+            },
+            created_at: 0,
+            deadline: 0,
+            decision: None,
+            outcome: None,
+            outcome_reported_by: None,
+            nonce: String::new(),
+        }
+    }
+
+    #[test]
+    fn deletes_and_replaces_are_known_by_the_command_and_by_the_change() {
+        let none = serde_json::json!({});
+        for (tool, argv, want) in [
+            ("kubectl", &["delete", "deploy", "web"][..], true),
+            ("kubectl", &["-n", "prod", "delete", "pod", "x"][..], true),
+            ("kubectl", &["drain", "node-1"][..], true),
+            ("kubectl", &["replace", "--force", "-f", "x.yaml"][..], true),
+            ("kubectl", &["replace", "-f", "x.yaml"][..], false),
+            (
+                "kubectl",
+                &["scale", "deploy", "web", "--replicas=2"][..],
+                false,
+            ),
+            ("helm", &["uninstall", "rel"][..], true),
+            ("helm", &["un", "rel"][..], true),
+            ("helm", &["del", "rel"][..], true),
+            ("helm", &["upgrade", "rel", "chart"][..], false),
+            ("terraform", &["destroy"][..], true),
+            ("terraform", &["apply", "-destroy"][..], true),
+            ("terraform", &["apply", "--destroy"][..], true),
+            ("terraform", &["apply", "-replace=aws_instance.a"][..], true),
+            ("terraform", &["state", "rm", "aws_instance.a"][..], true),
+            ("terraform", &["taint", "aws_instance.a"][..], true),
+            ("tofu", &["workspace", "delete", "old"][..], true),
+            ("terraform", &["apply"][..], false),
+            ("nonsense", &["apply"][..], true),
+        ] {
+            assert_eq!(
+                destructive(&view(tool, argv, none.clone())),
+                want,
+                "{tool} {argv:?}"
+            );
+        }
+        // The change counts can make a command destructive, never the other way round.
+        assert!(destructive(&view(
+            "terraform",
+            &["apply"],
+            serde_json::json!({"destroy": 1})
+        )));
+        assert!(destructive(&view(
+            "terraform",
+            &["apply"],
+            serde_json::json!({"replace": 2})
+        )));
+        assert!(destructive(&view(
+            "kubectl",
+            &["delete", "pod", "x"],
+            serde_json::json!({"destroy": "zero"})
+        )));
+    }
 }

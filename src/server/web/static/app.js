@@ -27,9 +27,13 @@
 
   // The live inbox: the server names every request created or ended; the rows are fetched
   // again, rendered by the server.
+  // At most one fetch is in flight and one more is queued, however many events arrive.
   var rows = document.getElementById('inbox-rows');
   if (rows && window.EventSource) {
+    var busy = false, again = false;
     var refresh = function () {
+      if (busy) { again = true; return; }
+      busy = true;
       fetch('/ui/inbox-rows', { credentials: 'same-origin', cache: 'no-store' })
         .then(function (r) {
           if (r.status === 401) { window.location.reload(); }
@@ -37,13 +41,21 @@
           return r.text();
         })
         .then(function (html) { rows.innerHTML = html; tick(); })
-        .catch(function () {});
+        .catch(function () {})
+        .then(function () {
+          busy = false;
+          if (again) { again = false; refresh(); }
+        });
     };
     var events = new EventSource('/ui/events');
     events.addEventListener('created', refresh);
     events.addEventListener('ended', refresh);
     // After a reconnect, catch up with what was missed.
     events.addEventListener('open', refresh);
+    // The server ended the stream for good (signed out, session over): reload, which signs in.
+    events.addEventListener('error', function () {
+      if (events.readyState === EventSource.CLOSED) { window.location.reload(); }
+    });
   }
 
   // Approving a delete in a high-risk environment: the button waits for the environment's name
