@@ -10,6 +10,7 @@ mod classification;
 mod cli;
 mod flag_tables;
 mod helm_gate;
+mod init;
 mod kube_fake;
 mod kubectl_gate;
 mod oidc_tokens;

@@ -305,7 +305,13 @@ mod tests {
         assert_eq!(super::parse_time("1970-01-01").unwrap(), 0);
         assert_eq!(super::parse_time("2026-11-24").unwrap(), 1_795_478_400_000);
         assert_eq!(super::parse_time("42").unwrap(), 42);
-        for bad in ["-1", "9223372036854775807", "1969-12-31", "10000-01-01", "2026-13-01"] {
+        for bad in [
+            "-1",
+            "9223372036854775807",
+            "1969-12-31",
+            "10000-01-01",
+            "2026-13-01",
+        ] {
             assert!(super::parse_time(bad).is_err(), "{bad}");
         }
         assert_eq!(
