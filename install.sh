@@ -1,0 +1,463 @@
+#!/bin/sh
+# hitl-gate installer: the shim into an agent image or host, or the approval server onto its
+# host. POSIX sh (dash, bash, busybox ash). docs/install.md explains the choices.
+#
+#   install.sh agent  (--binary PATH --sha256 HEX | --from-source)
+#                     [--server URL --public-key HEX --token-file FILE [--ca-file FILE]]
+#                     [--agent-group GROUP] [--agent-user USER] [--prefix DIR]
+#   install.sh server (--binary PATH --sha256 HEX | --from-source)
+#                     [--listen ADDR] [--user NAME] [--prefix DIR]
+#   common:           [--root DIR] [--dry-run] [--uninstall [--purge]]
+#
+# agent:  PREFIX/bin/hitl-gate and PREFIX/shims/{terraform,tofu,kubectl,helm}; the system policy
+#         /etc/hitl-gate/policy.toml (root, 0644), written when absent and never overwritten;
+#         the agent token /etc/hitl-gate/agent.token (root, readable by --agent-group only);
+#         /etc/profile.d/hitl-gate.sh (PATH); then `hitl-gate doctor` as --agent-user.
+# server: PREFIX/bin/hitl-gate, the service user, /etc/hitl-gate/server.toml, the systemd unit
+#         /etc/systemd/system/hitl-gate.service, the data dir /var/lib/hitl-gate with the
+#         server's signing key; it prints the public key and how to make agent tokens.
+#
+# Every run is idempotent (a second one changes nothing, and says so). --dry-run prints each
+# action and changes nothing. --uninstall removes what was installed and keeps the policy, the
+# token and the server's data unless --purge. --root installs below another root (image builds,
+# tests); nothing outside it is touched.
+set -eu
+
+PROG=install.sh
+say() { printf '%s: %s\n' "$PROG" "$*"; }
+die() { printf '%s: %s\n' "$PROG" "$*" >&2; exit 1; }
+
+usage() {
+  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+  exit "${1:-2}"
+}
+
+[ $# -ge 1 ] || usage
+MODE=$1
+shift
+case $MODE in
+  agent|server) ;;
+  -h|--help|help) usage 0 ;;
+  *) die "unknown mode '$MODE' (agent or server)" ;;
+esac
+
+ROOT=
+PREFIX=/opt/hitl-gate
+BINARY=
+SHA256=
+FROM_SOURCE=
+SERVER_URL=
+PUBLIC_KEY=
+TOKEN_FILE=
+CA_FILE=
+AGENT_GROUP=
+AGENT_USER=
+LISTEN=127.0.0.1:8080
+SERVICE_USER=hitl-gate
+DRY=
+UNINSTALL=
+PURGE=
+
+need() { [ $# -ge 2 ] || die "$1 needs a value"; }
+while [ $# -gt 0 ]; do
+  case $1 in
+    --root) need "$@"; ROOT=$2; shift 2 ;;
+    --prefix) need "$@"; PREFIX=$2; shift 2 ;;
+    --binary) need "$@"; BINARY=$2; shift 2 ;;
+    --sha256) need "$@"; SHA256=$2; shift 2 ;;
+    --from-source) FROM_SOURCE=1; shift ;;
+    --server) need "$@"; SERVER_URL=$2; shift 2 ;;
+    --public-key) need "$@"; PUBLIC_KEY=$2; shift 2 ;;
+    --token-file) need "$@"; TOKEN_FILE=$2; shift 2 ;;
+    --ca-file) need "$@"; CA_FILE=$2; shift 2 ;;
+    --agent-group) need "$@"; AGENT_GROUP=$2; shift 2 ;;
+    --agent-user) need "$@"; AGENT_USER=$2; shift 2 ;;
+    --listen) need "$@"; LISTEN=$2; shift 2 ;;
+    --user) need "$@"; SERVICE_USER=$2; shift 2 ;;
+    --dry-run) DRY=1; shift ;;
+    --uninstall) UNINSTALL=1; shift ;;
+    --purge) PURGE=1; shift ;;
+    -h|--help) usage 0 ;;
+    *) die "unknown option '$1' (see --help)" ;;
+  esac
+done
+
+[ -z "$PURGE" ] || [ -n "$UNINSTALL" ] || die "--purge goes with --uninstall"
+case $PREFIX in /*) ;; *) die "--prefix must be an absolute path" ;; esac
+if [ -n "$ROOT" ]; then
+  case $ROOT in /*) ;; *) ROOT=$(pwd)/$ROOT ;; esac
+  ROOT=${ROOT%/}
+  [ -d "$ROOT" ] || die "--root $ROOT is not a directory"
+fi
+
+# Paths inside the target root.
+P=$ROOT$PREFIX
+ETC=$ROOT/etc/hitl-gate
+MANIFEST=$P/.installed-by-install.sh
+CHANGED=0
+
+# --- actions: each says what it does, does nothing under --dry-run, and counts changes
+act() {
+  CHANGED=$((CHANGED + 1))
+  if [ -n "$DRY" ]; then say "would $*"; else say "$*"; fi
+}
+run() { [ -n "$DRY" ] || "$@"; }
+
+# Directories this run created, recorded for --uninstall (removed again when empty).
+CREATED_DIRS=
+ensure_dir() { # path mode
+  [ -d "$1" ] && return 0
+  parent=$(dirname "$1")
+  [ -d "$parent" ] || ensure_dir "$parent" 0755
+  act "create $1/"
+  run mkdir "$1"
+  run chmod "$2" "$1"
+  CREATED_DIRS="$CREATED_DIRS ${1#"$ROOT"}"
+}
+
+# Records the directories created, once the manifest's own directory exists.
+record_dirs() {
+  for d in $CREATED_DIRS; do record "dir:$d"; done
+}
+
+# Installs $1 as $2 with mode $3 and owner $4 when missing or different.
+ensure_file() {
+  if [ -f "$2" ] && cmp -s "$1" "$2"; then
+    ensure_owner_mode "$2" "$3" "$4"
+    return 0
+  fi
+  if [ -e "$2" ]; then act "replace $2"; else act "install $2"; fi
+  if [ -z "$DRY" ]; then
+    cp "$1" "$2.tmp.$$"
+    chown "$4" "$2.tmp.$$"
+    chmod "$3" "$2.tmp.$$"
+    mv -f "$2.tmp.$$" "$2"
+  fi
+}
+
+ensure_owner_mode() { # path mode owner(uid:gid)
+  now=$(stat -c '%u:%g %a' "$1" 2>/dev/null || echo none)
+  if [ "$now" != "$3 $(printf '%o' "0$2")" ]; then
+    act "set $1 to owner $3, mode $2"
+    run chown "$3" "$1"
+    run chmod "$2" "$1"
+  fi
+}
+
+ensure_link() { # target linkpath
+  if [ -L "$2" ] && [ "$(readlink "$2")" = "$1" ]; then return 0; fi
+  act "link $2 -> $1"
+  run rm -f "$2"
+  run ln -s "$1" "$2"
+}
+
+record() { # the paths this installer owns, for --uninstall
+  [ -n "$DRY" ] && return 0
+  for f in "$@"; do
+    grep -qxF "$f" "$MANIFEST" 2>/dev/null || printf '%s\n' "$f" >>"$MANIFEST"
+  done
+}
+
+# A group or user id: numeric as given, else looked up in the target root's /etc files.
+lookup_id() { # file name
+  case $2 in
+    ''|*[!0-9]*) ;;
+    *) echo "$2"; return 0 ;;
+  esac
+  awk -F: -v n="$2" '$1 == n { print $3; found = 1 } END { exit !found }' "$1" 2>/dev/null
+}
+
+sha() { sha256sum "$1" | cut -d' ' -f1; }
+
+# --- the binary: a checked file, or the static build of this checkout
+binary() {
+  if [ -n "$FROM_SOURCE" ]; then
+    [ -z "$BINARY" ] || die "--binary and --from-source exclude each other"
+    here=$(cd "$(dirname "$0")" && pwd)
+    [ -x "$here/scripts/build-static" ] || die "--from-source needs a hitl-gate checkout around install.sh"
+    BINARY=$here/$("$here/scripts/build-static")
+    SHA256=$(sha "$BINARY")
+  fi
+  [ -n "$BINARY" ] || die "give --binary PATH --sha256 HEX, or --from-source"
+  [ -f "$BINARY" ] || die "--binary $BINARY: no such file"
+  [ -n "$SHA256" ] || die "--binary needs --sha256 (the hitl-gate release's checksum)"
+  got=$(sha "$BINARY")
+  [ "$got" = "$SHA256" ] || die "$BINARY has sha256 $got, not $SHA256: nothing was installed"
+}
+
+install_binary() {
+  ensure_dir "$P" 0755
+  ensure_dir "$P/bin" 0755
+  ensure_file "$BINARY" "$P/bin/hitl-gate" 0755 0:0
+  record "$PREFIX/bin/hitl-gate"
+}
+
+# --- uninstall: what the manifest lists, but the policy, the token and data unless --purge
+uninstall() {
+  if [ ! -f "$MANIFEST" ]; then
+    if [ -z "$PURGE" ]; then
+      say "nothing to uninstall under $P (no record of an installation)"
+      return 0
+    fi
+    # What an earlier --uninstall kept: the files install.sh writes, by their fixed names.
+    for f in /etc/hitl-gate/policy.toml /etc/hitl-gate/agent.token /etc/hitl-gate/ca.pem \
+      /etc/hitl-gate/server.toml /var/lib/hitl-gate; do
+      if [ -e "$ROOT$f" ]; then act "remove $ROOT$f"; run rm -rf "$ROOT$f"; fi
+    done
+    if [ -d "$ETC" ] && [ -z "$(ls -A "$ETC")" ]; then act "remove $ETC/"; run rmdir "$ETC"; fi
+    return 0
+  fi
+  dirs=
+  while IFS= read -r f; do
+    case $f in
+      dir:*) dirs="${f#dir:} $dirs"; continue ;;
+      /etc/hitl-gate/*|/var/lib/hitl-gate*)
+        if [ -z "$PURGE" ]; then say "keep $ROOT$f (policy or data; --purge removes it)"; continue; fi ;;
+    esac
+    if [ -e "$ROOT$f" ] || [ -L "$ROOT$f" ]; then
+      act "remove $ROOT$f"
+      run rm -rf "$ROOT$f"
+    fi
+  done <"$MANIFEST"
+  act "remove $MANIFEST"
+  run rm -f "$MANIFEST"
+  # The directories it created, deepest first, when nothing else is in them.
+  for d in $dirs; do
+    if [ -d "$ROOT$d" ] && [ -z "$(ls -A "$ROOT$d")" ]; then
+      act "remove $ROOT$d/"
+      run rmdir "$ROOT$d"
+    fi
+  done
+}
+
+# --- agent
+policy_text() {
+  printf '%s\n' \
+    '# hitl-gate system policy, written by install.sh. It wins over HITL_GATE_POLICY; keep it' \
+    '# root-owned. Every setting: docs/policy.md; the built-in rules apply after your own.' \
+    'version = 1' \
+    '' \
+    '[approval]' \
+    "url = \"$SERVER_URL\"" \
+    'token_file = "/etc/hitl-gate/agent.token"' \
+    "public_key = \"$PUBLIC_KEY\""
+  if [ -n "$CA_FILE" ]; then printf '%s\n' 'ca_file = "/etc/hitl-gate/ca.pem"'; fi
+}
+
+agent() {
+  install_binary
+  ensure_dir "$P/shims" 0755
+  for tool in terraform tofu kubectl helm; do
+    ensure_link ../bin/hitl-gate "$P/shims/$tool"
+    record "$PREFIX/shims/$tool"
+  done
+
+  ensure_dir "$ROOT/etc" 0755
+  ensure_dir "$ETC" 0755
+  gid=0
+  if [ -n "$AGENT_GROUP" ]; then
+    gid=$(lookup_id "$ROOT/etc/group" "$AGENT_GROUP") || die "--agent-group $AGENT_GROUP: no such group in $ROOT/etc/group"
+  fi
+  if [ -n "$TOKEN_FILE" ]; then
+    [ -f "$TOKEN_FILE" ] || die "--token-file $TOKEN_FILE: no such file"
+    [ -n "$AGENT_GROUP" ] || die "--token-file needs --agent-group (the token is readable by that group only)"
+    ensure_file "$TOKEN_FILE" "$ETC/agent.token" 0640 "0:$gid"
+    record /etc/hitl-gate/agent.token
+  fi
+  if [ -n "$CA_FILE" ]; then
+    [ -f "$CA_FILE" ] || die "--ca-file $CA_FILE: no such file"
+    ensure_file "$CA_FILE" "$ETC/ca.pem" 0644 0:0
+    record /etc/hitl-gate/ca.pem
+  fi
+
+  policy=$ETC/policy.toml
+  if [ -n "$SERVER_URL" ] || [ -n "$PUBLIC_KEY" ]; then
+    if [ -z "$SERVER_URL" ] || [ -z "$PUBLIC_KEY" ] || [ -z "$TOKEN_FILE" ]; then
+      die "--server, --public-key and --token-file go together"
+    fi
+    tmp=$(mktemp)
+    policy_text >"$tmp"
+    if [ -f "$policy" ]; then
+      if ! cmp -s "$tmp" "$policy"; then
+        say "$policy exists and is kept; it differs from what install.sh would write:"
+        diff -u "$policy" "$tmp" | sed '1,2d' || true
+      fi
+    else
+      ensure_file "$tmp" "$policy" 0644 0:0
+      record /etc/hitl-gate/policy.toml
+    fi
+    rm -f "$tmp"
+  elif [ ! -f "$policy" ]; then
+    say "no system policy written (give --server, --public-key and --token-file): gated commands will exit 83 until there is one"
+  fi
+
+  ensure_dir "$ROOT/etc/profile.d" 0755
+  profile=$(mktemp)
+  printf '%s\n' \
+    '# hitl-gate: its shims come first on PATH, before the real terraform, kubectl and helm.' \
+    "case \":\$PATH:\" in *\":$PREFIX/shims:\"*) ;; *) PATH=\"$PREFIX/shims:\$PATH\"; export PATH ;; esac" \
+    >"$profile"
+  ensure_file "$profile" "$ROOT/etc/profile.d/hitl-gate.sh" 0644 0:0
+  rm -f "$profile"
+  record /etc/profile.d/hitl-gate.sh
+  record_dirs
+
+  if [ -n "$DRY" ]; then
+    :
+  elif [ -n "$ROOT" ]; then
+    say "installed under $ROOT: run '$PREFIX/bin/hitl-gate doctor' as the agent's user inside it"
+  elif [ -n "$AGENT_USER" ]; then
+    say "hitl-gate doctor, as $AGENT_USER:"
+    su -s /bin/sh -c "PATH=$PREFIX/shims:\$PATH $PREFIX/bin/hitl-gate doctor" "$AGENT_USER" || true
+  else
+    say "give --agent-user to run 'hitl-gate doctor' as the agent's user; as root:"
+    PATH=$PREFIX/shims:$PATH "$PREFIX/bin/hitl-gate" doctor || true
+  fi
+}
+
+# --- server
+unit_text() {
+  printf '%s\n' \
+    '# hitl-gate approval server, installed by install.sh.' \
+    '[Unit]' \
+    'Description=hitl-gate approval server' \
+    'After=network-online.target' \
+    'Wants=network-online.target' \
+    '' \
+    '[Service]' \
+    "User=$SERVICE_USER" \
+    "Group=$SERVICE_USER" \
+    'Environment=HITL_GATE_POLICY=/etc/hitl-gate/server.toml' \
+    "ExecStart=$PREFIX/bin/hitl-gate serve --data-dir /var/lib/hitl-gate" \
+    'StateDirectory=hitl-gate' \
+    'StateDirectoryMode=0700' \
+    'UMask=0077' \
+    'ProtectSystem=strict' \
+    'ProtectHome=true' \
+    'PrivateTmp=true' \
+    'PrivateDevices=true' \
+    'NoNewPrivileges=true' \
+    'ProtectKernelTunables=true' \
+    'ProtectKernelModules=true' \
+    'ProtectControlGroups=true' \
+    'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6' \
+    'RestrictSUIDSGID=true' \
+    'LockPersonality=true' \
+    'MemoryDenyWriteExecute=true' \
+    'Restart=on-failure' \
+    'RestartSec=2' \
+    '' \
+    '[Install]' \
+    'WantedBy=multi-user.target'
+}
+
+server_policy_text() {
+  printf '%s\n' \
+    '# The hitl-gate approval server'"'"'s policy, written by install.sh. Every setting:' \
+    '# docs/policy.md. Add agents with: hitl-gate keys agent-token NAME' \
+    'version = 1' \
+    '' \
+    '[serve]' \
+    "listen = \"$LISTEN\"" \
+    'data_dir = "/var/lib/hitl-gate"' \
+    '# public_url = "https://gate.example.com"' \
+    '' \
+    '# [serve.oidc]' \
+    '# issuer = "https://login.example.com"' \
+    '# client_id = "hitl-gate"' \
+    '# client_secret_file = "/etc/hitl-gate/oidc-client.secret"' \
+    '# approver_groups = ["platform-approvers"]'
+}
+
+ensure_user() { # name; the service user, created in the target root's /etc files
+  if lookup_id "$ROOT/etc/passwd" "$1" >/dev/null; then return 0; fi
+  act "create the system user $1"
+  [ -n "$DRY" ] && return 0
+  if [ -z "$ROOT" ] && command -v useradd >/dev/null; then
+    useradd --system --user-group --no-create-home --home-dir /var/lib/hitl-gate --shell /usr/sbin/nologin "$1"
+  elif [ -z "$ROOT" ] && command -v adduser >/dev/null; then
+    addgroup -S "$1" && adduser -S -D -H -h /var/lib/hitl-gate -s /sbin/nologin -G "$1" "$1"
+  else
+    if [ ! -f "$ROOT/etc/passwd" ] || [ ! -f "$ROOT/etc/group" ]; then
+      die "$ROOT/etc/passwd and $ROOT/etc/group are needed to add the user $1"
+    fi
+    # The highest system id (100-999) neither file uses.
+    id=$(awk -F: '{ used[$3] = 1 } END { for (i = 999; i >= 100; i--) if (!(i in used)) { print i; exit } }' \
+      "$ROOT/etc/passwd" "$ROOT/etc/group")
+    [ -n "$id" ] || die "no free system id below 1000 in $ROOT/etc/passwd"
+    printf '%s:x:%s:\n' "$1" "$id" >>"$ROOT/etc/group"
+    printf '%s:x:%s:%s:hitl-gate approval server:/var/lib/hitl-gate:/sbin/nologin\n' "$1" "$id" "$id" >>"$ROOT/etc/passwd"
+  fi
+}
+
+server() {
+  install_binary
+  ensure_user "$SERVICE_USER"
+  uid=0
+  gid=0
+  if [ -z "$DRY" ]; then
+    uid=$(lookup_id "$ROOT/etc/passwd" "$SERVICE_USER") || die "no user $SERVICE_USER"
+    gid=$(awk -F: -v n="$SERVICE_USER" '$1 == n { print $4 }' "$ROOT/etc/passwd")
+  fi
+
+  ensure_dir "$ROOT/etc" 0755
+  ensure_dir "$ETC" 0755
+  if [ -f "$ETC/server.toml" ]; then
+    tmp=$(mktemp)
+    server_policy_text >"$tmp"
+    cmp -s "$tmp" "$ETC/server.toml" || say "$ETC/server.toml exists and is kept"
+    rm -f "$tmp"
+  else
+    tmp=$(mktemp)
+    server_policy_text >"$tmp"
+    ensure_file "$tmp" "$ETC/server.toml" 0640 "0:$gid"
+    rm -f "$tmp"
+  fi
+  record /etc/hitl-gate/server.toml
+
+  ensure_dir "$ROOT/etc/systemd" 0755
+  ensure_dir "$ROOT/etc/systemd/system" 0755
+  tmp=$(mktemp)
+  unit_text >"$tmp"
+  ensure_file "$tmp" "$ROOT/etc/systemd/system/hitl-gate.service" 0644 0:0
+  rm -f "$tmp"
+  record /etc/systemd/system/hitl-gate.service
+
+  data=$ROOT/var/lib/hitl-gate
+  ensure_dir "$ROOT/var" 0755
+  ensure_dir "$ROOT/var/lib" 0755
+  ensure_dir "$data" 0700
+  record /var/lib/hitl-gate
+  record_dirs
+  if [ -n "$DRY" ]; then
+    say "would make the server's signing key in $data"
+    return 0
+  fi
+  if [ ! -f "$data/signing.key" ]; then act "make the server's signing key in $data"; fi
+  key=$("$P/bin/hitl-gate" keys show --data-dir "$data")
+  ensure_owner_mode "$data" 0700 "$uid:$gid"
+  ensure_owner_mode "$data/signing.key" 0600 "$uid:$gid"
+  say "server public key (for each agent's --public-key): $key"
+  say "make an agent's token: $PREFIX/bin/hitl-gate keys agent-token NAME, and add its lines to /etc/hitl-gate/server.toml"
+  if [ -z "$ROOT" ] && command -v systemctl >/dev/null; then
+    say "start it: systemctl daemon-reload && systemctl enable --now hitl-gate"
+  fi
+}
+
+if [ -n "$UNINSTALL" ]; then
+  uninstall
+elif [ "$MODE" = agent ]; then
+  binary
+  agent
+else
+  binary
+  server
+fi
+
+if [ "$CHANGED" -eq 0 ]; then
+  say "nothing to change: already installed as asked"
+elif [ -n "$DRY" ]; then
+  say "dry run: $CHANGED changes would be made, none was"
+else
+  say "done: $CHANGED changes"
+fi
