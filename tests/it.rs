@@ -11,6 +11,7 @@ mod cli;
 mod flag_tables;
 mod helm_gate;
 mod init;
+mod install;
 mod kube_fake;
 mod kubectl_gate;
 mod oidc_tokens;

@@ -208,13 +208,20 @@ pub fn code(o: &Output) -> i32 {
 /// A throwaway CA and a server certificate for `127.0.0.1` signed by it, made with openssl in
 /// `dir`: (certificate, key, CA certificate), all PEM.
 pub fn test_certificate(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
-    let script = r#"set -e
+    test_certificate_for(dir, "IP:127.0.0.1")
+}
+
+/// [`test_certificate`] for the subject alternative name `san` (`IP:…` or `DNS:…`).
+pub fn test_certificate_for(dir: &Path, san: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let script = format!(
+        r#"set -e
         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=test-ca -keyout ca.key -out ca.pem
-        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=127.0.0.1 -keyout k.pem -out c.csr
-        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
-        openssl x509 -req -in c.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext -out c.pem"#;
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=test-server -keyout k.pem -out c.csr
+        printf 'subjectAltName={san}\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
+        openssl x509 -req -in c.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 1 -extfile ext -out c.pem"#
+    );
     std::fs::create_dir_all(dir).unwrap();
-    let out = run(Command::new("bash").args(["-c", script]).current_dir(dir));
+    let out = run(Command::new("bash").args(["-c", &script]).current_dir(dir));
     assert!(
         out.status.success(),
         "openssl is needed to make a test certificate (apt-get install openssl): {}",

@@ -56,14 +56,26 @@ impl TestServer {
         data: PathBuf,
         policy: &str,
     ) -> TestServer {
+        Self::start_with_tls(listener, dir, data, policy, None).await
+    }
+
+    /// [`TestServer::start_on`], serving HTTPS with `tls` when given.
+    pub async fn start_with_tls(
+        listener: tokio::net::TcpListener,
+        dir: tempfile::TempDir,
+        data: PathBuf,
+        policy: &str,
+        tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    ) -> TestServer {
         let policy = hitl_gate::policy::load::parse(policy).expect("test policy parses");
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (ktx, krx) = std::sync::mpsc::channel();
         let config = hitl_gate::server::Config {
             data_dir: data.clone(),
             policy,
-            tls: None,
+            tls,
         };
         let task = tokio::spawn(hitl_gate::server::launch_with_listener(
             config,

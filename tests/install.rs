@@ -1,0 +1,422 @@
+//! `install.sh`, run under `--root` (never against this machine's `/etc` or `/opt`), with dash
+//! and with busybox sh (its PATH holding only busybox's applets): the files, owners and modes it
+//! makes; a second run changes nothing; `--dry-run` changes nothing (a hash of the whole tree
+//! before and after); `--uninstall` leaves only the policy, the token and the data; a wrong
+//! `--sha256` aborts before anything is written; an existing policy is not overwritten. Also:
+//! shellcheck finds nothing, and `scripts/build-static`'s binary is static.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use crate::support::{code, run, stderr, stdout};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The static binary `scripts/build-static` made (scripts/test builds it before the tests).
+pub fn static_binary() -> PathBuf {
+    let p = repo().join("target/x86_64-unknown-linux-gnu/release/hitl-gate");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/build-static (scripts/test does, before the tests)",
+        p.display()
+    );
+    p
+}
+
+pub fn sha256_of(p: &Path) -> String {
+    hitl_gate::hex::sha256(&std::fs::read(p).unwrap())
+}
+
+/// A shell to run install.sh with.
+#[derive(Clone, Copy, Debug)]
+pub enum Shell {
+    Dash,
+    /// busybox sh, with a PATH of busybox's applets only.
+    Busybox,
+}
+
+pub const SHELLS: [Shell; 2] = [Shell::Dash, Shell::Busybox];
+
+/// A directory of symlinks to busybox, one per applet, for a PATH with nothing else in it.
+fn busybox_path(dir: &Path) -> PathBuf {
+    let applets = dir.join("busybox-applets");
+    if applets.exists() {
+        return applets;
+    }
+    let out = Command::new("busybox")
+        .arg("--list")
+        .output()
+        .expect("busybox is needed (apt-get install busybox-static; scripts/test installs it)");
+    std::fs::create_dir_all(&applets).unwrap();
+    for a in String::from_utf8_lossy(&out.stdout).lines() {
+        let _ = std::os::unix::fs::symlink(which("busybox"), applets.join(a));
+    }
+    applets
+}
+
+fn which(tool: &str) -> PathBuf {
+    std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(tool))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+        .into_iter()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{tool} is not on PATH"))
+}
+
+/// `install.sh ARGS` under `shell`.
+pub fn install(shell: Shell, scratch: &Path, args: &[&str]) -> Output {
+    let script = repo().join("install.sh");
+    let mut c = match shell {
+        Shell::Dash => {
+            let mut c = Command::new("dash");
+            c.env("PATH", "/usr/bin:/bin");
+            c
+        }
+        Shell::Busybox => {
+            let mut c = Command::new("busybox");
+            c.arg("sh").env("PATH", busybox_path(scratch));
+            c
+        }
+    };
+    c.arg(script).args(args).env("TMPDIR", scratch);
+    run(&mut c)
+}
+
+/// A root with `/etc/passwd` and `/etc/group` (group `agents` is 4242).
+pub fn new_root(base: &Path) -> PathBuf {
+    let root = base.join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0::/root:/bin/sh\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\nagents:x:4242:\n").unwrap();
+    root
+}
+
+/// Every path below `root` with its type, owner, mode, link target and content hash, sorted.
+fn tree(root: &Path) -> String {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let what = if m.file_type().is_symlink() {
+                format!("-> {}", std::fs::read_link(&p).unwrap().display())
+            } else if m.is_dir() {
+                "dir".into()
+            } else {
+                sha256_of(&p)
+            };
+            out.push(format!(
+                "{rel} {}:{} {:o} {what}",
+                m.uid(),
+                m.gid(),
+                m.mode() & 0o7777
+            ));
+            if m.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out.join("\n")
+}
+
+fn owner_mode(p: &Path) -> (u32, u32, u32) {
+    let m = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    (m.uid(), m.gid(), m.mode() & 0o7777)
+}
+
+const KEY: &str = "abababababababababababababababababababababababababababababababab";
+
+fn agent_args<'a>(bin: &'a str, sha: &'a str, token: &'a str) -> Vec<&'a str> {
+    vec![
+        "agent",
+        "--binary",
+        bin,
+        "--sha256",
+        sha,
+        "--server",
+        "https://gate.example.com",
+        "--public-key",
+        KEY,
+        "--token-file",
+        token,
+        "--agent-group",
+        "agents",
+    ]
+}
+
+#[test]
+fn the_agent_install_under_a_root_with_dash_and_busybox() {
+    let bin = static_binary();
+    let sha = sha256_of(&bin);
+    for shell in SHELLS {
+        let base = tempfile::tempdir().unwrap();
+        let root = new_root(base.path());
+        let token = base.path().join("token");
+        std::fs::write(&token, "hgt_the-token\n").unwrap();
+        let rootarg = root.display().to_string();
+        let (b, t) = (bin.display().to_string(), token.display().to_string());
+        let mut args: Vec<&str> = agent_args(&b, &sha, &t);
+        args.extend(["--root", &rootarg]);
+
+        // --dry-run: says what it would do, changes nothing.
+        let before = tree(&root);
+        let mut dry = args.clone();
+        dry.push("--dry-run");
+        let out = install(shell, base.path(), &dry);
+        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("would install"),
+            "{shell:?}: {}",
+            stdout(&out)
+        );
+        assert_eq!(tree(&root), before, "{shell:?}: --dry-run changed the tree");
+
+        // The install.
+        let out = install(shell, base.path(), &args);
+        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+        let p = |s: &str| root.join(s);
+        assert_eq!(owner_mode(&p("opt/hitl-gate/bin/hitl-gate")), (0, 0, 0o755));
+        assert_eq!(sha256_of(&p("opt/hitl-gate/bin/hitl-gate")), sha);
+        for tool in ["terraform", "tofu", "kubectl", "helm"] {
+            let link = p(&format!("opt/hitl-gate/shims/{tool}"));
+            assert_eq!(
+                std::fs::read_link(&link).unwrap(),
+                Path::new("../bin/hitl-gate")
+            );
+        }
+        assert_eq!(owner_mode(&p("etc/hitl-gate")), (0, 0, 0o755));
+        assert_eq!(owner_mode(&p("etc/hitl-gate/policy.toml")), (0, 0, 0o644));
+        assert_eq!(
+            owner_mode(&p("etc/hitl-gate/agent.token")),
+            (0, 4242, 0o640)
+        );
+        assert_eq!(owner_mode(&p("etc/profile.d/hitl-gate.sh")), (0, 0, 0o644));
+        let policy = std::fs::read_to_string(p("etc/hitl-gate/policy.toml")).unwrap();
+        let parsed = hitl_gate::policy::load::parse(&policy).expect("the policy parses");
+        assert_eq!(
+            parsed.approval().url.as_deref(),
+            Some("https://gate.example.com")
+        );
+        assert_eq!(parsed.approval().public_key.as_deref(), Some(KEY));
+        let profile = std::fs::read_to_string(p("etc/profile.d/hitl-gate.sh")).unwrap();
+        assert!(profile.contains("/opt/hitl-gate/shims"), "{profile}");
+
+        // A second run changes nothing, and says so.
+        let installed = tree(&root);
+        let out = install(shell, base.path(), &args);
+        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("nothing to change"),
+            "{shell:?}: {}",
+            stdout(&out)
+        );
+        assert_eq!(
+            tree(&root),
+            installed,
+            "{shell:?}: the second run changed the tree"
+        );
+
+        // An edited policy is kept; the difference is printed.
+        let edited = format!("{policy}\n[[rule]]\nname = \"mine\"\naction = \"deny\"\n");
+        std::fs::write(p("etc/hitl-gate/policy.toml"), &edited).unwrap();
+        let out = install(shell, base.path(), &args);
+        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("is kept"),
+            "{shell:?}: {}",
+            stdout(&out)
+        );
+        assert!(
+            stdout(&out).contains("-name = \"mine\""),
+            "{shell:?}: {}",
+            stdout(&out)
+        );
+        assert_eq!(
+            std::fs::read_to_string(p("etc/hitl-gate/policy.toml")).unwrap(),
+            edited
+        );
+
+        // --uninstall leaves the policy and the token, nothing else it made.
+        let mut un: Vec<&str> = vec!["agent", "--uninstall", "--root", &rootarg];
+        let out = install(shell, base.path(), &un);
+        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+        let left = tree(&root);
+        let names: Vec<&str> = left.lines().map(|l| l.split(' ').next().unwrap()).collect();
+        assert_eq!(
+            names,
+            [
+                "etc",
+                "etc/group",
+                "etc/hitl-gate",
+                "etc/hitl-gate/agent.token",
+                "etc/hitl-gate/policy.toml",
+                "etc/passwd"
+            ],
+            "{shell:?}: {left}"
+        );
+        // --purge removes those too.
+        un.push("--purge");
+        let out = install(shell, base.path(), &un);
+        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+        assert!(!p("etc/hitl-gate").exists());
+    }
+}
+
+#[test]
+fn a_wrong_checksum_aborts_before_anything_is_written() {
+    let bin = static_binary();
+    for shell in SHELLS {
+        let base = tempfile::tempdir().unwrap();
+        let root = new_root(base.path());
+        let token = base.path().join("token");
+        std::fs::write(&token, "t\n").unwrap();
+        let before = tree(&root);
+        let (b, t, r) = (
+            bin.display().to_string(),
+            token.display().to_string(),
+            root.display().to_string(),
+        );
+        let wrong = "0".repeat(64);
+        let mut args = agent_args(&b, &wrong, &t);
+        args.extend(["--root", &r]);
+        let out = install(shell, base.path(), &args);
+        assert_ne!(code(&out), 0, "{shell:?}");
+        assert!(
+            stderr(&out).contains("nothing was installed"),
+            "{shell:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(tree(&root), before, "{shell:?}");
+        // --binary without --sha256 is refused too.
+        let out = install(shell, base.path(), &["agent", "--binary", &b, "--root", &r]);
+        assert_ne!(code(&out), 0);
+        assert!(stderr(&out).contains("--sha256"), "{}", stderr(&out));
+        assert_eq!(tree(&root), before);
+    }
+}
+
+#[test]
+fn the_server_install_under_a_root() {
+    let bin = static_binary();
+    let sha = sha256_of(&bin);
+    for shell in SHELLS {
+        let base = tempfile::tempdir().unwrap();
+        let root = new_root(base.path());
+        let (b, r) = (bin.display().to_string(), root.display().to_string());
+        let args = [
+            "server",
+            "--binary",
+            &b,
+            "--sha256",
+            &sha,
+            "--listen",
+            "0.0.0.0:8443",
+            "--root",
+            &r,
+        ];
+        let before = tree(&root);
+        let mut dry = args.to_vec();
+        dry.push("--dry-run");
+        let out = install(shell, base.path(), &dry);
+        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+        assert_eq!(tree(&root), before, "{shell:?}: --dry-run changed the tree");
+        let out = install(shell, base.path(), &args);
+        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("server public key"),
+            "{}",
+            stdout(&out)
+        );
+        // The service user, in the root's own files.
+        let passwd = std::fs::read_to_string(root.join("etc/passwd")).unwrap();
+        let line = passwd
+            .lines()
+            .find(|l| l.starts_with("hitl-gate:"))
+            .expect("the user");
+        let uid: u32 = line.split(':').nth(2).unwrap().parse().unwrap();
+        assert!((100..1000).contains(&uid), "{line}");
+        let unit =
+            std::fs::read_to_string(root.join("etc/systemd/system/hitl-gate.service")).unwrap();
+        for want in [
+            "User=hitl-gate",
+            "StateDirectory=hitl-gate",
+            "ProtectSystem=strict",
+            "NoNewPrivileges=true",
+            "PrivateTmp=true",
+            "Restart=on-failure",
+            "Environment=HITL_GATE_POLICY=/etc/hitl-gate/server.toml",
+        ] {
+            assert!(unit.contains(want), "{want}: {unit}");
+        }
+        let policy = std::fs::read_to_string(root.join("etc/hitl-gate/server.toml")).unwrap();
+        let parsed = hitl_gate::policy::load::parse(&policy).expect("server.toml parses");
+        assert_eq!(parsed.serve().listen.as_deref(), Some("0.0.0.0:8443"));
+        assert_eq!(
+            owner_mode(&root.join("etc/hitl-gate/server.toml")),
+            (0, uid, 0o640)
+        );
+        assert_eq!(
+            owner_mode(&root.join("var/lib/hitl-gate")),
+            (uid, uid, 0o700)
+        );
+        assert_eq!(
+            owner_mode(&root.join("var/lib/hitl-gate/signing.key")),
+            (uid, uid, 0o600)
+        );
+        let installed = tree(&root);
+        let out = install(shell, base.path(), &args);
+        assert!(
+            stdout(&out).contains("nothing to change"),
+            "{shell:?}: {}",
+            stdout(&out)
+        );
+        assert_eq!(
+            tree(&root),
+            installed,
+            "{shell:?}: the second run changed the tree"
+        );
+        // --uninstall keeps the policy and the data (the signing key, the audit log).
+        let out = install(shell, base.path(), &["server", "--uninstall", "--root", &r]);
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        assert!(root.join("var/lib/hitl-gate/signing.key").exists());
+        assert!(root.join("etc/hitl-gate/server.toml").exists());
+        assert!(!root.join("opt/hitl-gate").exists());
+        assert!(!root.join("etc/systemd/system/hitl-gate.service").exists());
+    }
+}
+
+#[test]
+fn shellcheck_finds_nothing_in_install_sh() {
+    let out = Command::new("shellcheck")
+        .args(["--shell=sh", "--severity=style"])
+        .arg(repo().join("install.sh"))
+        .output()
+        .expect("shellcheck is needed (apt-get install shellcheck; scripts/test installs it)");
+    assert_eq!(code(&out), 0, "{}", stdout(&out));
+}
+
+#[test]
+fn the_static_build_is_a_static_executable() {
+    // No dynamic loader, no dynamic section: it runs in a root with no libraries (the
+    // container test runs it in one).
+    let data = std::fs::read(static_binary()).unwrap();
+    assert_eq!(&data[..4], b"\x7fELF");
+    let u16_at = |o: usize| u16::from_le_bytes([data[o], data[o + 1]]);
+    let u32_at = |o: usize| u32::from_le_bytes(data[o..o + 4].try_into().unwrap());
+    let phoff = u64::from_le_bytes(data[32..40].try_into().unwrap()) as usize;
+    let (size, count) = (u16_at(54) as usize, u16_at(56) as usize);
+    let types: Vec<u32> = (0..count).map(|i| u32_at(phoff + i * size)).collect();
+    assert!(!types.contains(&3), "PT_INTERP: it needs a dynamic loader");
+    assert!(!types.contains(&2), "PT_DYNAMIC: it has a dynamic section");
+    assert_eq!(u16_at(16), 2, "ET_EXEC: a fixed-address executable");
+}
