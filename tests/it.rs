@@ -8,6 +8,7 @@ mod audit;
 mod browser;
 mod classification;
 mod cli;
+mod container;
 mod flag_tables;
 mod helm_gate;
 mod init;

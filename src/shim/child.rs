@@ -188,6 +188,8 @@ fn capture(
         cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped()),
     )?;
+    // A piped stdin is closed at once: the child reads end-of-file.
+    drop(child.stdin.take());
     let errs = child.stderr.take().map(|mut e| {
         std::thread::spawn(move || {
             let mut kept = Vec::new();
@@ -219,6 +221,8 @@ pub fn tee_stdout_to_stderr(cmd: &mut Command) -> std::io::Result<(ExitStatus, V
         cmd.stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped()),
     )?;
+    // A piped stdin is closed at once: the child reads end-of-file.
+    drop(child.stdin.take());
     let errs = pass_stderr(&mut child);
     let mut kept = Vec::new();
     let read = child

@@ -56,12 +56,13 @@ pub fn child_env(c: &mut Command, cache_dir: Option<&Path>) {
     }
 }
 
-/// Runs a helper to completion: its exit code, stdout and stderr (stdin is empty). Signals
-/// reach it as they reach the shim's other children.
+/// Runs a helper to completion: its exit code, stdout and stderr (stdin is an empty pipe, not
+/// `/dev/null`, which a minimal container root may lack). Signals reach it as they reach the
+/// shim's other children.
 /// A failed helper's stderr ends with the `PATH` entries it did not get, if any.
 pub fn run_helper(mut c: Command) -> Result<(i32, Vec<u8>, String), String> {
     let program = c.get_program().to_string_lossy().into_owned();
-    c.stdin(Stdio::null()).stderr(Stdio::piped());
+    c.stdin(Stdio::piped()).stderr(Stdio::piped());
     let (status, out, err) =
         super::child::output_all(&mut c).map_err(|e| format!("cannot run {program}: {e}"))?;
     let mut err = String::from_utf8_lossy(&err).trim().to_string();
