@@ -164,14 +164,7 @@ async fn the_static_shim_works_in_a_root_with_nothing_but_busybox() {
     // A gated kubectl delete: the real (static) kubectl against the fake API on the host.
     std::fs::copy(tools::kubectl(), root.join("usr/local/bin/kubectl")).unwrap();
     let fake = FakeKube::start().await;
-    fake.put(
-        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod"}}),
-    );
-    fake.put(serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "prod"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}},
-    }));
+    fake.put_deployment("prod", "web");
     fake.kubeconfig(&root.join("root"), &[("prod", "prod")]);
     let child = inside(&root, "kubectl delete deployment web\necho \"rc=$?\"", &ENV);
     let ap = srv.approver();

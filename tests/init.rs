@@ -95,14 +95,7 @@ fn init_then_the_readmes_commands_gate_and_approve_a_kubectl_delete() {
     // The agent's shell: the printed exports, a cluster.
     let rt = tokio::runtime::Runtime::new().unwrap();
     let fake = rt.block_on(FakeKube::start());
-    fake.put(
-        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod"}}),
-    );
-    fake.put(serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "prod"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}},
-    }));
+    fake.put_deployment("prod", "web");
     let kubeconfig = fake.kubeconfig(sb.path(), &[("prod", "prod")]);
     let agent = Command::new("kubectl")
         .args(["delete", "deployment", "web"])

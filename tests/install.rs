@@ -99,6 +99,24 @@ pub fn new_root(base: &Path) -> PathBuf {
 }
 
 /// Every path below `root` with its type, owner, mode, link target and content hash, sorted.
+/// Runs the same install again: it succeeds, says "nothing to change", and the tree under
+/// `root` is byte for byte what the first run left.
+fn second_run_changes_nothing(shell: Shell, scratch: &Path, args: &[&str], root: &Path) {
+    let installed = tree(root);
+    let out = install(shell, scratch, args);
+    assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+    assert!(
+        stdout(&out).contains("nothing to change"),
+        "{shell:?}: {}",
+        stdout(&out)
+    );
+    assert_eq!(
+        tree(root),
+        installed,
+        "{shell:?}: the second run changed the tree"
+    );
+}
+
 fn tree(root: &Path) -> String {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -212,19 +230,7 @@ fn the_agent_install_under_a_root_with_dash_and_busybox() {
         assert!(profile.contains("/opt/hitl-gate/shims"), "{profile}");
 
         // A second run changes nothing, and says so.
-        let installed = tree(&root);
-        let out = install(shell, base.path(), &args);
-        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
-        assert!(
-            stdout(&out).contains("nothing to change"),
-            "{shell:?}: {}",
-            stdout(&out)
-        );
-        assert_eq!(
-            tree(&root),
-            installed,
-            "{shell:?}: the second run changed the tree"
-        );
+        second_run_changes_nothing(shell, base.path(), &args, &root);
 
         // An edited policy is kept; the difference is printed.
         let edited = format!("{policy}\n[[rule]]\nname = \"mine\"\naction = \"deny\"\n");
@@ -373,18 +379,7 @@ fn the_server_install_under_a_root() {
             owner_mode(&root.join("var/lib/hitl-gate/signing.key")),
             (uid, uid, 0o600)
         );
-        let installed = tree(&root);
-        let out = install(shell, base.path(), &args);
-        assert!(
-            stdout(&out).contains("nothing to change"),
-            "{shell:?}: {}",
-            stdout(&out)
-        );
-        assert_eq!(
-            tree(&root),
-            installed,
-            "{shell:?}: the second run changed the tree"
-        );
+        second_run_changes_nothing(shell, base.path(), &args, &root);
         // --uninstall keeps the policy and the data (the signing key, the audit log).
         let out = install(shell, base.path(), &["server", "--uninstall", "--root", &r]);
         assert_eq!(code(&out), 0, "{}", stderr(&out));

@@ -80,14 +80,7 @@ async fn a_credential_plugin_in_a_directory_the_agent_can_write_is_not_run() {
     // (kubectl runs exec plugins only for https servers, hence the https fake.)
     let k = KubeGated::new().await;
     let fake = FakeKube::start_tls(&k.sb.path().join("tls")).await;
-    fake.put(
-        serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "prod"}}),
-    );
-    fake.put(serde_json::json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "prod"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}}},
-    }));
+    fake.put_deployment("prod", "web");
     let kubeconfig = std::fs::read_to_string(fake.kubeconfig(&k.sb.path().join("tls"), &[("prod", "prod")]))
         .unwrap()
         .replace(

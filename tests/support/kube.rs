@@ -234,6 +234,18 @@ impl FakeKube {
     }
 
     /// Stores an object directly (as a real create or replace would), bypassing HTTP.
+    /// Puts namespace `ns` and a one-replica Deployment `name` (labels `app: <name>`) in it.
+    pub fn put_deployment(&self, ns: &str, name: &str) -> Value {
+        self.put(
+            serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}),
+        );
+        self.put(serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}}},
+        }))
+    }
+
     pub fn put(&self, obj: Value) -> Value {
         let gv = obj["apiVersion"].as_str().expect("apiVersion").to_string();
         let kind = obj["kind"].as_str().expect("kind");
