@@ -185,6 +185,27 @@ pub struct RequestView {
     pub outcome_reported_by: Option<String>,
     /// The shim's nonce for this command (see [`CreateRequest::nonce`]).
     pub nonce: String,
+    /// The approvals given so far, oldest first. A request that needs several stays pending
+    /// until it has enough; the decision then lists every approver.
+    #[serde(default)]
+    pub approvals: Vec<Approval>,
+    /// The request's page in the web UI (`[serve] public_url`), when the server has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub review_url: Option<String>,
+}
+
+/// One approval of a request that needs several.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Approval {
+    /// `oidc:<issuer>#<sub>` or `local:<user>`.
+    pub approver: String,
+    /// The verified email or name to show, if known.
+    #[serde(default)]
+    pub display: Option<String>,
+    /// Unix milliseconds.
+    pub at: i64,
+    #[serde(default)]
+    pub comment: Option<String>,
 }
 
 impl RequestView {
@@ -205,7 +226,7 @@ impl RequestView {
 }
 
 /// The server's own classification of a request.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Classification {
     /// `pass`, `gate` or `deny` by the server's policy. A request the server would not gate is
     /// still decided by a human.
@@ -214,7 +235,46 @@ pub struct Classification {
     pub environment: Option<String>,
     pub risk: Option<String>,
     pub timeout_seconds: u64,
+    /// How many distinct people must approve (the rule's `approvals`, or a freeze's
+    /// `freeze_approvals` when higher).
     pub approvals_needed: u32,
+    /// Who may decide (`group:…`, `oidc:…`, `email:…`, `local:…`); empty: anyone who may
+    /// decide at all.
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// Whether the human the agent acts for may approve.
+    #[serde(default)]
+    pub allow_self_approval: bool,
+    /// The `auto_approve` rule that approves it without a human, when one applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_approve: Option<String>,
+    /// The change freeze that covered it when it was made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub freeze: Option<FreezeInfo>,
+}
+
+/// A change freeze as a request records it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FreezeInfo {
+    pub name: String,
+    pub reason: String,
+    /// Break-glass: the approvers it needs; `None` means requests are rejected.
+    #[serde(default)]
+    pub approvals: Option<u32>,
+}
+
+impl Classification {
+    /// "needs 2 approvals from group:sre" (or "from an approver").
+    pub fn needs(&self) -> String {
+        let n = self.approvals_needed.max(1);
+        let who = if self.approvers.is_empty() {
+            "any approver".to_string()
+        } else {
+            self.approvers.join(" or ")
+        };
+        let plural = if n == 1 { "approval" } else { "approvals" };
+        format!("needs {n} {plural} from {who}")
+    }
 }
 
 /// A decision with the server's signature over its canonical bytes (see `signing.rs`).

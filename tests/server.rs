@@ -797,6 +797,7 @@ async fn a_human_decision_after_the_deadline_is_refused_even_before_the_reaper_r
         risk: None,
         timeout_seconds: 1,
         approvals_needed: 1,
+        ..Default::default()
     };
     let id = "0123456789abcdef0123456789abcdef".to_string();
     store
@@ -830,7 +831,7 @@ async fn a_human_decision_after_the_deadline_is_refused_even_before_the_reaper_r
     };
     for to in [State::Approved, State::Rejected] {
         let recorded = store
-            .record_decision(&view, &decision(to), "local:alice", true, None)
+            .record_decision(&view, &decision(to), "local:alice", true, None, None)
             .await
             .unwrap();
         assert!(!recorded, "{to:?} landed after the deadline");
@@ -841,6 +842,7 @@ async fn a_human_decision_after_the_deadline_is_refused_even_before_the_reaper_r
             &decision(State::Expired),
             "system:reaper",
             false,
+            None,
             None
         )
         .await

@@ -5,7 +5,9 @@
 //! then the fallbacks. The first match wins. The result is a [`Verdict`], a `#[must_use]` enum
 //! that callers must destructure; there is no boolean "allowed" anywhere.
 
+pub mod approvals;
 pub mod builtin;
+pub mod freeze;
 pub mod glob;
 pub mod load;
 pub mod schema;
@@ -73,6 +75,8 @@ impl Verdict {
             Action::Pass => Verdict::Pass(decision),
             Action::Gate => Verdict::Gate(decision),
             Action::Deny => Verdict::Deny(decision),
+            // The shim gates it; only the server, with the whole request, may approve it.
+            Action::AutoApprove => Verdict::Gate(decision),
         }
     }
 }
@@ -118,6 +122,7 @@ impl Policy {
                 rules: Vec::new(),
                 serve: Default::default(),
                 approval: Default::default(),
+                freezes: Vec::new(),
             },
         }
     }
@@ -143,9 +148,10 @@ impl Policy {
                     ));
                 }
             }
-            if rule.action == Action::Pass {
+            if matches!(rule.action, Action::Pass | Action::AutoApprove) {
                 check_loosening_environments(rule, &file.environments)?;
             }
+            approvals::validate_rule(rule, &file.environments)?;
             for flag in rule.flags.keys() {
                 if !flag.starts_with('-') {
                     return Err(format!(
@@ -189,6 +195,7 @@ impl Policy {
             }
         }
         validate_approval(&file.approval)?;
+        freeze::validate(&file.freezes, &file.environments)?;
         Ok(Policy { file })
     }
 
@@ -211,6 +218,25 @@ impl Policy {
     /// The `[serve]` section.
     pub fn serve(&self) -> &schema::Serve {
         &self.file.serve
+    }
+
+    /// A file rule by name.
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.file.rules.iter().find(|r| r.name == name)
+    }
+
+    /// The `[[freeze]]` entries.
+    pub fn freezes(&self) -> &[freeze::Freeze] {
+        &self.file.freezes
+    }
+
+    /// The freeze in force at `now_ms` for a request in `environment`, if any (the first in
+    /// file order).
+    pub fn freeze_at(&self, environment: Option<&str>, now_ms: i64) -> Option<&freeze::Freeze> {
+        self.file
+            .freezes
+            .iter()
+            .find(|f| f.covers(environment) && f.active_at(now_ms))
     }
 
     /// The timeout a rule sets, if it is a file rule that sets one.
@@ -246,8 +272,23 @@ impl Policy {
     /// Classifies one invocation.
     pub fn classify(&self, tool: Tool, inv: &Invocation, ctx: &Context<'_>) -> Verdict {
         let mut env = LazyEnv::new(&self.file.environments, tool, inv, ctx);
-        let verdict = self.match_from(0, tool, inv, &mut env);
+        let verdict = self.match_from(0, tool, inv, &mut env, None);
         escalate_for_environment(tool, verdict)
+    }
+
+    /// The server's classification: as [`Policy::classify`], except that an `auto_approve`
+    /// rule matches only when its environment matches by what the command reaches and
+    /// `conditions` (its own: agents, humans, changes) hold; otherwise the following rules
+    /// decide. A `Gate` verdict naming an `auto_approve` rule means: approve without a human.
+    pub fn classify_on_server(
+        &self,
+        tool: Tool,
+        inv: &Invocation,
+        ctx: &Context<'_>,
+        conditions: &dyn Fn(&Rule) -> bool,
+    ) -> Verdict {
+        let mut env = LazyEnv::new(&self.file.environments, tool, inv, ctx);
+        self.match_from(0, tool, inv, &mut env, Some(conditions))
     }
 
     /// The environment an invocation targets (for `explain` and the gated path).
@@ -263,6 +304,7 @@ impl Policy {
         tool: Tool,
         inv: &Invocation,
         env: &mut LazyEnv<'_>,
+        auto: Option<&dyn Fn(&Rule) -> bool>,
     ) -> Verdict {
         let path = inv.path_string();
         // User rules may name a plugin explicitly (`subcommands = ["foo"]`), but only when the
@@ -271,6 +313,32 @@ impl Policy {
             for (i, rule) in self.file.rules.iter().enumerate().skip(start) {
                 if !rule_applies(rule, tool, inv, &path) {
                     continue;
+                }
+                if rule.action == Action::AutoApprove {
+                    if let Some(conditions) = auto {
+                        // Approving without a human loosens the gate: the environment counts
+                        // only by what the command reaches, and every condition must hold.
+                        let reached = if rule.environments.is_empty() {
+                            Some(env.trusted())
+                        } else {
+                            env.trusted()
+                                .filter(|e| rule.environments.contains(&e.name))
+                                .map(Some)
+                        };
+                        match reached {
+                            Some(e) if conditions(rule) => {
+                                return Verdict::Gate(Decision {
+                                    reason: format!(
+                                        "`{tool} {path}` matched rule {:?} (auto-approval)",
+                                        rule.name
+                                    ),
+                                    rule: rule.name.clone(),
+                                    environment: e,
+                                })
+                            }
+                            _ => continue,
+                        }
+                    }
                 }
                 let loosens = rule.action == Action::Pass
                     && (!rule.environments.is_empty() || !rule.flags.is_empty());
@@ -286,7 +354,7 @@ impl Policy {
                     // a kubectl run and the rules after this one pass the command anyway, the
                     // verdict is theirs, without resolving.
                     if !env.trusted_known() {
-                        let rest = self.match_from(i + 1, tool, inv, env);
+                        let rest = self.match_from(i + 1, tool, inv, env, auto);
                         if matches!(rest, Verdict::Pass(_)) {
                             return rest;
                         }

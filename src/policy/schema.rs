@@ -31,6 +31,9 @@ pub struct PolicyFile {
     /// `[approval]`: where the shim asks for approval of gated commands.
     #[serde(default)]
     pub approval: Approval,
+    /// `[[freeze]]`: change freezes (`freeze.rs`).
+    #[serde(default, rename = "freeze")]
+    pub freezes: Vec<super::freeze::Freeze>,
 }
 
 /// `[approval]`: the shim's side of the approval server. Read only from the policy in force, so
@@ -306,6 +309,11 @@ pub enum Action {
     Gate,
     /// Never run it.
     Deny,
+    /// Gated, but the server approves it without a human when every condition of the rule
+    /// holds (recorded as `policy:<rule>`); otherwise the following rules decide. The shim
+    /// treats it as `gate`.
+    #[serde(rename = "auto_approve")]
+    AutoApprove,
 }
 
 impl Action {
@@ -319,6 +327,7 @@ impl Action {
             Action::Pass => "pass",
             Action::Gate => "gate",
             Action::Deny => "deny",
+            Action::AutoApprove => "auto_approve",
         }
     }
 }
@@ -414,6 +423,69 @@ pub struct Rule {
     /// `no_changes`). Default true.
     #[serde(default)]
     pub skip_when_no_changes: Option<bool>,
+    /// `gate` rules: who may decide (`group:<oidc group>`, `oidc:<issuer>#<sub>`,
+    /// `email:<verified email>`, `local:<user>`). Empty: anyone who may decide at all
+    /// (`[serve.oidc] approver_groups`, and local users unless `allow_local_approvers = false`).
+    #[serde(default)]
+    pub approvers: Vec<String>,
+    /// `gate` rules: how many distinct eligible people must approve. Default 1.
+    #[serde(default)]
+    pub approvals: Option<u32>,
+    /// `gate` rules: whether the human the agent acts for (`on_behalf_of`) may approve its
+    /// requests. Default false.
+    #[serde(default)]
+    pub allow_self_approval: bool,
+    /// `auto_approve` rules: the agents (`[[serve.agent]] name`) it covers. Empty: any agent.
+    #[serde(default)]
+    pub agents: Vec<String>,
+    /// `auto_approve` rules: the humans the agents act for (`on_behalf_of`, compared without
+    /// case). Empty: any, or none.
+    #[serde(default)]
+    pub on_behalf_of: Vec<String>,
+    /// `auto_approve` rules: the change model's actions allowed (`create`, `update`, `delete`,
+    /// `replace`, `read`, `import`, `move`, `drift`, `output`). Required; every changed resource
+    /// must have one of them.
+    #[serde(default)]
+    pub changes: Vec<ChangeKind>,
+    /// `auto_approve` rules: the most changed resources. Default: no limit.
+    #[serde(default)]
+    pub max_changes: Option<u32>,
+    /// `auto_approve` rules: allow the rule to match `high` and `critical` environments (or any
+    /// environment, when it names none). Default false: such a policy does not load.
+    #[serde(default)]
+    pub allow_high_risk: bool,
+}
+
+/// An action of the change model, as an `auto_approve` rule's `changes` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    Create,
+    Update,
+    Delete,
+    Replace,
+    Read,
+    Import,
+    Move,
+    Drift,
+    Output,
+}
+
+impl ChangeKind {
+    /// The change model's (kebab-case) name of the action.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChangeKind::Create => "create",
+            ChangeKind::Update => "update",
+            ChangeKind::Delete => "delete",
+            ChangeKind::Replace => "replace",
+            ChangeKind::Read => "read",
+            ChangeKind::Import => "import",
+            ChangeKind::Move => "move",
+            ChangeKind::Drift => "drift",
+            ChangeKind::Output => "output",
+        }
+    }
 }
 
 /// `on_timeout`

@@ -107,8 +107,36 @@ WHEN OLD.state <> 'pending' AND NEW.approver IS NOT OLD.approver
 BEGIN SELECT RAISE(ABORT, 'a decided request cannot change'); END;
 "#;
 
+/// Version 3: the approvals of a request that needs several (a JSON array that only grows while
+/// the request is pending), the notification outbox (one row per event and sink, written in the
+/// event's own transaction, delivered at least once by `notify.rs`), and when a request's
+/// escalation was queued.
+const SCHEMA_V3: &str = r#"
+ALTER TABLE requests ADD COLUMN approvals TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE requests ADD COLUMN escalated_at INTEGER;
+CREATE TRIGGER requests_approvals_only_grow BEFORE UPDATE OF approvals ON requests
+WHEN NEW.approvals IS NOT OLD.approvals AND (OLD.state <> 'pending'
+    OR json_array_length(NEW.approvals) <= json_array_length(OLD.approvals))
+BEGIN SELECT RAISE(ABORT, 'approvals are only added, and only while the request is pending'); END;
+CREATE TABLE outbox (
+    id INTEGER PRIMARY KEY,
+    key TEXT NOT NULL UNIQUE,
+    sink TEXT NOT NULL,
+    event TEXT NOT NULL,
+    request_id TEXT,
+    payload TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    delivered_at INTEGER,
+    last_error TEXT
+);
+CREATE INDEX outbox_due ON outbox (delivered_at, next_at);
+CREATE INDEX requests_to_escalate ON requests (state, escalated_at, created_at);
+"#;
+
 /// Every schema version's script, in order: version N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: &[&str] = &[SCHEMA, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA, SCHEMA_V2, SCHEMA_V3];
 
 /// A store failure, reported to the client as a 500 with a stable code.
 #[derive(Debug)]

@@ -1,51 +1,161 @@
-//! Deciding requests: who may move a request to which terminal state, the signed decision
-//! (Ed25519 over the canonical bytes of `signing.rs`), waking whoever waits on it, and the
-//! reaper that expires overdue requests. The store records the decision and its audit row in
-//! one transaction, or not at all.
+//! Deciding requests: who may move a request to which state, approvals that add up to a quorum,
+//! the signed decision (Ed25519 over the canonical bytes of `signing.rs`), waking whoever waits
+//! on it, and the reaper that expires overdue requests. The store records every approval and
+//! the decision with their audit rows, each in one transaction, or not at all.
+//!
+//! A person's approval of a request that needs N approvals is recorded as an `approval` row
+//! and leaves it pending until N distinct eligible people have approved; the last approval is
+//! recorded with the decision, which lists them all. One eligible rejection ends it. Who is
+//! eligible is `quorum.rs`'s job.
 
 use std::sync::Arc;
 
 use super::app::App;
+use super::quorum::{self, Eligibility};
 use super::store::{Changed, StoreError};
-use crate::api::{now_ms, SignedDecision, State};
+use crate::api::{now_ms, Approval, RequestView, SignedDecision, State};
+use crate::policy::approvals::Person;
 use crate::signing;
+
+/// Who makes a change.
+pub enum By {
+    /// A person deciding (in the web UI or over the admin socket), with what the audit row
+    /// records about them.
+    Person {
+        who: Person,
+        /// A verified email or name, to show.
+        display: Option<String>,
+        details: Option<serde_json::Value>,
+    },
+    /// The server's own policy (`policy:<rule>`, `policy:freeze:<name>`).
+    Policy(String),
+    /// The agent that made the request (cancel).
+    Agent(String),
+    /// The reaper (expiry).
+    Reaper,
+}
+
+impl By {
+    /// The identity recorded as the actor.
+    pub fn actor(&self) -> String {
+        match self {
+            By::Person { who, .. } => who.actor.clone(),
+            By::Policy(p) => p.clone(),
+            By::Agent(a) => format!("agent:{a}"),
+            By::Reaper => "system:reaper".into(),
+        }
+    }
+}
 
 /// A state change to apply.
 pub struct Change<'a> {
     pub to: State,
-    pub actor: &'a str,
+    pub by: By,
     pub comment: Option<&'a str>,
     pub now: i64,
     /// How long an approval stays valid for the shim to start the run (ms).
     pub valid_for_ms: i64,
-    /// Only this agent may make the change (cancel); None for approvers and the reaper.
-    pub only_agent: Option<&'a str>,
-    /// More about who decided, for the audit row (a web decision's identity and session).
-    pub details: Option<serde_json::Value>,
 }
 
-/// Moves a pending request to a terminal state: signs the decision, has the store record it
-/// with its audit row, and wakes whoever waits on it.
+/// How often an approval is retried when another landed on the same request meanwhile.
+const RACE_RETRIES: usize = 8;
+
+/// Applies a change: a person's approval (which may only add to the quorum), a rejection, the
+/// policy's decision, the agent's cancel or the reaper's expiry.
 pub async fn decide(app: &App, id: &str, ch: Change<'_>) -> Result<Changed, StoreError> {
-    let Some(view) = app.store.get(id).await? else {
-        return Ok(Changed::NotFound);
-    };
-    if ch.only_agent.is_some_and(|agent| view.agent != agent) {
-        return Ok(Changed::NotFound);
+    for _ in 0..RACE_RETRIES {
+        let Some(view) = app.store.get(id).await? else {
+            return Ok(Changed::NotFound);
+        };
+        if let By::Agent(agent) = &ch.by {
+            if &view.agent != agent {
+                return Ok(Changed::NotFound);
+            }
+        }
+        if view.state != State::Pending {
+            return Ok(Changed::Conflict(view.state));
+        }
+        // A human decision must land before the deadline; past it, only the reaper's expiry
+        // (and the agent's cancel) may end the request.
+        let human = matches!(ch.by, By::Person { .. });
+        if human && ch.now >= view.deadline {
+            return Ok(Changed::Conflict(State::Expired));
+        }
+        let mut approvers: Vec<String> = Vec::new();
+        let mut added = None;
+        if let By::Person { who, display, .. } = &ch.by {
+            if let Eligibility::MayNot(why) = quorum::eligibility(&view, who, ch.to) {
+                return Ok(Changed::NotAllowed(why));
+            }
+            if ch.to == State::Approved {
+                if view.approvals.iter().any(|a| a.approver == who.actor) {
+                    return Ok(Changed::Duplicate(format!(
+                        "you have approved this request already; it has {} of the {} \
+                         approvals it needs, from different people",
+                        view.approvals.len(),
+                        view.classification.approvals_needed.max(1)
+                    )));
+                }
+                let approval = Approval {
+                    approver: who.actor.clone(),
+                    display: display.clone(),
+                    at: ch.now,
+                    comment: ch.comment.map(Into::into),
+                };
+                let needed = usize::try_from(view.classification.approvals_needed.max(1))
+                    .unwrap_or(usize::MAX);
+                if view.approvals.len() + 1 < needed {
+                    let details = match &ch.by {
+                        By::Person { details, .. } => details.clone(),
+                        _ => None,
+                    };
+                    if !app
+                        .store
+                        .record_approval(&view, &approval, details, needed)
+                        .await?
+                    {
+                        continue;
+                    }
+                    return woken(app, id, None).await;
+                }
+                approvers = view.approvals.iter().map(|a| a.approver.clone()).collect();
+                added = Some(approval);
+            }
+        }
+        approvers.push(ch.by.actor());
+        let decision = sign(app, &view, &ch, approvers);
+        let details = match &ch.by {
+            By::Person { details, .. } => details.clone(),
+            _ => None,
+        };
+        let recorded = app
+            .store
+            .record_decision(&view, &decision, &ch.by.actor(), human, details, added)
+            .await?;
+        if !recorded {
+            match app.store.get(id).await? {
+                // Another approval landed meanwhile: count again.
+                Some(v) if v.state == State::Pending && ch.now < v.deadline => continue,
+                // Still pending: the deadline passed; the reaper is about to expire it.
+                Some(v) if v.state == State::Pending => {
+                    return Ok(Changed::Conflict(State::Expired))
+                }
+                v => return Ok(Changed::Conflict(v.map_or(State::Pending, |v| v.state))),
+            }
+        }
+        return woken(app, id, Some((ch.to, ch.now))).await;
     }
-    if view.state != State::Pending {
-        return Ok(Changed::Conflict(view.state));
-    }
-    // A human decision must land before the deadline; past it, only the reaper's expiry (and
-    // the agent's cancel) may end the request.
-    let human = matches!(ch.to, State::Approved | State::Rejected);
-    if human && ch.now >= view.deadline {
-        return Ok(Changed::Conflict(State::Expired));
-    }
+    Err(StoreError(
+        "the request changed too often while this decision was recorded; try again".into(),
+    ))
+}
+
+/// The signed decision for `view` with `approvers`.
+fn sign(app: &App, view: &RequestView, ch: &Change<'_>, approvers: Vec<String>) -> SignedDecision {
     let mut decision = SignedDecision {
         request_id: view.id.clone(),
         decision: ch.to,
-        approvers: vec![ch.actor.to_string()],
+        approvers,
         comment: ch.comment.map(Into::into),
         argv_sha256: signing::argv_sha256(&view.tool, &view.argv),
         artifact_sha256: view.artifact_sha256.clone(),
@@ -61,26 +171,27 @@ pub async fn decide(app: &App, id: &str, ch: Change<'_>) -> Result<Changed, Stor
         signature: String::new(),
     };
     decision.signature = app.keys.sign(&signing::decision_bytes(&decision));
-    if !app
-        .store
-        .record_decision(&view, &decision, ch.actor, human, ch.details)
-        .await?
-    {
-        let state = match app.store.get(id).await? {
-            // Still pending: the deadline passed; the reaper is about to expire it.
-            Some(v) if v.state == State::Pending => State::Expired,
-            v => v.map_or(State::Pending, |v| v.state),
-        };
-        return Ok(Changed::Conflict(state));
-    }
+    decision
+}
+
+/// Reads the request after a change, wakes its waiters (shims, the inbox), and counts a
+/// decision (`decided`: its state and time).
+async fn woken(app: &App, id: &str, decided: Option<(State, i64)>) -> Result<Changed, StoreError> {
     let view = app
         .store
         .get(id)
         .await?
-        .ok_or_else(|| StoreError("the request vanished after its decision".into()))?;
+        .ok_or_else(|| StoreError("the request vanished after its change".into()))?;
     app.waiters.wake(id);
-    let _ = app.events.send(super::app::Event::Ended(id.to_string()));
-    app.metrics.decided(ch.to, ch.now - view.created_at);
+    match decided {
+        Some((to, now)) => {
+            let _ = app.events.send(super::app::Event::Ended(id.to_string()));
+            app.metrics.decided(to, now - view.created_at);
+        }
+        None => {
+            let _ = app.events.send(super::app::Event::Created(id.to_string()));
+        }
+    }
     Ok(Changed::Done(Box::new(view)))
 }
 
@@ -93,12 +204,10 @@ pub async fn expire_due(app: &App) {
     for id in ids {
         let change = Change {
             to: State::Expired,
-            actor: "system:reaper",
+            by: By::Reaper,
             comment: Some("nobody decided before the deadline"),
             now,
             valid_for_ms: 0,
-            only_agent: None,
-            details: None,
         };
         if let Err(e) = decide(app, &id, change).await {
             eprintln!("hitl-gate serve: expiring {id} failed (will retry): {e}");

@@ -36,8 +36,8 @@ impl Store {
     /// Decided requests matching `f`, newest first: `limit` of them after skipping `offset`.
     pub async fn history(&self, f: &Filter, limit: i64, offset: i64) -> Result<Vec<Decided>> {
         let rows = sqlx::query(
-            "SELECT id, agent, state, created_at, deadline, data, decision, outcome, approver \
-             FROM requests WHERE state <> 'pending' \
+            "SELECT id, agent, state, created_at, deadline, data, decision, outcome, approver, \
+             approvals FROM requests WHERE state <> 'pending' \
              AND (?1 IS NULL OR state = ?1) \
              AND (?2 IS NULL OR json_extract(data, '$.request.tool') = ?2) \
              AND (?3 IS NULL OR json_extract(data, '$.classification.environment') = ?3) \
@@ -75,7 +75,7 @@ impl Store {
     /// short, the counts; no diff text), so a flood of large requests costs little to list.
     pub async fn pending_summaries(&self, limit: i64) -> Result<Vec<RequestView>> {
         let rows = sqlx::query(
-            "SELECT id, agent, created_at, deadline, summary FROM requests \
+            "SELECT id, agent, created_at, deadline, summary, approvals FROM requests \
              WHERE state = 'pending' ORDER BY deadline, created_at LIMIT ?",
         )
         .bind(limit)
@@ -117,6 +117,8 @@ impl Store {
                     outcome: None,
                     outcome_reported_by: None,
                     nonce: String::new(),
+                    approvals: serde_json::from_str(r.get::<&str, _>(5)).unwrap_or_default(),
+                    review_url: None,
                 })
             })
             .collect()

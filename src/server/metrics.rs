@@ -26,6 +26,8 @@ pub struct Metrics {
     pub waiters: AtomicI64,
     /// TCP connections closed at once because `[serve] max_connections` were open.
     pub connections_refused: AtomicU64,
+    /// Requests approved by an `auto_approve` rule.
+    auto_approved: AtomicU64,
 }
 
 impl Metrics {
@@ -42,6 +44,11 @@ impl Metrics {
         self.count.fetch_add(1, Relaxed);
         self.sum_ms
             .fetch_add(u64::try_from(took_ms.max(0)).unwrap_or(0), Relaxed);
+    }
+
+    /// One more request approved by an `auto_approve` rule.
+    pub fn auto_approved(&self) {
+        self.auto_approved.fetch_add(1, Relaxed);
     }
 
     pub fn render(&self, pending: i64) -> String {
@@ -86,6 +93,14 @@ impl Metrics {
         ));
         s.push_str(&format!(
             "hitl_gate_time_to_decision_seconds_count {count}\n"
+        ));
+        s.push_str(
+            "# HELP hitl_gate_auto_approvals_total Requests approved by an auto_approve rule.\n",
+        );
+        s.push_str("# TYPE hitl_gate_auto_approvals_total counter\n");
+        s.push_str(&format!(
+            "hitl_gate_auto_approvals_total {}\n",
+            self.auto_approved.load(Relaxed)
         ));
         s.push_str("# HELP hitl_gate_waiters Clients waiting in a long-poll.\n");
         s.push_str("# TYPE hitl_gate_waiters gauge\n");

@@ -21,6 +21,7 @@ pub mod history;
 mod id_token;
 mod metrics;
 pub mod oidc;
+mod quorum;
 mod routes;
 pub mod sessions;
 pub mod store;

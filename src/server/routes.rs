@@ -14,12 +14,13 @@ use serde::Deserialize;
 use super::app::App;
 use super::auth::{Agent, Approver, Caller};
 use super::classify::classify;
-use super::decide::{decide, Change};
+use super::decide::{decide, By, Change};
 use super::error::ApiError;
 use super::extract::{Body, Q};
 use super::store::{Changed, NewRequest};
 use crate::api::now_ms;
 use crate::api::{CreateRequest, DecisionBody, Outcome, PublicKey, RequestView, State, Verb};
+use crate::policy::approvals::Person;
 use crate::tool::Tool;
 
 /// The longest a single long-poll waits, in seconds.
@@ -146,8 +147,8 @@ async fn create(
             ));
         }
     }
-    let classification = classify(&app, &req, tool);
     let now = now_ms();
+    let classification = classify(&app, &req, tool, &agent, now);
     let timeout_ms = i64::try_from(classification.timeout_seconds * 1000).unwrap_or(i64::MAX);
     let timeout_ms = app
         .policy
@@ -155,7 +156,34 @@ async fn create(
         .map_or(timeout_ms, |d| {
             i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
         });
-    let denied = (classification.verdict == "deny").then(|| classification.rule.clone());
+    // Decided at once, on the record: denied by the server's policy, rejected by a change
+    // freeze, or approved by an auto-approval rule.
+    let initial = if classification.verdict == "deny" {
+        let rule = &classification.rule;
+        Some((
+            State::Rejected,
+            format!("policy:{rule}"),
+            format!("denied by the server's policy (rule {rule})"),
+        ))
+    } else if let Some(f) = classification
+        .freeze
+        .as_ref()
+        .filter(|f| f.approvals.is_none())
+    {
+        Some((
+            State::Rejected,
+            format!("policy:freeze:{}", f.name),
+            format!("change freeze {:?}: {}", f.name, f.reason),
+        ))
+    } else {
+        classification.auto_approve.as_ref().map(|rule| {
+            (
+                State::Approved,
+                format!("policy:{rule}"),
+                format!("approved without a human by rule {rule:?}"),
+            )
+        })
+    };
     let new = NewRequest {
         id: new_id()?,
         agent: agent.name.clone(),
@@ -168,24 +196,26 @@ async fn create(
     let mut view = app.store.create(new).await?;
     app.reaper.notify_one();
     let _ = app.events.send(super::app::Event::Created(view.id.clone()));
-    if let Some(rule) = denied {
-        // The server's policy denies it: rejected at once, on the record.
-        let actor = format!("policy:{rule}");
-        let comment = format!("denied by the server's policy (rule {rule})");
+    if let Some((to, actor, comment)) = initial {
         let change = Change {
-            to: State::Rejected,
-            actor: &actor,
+            to,
+            by: By::Policy(actor),
             comment: Some(&comment),
             now: now_ms(),
-            valid_for_ms: 0,
-            only_agent: None,
-            details: None,
+            valid_for_ms: valid_for(&app),
         };
-        if let Changed::Done(v) = decide(&app, &view.id, change).await? {
-            view = *v;
+        match decide(&app, &view.id, change).await? {
+            Changed::Done(v) => {
+                if to == State::Approved {
+                    app.metrics.auto_approved();
+                }
+                view = *v;
+            }
+            // The agent cancelled it in the meantime, or it expired: its state says so.
+            _ => view = app.store.get(&view.id).await?.unwrap_or(view),
         }
     }
-    Ok((StatusCode::CREATED, Json(view)).into_response())
+    Ok((StatusCode::CREATED, Json(linked(&app, view))).into_response())
 }
 
 /// A terraform plan with no changes ran without asking (the rule's `skip_when_no_changes`): the
@@ -196,7 +226,7 @@ async fn no_changes(
     Body(req): Body<CreateRequest>,
 ) -> Result<Response, ApiError> {
     let tool = tool_of(&req)?;
-    let classification = classify(&app, &req, tool);
+    let classification = classify(&app, &req, tool, &agent, now_ms());
     let seq = app
         .store
         .no_changes(&agent.name, &req, &classification, now_ms())
@@ -237,6 +267,28 @@ async fn list(
 #[serde(deny_unknown_fields)]
 struct WaitQuery {
     wait: Option<u64>,
+    /// The number of approvals the caller knows of: a long-poll also returns when it changes
+    /// (a request that needs several approvals got one more).
+    approvals: Option<usize>,
+}
+
+/// How long an approval stays valid for the shim to start the run (ms).
+fn valid_for(app: &App) -> i64 {
+    i64::try_from(app.policy.serve().decision_valid_for.0.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The view with its web UI link, when the server has a web UI.
+fn linked(app: &App, mut view: RequestView) -> RequestView {
+    if app.web.is_some() {
+        if let Some(base) = &app.policy.serve().public_url {
+            view.review_url = Some(format!(
+                "{}/ui/requests/{}",
+                base.trim_end_matches('/'),
+                view.id
+            ));
+        }
+    }
+    view
 }
 
 /// Reads a request the caller may see: approvers see all, an agent only its own (others are
@@ -266,10 +318,10 @@ async fn show(
     loop {
         // Subscribe before reading, so a decision landing in between is not missed.
         let notify = app.waiters.subscribe(&id);
-        let step = wait_step(&app, &caller, &id, &notify, until, &mut stop).await;
+        let step = wait_step(&app, &caller, &id, &notify, until, q.approvals, &mut stop).await;
         app.waiters.release(&id, notify);
         match step? {
-            Some(view) => return Ok(Json(view).into_response()),
+            Some(view) => return Ok(Json(linked(&app, view)).into_response()),
             None => continue,
         }
     }
@@ -283,13 +335,17 @@ async fn wait_step(
     id: &str,
     notify: &tokio::sync::Notify,
     until: tokio::time::Instant,
+    known_approvals: Option<usize>,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) -> Result<Option<RequestView>, ApiError> {
     let notified = notify.notified();
     tokio::pin!(notified);
     notified.as_mut().enable();
     let view = visible(app, caller, id).await?;
-    if view.state != State::Pending || tokio::time::Instant::now() >= until {
+    if view.state != State::Pending
+        || tokio::time::Instant::now() >= until
+        || known_approvals.is_some_and(|k| k != view.approvals.len())
+    {
         return Ok(Some(view));
     }
     if *stop.borrow() {
@@ -330,6 +386,10 @@ fn changed(r: Changed) -> Result<Response, ApiError> {
         Changed::Done(v) => Ok(Json(*v).into_response()),
         Changed::Conflict(s) => Err(conflict(s)),
         Changed::NotFound => Err(ApiError::not_found("request")),
+        Changed::NotAllowed(why) => Err(ApiError::forbidden(why)),
+        Changed::Duplicate(why) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "already_approved", why))
+        }
     }
 }
 
@@ -339,15 +399,12 @@ async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
-    let actor = format!("agent:{}", agent.name);
     let change = Change {
         to: State::Cancelled,
-        actor: &actor,
+        by: By::Agent(agent.name.clone()),
         comment: Some("cancelled by the agent"),
         now: now_ms(),
         valid_for_ms: 0,
-        only_agent: Some(&agent.name),
-        details: None,
     };
     changed(decide(&app, &id, change).await?)
 }
@@ -400,13 +457,18 @@ async fn decision(
     };
     let change = Change {
         to,
-        actor: &who.0,
+        by: By::Person {
+            who: Person {
+                actor: who.0.clone(),
+                email: None,
+                groups: Vec::new(),
+            },
+            display: None,
+            details: None,
+        },
         comment,
         now: now_ms(),
-        valid_for_ms: i64::try_from(app.policy.serve().decision_valid_for.0.as_millis())
-            .unwrap_or(i64::MAX),
-        only_agent: None,
-        details: None,
+        valid_for_ms: valid_for(&app),
     };
     changed(decide(&app, &id, change).await?)
 }

@@ -14,7 +14,9 @@ use sqlx::{Row as _, SqlitePool};
 use super::audit_log::{AuditLog, Entry};
 pub use super::db::{Result, StoreError};
 use super::writer::Writer;
-use crate::api::{Classification, CreateRequest, Outcome, RequestView, SignedDecision, State};
+use crate::api::{
+    Approval, Classification, CreateRequest, Outcome, RequestView, SignedDecision, State,
+};
 use crate::signing::Keys;
 
 /// A request to insert.
@@ -34,6 +36,11 @@ pub enum Changed {
     /// The request is not pending any more (or, for an agent, not its own and so "not found").
     Conflict(State),
     NotFound,
+    /// The person may not make this decision (not an approver of its rule, or the human the
+    /// agent acts for): why.
+    NotAllowed(String),
+    /// The person has approved this request already: their approval counts once.
+    Duplicate(String),
 }
 
 pub struct Store {
@@ -156,9 +163,68 @@ impl Store {
             .await
     }
 
+    /// Records one approval of a request that needs more than it has (`needed`), with its
+    /// `approval` audit row, if the request is still pending before its deadline and no other
+    /// approval landed since `view` was read. Returns whether it was recorded.
+    pub async fn record_approval(
+        &self,
+        view: &RequestView,
+        approval: &Approval,
+        details: Option<serde_json::Value>,
+        needed: usize,
+    ) -> Result<bool> {
+        let mut all = view.approvals.clone();
+        all.push(approval.clone());
+        let mut body = json!({
+            "command": {"tool": &view.tool, "argv": &view.argv},
+            "environment": &view.environment,
+            "diff_sha256": crate::hex::sha256(view.diff.text.as_bytes()),
+            "approval": approval,
+            "approvals": all.len(),
+            "approvals_needed": needed,
+        });
+        if let Some(d) = details {
+            body["approver"] = d;
+        }
+        let log = self.log.clone();
+        let (id, actor, now) = (view.id.clone(), approval.approver.clone(), approval.at);
+        let had = i64::try_from(view.approvals.len()).unwrap_or(i64::MAX);
+        let list = serde_json::to_string(&all).expect("approvals serialise");
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "UPDATE requests SET approvals = ? WHERE id = ? AND state = 'pending' \
+                         AND deadline > ? AND json_array_length(approvals) = ?",
+                    )
+                    .bind(&list)
+                    .bind(&id)
+                    .bind(now)
+                    .bind(had)
+                    .execute(&mut *c)
+                    .await?;
+                    if r.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    let entry = Entry {
+                        at: now,
+                        kind: "approval",
+                        request_id: Some(&id),
+                        actor: &actor,
+                        body: &body,
+                    };
+                    log.append(c, entry).await?;
+                    Ok(true)
+                })
+            })
+            .await
+    }
+
     /// Records a terminal decision (signed by `decide.rs`) and its audit row (with `details`
     /// about the approver, if any), if the request is still pending and, for a human decision
-    /// (`human`), its deadline has not passed. Returns whether it was recorded.
+    /// (`human`), its deadline has not passed. With `last`, the approval that completes the
+    /// quorum, it is added to the request's approvals, and only if no other approval landed
+    /// since `view` was read. Returns whether it was recorded.
     pub async fn record_decision(
         &self,
         view: &RequestView,
@@ -166,6 +232,7 @@ impl Store {
         actor: &str,
         human: bool,
         details: Option<serde_json::Value>,
+        last: Option<Approval>,
     ) -> Result<bool> {
         let mut body = json!({
             "command": {"tool": &view.tool, "argv": &view.argv},
@@ -173,6 +240,18 @@ impl Store {
             "diff_sha256": crate::hex::sha256(view.diff.text.as_bytes()),
             "decision": decision,
         });
+        // The request's approvals, with the last one; unchanged (NULL) otherwise.
+        let (had, approvals) = match last {
+            Some(a) => {
+                let mut all = view.approvals.clone();
+                all.push(a);
+                (
+                    i64::try_from(view.approvals.len()).unwrap_or(i64::MAX),
+                    Some(serde_json::to_string(&all).expect("approvals serialise")),
+                )
+            }
+            None => (-1, None),
+        };
         let approver = details.as_ref().map(|d| d.to_string());
         if let Some(d) = details {
             // Who decided, as far as the server could tell (a web decision's identity, its
@@ -190,15 +269,20 @@ impl Store {
                     // a human decision lands before the deadline (past it, only the reaper's
                     // expiry and the agent's cancel may end the request).
                     let r = sqlx::query(
-                        "UPDATE requests SET state = ?, decision = ?, approver = ? WHERE id = ? \
-                         AND state = 'pending' AND (? = 0 OR deadline > ?)",
+                        "UPDATE requests SET state = ?, decision = ?, approver = ?, \
+                         approvals = COALESCE(?, approvals) WHERE id = ? \
+                         AND state = 'pending' AND (? = 0 OR deadline > ?) \
+                         AND (? < 0 OR json_array_length(approvals) = ?)",
                     )
                     .bind(kind)
                     .bind(&decision_json)
                     .bind(&approver)
+                    .bind(&approvals)
                     .bind(&id)
                     .bind(human)
                     .bind(now)
+                    .bind(had)
+                    .bind(had)
                     .execute(&mut *c)
                     .await?;
                     if r.rows_affected() == 0 {
@@ -302,7 +386,7 @@ impl Store {
 
     pub async fn get(&self, id: &str) -> Result<Option<RequestView>> {
         let row = sqlx::query(
-            "SELECT id, agent, state, created_at, deadline, data, decision, outcome \
+            "SELECT id, agent, state, created_at, deadline, data, decision, outcome, approvals \
              FROM requests WHERE id = ?",
         )
         .bind(id)
@@ -314,7 +398,8 @@ impl Store {
     /// Requests, newest first, optionally only those in `state`.
     pub async fn list(&self, state: Option<State>, limit: i64) -> Result<Vec<RequestView>> {
         let rows = sqlx::query(
-            "SELECT id, agent, state, created_at, deadline, data, decision, outcome FROM requests \
+            "SELECT id, agent, state, created_at, deadline, data, decision, outcome, approvals \
+             FROM requests \
              WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id LIMIT ?2",
         )
         .bind(state.map(State::as_str))
@@ -419,5 +504,8 @@ pub(super) fn view_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RequestView> 
             .map(|o| serde_json::from_str(&o))
             .transpose()
             .map_err(|e| bad("outcome", &e))?,
+        approvals: serde_json::from_str(r.get::<&str, _>("approvals"))
+            .map_err(|e| bad("approvals", &e))?,
+        review_url: None,
     })
 }

@@ -21,8 +21,9 @@ use super::page::{web_of, Page};
 use super::pages::{needs_confirm, needs_reauth, not_found, request_id};
 use crate::api::{now_ms, State};
 use crate::audit::ExportLine;
+use crate::policy::approvals::Person;
 use crate::server::app::{App, Event};
-use crate::server::decide::{decide, Change};
+use crate::server::decide::{decide, By, Change};
 use crate::server::store::Changed;
 
 #[derive(Deserialize)]
@@ -88,19 +89,34 @@ pub async fn decision(
         "source_ip": peer.map(|Extension(ConnectInfo(a))| a.ip().to_string()),
         "user_agent": headers.get(header::USER_AGENT).and_then(|u| u.to_str().ok()),
     });
-    let actor = s.actor();
     let change = Change {
         to,
-        actor: &actor,
+        by: By::Person {
+            who: Person {
+                actor: s.actor(),
+                email: s.who.email.clone(),
+                groups: s.who.groups.clone(),
+            },
+            display: s.who.email.clone().or_else(|| s.who.name.clone()),
+            details: Some(details),
+        },
         comment,
         now: now_ms(),
         valid_for_ms: i64::try_from(app.policy.serve().decision_valid_for.0.as_millis())
             .unwrap_or(i64::MAX),
-        only_agent: None,
-        details: Some(details),
     };
     match decide(&app, &id, change).await? {
         Changed::Done(_) => Ok(Page::Redirect(here).into_response()),
+        Changed::NotAllowed(why) => Err(Page::new(
+            StatusCode::FORBIDDEN,
+            "Not yours to decide",
+            format!("{why}. Nothing was recorded."),
+        )),
+        Changed::Duplicate(why) => Err(Page::new(
+            StatusCode::CONFLICT,
+            "Already approved",
+            format!("{why}."),
+        )),
         Changed::Conflict(state) => Err(Page::new(
             StatusCode::CONFLICT,
             "Already decided",

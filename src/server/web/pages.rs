@@ -276,6 +276,7 @@ mod tests {
                 risk: Some("high".into()),
                 timeout_seconds: 900,
                 approvals_needed: 1,
+                ..Default::default()
             },
             created_at: 0,
             deadline: 0,
@@ -283,6 +284,8 @@ mod tests {
             outcome: None,
             outcome_reported_by: None,
             nonce: String::new(),
+            approvals: Vec::new(),
+            review_url: None,
         }
     }
 
