@@ -131,11 +131,12 @@ impl Client {
         )
     }
 
-    /// `GET /requests/{id}?wait=SECS`: returns when the request is decided or the wait is over.
-    pub fn wait(&self, id: &str, secs: u64) -> Result<RequestView, ClientError> {
+    /// `GET /requests/{id}?wait=SECS&approvals=N`: returns when the request is decided, when
+    /// its number of approvals is no longer `approvals`, or when the wait is over.
+    pub fn wait(&self, id: &str, secs: u64, approvals: usize) -> Result<RequestView, ClientError> {
         self.call(
             self.http
-                .get(self.url(&format!("/requests/{id}?wait={secs}"))),
+                .get(self.url(&format!("/requests/{id}?wait={secs}&approvals={approvals}"))),
             Duration::from_secs(secs + 15),
         )
     }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod approval_policy;
 pub mod attacks;
 mod audit;
 mod browser;

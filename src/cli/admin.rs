@@ -133,6 +133,47 @@ fn print_one(v: &RequestView) {
         opt(&v.classification.environment),
         opt(&v.classification.risk)
     );
+    let c = &v.classification;
+    if let Some(f) = &c.freeze {
+        println!("freeze      {} ({})", line(&f.name), line(&f.reason));
+    }
+    if let Some(rule) = &c.auto_approve {
+        println!(
+            "approval    approved without a human by rule {}",
+            line(rule)
+        );
+    } else {
+        println!(
+            "approval    {}{}",
+            line(&c.needs()),
+            if c.allow_self_approval {
+                ""
+            } else {
+                "; not by the person the agent acts for"
+            }
+        );
+    }
+    for a in &v.approvals {
+        println!(
+            "  approved  by {}{} {}",
+            line(&a.approver),
+            a.display
+                .as_deref()
+                .map(|d| format!(" ({})", line(d)))
+                .unwrap_or_default(),
+            a.comment
+                .as_deref()
+                .map(|c| format!("({})", line(c)))
+                .unwrap_or_default()
+        );
+    }
+    if v.state == crate::api::State::Pending && v.approvals.len() < c.approvals_needed as usize {
+        println!(
+            "  so far    {} of {}",
+            v.approvals.len(),
+            c.approvals_needed.max(1)
+        );
+    }
     println!("changes     {}", counts(v));
     if let Some(r) = &v.reason {
         println!("reason      {} (the agent's words)", line(r));

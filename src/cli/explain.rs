@@ -1,5 +1,6 @@
 //! `hitl-gate explain -- TOOL ARGS...`: how the shim would classify a command, without running
-//! anything. Uses exactly the shim's reader, policy and resolver.
+//! anything. Uses exactly the shim's reader, policy and resolver; also says who must approve a
+//! gated command and which change freeze covers it (now, or `--at`).
 
 use std::ffi::OsString;
 
@@ -17,6 +18,10 @@ pub struct Args {
     /// Print JSON instead of text.
     #[arg(long)]
     json: bool,
+    /// Explain the command as of this time (RFC 3339, `2026-12-24T10:00:00+01:00`) instead of
+    /// now: which change freeze would cover it.
+    #[arg(long, value_name = "TIME")]
+    at: Option<String>,
     /// The command as the agent would type it, after `--`: `kubectl --context prod delete ...`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     command: Vec<OsString>,
@@ -37,6 +42,10 @@ struct Explanation {
     rule: String,
     verdict: &'static str,
     reason: String,
+    /// Who must approve a gated command, by the rule's settings.
+    approval: Option<String>,
+    /// The change freeze in force (at `--at`, else now) for the environment, if any.
+    freeze: Option<String>,
     policy: String,
 }
 
@@ -54,6 +63,13 @@ pub fn run(args: Args) -> Result<i32, CliError> {
             ),
         )
     })?;
+    let at = match &args.at {
+        Some(t) => t
+            .parse::<jiff::Timestamp>()
+            .map_err(|e| CliError::new(2, format!("--at {t:?}: not an RFC 3339 time ({e})")))?
+            .as_millisecond(),
+        None => crate::api::now_ms(),
+    };
     let (policy, source) =
         policy::load::load().map_err(|e| CliError::new(exit::POLICY_ERROR, e.to_string()))?;
     let env = |k: &str| std::env::var(k).ok();
@@ -78,6 +94,15 @@ pub fn run(args: Args) -> Result<i32, CliError> {
     let real = resolver.find(tool, policy.real_path(tool));
     let inv: Option<&Invocation> = read.as_ref().ok();
     let d = verdict.as_ref().map(|v| v.decision());
+    let environment = d
+        .and_then(|d| d.environment.clone())
+        .or_else(|| inv.and_then(|i| policy.environment(tool, i, &ctx)));
+    let gated = matches!(verdict, Some(Verdict::Gate(_)) | None);
+    let approval = gated.then(|| approval_line(&policy, d.map(|d| d.rule.as_str())));
+    let freeze = gated
+        .then(|| policy.freeze_at(environment.as_ref().map(|e| e.name.as_str()), at))
+        .flatten()
+        .map(|f| f.describe());
     let ex = Explanation {
         tool: tool.name().into(),
         real_binary: real.as_ref().ok().map(|p| p.display().to_string()),
@@ -92,15 +117,15 @@ pub fn run(args: Args) -> Result<i32, CliError> {
             f.kube_server = resolved_server.borrow().clone().flatten();
             f
         }),
-        environment: d
-            .and_then(|d| d.environment.clone())
-            .or_else(|| inv.and_then(|i| policy.environment(tool, i, &ctx))),
+        environment,
         rule: d.map_or("argv".into(), |d| d.rule.clone()),
         verdict: verdict.as_ref().map_or("refuse", |v| v.action().as_str()),
         reason: d.map_or_else(
             || "the command line cannot be read safely; the shim refuses it".into(),
             |d| d.reason.clone(),
         ),
+        approval,
+        freeze,
         policy: source.to_string(),
     };
     if args.json {
@@ -156,5 +181,38 @@ fn print_text(ex: &Explanation) {
             .unwrap_or("?")
     );
     println!("reason:       {}", ex.reason);
+    if let Some(a) = &ex.approval {
+        println!("approval:     {a}");
+    }
+    if let Some(f) = &ex.freeze {
+        println!("freeze:       {f}");
+    }
     println!("policy:       {}", ex.policy);
+}
+
+/// Who must approve a gated command under `rule`, as the server's policy would say (when the
+/// server reads the same policy).
+fn approval_line(policy: &policy::Policy, rule: Option<&str>) -> String {
+    use crate::policy::schema::Action;
+    match rule.and_then(|r| policy.rule(r)) {
+        Some(r) if r.action == Action::AutoApprove => format!(
+            "the server approves it without a human when rule {:?}'s conditions hold \
+             (agents, humans, changes); otherwise the following rules decide",
+            r.name
+        ),
+        Some(r) => {
+            let c = crate::api::Classification {
+                approvals_needed: r.approvals.unwrap_or(1),
+                approvers: r.approvers.clone(),
+                ..Default::default()
+            };
+            let who = if r.allow_self_approval {
+                ""
+            } else {
+                "; not by the person the agent acts for"
+            };
+            format!("{}{who}", c.needs())
+        }
+        None => "needs 1 approval from any approver; not by the person the agent acts for".into(),
+    }
 }

@@ -148,10 +148,10 @@ impl Policy {
                     ));
                 }
             }
+            approvals::validate_rule(rule, &file.environments)?;
             if matches!(rule.action, Action::Pass | Action::AutoApprove) {
                 check_loosening_environments(rule, &file.environments)?;
             }
-            approvals::validate_rule(rule, &file.environments)?;
             for flag in rule.flags.keys() {
                 if !flag.starts_with('-') {
                     return Err(format!(
@@ -195,7 +195,9 @@ impl Policy {
             }
         }
         validate_approval(&file.approval)?;
-        freeze::validate(&file.freezes, &file.environments)?;
+        freeze::validate(&file.freezes, &|n| {
+            file.environments.iter().any(|e| e.name == n)
+        })?;
         Ok(Policy { file })
     }
 
@@ -452,7 +454,8 @@ fn kuberc_active(inv: &Invocation, ctx: &Context<'_>) -> bool {
     }
 }
 
-/// A `pass` rule with environments must be able to match them by what the command reaches:
+/// A `pass` or `auto_approve` rule with environments must be able to match them by what the
+/// command reaches:
 /// each environment needs `kube_servers` (for kubectl and helm) or `terraform_backends` (for
 /// terraform and tofu) for one of the rule's tools.
 fn check_loosening_environments(rule: &Rule, envs: &[Environment]) -> Result<(), String> {
@@ -467,12 +470,17 @@ fn check_loosening_environments(rule: &Rule, envs: &[Environment]) -> Result<(),
             (kube && !env.kube_servers.is_empty()) || (tf && !env.terraform_backends.is_empty());
         if !ok {
             return Err(format!(
-                "rule {:?} passes commands in environment {name:?}, which has no {}: a rule \
+                "rule {:?} {} commands in environment {name:?}, which has no {}: a rule \
                  that loosens the gate matches an environment only by what the command \
                  reaches (kube_servers for kubectl and helm, terraform_backends for terraform \
                  and tofu); kube_contexts, namespaces, terraform_workspaces and paths are names \
                  the agent chooses, and can only make the gate stricter",
                 rule.name,
+                if rule.action == Action::AutoApprove {
+                    "auto-approves"
+                } else {
+                    "passes"
+                },
                 match (kube, tf) {
                     (true, false) => "kube_servers",
                     (false, true) => "terraform_backends",

@@ -13,15 +13,14 @@ use serde::Deserialize;
 
 use super::app::App;
 use super::auth::{Agent, Approver, Caller};
-use super::classify::classify;
 use super::decide::{decide, By, Change};
 use super::error::ApiError;
 use super::extract::{Body, Q};
-use super::store::{Changed, NewRequest};
+use super::intake::{self, linked, valid_for};
+use super::store::Changed;
 use crate::api::now_ms;
-use crate::api::{CreateRequest, DecisionBody, Outcome, PublicKey, RequestView, State, Verb};
+use crate::api::{DecisionBody, Outcome, PublicKey, RequestView, State, Verb};
 use crate::policy::approvals::Person;
-use crate::tool::Tool;
 
 /// The longest a single long-poll waits, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 60;
@@ -32,12 +31,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics))
         .route("/api/v1/public-key", get(public_key))
-        .route("/api/v1/requests", post(create).get(list))
+        .route("/api/v1/requests", post(intake::create).get(list))
         .route("/api/v1/requests/{id}", get(show))
         .route("/api/v1/requests/{id}/cancel", post(cancel))
         .route("/api/v1/requests/{id}/outcome", post(outcome))
         .route("/api/v1/requests/{id}/decision", post(decision))
-        .route("/api/v1/no-changes", post(no_changes))
+        .route("/api/v1/no-changes", post(intake::no_changes))
         .merge(super::web::router(app.clone()))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
@@ -86,7 +85,7 @@ fn check_id(id: &str) -> Result<(), ApiError> {
 }
 
 /// A fresh request id: 16 bytes from the system's random source, as hex.
-fn new_id() -> Result<String, ApiError> {
+pub(super) fn new_id() -> Result<String, ApiError> {
     id_from(|b| ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), b))
 }
 
@@ -122,122 +121,6 @@ async fn public_key(AxState(app): St) -> Json<PublicKey> {
     })
 }
 
-fn tool_of(req: &CreateRequest) -> Result<Tool, ApiError> {
-    Tool::from_name(&req.tool).ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_request",
-            format!("at `tool`: unknown tool {:?}", req.tool),
-        )
-    })
-}
-
-async fn create(
-    AxState(app): St,
-    agent: Agent,
-    Body(req): Body<CreateRequest>,
-) -> Result<Response, ApiError> {
-    let tool = tool_of(&req)?;
-    for (i, h) in req.artifact_sha256.iter().enumerate() {
-        if crate::hex::decode(h).map(|b| b.len()) != Some(32)
-            || h.bytes().any(|b| b.is_ascii_uppercase())
-        {
-            return Err(ApiError::bad_request(
-                "invalid_request",
-                format!("at `artifact_sha256[{i}]`: not a lowercase hex SHA-256"),
-            ));
-        }
-    }
-    let now = now_ms();
-    let classification = classify(&app, &req, tool, &agent, now);
-    let timeout_ms = i64::try_from(classification.timeout_seconds * 1000).unwrap_or(i64::MAX);
-    let timeout_ms = app
-        .policy
-        .rule_timeout(&classification.rule)
-        .map_or(timeout_ms, |d| {
-            i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-        });
-    // Decided at once, on the record: denied by the server's policy, rejected by a change
-    // freeze, or approved by an auto-approval rule.
-    let initial = if classification.verdict == "deny" {
-        let rule = &classification.rule;
-        Some((
-            State::Rejected,
-            format!("policy:{rule}"),
-            format!("denied by the server's policy (rule {rule})"),
-        ))
-    } else if let Some(f) = classification
-        .freeze
-        .as_ref()
-        .filter(|f| f.approvals.is_none())
-    {
-        Some((
-            State::Rejected,
-            format!("policy:freeze:{}", f.name),
-            format!("change freeze {:?}: {}", f.name, f.reason),
-        ))
-    } else {
-        classification.auto_approve.as_ref().map(|rule| {
-            (
-                State::Approved,
-                format!("policy:{rule}"),
-                format!("approved without a human by rule {rule:?}"),
-            )
-        })
-    };
-    let new = NewRequest {
-        id: new_id()?,
-        agent: agent.name.clone(),
-        on_behalf_of: agent.on_behalf_of.clone(),
-        request: req,
-        classification,
-        created_at: now,
-        deadline: now.saturating_add(timeout_ms),
-    };
-    let mut view = app.store.create(new).await?;
-    app.reaper.notify_one();
-    let _ = app.events.send(super::app::Event::Created(view.id.clone()));
-    if let Some((to, actor, comment)) = initial {
-        let change = Change {
-            to,
-            by: By::Policy(actor),
-            comment: Some(&comment),
-            now: now_ms(),
-            valid_for_ms: valid_for(&app),
-        };
-        match decide(&app, &view.id, change).await? {
-            Changed::Done(v) => {
-                if to == State::Approved {
-                    app.metrics.auto_approved();
-                }
-                view = *v;
-            }
-            // The agent cancelled it in the meantime, or it expired: its state says so.
-            _ => view = app.store.get(&view.id).await?.unwrap_or(view),
-        }
-    }
-    Ok((StatusCode::CREATED, Json(linked(&app, view))).into_response())
-}
-
-/// A terraform plan with no changes ran without asking (the rule's `skip_when_no_changes`): the
-/// shim records it, with the plan it saw, as a `no_changes` audit row. Nothing is decided.
-async fn no_changes(
-    AxState(app): St,
-    agent: Agent,
-    Body(req): Body<CreateRequest>,
-) -> Result<Response, ApiError> {
-    let tool = tool_of(&req)?;
-    let classification = classify(&app, &req, tool, &agent, now_ms());
-    let seq = app
-        .store
-        .no_changes(&agent.name, &req, &classification, now_ms())
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({"recorded": "no_changes", "seq": seq})),
-    )
-        .into_response())
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
@@ -259,7 +142,10 @@ async fn list(
     Ok(Json(
         app.store
             .list(state, q.limit.unwrap_or(100).clamp(1, 1000))
-            .await?,
+            .await?
+            .into_iter()
+            .map(|v| linked(&app, v))
+            .collect(),
     ))
 }
 
@@ -270,25 +156,6 @@ struct WaitQuery {
     /// The number of approvals the caller knows of: a long-poll also returns when it changes
     /// (a request that needs several approvals got one more).
     approvals: Option<usize>,
-}
-
-/// How long an approval stays valid for the shim to start the run (ms).
-fn valid_for(app: &App) -> i64 {
-    i64::try_from(app.policy.serve().decision_valid_for.0.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// The view with its web UI link, when the server has a web UI.
-fn linked(app: &App, mut view: RequestView) -> RequestView {
-    if app.web.is_some() {
-        if let Some(base) = &app.policy.serve().public_url {
-            view.review_url = Some(format!(
-                "{}/ui/requests/{}",
-                base.trim_end_matches('/'),
-                view.id
-            ));
-        }
-    }
-    view
 }
 
 /// Reads a request the caller may see: approvers see all, an agent only its own (others are

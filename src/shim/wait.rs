@@ -17,6 +17,8 @@ use crate::exit as code;
 pub enum Event {
     Signal(i32),
     Decided(Box<RequestView>),
+    /// One more approval landed; more are needed.
+    Progress(Box<RequestView>),
     /// The poller lost the server for good.
     Lost(String),
     /// The poller is retrying after a transient error.
@@ -48,12 +50,26 @@ pub fn announce(cmdline: &str, view: &RequestView, base: &str, req: &CreateReque
         .get("summary")
         .and_then(|s| s.as_str())
         .unwrap_or("no diff");
+    let c = &view.classification;
+    let review = match &view.review_url {
+        Some(url) => url.clone(),
+        None => format!(
+            "{base}/api/v1/requests/{id} (approvers: hitl-gate show {id})",
+            id = view.id
+        ),
+    };
+    let freeze = c
+        .freeze
+        .as_ref()
+        .map(|f| format!("\nchange freeze {:?} in force: {}", f.name, f.reason))
+        .unwrap_or_default();
     say(&format!(
-        "`{cmdline}` is waiting for a human (rule {}, environment {})\n\
-         request {id}; review: {base}/api/v1/requests/{id} (approvers: hitl-gate show {id})\n\
-         changes: {summary}",
-        view.classification.rule,
-        view.classification.environment.as_deref().unwrap_or("none"),
+        "`{cmdline}` is waiting for a human (rule {}, environment {}); it {}\n\
+         request {id}; review: {review}\n\
+         changes: {summary}{freeze}",
+        c.rule,
+        c.environment.as_deref().unwrap_or("none"),
+        c.needs(),
         id = view.id,
     ));
 }
@@ -81,6 +97,19 @@ pub fn wait(
         let event = rx.recv_timeout(tick);
         match event {
             Ok(Event::Decided(v)) => return Ok(*v),
+            Ok(Event::Progress(v)) => {
+                let who: Vec<&str> = v
+                    .approvals
+                    .iter()
+                    .map(|a| a.display.as_deref().unwrap_or(&a.approver))
+                    .collect();
+                say(&format!(
+                    "request {id}: {} of {} approvals ({}); waiting for more",
+                    v.approvals.len(),
+                    v.classification.approvals_needed.max(1),
+                    who.join(", ")
+                ));
+            }
             Ok(Event::Signal(sig)) => {
                 let how = match client.cancel(&id) {
                     Ok(_) => "cancelled on the server".to_string(),
@@ -129,13 +158,20 @@ pub fn wait(
 /// backoff until a minute past the deadline (by then the server has expired the request).
 fn poll(client: &Client, id: &str, deadline: i64, tx: &Sender<Event>) {
     let mut backoff = Duration::from_millis(100);
+    let mut approvals = 0;
     loop {
-        match client.wait(id, 55) {
+        match client.wait(id, 55, approvals) {
             Ok(v) if v.state != State::Pending => {
                 let _ = tx.send(Event::Decided(Box::new(v)));
                 return;
             }
-            Ok(_) => backoff = Duration::from_millis(100),
+            Ok(v) => {
+                backoff = Duration::from_millis(100);
+                if v.approvals.len() != approvals {
+                    approvals = v.approvals.len();
+                    let _ = tx.send(Event::Progress(Box::new(v)));
+                }
+            }
             Err(ClientError::Fatal(e)) => {
                 let _ = tx.send(Event::Lost(e));
                 return;
@@ -166,6 +202,10 @@ pub fn refused_block(
         .and_then(|d| d.comment.as_deref())
         .unwrap_or("(no comment)");
     let (code, head) = match state {
+        State::Rejected if who.starts_with("policy:") => (
+            code::REJECTED,
+            format!("REJECTED by the server's policy ({who}), because: {comment}"),
+        ),
         State::Rejected => (
             code::REJECTED,
             format!("REJECTED by {who}: a human said no, because: {comment}"),

@@ -128,6 +128,7 @@ pub fn page(
                 dt { "Artifacts (SHA-256)" }
                 dd { @for h in &v.artifact_sha256 { code { (shown(h)) } br; } @if v.artifact_sha256.is_empty() { "none" } }
             }
+            (approvals(v))
             @if v.state == State::Pending {
                 (decision_form(s, v, form))
             } @else {
@@ -135,6 +136,39 @@ pub fn page(
             }
         },
     )
+}
+
+/// Who may approve, how many must, who has so far, and a freeze in force.
+fn approvals(v: &RequestView) -> Markup {
+    let c = &v.classification;
+    let needed = c.approvals_needed.max(1);
+    html! {
+        h2 { "Approvals" }
+        @if let Some(f) = &c.freeze {
+            p.notice { "Change freeze " strong { (shown(&f.name)) } ": " (shown(&f.reason)) }
+        }
+        @if let Some(rule) = &c.auto_approve {
+            p { "Approved without a human by rule " code { (shown(rule)) } "." }
+        } @else {
+            p.needs {
+                (shown(&c.needs()))
+                @if !c.allow_self_approval { "; not by the person the agent acts for" }
+                "."
+            }
+            @if needed > 1 || !v.approvals.is_empty() {
+                p.progress { (v.approvals.len()) " of " (needed) " so far" }
+                ul.approvals {
+                    @for a in &v.approvals {
+                        li {
+                            (shown(a.display.as_deref().unwrap_or(&a.approver)))
+                            " " span.when { (time(a.at)) }
+                            @if let Some(c) = &a.comment { " — " (shown(c)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn decision_form(s: &Session, v: &RequestView, form: &Form<'_>) -> Markup {

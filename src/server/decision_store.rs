@@ -1,0 +1,152 @@
+//! Recording approvals and decisions: each with its audit row in one operation of the writer,
+//! by conditional updates, so a request is decided once, before its deadline (for a person),
+//! and an approval counts only against the approvals it was made after. Signing and choosing
+//! who may decide is `decide.rs`'s job.
+
+use serde_json::json;
+
+use super::audit_log::Entry;
+use super::db::Result;
+use super::store::Store;
+use crate::api::{Approval, RequestView, SignedDecision};
+
+impl Store {
+    /// Records one approval of a request that needs more than it has (`needed`), with its
+    /// `approval` audit row, if the request is still pending before its deadline and no other
+    /// approval landed since `view` was read. Returns whether it was recorded.
+    pub async fn record_approval(
+        &self,
+        view: &RequestView,
+        approval: &Approval,
+        details: Option<serde_json::Value>,
+        needed: usize,
+    ) -> Result<bool> {
+        let mut all = view.approvals.clone();
+        all.push(approval.clone());
+        let mut body = json!({
+            "command": {"tool": &view.tool, "argv": &view.argv},
+            "environment": &view.environment,
+            "diff_sha256": crate::hex::sha256(view.diff.text.as_bytes()),
+            "approval": approval,
+            "approvals": all.len(),
+            "approvals_needed": needed,
+        });
+        if let Some(d) = details {
+            body["approver"] = d;
+        }
+        let log = self.log.clone();
+        let (id, actor, now) = (view.id.clone(), approval.approver.clone(), approval.at);
+        let had = i64::try_from(view.approvals.len()).unwrap_or(i64::MAX);
+        let list = serde_json::to_string(&all).expect("approvals serialise");
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    let r = sqlx::query(
+                        "UPDATE requests SET approvals = ? WHERE id = ? AND state = 'pending' \
+                         AND deadline > ? AND json_array_length(approvals) = ?",
+                    )
+                    .bind(&list)
+                    .bind(&id)
+                    .bind(now)
+                    .bind(had)
+                    .execute(&mut *c)
+                    .await?;
+                    if r.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    let entry = Entry {
+                        at: now,
+                        kind: "approval",
+                        request_id: Some(&id),
+                        actor: &actor,
+                        body: &body,
+                    };
+                    log.append(c, entry).await?;
+                    Ok(true)
+                })
+            })
+            .await
+    }
+
+    /// Records a terminal decision (signed by `decide.rs`) and its audit row (with `details`
+    /// about the approver, if any), if the request is still pending and, for a human decision
+    /// (`human`), its deadline has not passed. With `last`, the approval that completes the
+    /// quorum, it is added to the request's approvals, and only if no other approval landed
+    /// since `view` was read. Returns whether it was recorded.
+    pub async fn record_decision(
+        &self,
+        view: &RequestView,
+        decision: &SignedDecision,
+        actor: &str,
+        human: bool,
+        details: Option<serde_json::Value>,
+        last: Option<Approval>,
+    ) -> Result<bool> {
+        let mut body = json!({
+            "command": {"tool": &view.tool, "argv": &view.argv},
+            "environment": &view.environment,
+            "diff_sha256": crate::hex::sha256(view.diff.text.as_bytes()),
+            "decision": decision,
+        });
+        // The request's approvals, with the last one; unchanged (NULL) otherwise.
+        let (had, approvals) = match last {
+            Some(a) => {
+                let mut all = view.approvals.clone();
+                all.push(a);
+                (
+                    i64::try_from(view.approvals.len()).unwrap_or(i64::MAX),
+                    Some(serde_json::to_string(&all).expect("approvals serialise")),
+                )
+            }
+            None => (-1, None),
+        };
+        let approver = details.as_ref().map(|d| d.to_string());
+        if let Some(d) = details {
+            // Who decided, as far as the server could tell (a web decision's identity, its
+            // sign-in time, session hash, source address and user agent).
+            body["approver"] = d;
+        }
+        let log = self.log.clone();
+        let (id, actor, now) = (view.id.clone(), actor.to_string(), decision.decided_at);
+        let kind = decision.decision.as_str();
+        let decision_json = serde_json::to_string(decision).expect("decision serialises");
+        self.writer
+            .write(move |c| {
+                Box::pin(async move {
+                    // The database enforces both rules: only a pending request is decided, and
+                    // a human decision lands before the deadline (past it, only the reaper's
+                    // expiry and the agent's cancel may end the request).
+                    let r = sqlx::query(
+                        "UPDATE requests SET state = ?, decision = ?, approver = ?, \
+                         approvals = COALESCE(?, approvals) WHERE id = ? \
+                         AND state = 'pending' AND (? = 0 OR deadline > ?) \
+                         AND (? < 0 OR json_array_length(approvals) = ?)",
+                    )
+                    .bind(kind)
+                    .bind(&decision_json)
+                    .bind(&approver)
+                    .bind(&approvals)
+                    .bind(&id)
+                    .bind(human)
+                    .bind(now)
+                    .bind(had)
+                    .bind(had)
+                    .execute(&mut *c)
+                    .await?;
+                    if r.rows_affected() == 0 {
+                        return Ok(false);
+                    }
+                    let entry = Entry {
+                        at: now,
+                        kind,
+                        request_id: Some(&id),
+                        actor: &actor,
+                        body: &body,
+                    };
+                    log.append(c, entry).await?;
+                    Ok(true)
+                })
+            })
+            .await
+    }
+}

@@ -1,0 +1,157 @@
+//! Taking requests in: `POST /api/v1/requests` (the server classifies the request itself,
+//! stores it with its audit row, and decides at once what its policy decides without a human:
+//! a deny, a change freeze without break-glass approvers, an auto-approval) and
+//! `POST /api/v1/no-changes`.
+
+use axum::extract::State as AxState;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use super::app::App;
+use super::auth::Agent;
+use super::classify::classify;
+use super::decide::{decide, By, Change};
+use super::error::ApiError;
+use super::extract::Body;
+use super::routes::new_id;
+use super::store::{Changed, NewRequest};
+use crate::api::{now_ms, CreateRequest, RequestView, State};
+use crate::tool::Tool;
+
+type St = AxState<std::sync::Arc<App>>;
+
+/// How long an approval stays valid for the shim to start the run (ms).
+pub(super) fn valid_for(app: &App) -> i64 {
+    i64::try_from(app.policy.serve().decision_valid_for.0.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// The view with its web UI link, when the server has a web UI.
+pub(super) fn linked(app: &App, mut view: RequestView) -> RequestView {
+    if app.web.is_some() {
+        if let Some(base) = &app.policy.serve().public_url {
+            view.review_url = Some(format!(
+                "{}/ui/requests/{}",
+                base.trim_end_matches('/'),
+                view.id
+            ));
+        }
+    }
+    view
+}
+
+fn tool_of(req: &CreateRequest) -> Result<Tool, ApiError> {
+    Tool::from_name(&req.tool).ok_or_else(|| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!("at `tool`: unknown tool {:?}", req.tool),
+        )
+    })
+}
+
+pub(super) async fn create(
+    AxState(app): St,
+    agent: Agent,
+    Body(req): Body<CreateRequest>,
+) -> Result<Response, ApiError> {
+    let tool = tool_of(&req)?;
+    for (i, h) in req.artifact_sha256.iter().enumerate() {
+        if crate::hex::decode(h).map(|b| b.len()) != Some(32)
+            || h.bytes().any(|b| b.is_ascii_uppercase())
+        {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("at `artifact_sha256[{i}]`: not a lowercase hex SHA-256"),
+            ));
+        }
+    }
+    let now = now_ms();
+    let classification = classify(&app, &req, tool, &agent, now);
+    let timeout_ms = i64::try_from(classification.timeout_seconds * 1000).unwrap_or(i64::MAX);
+    let timeout_ms = app
+        .policy
+        .rule_timeout(&classification.rule)
+        .map_or(timeout_ms, |d| {
+            i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+        });
+    // Decided at once, on the record: denied by the server's policy, rejected by a change
+    // freeze, or approved by an auto-approval rule.
+    let initial = if classification.verdict == "deny" {
+        let rule = &classification.rule;
+        Some((
+            State::Rejected,
+            format!("policy:{rule}"),
+            format!("denied by the server's policy (rule {rule})"),
+        ))
+    } else if let Some(f) = classification
+        .freeze
+        .as_ref()
+        .filter(|f| f.approvals.is_none())
+    {
+        Some((
+            State::Rejected,
+            format!("policy:freeze:{}", f.name),
+            format!("change freeze {:?}: {}", f.name, f.reason),
+        ))
+    } else {
+        classification.auto_approve.as_ref().map(|rule| {
+            (
+                State::Approved,
+                format!("policy:{rule}"),
+                format!("approved without a human by rule {rule:?}"),
+            )
+        })
+    };
+    let new = NewRequest {
+        id: new_id()?,
+        agent: agent.name.clone(),
+        on_behalf_of: agent.on_behalf_of.clone(),
+        request: req,
+        classification,
+        created_at: now,
+        deadline: now.saturating_add(timeout_ms),
+    };
+    let mut view = app.store.create(new).await?;
+    app.reaper.notify_one();
+    let _ = app.events.send(super::app::Event::Created(view.id.clone()));
+    if let Some((to, actor, comment)) = initial {
+        let change = Change {
+            to,
+            by: By::Policy(actor),
+            comment: Some(&comment),
+            now: now_ms(),
+            valid_for_ms: valid_for(&app),
+        };
+        match decide(&app, &view.id, change).await? {
+            Changed::Done(v) => {
+                if to == State::Approved {
+                    app.metrics.auto_approved();
+                }
+                view = *v;
+            }
+            // The agent cancelled it in the meantime, or it expired: its state says so.
+            _ => view = app.store.get(&view.id).await?.unwrap_or(view),
+        }
+    }
+    Ok((StatusCode::CREATED, Json(linked(&app, view))).into_response())
+}
+
+/// A terraform plan with no changes ran without asking (the rule's `skip_when_no_changes`): the
+/// shim records it, with the plan it saw, as a `no_changes` audit row. Nothing is decided.
+pub(super) async fn no_changes(
+    AxState(app): St,
+    agent: Agent,
+    Body(req): Body<CreateRequest>,
+) -> Result<Response, ApiError> {
+    let tool = tool_of(&req)?;
+    let classification = classify(&app, &req, tool, &agent, now_ms());
+    let seq = app
+        .store
+        .no_changes(&agent.name, &req, &classification, now_ms())
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({"recorded": "no_changes", "seq": seq})),
+    )
+        .into_response())
+}
