@@ -7,9 +7,11 @@
 
 pub mod approvals;
 pub mod builtin;
+pub mod duration;
 pub mod freeze;
 pub mod glob;
 pub mod load;
+pub mod notify;
 pub mod schema;
 
 use std::path::{Path, PathBuf};
@@ -198,6 +200,11 @@ impl Policy {
         freeze::validate(&file.freezes, &|n| {
             file.environments.iter().any(|e| e.name == n)
         })?;
+        notify::validate(
+            &file.serve.notify,
+            file.serve.escalate_after.as_deref(),
+            &|n| file.environments.iter().any(|e| e.name == n),
+        )?;
         Ok(Policy { file })
     }
 

@@ -1,14 +1,17 @@
 //! Recording approvals and decisions: each with its audit row in one operation of the writer,
 //! by conditional updates, so a request is decided once, before its deadline (for a person),
-//! and an approval counts only against the approvals it was made after. Signing and choosing
+//! and an approval counts only against the approvals it was made after. The notifications they
+//! cause are queued in the same transaction (`outbox.rs`). Signing and choosing
 //! who may decide is `decide.rs`'s job.
 
 use serde_json::json;
 
 use super::audit_log::Entry;
 use super::db::Result;
+use super::outbox::{decision_extra, insert, Subject};
 use super::store::Store;
-use crate::api::{Approval, RequestView, SignedDecision};
+use crate::api::{Approval, RequestView, SignedDecision, State};
+use crate::policy::notify::Event;
 
 impl Store {
     /// Records one approval of a request that needs more than it has (`needed`), with its
@@ -35,6 +38,16 @@ impl Store {
             body["approver"] = d;
         }
         let log = self.log.clone();
+        let request = view.request();
+        let queued = self.outbox.as_ref().map_or_else(Vec::new, |o| {
+            o.rows(
+                Event::Approval,
+                &Subject::of(view, &request),
+                all.len(),
+                json!({"approvals": &all}),
+                approval.at,
+            )
+        });
         let (id, actor, now) = (view.id.clone(), approval.approver.clone(), approval.at);
         let had = i64::try_from(view.approvals.len()).unwrap_or(i64::MAX);
         let list = serde_json::to_string(&all).expect("approvals serialise");
@@ -62,10 +75,12 @@ impl Store {
                         body: &body,
                     };
                     log.append(c, entry).await?;
+                    insert(c, &queued, now).await?;
                     Ok(true)
                 })
             })
             .await
+            .inspect(|_| self.woke_outbox())
     }
 
     /// Records a terminal decision (signed by `decide.rs`) and its audit row (with `details`
@@ -89,7 +104,7 @@ impl Store {
             "decision": decision,
         });
         // The request's approvals, with the last one; unchanged (NULL) otherwise.
-        let (had, approvals) = match last {
+        let (had, approvals) = match last.clone() {
             Some(a) => {
                 let mut all = view.approvals.clone();
                 all.push(a);
@@ -107,6 +122,25 @@ impl Store {
             body["approver"] = d;
         }
         let log = self.log.clone();
+        let request = view.request();
+        let queued = self.outbox.as_ref().map_or_else(Vec::new, |o| {
+            let event = if decision.decision == State::Expired {
+                Event::Expired
+            } else {
+                Event::Decided
+            };
+            let mut approvals = view.approvals.clone();
+            approvals.extend(last.clone());
+            let mut extra = decision_extra(decision);
+            extra["approvals"] = json!(approvals);
+            o.rows(
+                event,
+                &Subject::of(view, &request),
+                0,
+                extra,
+                decision.decided_at,
+            )
+        });
         let (id, actor, now) = (view.id.clone(), actor.to_string(), decision.decided_at);
         let kind = decision.decision.as_str();
         let decision_json = serde_json::to_string(decision).expect("decision serialises");
@@ -144,9 +178,11 @@ impl Store {
                         body: &body,
                     };
                     log.append(c, entry).await?;
+                    insert(c, &queued, now).await?;
                     Ok(true)
                 })
             })
             .await
+            .inspect(|_| self.woke_outbox())
     }
 }

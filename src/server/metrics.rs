@@ -28,6 +28,8 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     /// Requests approved by an `auto_approve` rule.
     auto_approved: AtomicU64,
+    /// Notification deliveries by sink and outcome (`delivered`, `failed`).
+    deliveries: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
 }
 
 impl Metrics {
@@ -51,7 +53,19 @@ impl Metrics {
         self.auto_approved.fetch_add(1, Relaxed);
     }
 
-    pub fn render(&self, pending: i64) -> String {
+    /// One delivery attempt to `sink`.
+    pub fn delivery(&self, sink: &str, ok: bool) {
+        let outcome = if ok { "delivered" } else { "failed" };
+        let mut d = self
+            .deliveries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *d.entry((sink.to_string(), outcome)).or_default() += 1;
+    }
+
+    /// The text of `/metrics`: `pending` requests, and the outbox's undelivered rows and the
+    /// age of the oldest (seconds).
+    pub fn render(&self, pending: i64, outbox: (i64, f64)) -> String {
         let mut s = String::new();
         s.push_str(
             "# HELP hitl_gate_connections_refused_total TCP connections closed at once over the cap.\n",
@@ -102,6 +116,29 @@ impl Metrics {
             "hitl_gate_auto_approvals_total {}\n",
             self.auto_approved.load(Relaxed)
         ));
+        s.push_str(
+            "# HELP hitl_gate_notify_deliveries_total Notification delivery attempts, by sink and outcome.\n",
+        );
+        s.push_str("# TYPE hitl_gate_notify_deliveries_total counter\n");
+        for ((sink, outcome), n) in self
+            .deliveries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let sink = sink.replace(['\\', '"', '\n'], "_");
+            s.push_str(&format!(
+                "hitl_gate_notify_deliveries_total{{sink=\"{sink}\",outcome=\"{outcome}\"}} {n}\n"
+            ));
+        }
+        s.push_str("# HELP hitl_gate_outbox_depth Notifications not yet delivered.\n");
+        s.push_str("# TYPE hitl_gate_outbox_depth gauge\n");
+        s.push_str(&format!("hitl_gate_outbox_depth {}\n", outbox.0));
+        s.push_str(
+            "# HELP hitl_gate_outbox_oldest_seconds Age of the oldest undelivered notification.\n",
+        );
+        s.push_str("# TYPE hitl_gate_outbox_oldest_seconds gauge\n");
+        s.push_str(&format!("hitl_gate_outbox_oldest_seconds {}\n", outbox.1));
         s.push_str("# HELP hitl_gate_waiters Clients waiting in a long-poll.\n");
         s.push_str("# TYPE hitl_gate_waiters gauge\n");
         s.push_str(&format!(

@@ -22,10 +22,14 @@ pub mod history;
 mod id_token;
 mod intake;
 mod metrics;
+mod notify;
 pub mod oidc;
+mod outbox;
+mod outbox_store;
 mod quorum;
 mod routes;
 pub mod sessions;
+mod slack;
 pub mod store;
 pub mod tls;
 mod web;
@@ -106,13 +110,25 @@ where
     prepare_data_dir(&config.data_dir)?;
     let keys = Arc::new(Keys::load_or_create(&config.data_dir)?);
     let serve = config.policy.serve().clone();
-    let store = Store::open(
+    let sinks = notify::load(&serve.notify)?;
+    let mut store = Store::open(
         &config.data_dir.join(DB_FILE),
         keys.clone(),
         serve.checkpoint_every,
     )
     .await
     .map_err(|e| format!("cannot open the database: {e}"))?;
+    let wake = Arc::new(Notify::new());
+    store.set_outbox(outbox::Outbox {
+        sinks: serve.notify.clone(),
+        public_url: serve.oidc.as_ref().and(serve.public_url.clone()),
+        wake: wake.clone(),
+    });
+    let escalate = serve
+        .escalate_after
+        .as_deref()
+        .map(crate::policy::notify::EscalateAfter::parse)
+        .transpose()?;
     let agents = serve
         .agents
         .iter()
@@ -178,6 +194,8 @@ where
     on_start(&started);
 
     let reaper = tokio::spawn(decide::reaper(app.clone()));
+    let notifier = (!sinks.is_empty())
+        .then(|| tokio::spawn(notify::worker(app.clone(), sinks, escalate, wake)));
     let checkpointer = tokio::spawn(decide::checkpointer(
         app.clone(),
         serve.checkpoint_interval.0,
@@ -213,6 +231,9 @@ where
     let ((), b) = tokio::join!(tcp, uds_server);
     reaper.abort();
     checkpointer.abort();
+    if let Some(n) = notifier {
+        n.abort();
+    }
     let _ = std::fs::remove_file(&socket);
     // A last checkpoint so the head at shutdown is signed.
     let _ = app.store.checkpoint(now_ms()).await;

@@ -66,7 +66,10 @@ impl Oidc {
     /// Checks the configuration and reads the client secret. Nothing is fetched yet: the
     /// provider is asked on the first sign-in, so the server starts while it is down.
     pub fn new(config: &OidcConfig, public_url: &str) -> Result<Oidc, String> {
-        let secret = read_secret(&config.client_secret_file)?;
+        let secret = read_secret(
+            &config.client_secret_file,
+            "[serve.oidc] client_secret_file",
+        )?;
         if config.approver_groups.is_empty() {
             return Err("[serve.oidc] approver_groups is empty: nobody could decide".into());
         }
@@ -320,26 +323,23 @@ impl Oidc {
     }
 }
 
-/// Reads the client secret's first line from a file only its owner can read.
-fn read_secret(path: &std::path::Path) -> Result<String, String> {
+/// Reads a secret's first line from a file only its owner can read; `what` names the setting
+/// in errors (`[serve.oidc] client_secret_file`).
+pub(super) fn read_secret(path: &std::path::Path, what: &str) -> Result<String, String> {
     use std::os::unix::fs::MetadataExt;
-    let meta = std::fs::metadata(path)
-        .map_err(|e| format!("[serve.oidc] client_secret_file {}: {e}", path.display()))?;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
     if meta.mode() & 0o077 != 0 {
         return Err(format!(
-            "[serve.oidc] client_secret_file {} can be read by others (mode {:o}); chmod 600 it",
+            "{what} {} can be read by others (mode {:o}); chmod 600 it",
             path.display(),
             meta.mode() & 0o777
         ));
     }
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("[serve.oidc] client_secret_file {}: {e}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("{what} {}: {e}", path.display()))?;
     let secret = text.lines().next().unwrap_or("").trim().to_string();
     if secret.is_empty() {
-        return Err(format!(
-            "[serve.oidc] client_secret_file {} is empty",
-            path.display()
-        ));
+        return Err(format!("{what} {} is empty", path.display()));
     }
     Ok(secret)
 }

@@ -107,9 +107,11 @@ fn id_from(
 
 async fn metrics(AxState(app): St) -> Result<Response, ApiError> {
     let pending = app.store.count(State::Pending).await?;
+    let (depth, oldest) = app.store.outbox_depth().await?;
+    let age = oldest.map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
     Ok((
         [("content-type", "text/plain; version=0.0.4")],
-        app.metrics.render(pending),
+        app.metrics.render(pending, (depth, age)),
     )
         .into_response())
 }

@@ -45,6 +45,9 @@ pub struct Store {
     pub(super) writer: Writer,
     pub(super) read: SqlitePool,
     pub(super) log: AuditLog,
+    /// The notification sinks (`outbox.rs`): every change queues its events in its own
+    /// transaction. `None` when no sink is configured.
+    pub(super) outbox: Option<Arc<super::outbox::Outbox>>,
 }
 
 impl Store {
@@ -55,6 +58,7 @@ impl Store {
             writer: Writer::start(writer),
             read,
             log: AuditLog::new(keys, checkpoint_every),
+            outbox: None,
         })
     }
 
@@ -77,6 +81,23 @@ impl Store {
         let summary = summary(&new);
         let log = self.log.clone();
         let id = new.id.clone();
+        let queued = self.outbox.as_ref().map_or_else(Vec::new, |o| {
+            let subject = super::outbox::Subject {
+                id: &new.id,
+                agent: &new.agent,
+                on_behalf_of: new.on_behalf_of.as_deref(),
+                request: &new.request,
+                classification: &new.classification,
+                deadline: new.deadline,
+            };
+            o.rows(
+                crate::policy::notify::Event::Created,
+                &subject,
+                0,
+                json!({}),
+                new.created_at,
+            )
+        });
         self.writer
             .write(move |c| {
                 Box::pin(async move {
@@ -101,13 +122,27 @@ impl Store {
                         body: &body,
                     };
                     log.append(c, entry).await?;
+                    super::outbox::insert(c, &queued, new.created_at).await?;
                     Ok(())
                 })
             })
             .await?;
+        self.woke_outbox();
         self.get(&id)
             .await?
             .ok_or_else(|| StoreError("the request vanished after insert".into()))
+    }
+
+    /// Sets the notification sinks.
+    pub fn set_outbox(&mut self, outbox: super::outbox::Outbox) {
+        self.outbox = (!outbox.sinks.is_empty()).then(|| Arc::new(outbox));
+    }
+
+    /// Wakes the delivery worker (after a transaction that may have queued events).
+    pub(super) fn woke_outbox(&self) {
+        if let Some(o) = &self.outbox {
+            o.wake.notify_one();
+        }
     }
 
     /// Records a plan with no changes that ran without asking: one `no_changes` audit row with
