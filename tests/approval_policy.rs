@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::support::gate::{finish, Gated, KubeGated};
 use crate::support::oidc::{WebClient, WebServer};
-use crate::support::server::{audit_rows, create_body, TestServer, TOKEN_A};
+use crate::support::server::{audit_rows, create_body, TestServer, TOKEN_A, TOKEN_B};
 use crate::support::{code, run, stderr, stdout, tools, Sandbox};
 
 /// An agent that acts for carol (her email, written in another case).
@@ -294,6 +294,24 @@ async fn a_staging_apply_that_only_creates_runs_without_a_human_and_a_delete_wai
     assert_eq!(code(&out), 80, "{}", stderr(&out));
     assert!(k.fake.get("apps/v1", "deployments", "dev", "api").is_some());
 
+    // Another agent's create is not covered by the rule (agents = ["agent-a"]).
+    let mut body = create_body(&["apply", "-f", "x.yaml"]);
+    body["environment"] = serde_json::json!({"kube_context": "dev", "cluster_server": k.fake.url, "namespace": "dev"});
+    body["diff"]["summary"] =
+        serde_json::json!({"resources": [{"address": "configmap/x", "action": "create"}]});
+    let (s, v) = k
+        .srv
+        .agent(TOKEN_B)
+        .post("/api/v1/requests", body.clone())
+        .await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["state"], "pending", "{v}");
+    // The same body from agent-a is approved: the agent was the only difference.
+    body["nonce"] = serde_json::json!(hitl_gate::hex::sha256(b"another"));
+    let (s, v) = k.srv.agent(TOKEN_A).post("/api/v1/requests", body).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["state"], "approved", "{v}");
+
     // A request the server cannot judge (no change model) is never auto-approved.
     let mut body = create_body(&["apply", "-f", "x.yaml"]);
     body["environment"] = serde_json::json!({"kube_context": "dev", "cluster_server": k.fake.url, "namespace": "dev"});
@@ -349,6 +367,10 @@ fn a_rule_that_could_auto_approve_in_production_does_not_load() {
         (
             "[[rule]]\nname = \"x\"\nenvironments = [\"staging\"]\naction = \"auto_approve\"\n",
             "must list the changes it allows",
+        ),
+        (
+            "[[environment]]\nname = \"qa\"\nrisk = \"low\"\nkube_contexts = [\"qa\"]\n\n[[rule]]\nname = \"x\"\nenvironments = [\"qa\"]\naction = \"auto_approve\"\nchanges = [\"create\"]\n",
+            "auto-approves commands in environment \"qa\", which has no kube_servers",
         ),
         (
             "[[rule]]\nname = \"x\"\naction = \"gate\"\napprovers = [\"sre\"]\n",
