@@ -500,3 +500,65 @@ fn explain_shows_a_weekly_freeze_at_a_given_time() {
         stderr(&out)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_that_begins_while_a_request_waits_holds_its_approval() {
+    let now = jiff::Timestamp::now();
+    let start = (now + jiff::SignedDuration::from_secs(2)).to_string();
+    let end = (now + jiff::SignedDuration::from_hours(1)).to_string();
+    let freezes = format!(
+        "[[freeze]]\nname = \"prod-stop\"\nreason = \"Incident in progress.\"\nenvironments = [\"production\"]\nstart = \"{start}\"\nend = \"{end}\"\n\n[[freeze]]\nname = \"staging-two\"\nreason = \"Careful.\"\nenvironments = [\"staging\"]\nstart = \"{start}\"\nend = \"{end}\"\nfreeze_approvals = 2\n"
+    );
+    let srv = TestServer::start(&crate::support::server::policy_with(&format!(
+        "{ENVIRONMENTS}\n{freezes}"
+    )))
+    .await;
+    let make = |ctx: &str, server: Option<&str>| {
+        let mut body = create_body(&["delete", "pod", ctx]);
+        body["environment"] =
+            serde_json::json!({"kube_context": ctx, "cluster_server": server, "namespace": "x"});
+        body
+    };
+    let (s, prod) = srv
+        .agent(TOKEN_A)
+        .post("/api/v1/requests", make("prod", None))
+        .await;
+    assert_eq!(s, 201, "{prod}");
+    let (s, staging) = srv
+        .agent(TOKEN_A)
+        .post(
+            "/api/v1/requests",
+            make("dev", Some("http://127.0.0.1:6443")),
+        )
+        .await;
+    assert_eq!(s, 201, "{staging}");
+    assert_eq!(staging["classification"]["environment"], "staging");
+    assert!(
+        prod["classification"].get("freeze").is_none(),
+        "not yet: {prod}"
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Now frozen: production approves nothing; staging needs two approvers.
+    let ap = srv.approver();
+    let (s, v) = ap
+        .decide(prod["id"].as_str().unwrap(), "approve", None)
+        .await;
+    assert_eq!(s, 403, "{v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .unwrap()
+            .contains("Incident in progress."),
+        "{v}"
+    );
+    let sid = staging["id"].as_str().unwrap();
+    let (s, v) = ap.decide(sid, "approve", None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], "pending", "one of two: {v}");
+    assert_eq!(v["approvals"].as_array().unwrap().len(), 1);
+    // A rejection is still possible.
+    let (s, v) = ap
+        .decide(prod["id"].as_str().unwrap(), "reject", Some("frozen"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+}

@@ -5,8 +5,9 @@
 //!
 //! A person's approval of a request that needs N approvals is recorded as an `approval` row
 //! and leaves it pending until N distinct eligible people have approved; the last approval is
-//! recorded with the decision, which lists them all. One eligible rejection ends it. Who is
-//! eligible is `quorum.rs`'s job.
+//! recorded with the decision, which lists them all. One eligible rejection ends it. A change
+//! freeze in force at the moment of an approval holds it, even for a request made before the
+//! freeze began. Who is eligible is `quorum.rs`'s job.
 
 use std::sync::Arc;
 
@@ -102,8 +103,27 @@ pub async fn decide(app: &App, id: &str, ch: Change<'_>) -> Result<Changed, Stor
                     at: ch.now,
                     comment: ch.comment.map(Into::into),
                 };
-                let needed = usize::try_from(view.classification.approvals_needed.max(1))
-                    .unwrap_or(usize::MAX);
+                let mut needed = view.classification.approvals_needed.max(1);
+                // A change freeze that began after the request was made holds its approval
+                // too: none at all, or its break-glass count.
+                if view.classification.freeze.is_none() {
+                    let env = view.classification.environment.as_deref();
+                    if let Some(f) = app.policy.freeze_at(env, ch.now) {
+                        match f.freeze_approvals {
+                            None => {
+                                return Ok(Changed::NotAllowed(format!(
+                                    "change freeze {:?} is in force ({}); nothing is approved \
+                                     in {} until it ends",
+                                    f.name,
+                                    f.reason,
+                                    env.unwrap_or("any environment")
+                                )))
+                            }
+                            Some(n) => needed = needed.max(n),
+                        }
+                    }
+                }
+                let needed = usize::try_from(needed).unwrap_or(usize::MAX);
                 if view.approvals.len() + 1 < needed {
                     let details = match &ch.by {
                         By::Person { details, .. } => details.clone(),

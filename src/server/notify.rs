@@ -172,6 +172,7 @@ pub async fn worker(
         }
     };
     let mut stop = app.shutdown.clone();
+    let names: Vec<String> = sinks.iter().map(|s| s.name.clone()).collect();
     loop {
         let woken = wake.notified();
         tokio::pin!(woken);
@@ -191,10 +192,13 @@ pub async fn worker(
                 Err(err) => eprintln!("hitl-gate serve: reading escalations failed: {err}"),
             }
         }
-        let due = app.store.outbox_due(now, 50).await.unwrap_or_default();
+        let due = app
+            .store
+            .outbox_due(&names, now, 50)
+            .await
+            .unwrap_or_default();
         for row in &due {
             let Some(sink) = sinks.iter().find(|s| s.name == row.sink) else {
-                // A sink removed from the policy: its rows wait until it is back.
                 continue;
             };
             let result = deliver(&http, sink, row).await;
@@ -217,7 +221,7 @@ pub async fn worker(
         if !due.is_empty() {
             continue;
         }
-        let next = app.store.outbox_next().await.ok().flatten();
+        let next = app.store.outbox_next(&names).await.ok().flatten();
         let mut wait_ms = next.map_or(30_000, |n| (n - now_ms()).clamp(0, 30_000));
         if escalate.is_some() {
             wait_ms = wait_ms.min(1000);

@@ -24,17 +24,20 @@ pub struct Due {
 }
 
 impl Store {
-    /// Rows due at `now`, oldest first; a row waits while an older one for the same request and
-    /// sink is undelivered.
-    pub async fn outbox_due(&self, now: i64, limit: i64) -> Result<Vec<Due>> {
+    /// Rows for the sinks named in `sinks` due at `now`, oldest first; a row waits while an
+    /// older one for the same request and sink is undelivered. (Rows of a sink no longer in the
+    /// policy wait until it is back.)
+    pub async fn outbox_due(&self, sinks: &[String], now: i64, limit: i64) -> Result<Vec<Due>> {
         let rows = sqlx::query(
             "SELECT id, key, sink, event, payload, attempts FROM outbox o \
-             WHERE delivered_at IS NULL AND next_at <= ? AND NOT EXISTS ( \
+             WHERE delivered_at IS NULL AND next_at <= ? \
+             AND sink IN (SELECT value FROM json_each(?)) AND NOT EXISTS ( \
                SELECT 1 FROM outbox p WHERE p.delivered_at IS NULL AND p.sink = o.sink \
                AND p.request_id = o.request_id AND p.id < o.id) \
              ORDER BY id LIMIT ?",
         )
         .bind(now)
+        .bind(serde_json::to_string(sinks).unwrap_or_default())
         .bind(limit)
         .fetch_all(&self.read)
         .await?;
@@ -58,13 +61,15 @@ impl Store {
             .collect())
     }
 
-    /// When the next undelivered row is due, if any.
-    pub async fn outbox_next(&self) -> Result<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT MIN(next_at) FROM outbox WHERE delivered_at IS NULL")
-                .fetch_one(&self.read)
-                .await?,
+    /// When the next undelivered row of the sinks named in `sinks` is due, if any.
+    pub async fn outbox_next(&self, sinks: &[String]) -> Result<Option<i64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(next_at) FROM outbox WHERE delivered_at IS NULL \
+             AND sink IN (SELECT value FROM json_each(?))",
         )
+        .bind(serde_json::to_string(sinks).unwrap_or_default())
+        .fetch_one(&self.read)
+        .await?)
     }
 
     /// Undelivered rows and the creation time of the oldest, for the metrics.
