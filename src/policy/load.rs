@@ -197,22 +197,24 @@ fn prepass(text: &str, skip_serve: bool) -> Prepassed<'_> {
     let mut in_serve = false;
     // Lines found with SIMD memchr: a commented policy is mostly text the parser never sees, and
     // finding its line ends was the largest single cost of a passthrough.
+    // One iterator over every newline (memchr_iter keeps its SIMD state across lines; a call
+    // per line paid its set-up each time), and the first byte of each line tested as a byte.
     let bytes = text.as_bytes();
+    let ends = memchr::memchr_iter(b'\n', bytes)
+        .map(|i| i + 1)
+        .chain((!bytes.ends_with(b"\n") && !bytes.is_empty()).then_some(bytes.len()));
     let mut pos = 0;
-    let each_line = std::iter::from_fn(|| {
-        if pos >= bytes.len() {
-            return None;
-        }
-        let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i + 1);
+    for (n, end) in ends.enumerate() {
         let line = &text[pos..end];
         pos = end;
-        Some(line)
-    });
-    for (n, line) in each_line.enumerate() {
-        let t = line.trim_start();
-        let skip = if t.is_empty() || t.starts_with('#') {
+        let lead = line
+            .bytes()
+            .position(|b| !matches!(b, b' ' | b'\t'))
+            .unwrap_or(line.len());
+        let first = line.as_bytes().get(lead).copied();
+        let skip = if matches!(first, None | Some(b'#' | b'\n' | b'\r')) {
             true
-        } else if let Some(header) = t.strip_prefix('[') {
+        } else if let Some(header) = line[lead..].strip_prefix('[') {
             let name = header
                 .trim_start_matches('[')
                 .split(']')

@@ -150,7 +150,8 @@ pub fn message(p: &Value, now: i64) -> Value {
         esc(&s(&r["id"]), 64)
     )}]}));
     json!({
-        "text": plain(&format!("{head}: {}", s(&r["command"])), 300),
+        // The notification's fallback text is mrkdwn too: escaped like the rest.
+        "text": esc(&plain(&format!("{head}: {command}"), 300), 400),
         "blocks": blocks,
     })
 }
