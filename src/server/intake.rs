@@ -14,7 +14,6 @@ use super::classify::classify;
 use super::decide::{decide, By, Change};
 use super::error::ApiError;
 use super::extract::Body;
-use super::routes::new_id;
 use super::store::{Changed, NewRequest};
 use crate::api::{now_ms, CreateRequest, RequestView, State};
 use crate::tool::Tool;
@@ -154,4 +153,50 @@ pub(super) async fn no_changes(
         Json(serde_json::json!({"recorded": "no_changes", "seq": seq})),
     )
         .into_response())
+}
+
+/// A fresh request id: 16 bytes from the system's random source, as hex.
+fn new_id() -> Result<String, ApiError> {
+    id_from(|b| ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), b))
+}
+
+/// An id from the bytes `fill` gives. If the random source fails the request is not created
+/// (500 `random_failed`), rather than the handler panicking.
+fn id_from(
+    fill: impl FnOnce(&mut [u8]) -> Result<(), ring::error::Unspecified>,
+) -> Result<String, ApiError> {
+    let mut b = [0u8; 16];
+    fill(&mut b).map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "random_failed",
+            "the system's random source failed; the request was not created",
+        )
+    })?;
+    Ok(crate::hex::encode(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failing_random_source_is_a_500_not_a_panic() {
+        let err = id_from(|_| Err(ring::error::Unspecified)).unwrap_err();
+        assert_eq!(err.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(err.code, "random_failed");
+        let id = id_from(|b| {
+            b.fill(0xab);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(id, "ab".repeat(16));
+        let id = new_id().unwrap();
+        assert!(
+            id.len() == 32
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        );
+    }
 }

@@ -69,7 +69,7 @@ async fn request_deadline(req: Request, next: axum::middleware::Next) -> Respons
 
 type St = AxState<Arc<App>>;
 
-fn check_id(id: &str) -> Result<(), ApiError> {
+pub(super) fn check_id(id: &str) -> Result<(), ApiError> {
     if id.len() == 32
         && id
             .bytes()
@@ -82,27 +82,6 @@ fn check_id(id: &str) -> Result<(), ApiError> {
             "a request id is 32 lowercase hex characters",
         ))
     }
-}
-
-/// A fresh request id: 16 bytes from the system's random source, as hex.
-pub(super) fn new_id() -> Result<String, ApiError> {
-    id_from(|b| ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), b))
-}
-
-/// An id from the bytes `fill` gives. If the random source fails the request is not created
-/// (500 `random_failed`), rather than the handler panicking.
-fn id_from(
-    fill: impl FnOnce(&mut [u8]) -> Result<(), ring::error::Unspecified>,
-) -> Result<String, ApiError> {
-    let mut b = [0u8; 16];
-    fill(&mut b).map_err(|_| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "random_failed",
-            "the system's random source failed; the request was not created",
-        )
-    })?;
-    Ok(crate::hex::encode(&b))
 }
 
 async fn metrics(AxState(app): St) -> Result<Response, ApiError> {
@@ -340,23 +319,4 @@ async fn decision(
         valid_for_ms: valid_for(&app),
     };
     changed(decide(&app, &id, change).await?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_failing_random_source_is_a_500_not_a_panic() {
-        let err = id_from(|_| Err(ring::error::Unspecified)).unwrap_err();
-        assert_eq!(err.status, StatusCode::INTERNAL_SERVER_ERROR);
-        assert_eq!(err.code, "random_failed");
-        let id = id_from(|b| {
-            b.fill(0xab);
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(id, "ab".repeat(16));
-        assert!(check_id(&new_id().unwrap()).is_ok());
-    }
 }
