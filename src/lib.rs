@@ -19,6 +19,7 @@ pub mod escape;
 pub mod exit;
 pub mod hex;
 pub mod policy;
+pub mod runner;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod shim;

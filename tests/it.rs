@@ -16,6 +16,7 @@ mod init;
 mod install;
 mod kube_fake;
 mod kubectl_gate;
+mod lockdown;
 mod notify;
 mod oidc_tokens;
 mod policy_errors;

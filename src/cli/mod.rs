@@ -13,6 +13,7 @@ mod init;
 #[cfg(feature = "server")]
 mod keys;
 mod locate;
+mod runner;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
@@ -44,6 +45,8 @@ enum Command {
     Explain(explain::Args),
     /// Check the installation: PATH order, real binaries, policy file.
     Doctor(doctor::Args),
+    /// Lockdown mode's runner: runs the real tools for the agents' users (as this user).
+    Runner(runner::Args),
     /// Set up a working local gate: a policy, an agent token, the server's key, the shims.
     #[cfg(feature = "server")]
     Init(init::Args),
@@ -94,6 +97,7 @@ fn run_clap() -> i32 {
     let result = match cli.command {
         Command::Explain(a) => explain::run(a),
         Command::Doctor(a) => doctor::run(a),
+        Command::Runner(a) => runner::run(a),
         #[cfg(feature = "server")]
         Command::Init(a) => init::run(a),
         #[cfg(feature = "server")]

@@ -11,6 +11,7 @@ pub mod duration;
 pub mod freeze;
 pub mod glob;
 pub mod load;
+pub mod lockdown;
 pub mod notify;
 pub mod schema;
 
@@ -125,6 +126,7 @@ impl Policy {
                 serve: Default::default(),
                 approval: Default::default(),
                 freezes: Vec::new(),
+                lockdown: None,
             },
         }
     }
@@ -197,6 +199,9 @@ impl Policy {
             }
         }
         validate_approval(&file.approval)?;
+        if let Some(l) = &file.lockdown {
+            lockdown::validate(l)?;
+        }
         freeze::validate(&file.freezes, &|n| {
             file.environments.iter().any(|e| e.name == n)
         })?;
@@ -222,6 +227,11 @@ impl Policy {
             .find(|r| r.name == rule)
             .and_then(|r| r.skip_when_no_changes)
             .unwrap_or(true)
+    }
+
+    /// The `[lockdown]` section, if any.
+    pub fn lockdown(&self) -> Option<&lockdown::Lockdown> {
+        self.file.lockdown.as_ref()
     }
 
     /// The `[serve]` section.

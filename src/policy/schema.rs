@@ -34,6 +34,9 @@ pub struct PolicyFile {
     /// `[[freeze]]`: change freezes (`freeze.rs`).
     #[serde(default, rename = "freeze")]
     pub freezes: Vec<super::freeze::Freeze>,
+    /// `[lockdown]`: the real tools run by a runner as another user (`lockdown.rs`).
+    #[serde(default)]
+    pub lockdown: Option<super::lockdown::Lockdown>,
 }
 
 /// `[approval]`: the shim's side of the approval server. Read only from the policy in force, so

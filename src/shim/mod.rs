@@ -22,6 +22,7 @@ pub mod kube;
 pub mod kube_diff;
 mod kubectl;
 mod kubectl_show;
+mod lockdown;
 pub mod prepared;
 pub mod resolve;
 pub mod say;
@@ -58,6 +59,12 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
         .map_err(|e| Stop::new(code::RECURSION, e))?;
     let (policy, _source) = policy::load::load_sections(policy::load::Sections::Shim)
         .map_err(|e| Stop::new(code::POLICY_ERROR, format!("{e}; {tool} did not run")))?;
+    // Lockdown: the runner, as another user, decides and runs; this process runs nothing.
+    if let Some(l) = policy.lockdown() {
+        if !lockdown::is_runner(l) {
+            return lockdown::forward(l, tool, args);
+        }
+    }
     let env = |k: &str| std::env::var(k).ok();
     let inv = argv::read(tool, args, &env).map_err(|e| {
         Stop::new(

@@ -94,6 +94,8 @@ struct Store {
     rv: u64,
     uids: u64,
     log: Vec<Request>,
+    /// Refuse (401) requests without `Authorization: Bearer` [`TOKEN`].
+    require_token: bool,
 }
 
 type Shared = Arc<Mutex<Store>>;
@@ -234,6 +236,11 @@ impl FakeKube {
     }
 
     /// Stores an object directly (as a real create or replace would), bypassing HTTP.
+    /// From now on, refuses (401) every request without the kubeconfig's bearer token.
+    pub fn require_token(&self) {
+        self.lock().require_token = true;
+    }
+
     /// Puts namespace `ns` and a one-replica Deployment `name` (labels `app: <name>`) in it.
     pub fn put_deployment(&self, ns: &str, name: &str) -> Value {
         self.put(
@@ -354,6 +361,18 @@ async fn handle(
         .and_then(|v| v.to_str().ok());
     let ct = ct.unwrap_or("").to_string();
     let mut s = store.lock().unwrap();
+    if s.require_token
+        && headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            != Some(&format!("Bearer {TOKEN}"))
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Unauthorized", "code": 401})),
+        )
+            .into_response();
+    }
     let (path, query) = (
         uri.path().to_string(),
         uri.query().unwrap_or("").to_string(),

@@ -1,0 +1,236 @@
+//! `[lockdown]`: the agent's user holds neither the real tools nor their credentials; a runner
+//! (`hitl-gate runner`, as another user) runs them for it. It belongs in the system policy: the
+//! shim then forwards every command to `runner_socket` instead of exec'ing, unless it already
+//! runs as `runner_user` (it is then the runner's child, and works as in exec mode).
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// `[lockdown]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lockdown {
+    /// The runner's Unix socket (`/run/hitl-gate/runner.sock`).
+    pub runner_socket: PathBuf,
+    /// The runner's user, by name or uid. The shim running as this user is the runner's child.
+    pub runner_user: String,
+    /// The agents' users the runner serves (uid → agent name). Any other uid is refused.
+    #[serde(default, rename = "agent")]
+    pub agents: Vec<LockdownAgent>,
+    /// Variables passed from the agent to the tool besides the defaults (globs over names).
+    /// Those in [`NEVER`] are never passed.
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Flags that select credentials or the API server which the runner accepts from the agent
+    /// nevertheless (`--kubeconfig`, `--as`, `--server`, `--token`, helm's `--kube-*`).
+    /// Default: none.
+    #[serde(default)]
+    pub allow_flags: Vec<String>,
+    /// The directories of the real tools, first on the runner's `PATH`
+    /// (`/opt/hitl-gate/real`).
+    #[serde(default)]
+    pub path: Vec<PathBuf>,
+    /// Variables the runner sets for every tool it runs: its own credentials
+    /// (`KUBECONFIG = "/var/lib/hitl-runner/kubeconfig"`, cloud credential files).
+    #[serde(default)]
+    pub tool_env: std::collections::BTreeMap<String, String>,
+}
+
+/// `[[lockdown.agent]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockdownAgent {
+    pub uid: u32,
+    /// Shown in the runner's log.
+    pub name: String,
+}
+
+/// Variables every tool gets from the agent.
+const COMMON: &[&str] = &[
+    "TERM",
+    "LANG",
+    "LC_*",
+    "TZ",
+    "NO_COLOR",
+    "COLUMNS",
+    "HITL_GATE_REASON",
+];
+
+/// Variables the agent may pass to `tool` besides [`COMMON`] and `[lockdown] env`.
+fn tool_env(tool: &str) -> &'static [&'static str] {
+    match tool {
+        "terraform" | "tofu" => &[
+            "TF_VAR_*",
+            "TF_WORKSPACE",
+            "TF_LOG",
+            "TF_IN_AUTOMATION",
+            "TF_INPUT",
+        ],
+        "kubectl" => &["KUBECTL_*"],
+        _ => &["HELM_NAMESPACE", "HELM_DEBUG"],
+    }
+}
+
+/// Never passed, whatever the globs say (a prefix ending in `*` covers its family): they
+/// change what runs, where it reads its configuration, or whose credentials it uses.
+pub const NEVER: &[&str] = &[
+    "KUBECTL_EXTERNAL_DIFF",
+    "KUBECONFIG",
+    "KUBERC",
+    "KUBECTL_KUBERC",
+    "KUBECACHEDIR",
+    "TF_CLI_CONFIG_FILE",
+    "TF_CLI_ARGS*",
+    "TF_DATA_DIR",
+    "TF_PLUGIN_CACHE_DIR",
+    "HITL_GATE_*",
+    "PATH",
+    "HOME",
+    "LD_*",
+];
+
+/// Flags that select credentials or the API server: refused in lockdown unless allowed. The
+/// context (`--context`, helm's `--kube-context`) stays the agent's to choose: it picks one of
+/// the runner's own contexts.
+pub const CREDENTIAL_FLAGS: &[&str] = &[
+    "--kubeconfig",
+    "--cluster",
+    "--user",
+    "--as",
+    "--as-group",
+    "--as-uid",
+    "--server",
+    "-s",
+    "--token",
+    "--username",
+    "--password",
+    "--client-certificate",
+    "--client-key",
+    "--certificate-authority",
+    "--insecure-skip-tls-verify",
+    "--tls-server-name",
+    "--kube-apiserver",
+    "--kube-token",
+    "--kube-as-user",
+    "--kube-as-group",
+    "--kube-ca-file",
+    "--kube-tls-server-name",
+    "--kube-insecure-skip-tls-verify",
+    "-plugin-dir",
+];
+
+fn glob_match(pattern: &str, name: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => name.starts_with(prefix),
+        None => pattern == name,
+    }
+}
+
+impl Lockdown {
+    /// Whether the agent's variable `name` is passed to `tool`.
+    pub fn passes_env(&self, tool: &str, name: &str) -> bool {
+        if NEVER.iter().any(|p| glob_match(p, name)) {
+            return false;
+        }
+        COMMON
+            .iter()
+            .chain(tool_env(tool))
+            .any(|p| glob_match(p, name))
+            || self.env.iter().any(|p| glob_match(p, name))
+    }
+
+    /// The runner's uid: `runner_user` as a number, else looked up in `<root>/etc/passwd`.
+    pub fn runner_uid(&self, root: &std::path::Path) -> Option<u32> {
+        if let Ok(n) = self.runner_user.parse() {
+            return Some(n);
+        }
+        let passwd = std::fs::read_to_string(root.join("etc/passwd")).ok()?;
+        passwd.lines().find_map(|l| {
+            let mut f = l.split(':');
+            (f.next()? == self.runner_user).then_some(())?;
+            f.nth(1)?.parse().ok()
+        })
+    }
+
+    /// The agent name of `uid`, if the runner serves it.
+    pub fn agent(&self, uid: u32) -> Option<&str> {
+        self.agents
+            .iter()
+            .find(|a| a.uid == uid)
+            .map(|a| a.name.as_str())
+    }
+}
+
+/// The load-time checks: an absolute socket path and tool paths, a known runner user, and no
+/// agent uid that is the runner's.
+pub fn validate(l: &Lockdown) -> Result<(), String> {
+    if !l.runner_socket.is_absolute() {
+        return Err("[lockdown] runner_socket must be an absolute path".into());
+    }
+    if let Some(p) = l.path.iter().find(|p| !p.is_absolute()) {
+        return Err(format!(
+            "[lockdown] path {} must be an absolute path",
+            p.display()
+        ));
+    }
+    if l.runner_user.trim().is_empty() {
+        return Err("[lockdown] runner_user is empty".into());
+    }
+    if let Ok(r) = l.runner_user.parse::<u32>() {
+        if let Some(a) = l.agents.iter().find(|a| a.uid == r) {
+            return Err(format!(
+                "[lockdown] agent {:?} has the runner's uid {r}: the agent would hold the tools \
+                 and credentials",
+                a.name
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn l(env: &[&str]) -> Lockdown {
+        Lockdown {
+            runner_socket: "/run/x".into(),
+            runner_user: "1".into(),
+            agents: vec![],
+            env: env.iter().map(|e| e.to_string()).collect(),
+            allow_flags: vec![],
+            path: vec![],
+            tool_env: Default::default(),
+        }
+    }
+
+    #[test]
+    fn the_agent_passes_only_harmless_variables() {
+        let x = l(&["MY_*", "KUBECONFIG", "PATH"]);
+        for (tool, name) in [
+            ("terraform", "TF_VAR_region"),
+            ("terraform", "TF_WORKSPACE"),
+            ("kubectl", "KUBECTL_COMMAND_HEADERS"),
+            ("helm", "HELM_NAMESPACE"),
+            ("kubectl", "LC_ALL"),
+            ("kubectl", "MY_FLAG"),
+        ] {
+            assert!(x.passes_env(tool, name), "{tool} {name}");
+        }
+        for (tool, name) in [
+            ("kubectl", "KUBECTL_EXTERNAL_DIFF"),
+            ("kubectl", "KUBECONFIG"),
+            ("kubectl", "PATH"),
+            ("terraform", "TF_CLI_ARGS_apply"),
+            ("terraform", "TF_CLI_CONFIG_FILE"),
+            ("kubectl", "TF_VAR_x"),
+            ("helm", "HELM_PLUGINS"),
+            ("kubectl", "HITL_GATE_POLICY"),
+            ("kubectl", "LD_PRELOAD"),
+            ("kubectl", "AWS_PROFILE"),
+        ] {
+            assert!(!x.passes_env(tool, name), "{tool} {name}");
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! `hitl-gate runner`: lockdown mode's daemon. It runs as the runner's user (R), the only user
+//! that can execute the real tools and read their credentials, and runs commands for the agents'
+//! users, who connect through the shim (`shim/lockdown.rs`).
+//!
+//! Per connection (one thread each):
+//! 1. the caller's uid from SO_PEERCRED, mapped to an agent by the system policy's
+//!    `[lockdown]`; any other uid is refused;
+//! 2. the request and the caller's fds 0, 1 and 2 (`wire.rs`);
+//! 3. the runner's own checks: a known tool, argv the readers can read, no flag that selects
+//!    credentials or the API server (unless `allow_flags` says so); what the policy decides
+//!    about the command is decided by the child, never by the shim;
+//! 4. a child: this same binary under the tool's name, as R, in its own session, with the
+//!    caller's fds as its stdio, the caller's working directory, only the variables the policy
+//!    lets through plus `[lockdown] tool_env`, and `PATH` = `[lockdown] path` first. Running as
+//!    `runner_user`, the shim works as in exec mode: passthrough exec, or the whole gated
+//!    pipeline (plan or diff, submit, wait, verify, run) with R's credentials;
+//! 5. the caller's signals forwarded to the child; when the caller goes away, the child gets
+//!    SIGTERM (a waiting gated command cancels its request) and, 5 s later, its process group
+//!    SIGKILL; the child's end (`exit N` or `signal N`) sent back.
+//!
+//! It reads only the system policy (`/etc/hitl-gate/policy.toml`); `HITL_GATE_POLICY` means
+//! nothing to it.
+
+pub mod wire;
+
+use std::ffi::OsString;
+use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStringExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, killpg, Signal};
+use nix::unistd::Pid;
+
+use crate::policy::lockdown::{Lockdown, CREDENTIAL_FLAGS};
+use crate::policy::Policy;
+use crate::tool::Tool;
+
+/// The runner's settings, read once at start.
+struct Runner {
+    lockdown: Lockdown,
+    /// This binary, exec'd under the tool's name for each command.
+    exe: PathBuf,
+    /// Passed on to children: the runner's own HOME, and (test builds) the policy root.
+    home: Option<OsString>,
+}
+
+/// Serves until the process is killed.
+pub fn serve(policy: &Policy) -> Result<(), String> {
+    let lockdown = policy
+        .lockdown()
+        .cloned()
+        .ok_or("the system policy has no [lockdown] section")?;
+    let me = nix::unistd::getuid().as_raw();
+    match lockdown.runner_uid(&crate::policy::load::root()) {
+        Some(uid) if uid == me => {}
+        Some(uid) => {
+            return Err(format!(
+                "the runner must run as [lockdown] runner_user {:?} (uid {uid}), not uid {me}",
+                lockdown.runner_user
+            ))
+        }
+        None => {
+            return Err(format!(
+                "[lockdown] runner_user {:?} is not a user on this machine",
+                lockdown.runner_user
+            ))
+        }
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this binary: {e}"))?;
+    let socket = lockdown.runner_socket.clone();
+    let _ = std::fs::remove_file(&socket);
+    let listener = UnixListener::bind(&socket)
+        .map_err(|e| format!("cannot bind {}: {e}", socket.display()))?;
+    // Anyone may connect; only the uids of [lockdown.agent] are served. Restrict who may reach
+    // the socket with its directory (install.sh: /run/hitl-gate, group of the agents, 0750).
+    std::fs::set_permissions(&socket, std::os::unix::fs::PermissionsExt::from_mode(0o666))
+        .map_err(|e| format!("cannot chmod {}: {e}", socket.display()))?;
+    let runner = Arc::new(Runner {
+        lockdown,
+        exe,
+        home: std::env::var_os("HOME"),
+    });
+    println!("hitl-gate runner: listening on {}", socket.display());
+    for conn in listener.incoming() {
+        let Ok(conn) = conn else { continue };
+        let r = runner.clone();
+        std::thread::spawn(move || {
+            if let Err(e) = handle(&r, conn) {
+                eprintln!("hitl-gate runner: {e}");
+            }
+        });
+    }
+    Ok(())
+}
+
+/// Sends the final line and closes.
+fn finish(mut conn: &UnixStream, line: &str) {
+    let _ = conn.write_all(format!("{line}\n").as_bytes());
+}
+
+fn refuse(conn: &UnixStream, code: u8, message: &str) -> Result<(), String> {
+    finish(
+        conn,
+        &format!("refused {code} {}", message.replace('\n', " ")),
+    );
+    Ok(())
+}
+
+#[allow(unsafe_code)]
+fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
+    let cred =
+        nix::sys::socket::getsockopt(&conn.as_fd(), nix::sys::socket::sockopt::PeerCredentials)
+            .map_err(|e| format!("SO_PEERCRED: {e}"))?;
+    let uid = cred.uid();
+    let Some(agent) = r.lockdown.agent(uid).map(String::from) else {
+        return refuse(
+            &conn,
+            crate::exit::REFUSED,
+            &format!(
+                "uid {uid} is not an agent this runner serves ([lockdown.agent]); nothing ran"
+            ),
+        );
+    };
+    let (req, fds) = match wire::receive(&conn) {
+        Ok(x) => x,
+        Err(e) => return refuse(&conn, crate::exit::REFUSED, &format!("bad request: {e}")),
+    };
+    let Some(tool) = Tool::from_name(&req.tool) else {
+        return refuse(
+            &conn,
+            crate::exit::REFUSED,
+            &format!("unknown tool {:?}", req.tool),
+        );
+    };
+    let decode = |h: &String| wire::bytes_of(h).map(OsString::from_vec);
+    let args: Vec<OsString> = match req.argv.iter().map(decode).collect() {
+        Ok(a) => a,
+        Err(e) => return refuse(&conn, crate::exit::REFUSED, &e),
+    };
+    let cwd = match decode(&req.cwd) {
+        Ok(c) => PathBuf::from(c),
+        Err(e) => return refuse(&conn, crate::exit::REFUSED, &e),
+    };
+    if let Err(why) = check_flags(&r.lockdown, tool, &args) {
+        return refuse(&conn, crate::exit::REFUSED, &why);
+    }
+    let mut cmd = std::process::Command::new(&r.exe);
+    cmd.arg0(tool.name())
+        .args(&args)
+        .current_dir(&cwd)
+        .env_clear()
+        .stdin(std::process::Stdio::from(
+            fds[0].try_clone().map_err(|e| e.to_string())?,
+        ))
+        .stdout(std::process::Stdio::from(
+            fds[1].try_clone().map_err(|e| e.to_string())?,
+        ))
+        .stderr(std::process::Stdio::from(
+            fds[2].try_clone().map_err(|e| e.to_string())?,
+        ));
+    drop(fds);
+    for (k, v) in &req.env {
+        let (Ok(k), Ok(v)) = (wire::bytes_of(k), wire::bytes_of(v)) else {
+            continue;
+        };
+        let k = String::from_utf8_lossy(&k).into_owned();
+        if r.lockdown.passes_env(tool.name(), &k) {
+            cmd.env(k, OsString::from_vec(v));
+        }
+    }
+    for (k, v) in &r.lockdown.tool_env {
+        cmd.env(k, v);
+    }
+    let mut path: Vec<PathBuf> = r.lockdown.path.clone();
+    path.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(PathBuf::from));
+    cmd.env(
+        "PATH",
+        std::env::join_paths(path).map_err(|e| e.to_string())?,
+    );
+    if let Some(h) = &r.home {
+        cmd.env("HOME", h);
+    }
+    if cfg!(feature = "test-hooks") {
+        if let Some(root) = std::env::var_os("HITL_GATE_TEST_ROOT") {
+            cmd.env("HITL_GATE_TEST_ROOT", root);
+        }
+    }
+    // SAFETY: between fork and exec the closure only calls setsid and sigprocmask, both
+    // async-signal-safe; it touches no memory the parent shares.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::unistd::setsid().map_err(std::io::Error::from)?;
+            nix::sys::signal::sigprocmask(
+                nix::sys::signal::SigmaskHow::SIG_SETMASK,
+                Some(&nix::sys::signal::SigSet::empty()),
+                None,
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return refuse(
+                &conn,
+                crate::exit::CANNOT_EXECUTE,
+                &format!("the runner cannot start {tool} in {}: {e}", cwd.display()),
+            )
+        }
+    };
+    let pid = Pid::from_raw(i32::try_from(child.id()).map_err(|e| e.to_string())?);
+    eprintln!(
+        "hitl-gate runner: {agent} (uid {uid}): {} [pid {pid}]",
+        crate::shim::prepared::command_line(tool, &args)
+    );
+    // The caller's signals, until it goes away.
+    let reader = conn.try_clone().map_err(|e| e.to_string())?;
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(reader);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match lines.read_line(&mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    if let Some(n) = line.trim().strip_prefix("signal ") {
+                        if let Some(sig) =
+                            n.parse::<i32>().ok().and_then(|n| Signal::try_from(n).ok())
+                        {
+                            let _ = kill(pid, sig);
+                        }
+                    }
+                }
+            }
+        }
+        // The caller is gone: a waiting gated command cancels its request on SIGTERM; then the
+        // whole group goes.
+        if kill(pid, None).is_ok() {
+            let _ = kill(pid, Signal::SIGTERM);
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = killpg(pid, Signal::SIGKILL);
+        }
+    });
+    let status = child.wait().map_err(|e| e.to_string())?;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => finish(&conn, &format!("exit {c}")),
+        (None, Some(s)) => finish(&conn, &format!("signal {s}")),
+        _ => finish(&conn, "exit 1"),
+    }
+    Ok(())
+}
+
+/// Refuses flags that select credentials or the API server, unless the policy allows them.
+fn check_flags(l: &Lockdown, tool: Tool, args: &[OsString]) -> Result<(), String> {
+    let env = |_: &str| None;
+    let inv = crate::argv::read(tool, args, &env)
+        .map_err(|e| format!("cannot read the {tool} command line safely ({e}); it did not run"))?;
+    for (name, _) in &inv.flags {
+        if CREDENTIAL_FLAGS.contains(&name.as_str()) && !l.allow_flags.iter().any(|a| a == name) {
+            return Err(format!(
+                "{name} is refused in lockdown mode: the runner's own credentials and API \
+                 servers are used ([lockdown] allow_flags can allow it); {tool} did not run"
+            ));
+        }
+    }
+    Ok(())
+}
