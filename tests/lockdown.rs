@@ -534,3 +534,37 @@ async fn credential_flags_are_refused_and_a_stopped_runner_is_exit_90_at_once() 
     assert_eq!(err.lines().count(), 1, "{err}");
     let _ = &w.socket;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_as_the_agent_checks_tools_and_credentials() {
+    let mut w = World::new().await;
+    // The agent's PATH holds the shims alone (this machine's /usr/bin is not the test's).
+    let doctor = |w: &World| {
+        let mut c = w.agent(
+            &w.shims.join("../bin/hitl-gate").display().to_string(),
+            &["doctor"],
+        );
+        c.env("PATH", &w.shims);
+        out(c)
+    };
+    let o = doctor(&w);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(text.contains("answers"), "{text}");
+    assert!(text.contains("can read none it can find"), "{text}");
+    // A credential the agent can read, and a real tool it can run: both are failures.
+    mode(&w.runner_home, 0o755);
+    mode(&w.runner_home.join("kubeconfig"), 0o644);
+    mode(&w.real, 0o755);
+    let o = doctor(&w);
+    let text = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("can read") && text.contains("kubeconfig"),
+        "{text}"
+    );
+    assert!(text.contains("can execute the real"), "{text}");
+    w.stop_runner();
+    let o = doctor(&w);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("cannot be reached"));
+}

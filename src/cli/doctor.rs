@@ -49,6 +49,20 @@ pub fn run(args: Args) -> Result<i32, CliError> {
             None
         }
     };
+    // Lockdown mode, as the agent: the runner answers; no tool or credential is this user's.
+    let lockdown = policy
+        .as_ref()
+        .and_then(|p| p.lockdown())
+        .filter(|l| l.runner_uid(&policy::load::root()) != Some(nix::unistd::getuid().as_raw()));
+    if let Some(l) = lockdown {
+        let token = policy
+            .as_ref()
+            .and_then(|p| p.approval().token_file.clone());
+        for (ok, line) in super::doctor_lockdown::checks(l, token.as_deref()) {
+            report(ok, line);
+        }
+        return Ok(if failed == 0 { 0 } else { 1 });
+    }
     let path = std::env::var_os("PATH").unwrap_or_default();
     let resolver = Resolver::for_exe(Some(path.clone()));
     for tool in ALL_TOOLS {

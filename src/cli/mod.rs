@@ -6,6 +6,7 @@ mod admin;
 #[cfg(feature = "server")]
 mod audit;
 mod doctor;
+mod doctor_lockdown;
 mod error;
 mod explain;
 #[cfg(feature = "server")]
