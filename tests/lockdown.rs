@@ -117,15 +117,28 @@ impl World {
         }
         mode(&kc, 0o600);
 
+        // Terraform's providers come only from a filesystem mirror, by a CLI config the
+        // runner forces (the agent cannot pass TF_CLI_CONFIG_FILE or -plugin-dir).
+        let cli_config = root.join("etc/hitl-gate/terraformrc");
+        std::fs::write(
+            &cli_config,
+            format!(
+                "provider_installation {{\n  filesystem_mirror {{\n    path = \"{}\"\n  }}\n}}\n",
+                tools::provider_dir().display()
+            ),
+        )
+        .unwrap();
+        mode(&cli_config, 0o644);
         let socket = run.join("runner.sock");
         let policy = format!(
-            "version = 1\n\n[approval]\nurl = \"{}\"\ntoken_file = \"{}\"\npublic_key = \"{}\"\n\n[lockdown]\nrunner_socket = \"{}\"\nrunner_user = \"{r}\"\npath = [\"{}\"]\n\n[lockdown.tool_env]\nKUBECONFIG = \"{}\"\n\n[[lockdown.agent]]\nuid = {a}\nname = \"agent-a\"\n",
+            "version = 1\n\n[approval]\nurl = \"{}\"\ntoken_file = \"{}\"\npublic_key = \"{}\"\n\n[lockdown]\nrunner_socket = \"{}\"\nrunner_user = \"{r}\"\npath = [\"{}\"]\n\n[lockdown.tool_env]\nKUBECONFIG = \"{}\"\nTF_CLI_CONFIG_FILE = \"{}\"\n\n[[lockdown.agent]]\nuid = {a}\nname = \"agent-a\"\n",
             srv.url,
             token.display(),
             srv.public_key,
             socket.display(),
             real.display(),
-            kc.display()
+            kc.display(),
+            cli_config.display()
         );
         std::fs::write(etc.join("policy.toml"), policy).unwrap();
         mode(&etc.join("policy.toml"), 0o644);
@@ -567,4 +580,91 @@ async fn doctor_as_the_agent_checks_tools_and_credentials() {
     w.stop_runner();
     let o = doctor(&w);
     assert!(String::from_utf8_lossy(&o.stdout).contains("cannot be reached"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn terraform_in_lockdown_refuses_code_running_providers_and_provisioners() {
+    let w = World::new().await;
+    let dir = |name: &str, main_tf: &str| {
+        let d = w.work.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("main.tf"), main_tf).unwrap();
+        mode(&d, 0o777);
+        d
+    };
+    let run = |d: &Path, args: &[&str]| {
+        let mut c = w.agent("terraform", args);
+        c.current_dir(d);
+        out(c)
+    };
+    // A configuration whose lock file names hashicorp/external: refused before anything runs.
+    let ext = dir(
+        "external",
+        "data \"external\" \"x\" {\n  program = [\"sh\", \"-c\", \"touch /tmp/pwned\"]\n}\n",
+    );
+    std::fs::write(
+        ext.join(".terraform.lock.hcl"),
+        "provider \"registry.terraform.io/hashicorp/external\" {\n  version = \"2.3.0\"\n}\n",
+    )
+    .unwrap();
+    let o = run(&ext, &["plan"]);
+    assert_eq!(o.status.code(), Some(87), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("hashicorp/external"),
+        "{o:?}"
+    );
+    // -plugin-dir is the agent's way around the mirror: refused.
+    let o = run(&ext, &["init", "-plugin-dir=/tmp"]);
+    assert_eq!(o.status.code(), Some(87), "{o:?}");
+
+    // A local-exec provisioner: init works (from the mirror), the gated apply is refused.
+    let prov = dir(
+        "provisioner",
+        "resource \"null_resource\" \"a\" {\n  provisioner \"local-exec\" {\n    command = \"echo hi\"\n  }\n}\n",
+    );
+    let o = run(&prov, &["init", "-input=false"]);
+    assert!(
+        o.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(&prov, &["apply", "-input=false"]);
+    assert_eq!(o.status.code(), Some(87), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("local-exec"),
+        "{o:?}"
+    );
+
+    // Without provisioners: planned by the runner into its private plan file, approved, applied.
+    let ok = dir("plain", "resource \"null_resource\" \"a\" {}\n");
+    let o = run(&ok, &["init", "-input=false"]);
+    assert!(
+        o.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut c = w.agent("terraform", &["apply", "-input=false"]);
+    c.current_dir(&ok)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let req = pending(&w, &mut child).await;
+    let (s, v) = w
+        .srv
+        .approver()
+        .decide(req["id"].as_str().unwrap(), "approve", Some("ok"))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("1 added"),
+        "{}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    // The state is the runner's work, in the agent's directory.
+    assert!(ok.join("terraform.tfstate").exists());
 }

@@ -177,6 +177,31 @@ fn resource_change(rc: &Value) -> Result<ResourceChange, String> {
     })
 }
 
+/// The resources whose configuration has a `local-exec` or `remote-exec` provisioner, from the
+/// JSON of `terraform show -json PLANFILE` (its `configuration`, modules included), as
+/// `address (type)`.
+pub fn provisioners(json: &[u8]) -> Vec<String> {
+    fn walk(module: &Value, prefix: &str, out: &mut Vec<String>) {
+        for r in module["resources"].as_array().into_iter().flatten() {
+            for p in r["provisioners"].as_array().into_iter().flatten() {
+                let kind = p["type"].as_str().unwrap_or("?");
+                if matches!(kind, "local-exec" | "remote-exec") {
+                    let addr = r["address"].as_str().unwrap_or("?");
+                    out.push(format!("{prefix}{addr} ({kind})"));
+                }
+            }
+        }
+        for (name, call) in module["module_calls"].as_object().into_iter().flatten() {
+            walk(&call["module"], &format!("{prefix}module.{name}."), out);
+        }
+    }
+    let mut out = Vec::new();
+    if let Ok(plan) = serde_json::from_slice::<Value>(json) {
+        walk(&plan["configuration"]["root_module"], "", &mut out);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

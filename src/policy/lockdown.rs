@@ -31,10 +31,18 @@ pub struct Lockdown {
     /// (`/opt/hitl-gate/real`).
     #[serde(default)]
     pub path: Vec<PathBuf>,
+    /// Terraform providers refused (`namespace/type`), because they run programs the
+    /// configuration names. Default `["hashicorp/external"]`.
+    #[serde(default = "default_denied_providers")]
+    pub terraform_denied_providers: Vec<String>,
     /// Variables the runner sets for every tool it runs: its own credentials
     /// (`KUBECONFIG = "/var/lib/hitl-runner/kubeconfig"`, cloud credential files).
     #[serde(default)]
     pub tool_env: std::collections::BTreeMap<String, String>,
+}
+
+fn default_denied_providers() -> Vec<String> {
+    vec!["hashicorp/external".into()]
 }
 
 /// `[[lockdown.agent]]`
@@ -200,6 +208,7 @@ mod tests {
             agents: vec![],
             env: env.iter().map(|e| e.to_string()).collect(),
             allow_flags: vec![],
+            terraform_denied_providers: vec![],
             path: vec![],
             tool_env: Default::default(),
         }

@@ -21,6 +21,7 @@
 //! It reads only the system policy (`/etc/hitl-gate/policy.toml`); `HITL_GATE_POLICY` means
 //! nothing to it.
 
+pub mod terraform;
 pub mod wire;
 
 use std::ffi::OsString;
@@ -149,6 +150,16 @@ fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
     if let Err(why) = check_flags(&r.lockdown, tool, &args) {
         return refuse(&conn, crate::exit::REFUSED, &why);
     }
+    if tool.is_terraform_like() {
+        let dir = chdir_of(tool, &args).map_or(cwd.clone(), |d| cwd.join(d));
+        if let Err(why) = terraform::check(&dir, &r.lockdown.terraform_denied_providers) {
+            return refuse(
+                &conn,
+                crate::exit::REFUSED,
+                &format!("{why}; {tool} did not run"),
+            );
+        }
+    }
     let mut cmd = std::process::Command::new(&r.exe);
     cmd.arg0(tool.name())
         .args(&args)
@@ -253,6 +264,12 @@ fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
         _ => finish(&conn, "exit 1"),
     }
     Ok(())
+}
+
+/// terraform's `-chdir=DIR`, if given.
+fn chdir_of(tool: Tool, args: &[OsString]) -> Option<String> {
+    let inv = crate::argv::read(tool, args, &|_| None).ok()?;
+    inv.target.chdir
 }
 
 /// Refuses flags that select credentials or the API server, unless the policy allows them.

@@ -128,7 +128,9 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
                             })?;
                         helm::prepare(&real, &kubectl, args, &inv, policy.allow_post_renderer())
                     }
-                    Tool::Terraform | Tool::Tofu => terraform::prepare(tool, &real, args, &inv),
+                    Tool::Terraform | Tool::Tofu => {
+                        terraform::prepare(tool, &real, args, &inv, policy.lockdown().is_some())
+                    }
                 }
             };
             gate::run(tool, argv0, args, &policy, &d, &producer)

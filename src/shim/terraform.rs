@@ -106,6 +106,7 @@ pub fn prepare(
     real: &Path,
     args: &[String],
     inv: &Invocation,
+    lockdown: bool,
 ) -> Result<Prepared, Stop> {
     let refused = |why: String| Stop::refused(tool, why);
     if let Some(var) = crate::argv::terraform::cli_args_var(std::env::vars_os()) {
@@ -255,8 +256,20 @@ pub fn prepare(
             ))
         }
     };
-    let changes = crate::diff::terraform::parse_plan(&show("-json")?)
+    let json = show("-json")?;
+    let changes = crate::diff::terraform::parse_plan(&json)
         .map_err(|e| refused(format!("cannot read the plan: {e}")))?;
+    if lockdown {
+        // Provisioners run programs at apply time as the runner's user: not in lockdown mode.
+        let found = crate::diff::terraform::provisioners(&json);
+        if !found.is_empty() {
+            return Err(refused(format!(
+                "the configuration has provisioners that run programs ({}); they are refused \
+                 in lockdown mode",
+                found.join(", ")
+            )));
+        }
+    }
     let shown = match plan_text {
         Some(t) => strip_ansi(&t),
         None => show("-no-color")?,
