@@ -429,21 +429,9 @@ async fn pending(w: &World, child: &mut Child) -> serde_json::Value {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gated_delete_runs_in_the_runner_after_approval_and_a_dead_shim_cancels() {
-    let w = World::new().await;
-    // The agent's own KUBECONFIG is ignored: the runner's credential is used.
-    let mut c = w.agent("kubectl", &["delete", "deployment", "web", "-n", "prod"]);
-    c.env("KUBECONFIG", "/nonexistent/kubeconfig")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let req = pending(&w, &mut child).await;
-    assert!(w
-        .fake
-        .get("apps/v1", "deployments", "prod", "web")
-        .is_some());
+/// Approves the request `child` waits for and returns its output once it ends.
+async fn approve_and_finish(w: &World, mut child: Child) -> Output {
+    let req = pending(w, &mut child).await;
     let (s, v) = w
         .srv
         .approver()
@@ -454,6 +442,24 @@ async fn a_gated_delete_runs_in_the_runner_after_approval_and_a_dead_shim_cancel
         .await
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gated_delete_runs_in_the_runner_after_approval_and_a_dead_shim_cancels() {
+    let w = World::new().await;
+    // The agent's own KUBECONFIG is ignored: the runner's credential is used.
+    let mut c = w.agent("kubectl", &["delete", "deployment", "web", "-n", "prod"]);
+    c.env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = c.spawn().unwrap();
+    assert!(w
+        .fake
+        .get("apps/v1", "deployments", "prod", "web")
+        .is_some());
+    let o = approve_and_finish(&w, child).await;
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("deleted"),
         "{o:?}"
@@ -648,18 +654,7 @@ async fn terraform_in_lockdown_refuses_code_running_providers_and_provisioners()
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = c.spawn().unwrap();
-    let req = pending(&w, &mut child).await;
-    let (s, v) = w
-        .srv
-        .approver()
-        .decide(req["id"].as_str().unwrap(), "approve", Some("ok"))
-        .await;
-    assert_eq!(s, 200, "{v}");
-    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
-        .await
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = approve_and_finish(&w, c.spawn().unwrap()).await;
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("1 added"),
         "{}",

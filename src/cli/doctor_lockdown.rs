@@ -59,10 +59,13 @@ pub fn checks(l: &Lockdown, token_file: Option<&Path>) -> Vec<(bool, String)> {
         }
     }
     let home = std::env::var_os("HOME").map(PathBuf::from);
+    // R's files named in tool_env, but for the terraform CLI configuration, which is settings
+    // (root-owned and readable by all), not a credential.
     let mut files: Vec<PathBuf> = l
         .tool_env
-        .values()
-        .map(PathBuf::from)
+        .iter()
+        .filter(|(k, _)| k.as_str() != "TF_CLI_CONFIG_FILE")
+        .map(|(_, v)| PathBuf::from(v))
         .filter(|p| p.is_absolute())
         .collect();
     files.extend(token_file.map(Path::to_path_buf));

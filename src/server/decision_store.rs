@@ -6,9 +6,9 @@
 
 use serde_json::json;
 
-use super::audit_log::Entry;
+use super::audit_log::{AuditLog, Entry};
 use super::db::Result;
-use super::outbox::{decision_extra, insert, Subject};
+use super::outbox::{decision_extra, insert, Queued, Subject};
 use super::store::Store;
 use crate::api::{Approval, RequestView, SignedDecision, State};
 use crate::policy::notify::Event;
@@ -64,9 +64,6 @@ impl Store {
                     .bind(had)
                     .execute(&mut *c)
                     .await?;
-                    if r.rows_affected() == 0 {
-                        return Ok(false);
-                    }
                     let entry = Entry {
                         at: now,
                         kind: "approval",
@@ -74,9 +71,7 @@ impl Store {
                         actor: &actor,
                         body: &body,
                     };
-                    log.append(c, entry).await?;
-                    insert(c, &queued, now).await?;
-                    Ok(true)
+                    recorded(c, r.rows_affected(), &log, entry, &queued).await
                 })
             })
             .await
@@ -167,9 +162,6 @@ impl Store {
                     .bind(had)
                     .execute(&mut *c)
                     .await?;
-                    if r.rows_affected() == 0 {
-                        return Ok(false);
-                    }
                     let entry = Entry {
                         at: now,
                         kind,
@@ -177,12 +169,28 @@ impl Store {
                         actor: &actor,
                         body: &body,
                     };
-                    log.append(c, entry).await?;
-                    insert(c, &queued, now).await?;
-                    Ok(true)
+                    recorded(c, r.rows_affected(), &log, entry, &queued).await
                 })
             })
             .await
             .inspect(|_| self.woke_outbox())
     }
+}
+
+/// After a conditional update that changed `changed` rows: nothing more when it changed none
+/// (`false`); else its audit row and its notifications, on the same transaction (`true`).
+async fn recorded(
+    c: &mut sqlx::SqliteConnection,
+    changed: u64,
+    log: &AuditLog,
+    entry: Entry<'_>,
+    queued: &[Queued],
+) -> Result<bool> {
+    if changed == 0 {
+        return Ok(false);
+    }
+    let at = entry.at;
+    log.append(c, entry).await?;
+    insert(c, queued, at).await?;
+    Ok(true)
 }
