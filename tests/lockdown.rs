@@ -533,6 +533,24 @@ async fn credential_flags_are_refused_and_a_stopped_runner_is_exit_90_at_once() 
         .fake
         .get("apps/v1", "deployments", "prod", "web")
         .is_some());
+    // Commands that would show or change the runner's credentials.
+    for args in [
+        vec!["config", "view", "--raw"],
+        vec!["config", "set-credentials", "x", "--token=mine"],
+        vec!["config", "set-context", "prod", "--user=x"],
+    ] {
+        let o = out(w.agent("kubectl", &args));
+        assert_eq!(o.status.code(), Some(87), "{args:?}: {o:?}");
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("runner's own credentials"),
+            "{o:?}"
+        );
+    }
+    // `config view` redacts: the token is not shown.
+    let o = out(w.agent("kubectl", &["config", "view"]));
+    assert!(o.status.success(), "{o:?}");
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(!text.contains(crate::support::kube::TOKEN), "{text}");
     // A uid the runner does not serve.
     let mut c = w.agent("kubectl", &["get", "pods"]);
     c.uid(65_000).gid(65_000);

@@ -68,13 +68,7 @@ const COMMON: &[&str] = &[
 /// Variables the agent may pass to `tool` besides [`COMMON`] and `[lockdown] env`.
 fn tool_env(tool: &str) -> &'static [&'static str] {
     match tool {
-        "terraform" | "tofu" => &[
-            "TF_VAR_*",
-            "TF_WORKSPACE",
-            "TF_LOG",
-            "TF_IN_AUTOMATION",
-            "TF_INPUT",
-        ],
+        "terraform" | "tofu" => &["TF_VAR_*", "TF_WORKSPACE", "TF_IN_AUTOMATION", "TF_INPUT"],
         "kubectl" => &["KUBECTL_*"],
         _ => &["HELM_NAMESPACE", "HELM_DEBUG"],
     }

@@ -272,11 +272,38 @@ fn chdir_of(tool: Tool, args: &[OsString]) -> Option<String> {
     inv.target.chdir
 }
 
-/// Refuses flags that select credentials or the API server, unless the policy allows them.
+/// Refuses commands that show or change the runner's credentials (`kubectl config` but for
+/// `view` without `--raw`, `current-context`, `get-contexts`, `get-clusters`; `helm plugin`,
+/// `helm registry`; `terraform login`/`logout`) and flags that select credentials or the API
+/// server, unless the policy allows them.
 fn check_flags(l: &Lockdown, tool: Tool, args: &[OsString]) -> Result<(), String> {
     let env = |_: &str| None;
     let inv = crate::argv::read(tool, args, &env)
         .map_err(|e| format!("cannot read the {tool} command line safely ({e}); it did not run"))?;
+    // Commands that would show or change the runner's own credentials and configuration.
+    let path = inv.path_string();
+    let shows_raw = inv.has_flag(&["--raw"]);
+    let refused_command = match tool {
+        Tool::Kubectl if path == "config view" => shows_raw,
+        Tool::Kubectl => {
+            path.starts_with("config")
+                && ![
+                    "config current-context",
+                    "config get-contexts",
+                    "config get-clusters",
+                ]
+                .contains(&path.as_str())
+        }
+        Tool::Helm => path.starts_with("plugin") || path.starts_with("registry"),
+        Tool::Terraform | Tool::Tofu => path.starts_with("login") || path.starts_with("logout"),
+    };
+    if refused_command {
+        return Err(format!(
+            "`{tool} {path}{}` would show or change the runner's own credentials or \
+             configuration; it is refused in lockdown mode; {tool} did not run",
+            if shows_raw { " --raw" } else { "" }
+        ));
+    }
     for (name, _) in &inv.flags {
         if CREDENTIAL_FLAGS.contains(&name.as_str()) && !l.allow_flags.iter().any(|a| a == name) {
             return Err(format!(
