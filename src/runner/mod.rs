@@ -25,7 +25,7 @@ pub mod terraform;
 pub mod wire;
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -127,7 +127,7 @@ fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
             ),
         );
     };
-    let (req, fds) = match wire::receive(&conn) {
+    let (req, fds, early) = match wire::receive(&conn) {
         Ok(x) => x,
         Err(e) => return refuse(&conn, crate::exit::REFUSED, &format!("bad request: {e}")),
     };
@@ -229,24 +229,24 @@ fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
         "hitl-gate runner: {agent} (uid {uid}): {} [pid {pid}]",
         crate::shim::prepared::command_line(tool, &args)
     );
-    // The caller's signals, until it goes away.
+    // The caller's signals (any that came with the request first), until it goes away. A
+    // partial line at the end of `early` is completed by what the reader reads next.
+    let forward = move |line: &str| {
+        if let Some(n) = line.trim().strip_prefix("signal ") {
+            if let Some(sig) = n.parse::<i32>().ok().and_then(|n| Signal::try_from(n).ok()) {
+                let _ = kill(pid, sig);
+            }
+        }
+    };
     let reader = conn.try_clone().map_err(|e| e.to_string())?;
     std::thread::spawn(move || {
-        let mut lines = BufReader::new(reader);
+        let mut lines = BufReader::new(std::io::Cursor::new(early).chain(reader));
         let mut line = String::new();
         loop {
             line.clear();
             match lines.read_line(&mut line) {
                 Ok(0) | Err(_) => break,
-                Ok(_) => {
-                    if let Some(n) = line.trim().strip_prefix("signal ") {
-                        if let Some(sig) =
-                            n.parse::<i32>().ok().and_then(|n| Signal::try_from(n).ok())
-                        {
-                            let _ = kill(pid, sig);
-                        }
-                    }
-                }
+                Ok(_) => forward(&line),
             }
         }
         // The caller is gone: a waiting gated command cancels its request on SIGTERM; then the

@@ -58,9 +58,10 @@ pub fn send_bytes(stream: &UnixStream, bytes: &[u8]) -> std::io::Result<usize> {
         .map_err(std::io::Error::from)
 }
 
-/// Receives a request and the three fds that came with it.
+/// Receives a request and the three fds that came with it, and whatever the shim sent after
+/// the request line in the same read (its first `signal N` lines, if a signal came at once).
 #[allow(unsafe_code)]
-pub fn receive(stream: &UnixStream) -> Result<(Request, [OwnedFd; 3]), String> {
+pub fn receive(stream: &UnixStream) -> Result<(Request, [OwnedFd; 3], Vec<u8>), String> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut space = nix::cmsg_space!([RawFd; 3]);
     let (n, fds) = {
@@ -99,17 +100,40 @@ pub fn receive(stream: &UnixStream) -> Result<(Request, [OwnedFd; 3]), String> {
         line.extend_from_slice(&more[..k]);
     }
     let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
-    if end + 1 != line.len() {
-        return Err("bytes after the request line".into());
-    }
+    let rest = line.get(end + 1..).unwrap_or_default().to_vec();
     let req: Request = serde_json::from_slice(&line[..end]).map_err(|e| e.to_string())?;
     if req.version != 1 {
         return Err(format!("request version {} is not 1", req.version));
     }
-    Ok((req, fds))
+    Ok((req, fds, rest))
 }
 
 /// Bytes as hex, and back.
 pub fn bytes_of(hex: &str) -> Result<Vec<u8>, String> {
     crate::hex::decode(hex).ok_or_else(|| format!("{hex:?} is not hex"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_signal_sent_right_after_the_request_is_not_lost() {
+        let (a, b) = UnixStream::pair().unwrap();
+        let req = Request {
+            version: 1,
+            tool: "kubectl".into(),
+            argv: vec![crate::hex::encode(b"get")],
+            cwd: crate::hex::encode(b"/"),
+            env: vec![],
+        };
+        send(&a, &req).unwrap();
+        send_bytes(&a, b"signal 2\n").unwrap();
+        drop(a);
+        let (got, _fds, early) = receive(&b).unwrap();
+        assert_eq!(got, req);
+        let mut rest = early;
+        (&b).read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"signal 2\n");
+    }
 }
