@@ -45,14 +45,11 @@ async fn signed_in(url: &str, user: &str) -> WebClient {
 /// Posts the decision form of request `id` as `c` (with the environment's name typed, for a
 /// destructive change in a high-risk environment); returns the status and the page.
 async fn approve_in_ui(c: &mut WebClient, url: &str, id: &str, confirm: &str) -> (u16, String) {
-    let page = c.get(&format!("{url}/ui/requests/{id}")).await;
-    assert_eq!(page.status, 200, "{}", page.body);
-    let csrf = WebClient::csrf(&page.body);
     let r = c
-        .post(
-            &format!("{url}/ui/requests/{id}/decision"),
+        .decide(
+            url,
+            id,
             &[
-                ("csrf", &csrf),
                 ("decision", "approve"),
                 ("comment", "looks right"),
                 ("confirm", confirm),

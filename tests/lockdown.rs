@@ -208,8 +208,8 @@ impl World {
         c
     }
 
-    /// The same command run directly by R with the real tool and R's credential.
-    fn direct(&self, tool: &str, args: &[&str]) -> Output {
+    /// The real tool run directly by R, with R's credential, in the work dir; not started.
+    fn as_runner(&self, tool: &str, args: &[&str]) -> Command {
         let mut c = Command::new(self.real.join(tool));
         c.args(args)
             .current_dir(&self.work)
@@ -219,7 +219,12 @@ impl World {
             .env("KUBECONFIG", self.runner_home.join("kubeconfig"))
             .uid(self.r)
             .gid(self.r);
-        c.output().unwrap()
+        c
+    }
+
+    /// The same command run directly by R with the real tool and R's credential.
+    fn direct(&self, tool: &str, args: &[&str]) -> Output {
+        self.as_runner(tool, args).output().unwrap()
     }
 }
 
@@ -365,15 +370,7 @@ async fn sigpipe_and_sigint_end_the_command_as_they_end_the_real_tool() {
     );
 
     // SIGINT to a long-running command: `terraform console` waits on its (open) stdin.
-    let mut direct = Command::new(w.real.join("terraform"));
-    direct
-        .arg("console")
-        .current_dir(&w.work)
-        .env_clear()
-        .env("HOME", &w.runner_home)
-        .env("PATH", "/usr/bin:/bin")
-        .uid(w.r)
-        .gid(w.r);
+    let direct = w.as_runner("terraform", &["console"]);
     let through = w.agent("terraform", &["console"]);
     let (d, t) =
         tokio::task::spawn_blocking(move || (ends_on_sigint(direct), ends_on_sigint(through)))

@@ -84,21 +84,6 @@ async fn signed_in(w: &WebServer, user: &str) -> WebClient {
     c
 }
 
-/// Opens request `id`'s page (for its CSRF token) and posts its decision form with `fields`.
-async fn decide_in_ui(
-    c: &mut WebClient,
-    w: &WebServer,
-    id: &str,
-    fields: &[(&str, &str)],
-) -> crate::support::oidc::Resp {
-    let page = c.get(&format!("{}/ui/requests/{id}", w.url)).await;
-    let csrf = WebClient::csrf(&page.body);
-    let mut form = vec![("csrf", csrf.as_str())];
-    form.extend_from_slice(fields);
-    c.post(&format!("{}/ui/requests/{id}/decision", w.url), &form)
-        .await
-}
-
 /// The request's state, through the agent API.
 async fn state(w: &WebServer, id: &str) -> String {
     let (_, v) = w
@@ -596,7 +581,7 @@ async fn local_approvers_can_be_turned_off_and_then_only_the_web_decides() {
     assert_eq!(state(&w, &id).await, "pending");
     // The web decides.
     let mut c = signed_in(&w, "alice").await;
-    let r = decide_in_ui(&mut c, &w, &id, &[("decision", "approve")]).await;
+    let r = c.decide(&w.url, &id, &[("decision", "approve")]).await;
     assert_eq!(r.status, 303);
     assert_eq!(state(&w, &id).await, "approved");
 }

@@ -147,11 +147,16 @@ fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
         Ok(c) => PathBuf::from(c),
         Err(e) => return refuse(&conn, crate::exit::REFUSED, &e),
     };
-    if let Err(why) = check_flags(&r.lockdown, tool, &args) {
-        return refuse(&conn, crate::exit::REFUSED, &why);
-    }
+    let inv = match check(&r.lockdown, tool, &args) {
+        Ok(inv) => inv,
+        Err(why) => return refuse(&conn, crate::exit::REFUSED, &why),
+    };
     if tool.is_terraform_like() {
-        let dir = chdir_of(tool, &args).map_or(cwd.clone(), |d| cwd.join(d));
+        let dir = inv
+            .target
+            .chdir
+            .as_ref()
+            .map_or(cwd.clone(), |d| cwd.join(d));
         if let Err(why) = terraform::check(&dir, &r.lockdown.terraform_denied_providers) {
             return refuse(
                 &conn,
@@ -266,17 +271,11 @@ fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
     Ok(())
 }
 
-/// terraform's `-chdir=DIR`, if given.
-fn chdir_of(tool: Tool, args: &[OsString]) -> Option<String> {
-    let inv = crate::argv::read(tool, args, &|_| None).ok()?;
-    inv.target.chdir
-}
-
 /// Refuses commands that show or change the runner's credentials (`kubectl config` but for
 /// `view` without `--raw`, `current-context`, `get-contexts`, `get-clusters`; `helm plugin`,
 /// `helm registry`; `terraform login`/`logout`) and flags that select credentials or the API
-/// server, unless the policy allows them.
-fn check_flags(l: &Lockdown, tool: Tool, args: &[OsString]) -> Result<(), String> {
+/// server, unless the policy allows them. Returns the reading of argv, for the other checks.
+fn check(l: &Lockdown, tool: Tool, args: &[OsString]) -> Result<crate::argv::Invocation, String> {
     let env = |_: &str| None;
     let inv = crate::argv::read(tool, args, &env)
         .map_err(|e| format!("cannot read the {tool} command line safely ({e}); it did not run"))?;
@@ -312,5 +311,5 @@ fn check_flags(l: &Lockdown, tool: Tool, args: &[OsString]) -> Result<(), String
             ));
         }
     }
-    Ok(())
+    Ok(inv)
 }

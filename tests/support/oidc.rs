@@ -432,6 +432,18 @@ impl WebClient {
         assert_eq!(r.status, 303, "callback: {}", r.body);
     }
 
+    /// Opens request `id`'s page at the gate `base` (for its CSRF token) and posts its decision
+    /// form with `fields`.
+    pub async fn decide(&mut self, base: &str, id: &str, fields: &[(&str, &str)]) -> Resp {
+        let page = self.get(&format!("{base}/ui/requests/{id}")).await;
+        assert_eq!(page.status, 200, "{}", page.body);
+        let csrf = Self::csrf(&page.body);
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
+        self.post(&format!("{base}/ui/requests/{id}/decision"), &form)
+            .await
+    }
+
     /// The CSRF token of the page in `body` (from its forms).
     pub fn csrf(body: &str) -> String {
         body.split("name=\"csrf\" value=\"")
