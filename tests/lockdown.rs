@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::support::kube::FakeKube;
+use crate::support::kube::{FakeKube, READ_TOKEN, WRITE_TOKEN};
 use crate::support::server::{policy_with, TestServer, TOKEN_A};
 use crate::support::{bin, tools};
 
@@ -192,6 +192,15 @@ impl World {
             let _ = r.kill();
             let _ = r.wait();
         }
+    }
+
+    /// Rewrites the system policy with `edit` and restarts the runner (it reads the policy once).
+    fn edit_policy(&mut self, edit: impl Fn(String) -> String) {
+        let p = self.root.join("etc/hitl-gate/policy.toml");
+        let text = edit(std::fs::read_to_string(&p).unwrap());
+        std::fs::write(&p, text).unwrap();
+        self.stop_runner();
+        self.start_runner();
     }
 
     /// A command as the agent: uid A, the shims first on PATH, nothing else.
@@ -677,4 +686,144 @@ async fn terraform_in_lockdown_refuses_code_running_providers_and_provisioners()
     );
     // The state is the runner's work, in the agent's directory.
     assert!(ok.join("terraform.tfstate").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_credentials_for_passthrough_and_diffs_write_credentials_for_the_approved_run() {
+    let mut w = World::new().await;
+    // The cluster authorizes like RBAC: the read role lists, the write role may delete.
+    w.fake.rbac();
+    w.fake.put_deployment("staging", "web");
+    let contexts = [("prod", "prod"), ("staging", "staging")];
+    let read =
+        w.fake
+            .kubeconfig_with_token(&w.runner_home, "read.kubeconfig", &contexts, READ_TOKEN);
+    let write =
+        w.fake
+            .kubeconfig_with_token(&w.runner_home, "write.kubeconfig", &contexts, WRITE_TOKEN);
+    for p in [&read, &write] {
+        own(p, w.r, w.r);
+        mode(p, 0o600);
+    }
+    // production's helpers may use the write set (a kube diff is a server-side dry run, which
+    // RBAC authorizes like the change); every other environment diffs with the read set.
+    let sets = format!(
+        "read = {{ KUBECONFIG = \"{}\" }}\nwrite = {{ KUBECONFIG = \"{}\" }}\n",
+        read.display(),
+        write.display()
+    );
+    let first = format!(
+        "KUBECONFIG = \"{}\"\n",
+        w.runner_home.join("kubeconfig").display()
+    );
+    w.edit_policy(|p| {
+        let p = p.replace(&first, "");
+        format!(
+            "{p}\n[lockdown.credentials.default]\n{sets}\n[lockdown.credentials.production]\n\
+             {sets}helpers = \"write\"\n\n[[environment]]\nname = \"production\"\nrisk = \"high\"\n\
+             kube_contexts = [\"prod\"]\n\n[[rule]]\nname = \"labels-pass\"\ntools = [\"kubectl\"]\n\
+             subcommands = [\"label\"]\naction = \"pass\"\n"
+        )
+    });
+    let tokens_since = |from: usize| -> Vec<Seen> {
+        w.fake.requests()[from..]
+            .iter()
+            .map(|r| (r.method.clone(), r.dry_run(), r.token.clone()))
+            .collect()
+    };
+
+    // Passthrough reads with the read set.
+    let o = out(w.agent("kubectl", &["get", "deployment", "web", "-n", "prod"]));
+    assert!(o.status.success(), "{o:?}");
+    assert!(tokens_since(0)
+        .iter()
+        .all(|(_, _, t)| t.as_deref() == Some(READ_TOKEN)));
+    // A passthrough that writes (the policy passes `label`) has the read set only: 403.
+    let before = w.fake.requests().len();
+    let o = out(w.agent(
+        "kubectl",
+        &["label", "deployment", "web", "-n", "prod", "x=y"],
+    ));
+    assert!(!o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("forbidden"),
+        "{o:?}"
+    );
+    assert!(tokens_since(before)
+        .iter()
+        .all(|(_, _, t)| t.as_deref() == Some(READ_TOKEN)));
+
+    let real_delete_by_write = |log: &[Seen]| {
+        let real: Vec<_> = log
+            .iter()
+            .filter(|(m, dry, _)| m == "DELETE" && !dry)
+            .collect();
+        assert_eq!(real.len(), 1, "{log:?}");
+        assert_eq!(real[0].2.as_deref(), Some(WRITE_TOKEN), "{log:?}");
+        // Before the approved run, only the helpers' set was used.
+        let at = log
+            .iter()
+            .position(|(m, dry, _)| m == "DELETE" && !dry)
+            .unwrap();
+        log[..at]
+            .iter()
+            .map(|(_, _, t)| t.clone())
+            .collect::<Vec<_>>()
+    };
+
+    // staging's helpers have the read set (a delete is shown from reads); the approved run
+    // has the write set.
+    let (log, diff) = approved_delete(&w, "staging").await;
+    assert!(
+        diff.contains("deployment.apps/web will be DELETE"),
+        "{diff}"
+    );
+    let helpers = real_delete_by_write(&log);
+    assert!(!helpers.is_empty());
+    assert!(
+        helpers.iter().all(|t| t.as_deref() == Some(READ_TOKEN)),
+        "{log:?}"
+    );
+
+    // production's helpers have the write set.
+    let (log, diff) = approved_delete(&w, "prod").await;
+    assert!(
+        diff.contains("deployment.apps/web will be DELETE"),
+        "{diff}"
+    );
+    let helpers = real_delete_by_write(&log);
+    assert!(!helpers.is_empty());
+    assert!(
+        helpers.iter().all(|t| t.as_deref() == Some(WRITE_TOKEN)),
+        "{log:?}"
+    );
+}
+
+/// A request the fake API received: method, dry run, bearer token.
+type Seen = (String, bool, Option<String>);
+
+/// Approves a gated delete of deployment web in context and namespace `ctx`; returns the
+/// requests it made to the cluster and the diff text the approver saw.
+async fn approved_delete(w: &World, ctx: &str) -> (Vec<Seen>, String) {
+    let before = w.fake.requests().len();
+    let mut c = w.agent(
+        "kubectl",
+        &["--context", ctx, "delete", "deployment", "web", "-n", ctx],
+    );
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let req = pending(w, &mut child).await;
+    let o = approve_and_finish(w, child).await;
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("deleted"),
+        "{o:?}"
+    );
+    assert!(w.fake.get("apps/v1", "deployments", ctx, "web").is_none());
+    let seen = w.fake.requests()[before..]
+        .iter()
+        .map(|r| (r.method.clone(), r.dry_run(), r.token.clone()))
+        .collect();
+    (seen, req["diff"]["text"].to_string())
 }

@@ -59,12 +59,17 @@ pub fn checks(l: &Lockdown, token_file: Option<&Path>) -> Vec<(bool, String)> {
         }
     }
     let home = std::env::var_os("HOME").map(PathBuf::from);
-    // R's files named in tool_env, but for the terraform CLI configuration, which is settings
-    // (root-owned and readable by all), not a credential.
+    // R's files named in tool_env (but for the terraform CLI configuration, which is settings,
+    // root-owned and readable by all, not a credential) and in every credential set.
+    let sets = l
+        .credentials
+        .values()
+        .flat_map(|s| s.read.iter().chain(&s.write));
     let mut files: Vec<PathBuf> = l
         .tool_env
         .iter()
         .filter(|(k, _)| k.as_str() != "TF_CLI_CONFIG_FILE")
+        .chain(sets)
         .map(|(_, v)| PathBuf::from(v))
         .filter(|p| p.is_absolute())
         .collect();

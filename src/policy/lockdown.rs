@@ -3,6 +3,7 @@
 //! shim then forwards every command to `runner_socket` instead of exec'ing, unless it already
 //! runs as `runner_user` (it is then the runner's child, and works as in exec mode).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -38,8 +39,42 @@ pub struct Lockdown {
     /// Variables the runner sets for every tool it runs: its own credentials
     /// (`KUBECONFIG = "/var/lib/hitl-runner/kubeconfig"`, cloud credential files).
     #[serde(default)]
-    pub tool_env: std::collections::BTreeMap<String, String>,
+    pub tool_env: BTreeMap<String, String>,
+    /// `[lockdown.credentials.<environment>]` (`default` for every other environment): the
+    /// variables that select the runner's credentials, a `read` set for passthrough commands,
+    /// plans and diffs, and a `write` set for approved runs only.
+    #[serde(default)]
+    pub credentials: BTreeMap<String, CredentialSet>,
 }
+
+/// Two credential sets for one environment: the same variable names, different files (for
+/// example two kubeconfigs bound to different RBAC roles, or two cloud credential files).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialSet {
+    /// For passthrough commands, and (unless `helpers = "write"`) plans and diffs.
+    pub read: BTreeMap<String, String>,
+    /// For the approved run only.
+    pub write: BTreeMap<String, String>,
+    /// Which set the gated path's helpers (plans, diffs) use. Kubernetes authorizes a
+    /// server-side dry run (`kubectl diff`, `--dry-run=server`, helm's diff) like the change it
+    /// would make, so a read-only role cannot show a kube change: `write` lets the helpers use
+    /// the write set. Passthrough commands never get it.
+    #[serde(default)]
+    pub helpers: Helpers,
+}
+
+/// `helpers = "read" | "write"`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Helpers {
+    #[default]
+    Read,
+    Write,
+}
+
+/// The credential set name that applies to every environment without its own.
+pub const DEFAULT_CREDENTIALS: &str = "default";
 
 fn default_denied_providers() -> Vec<String> {
     vec!["hashicorp/external".into()]
@@ -155,6 +190,13 @@ impl Lockdown {
         })
     }
 
+    /// The credential set of `environment` (its own, else `default`), if any.
+    pub fn credentials_for(&self, environment: Option<&str>) -> Option<&CredentialSet> {
+        environment
+            .and_then(|e| self.credentials.get(e))
+            .or_else(|| self.credentials.get(DEFAULT_CREDENTIALS))
+    }
+
     /// The agent name of `uid`, if the runner serves it.
     pub fn agent(&self, uid: u32) -> Option<&str> {
         self.agents
@@ -164,9 +206,32 @@ impl Lockdown {
     }
 }
 
-/// The load-time checks: an absolute socket path and tool paths, a known runner user, and no
-/// agent uid that is the runner's.
-pub fn validate(l: &Lockdown) -> Result<(), String> {
+/// The load-time checks: an absolute socket path and tool paths, a known runner user, no agent
+/// uid that is the runner's, and credential sets for known environments whose `read` and
+/// `write` name the same variables.
+pub fn validate(l: &Lockdown, environment_exists: &dyn Fn(&str) -> bool) -> Result<(), String> {
+    for (name, set) in &l.credentials {
+        if name != DEFAULT_CREDENTIALS && !environment_exists(name) {
+            return Err(format!(
+                "[lockdown.credentials.{name}]: no [[environment]] is named {name:?} (use \
+                 \"{DEFAULT_CREDENTIALS}\" for every environment)"
+            ));
+        }
+        let (r, w): (Vec<_>, Vec<_>) = (set.read.keys().collect(), set.write.keys().collect());
+        if r != w || r.is_empty() {
+            return Err(format!(
+                "[lockdown.credentials.{name}]: read and write must set the same variables \
+                 (read sets {r:?}, write sets {w:?}); a variable only one set names would \
+                 leak the other's value into it"
+            ));
+        }
+        if let Some(k) = r.iter().find(|k| l.tool_env.contains_key(k.as_str())) {
+            return Err(format!(
+                "[lockdown.credentials.{name}] and [lockdown] tool_env both set {k}: set \
+                 credentials in one place"
+            ));
+        }
+    }
     if !l.runner_socket.is_absolute() {
         return Err("[lockdown] runner_socket must be an absolute path".into());
     }
@@ -195,6 +260,42 @@ pub fn validate(l: &Lockdown) -> Result<(), String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn credential_sets_must_pair_up_and_name_known_environments() {
+        let set = |r: &[&str], w: &[&str]| CredentialSet {
+            read: r.iter().map(|k| (k.to_string(), "/r".into())).collect(),
+            write: w.iter().map(|k| (k.to_string(), "/w".into())).collect(),
+            helpers: Helpers::Read,
+        };
+        let known = |n: &str| n == "prod";
+        let mut x = l(&[]);
+        x.credentials
+            .insert("prod".into(), set(&["KUBECONFIG"], &["KUBECONFIG"]));
+        x.credentials.insert("default".into(), set(&["A"], &["A"]));
+        assert!(validate(&x, &known).is_ok());
+        assert_eq!(
+            x.credentials_for(Some("prod")).unwrap().read["KUBECONFIG"],
+            "/r"
+        );
+        assert!(x
+            .credentials_for(Some("staging"))
+            .unwrap()
+            .read
+            .contains_key("A"));
+        assert!(x.credentials_for(None).unwrap().read.contains_key("A"));
+        x.credentials.insert("nope".into(), set(&["A"], &["A"]));
+        assert!(validate(&x, &known)
+            .unwrap_err()
+            .contains("no [[environment]]"));
+        x.credentials.remove("nope");
+        x.credentials
+            .insert("prod".into(), set(&["KUBECONFIG"], &["AWS_PROFILE"]));
+        assert!(validate(&x, &known).unwrap_err().contains("same variables"));
+        x.credentials.insert("prod".into(), set(&["A"], &["A"]));
+        x.tool_env.insert("A".into(), "/x".into());
+        assert!(validate(&x, &known).unwrap_err().contains("one place"));
+    }
+
     fn l(env: &[&str]) -> Lockdown {
         Lockdown {
             runner_socket: "/run/x".into(),
@@ -205,6 +306,7 @@ mod tests {
             terraform_denied_providers: vec![],
             path: vec![],
             tool_env: Default::default(),
+            credentials: Default::default(),
         }
     }
 

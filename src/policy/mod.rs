@@ -200,7 +200,7 @@ impl Policy {
         }
         validate_approval(&file.approval)?;
         if let Some(l) = &file.lockdown {
-            lockdown::validate(l)?;
+            lockdown::validate(l, &|n| file.environments.iter().any(|e| e.name == n))?;
         }
         freeze::validate(&file.freezes, &|n| {
             file.environments.iter().any(|e| e.name == n)

@@ -37,7 +37,7 @@ use std::time::Duration;
 use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
-use crate::policy::lockdown::{Lockdown, CREDENTIAL_FLAGS};
+use crate::policy::lockdown::{Lockdown, CREDENTIAL_FLAGS, DEFAULT_CREDENTIALS};
 use crate::policy::Policy;
 use crate::tool::Tool;
 
@@ -189,7 +189,15 @@ fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
             cmd.env(k, OsString::from_vec(v));
         }
     }
-    for (k, v) in &r.lockdown.tool_env {
+    // The runner's settings and the `default` read credentials; the child, once it knows the
+    // environment, picks that environment's set (`shim/credentials.rs`).
+    let default_read = r.lockdown.credentials.get(DEFAULT_CREDENTIALS);
+    for (k, v) in r
+        .lockdown
+        .tool_env
+        .iter()
+        .chain(default_read.map(|s| &s.read).into_iter().flatten())
+    {
         cmd.env(k, v);
     }
     let mut path: Vec<PathBuf> = r.lockdown.path.clone();

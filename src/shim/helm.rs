@@ -170,6 +170,7 @@ pub fn prepare(
     // open for as long as this closure can be called.
     let render_args = run.with(&["--dry-run=server", "-o", "json"]);
     let check_cache = cache.clone();
+    let pin = kube::Pin::new(kubectl, Tool::Helm, inv, &cache, &resolved);
     let snapshots = inputs.sealed.with(resolved.kubeconfig);
     Ok(Prepared {
         request,
@@ -189,6 +190,7 @@ pub fn prepare(
             Ok(artifacts(manifest.as_deref()))
         }),
         snapshots,
+        kube_pin: Some(pin),
         kube_cache: Some(cache),
         run_dir: Some(run_dir),
     })

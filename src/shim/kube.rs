@@ -140,7 +140,22 @@ pub fn resolve(
     inv: &Invocation,
     cache_dir: Option<&Path>,
 ) -> Result<Resolved, String> {
-    let env = |k: &str| std::env::var(k).ok();
+    resolve_with(kubectl, tool, inv, cache_dir, None)
+}
+
+/// [`resolve`] with `KUBECONFIG` set to `kubeconfig` in place of this process's (lockdown's
+/// write credential set).
+pub fn resolve_with(
+    kubectl: &Path,
+    tool: Tool,
+    inv: &Invocation,
+    cache_dir: Option<&Path>,
+    kubeconfig: Option<&str>,
+) -> Result<Resolved, String> {
+    let env = |k: &str| match (k, kubeconfig) {
+        ("KUBECONFIG", Some(v)) => Some(v.to_string()),
+        _ => std::env::var(k).ok(),
+    };
     for f in kubeconfig_files(inv, &env) {
         super::sealed::check_input_path(&f)?;
         match std::fs::metadata(&f) {
@@ -169,6 +184,9 @@ pub fn resolve(
         c.arg(format!("--kubeconfig={k}"));
     }
     child_env(&mut c, cache_dir);
+    if let Some(k) = kubeconfig {
+        c.env("KUBECONFIG", k);
+    }
     let (status, out, err) = run_helper(c)?;
     if status != 0 {
         return Err(format!(
@@ -279,6 +297,73 @@ fn cut_down(config: &Value, inv: &Invocation) -> Result<Pinned, String> {
         cluster,
         config,
     })
+}
+
+/// What the approved run of a kube command is pinned to, kept so that lockdown can pin it to
+/// its write credential set instead (`credentials.rs`).
+pub struct Pin {
+    kubectl: PathBuf,
+    tool: Tool,
+    inv: Invocation,
+    cache: PathBuf,
+    /// The `--kubeconfig=` argument in the run's argv.
+    arg: String,
+    target: Target,
+}
+
+impl Pin {
+    pub fn new(kubectl: &Path, tool: Tool, inv: &Invocation, cache: &Path, r: &Resolved) -> Pin {
+        Pin {
+            kubectl: kubectl.to_path_buf(),
+            tool,
+            inv: inv.clone(),
+            cache: cache.to_path_buf(),
+            arg: pins(tool, r).swap_remove(0),
+            target: r.target.clone(),
+        }
+    }
+
+    /// Points the run's `args` at `kubeconfig` (resolved and sealed like the first one) in
+    /// place of the approved pin. Its context must reach the same cluster server and namespace;
+    /// only the user may differ. Returns the new snapshot, to be kept open for the run.
+    pub fn repin(
+        &self,
+        args: &mut [std::ffi::OsString],
+        kubeconfig: &str,
+    ) -> Result<Sealed, String> {
+        if self.inv.target.kubeconfig.is_some() {
+            return Err(
+                "the command names its own --kubeconfig, so the write credential set \
+                        cannot be applied"
+                    .into(),
+            );
+        }
+        let r = resolve_with(
+            &self.kubectl,
+            self.tool,
+            &self.inv,
+            Some(&self.cache),
+            Some(kubeconfig),
+        )?;
+        let (now, then) = (&r.target, &self.target);
+        for (what, a, b) in [
+            ("context", &now.kube_context, &then.kube_context),
+            ("cluster server", &now.cluster_server, &then.cluster_server),
+            ("namespace", &now.namespace, &then.namespace),
+        ] {
+            if a != b {
+                return Err(format!(
+                    "the write credential set reaches {what} {a:?}, the approved command {b:?}"
+                ));
+            }
+        }
+        let slot = args
+            .iter_mut()
+            .find(|a| *a == self.arg.as_str())
+            .ok_or("the run has no pinned kubeconfig to replace")?;
+        *slot = format!("--kubeconfig={}", r.kubeconfig.path()).into();
+        Ok(r.kubeconfig)
+    }
 }
 
 /// The flags that pin a kube child to a resolved target: the sealed kubeconfig and the context.

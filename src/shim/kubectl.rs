@@ -102,6 +102,7 @@ pub fn prepare(real: &Path, args: &[String], inv: &Invocation) -> Result<Prepare
     );
     let (real_owned, inv_owned, cache_owned) = (real.to_path_buf(), inv.clone(), cache.clone());
     let hashes: Vec<String> = request.artifact_sha256.clone();
+    let pin = kube::Pin::new(real, Tool::Kubectl, inv, &cache, &resolved);
     let snapshots = inputs.sealed.with(resolved.kubeconfig);
     Ok(Prepared {
         request,
@@ -115,6 +116,7 @@ pub fn prepare(real: &Path, args: &[String], inv: &Invocation) -> Result<Prepare
         // The inputs are sealed: what runs is what was hashed.
         artifacts_now: Box::new(move || Ok(hashes.clone())),
         snapshots,
+        kube_pin: Some(pin),
         kube_cache: Some(cache),
         run_dir: Some(run_dir),
     })

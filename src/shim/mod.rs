@@ -14,6 +14,7 @@
 
 mod argv_edit;
 pub mod child;
+mod credentials;
 pub mod exec;
 mod gate;
 mod helm;
@@ -86,8 +87,13 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
         ..Context::process()
     };
     let verdict = policy.classify(tool, &inv, &ctx);
+    // Lockdown, as the runner's child: the environment's credential sets.
+    let credentials = credentials::select(&policy, tool, &inv, &ctx);
     match verdict {
         Verdict::Pass(_) => {
+            if let Some(set) = credentials {
+                credentials::apply(&set.read);
+            }
             let real = resolver.find(tool, policy.real_path(tool))?;
             let pinned;
             let args = match resolved.borrow().as_ref() {
@@ -104,6 +110,9 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
             ))
         }
         Verdict::Gate(d) => {
+            if let Some(set) = credentials {
+                credentials::apply(credentials::for_helpers(set));
+            }
             // Nested shims (a local-exec running kubectl) see the hop, as after an exec.
             std::env::set_var(exec::DEPTH_VAR, (depth + 1).to_string());
             let cmdline = command_line(tool, args);
@@ -133,7 +142,7 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
                     }
                 }
             };
-            gate::run(tool, argv0, args, &policy, &d, &producer)
+            gate::run(tool, argv0, args, &policy, &d, &producer, credentials)
         }
         Verdict::Deny(d) => Err(Stop::new(
             code::DENIED_BY_POLICY,

@@ -99,6 +99,9 @@ pub struct Prepared {
     /// For kubectl and helm: the private discovery cache, and with it the kube child
     /// environment (`kube::child_env`) for the run.
     pub kube_cache: Option<PathBuf>,
+    /// For kubectl and helm: what the run is pinned to (lockdown re-pins it to the write
+    /// credential set).
+    pub kube_pin: Option<super::kube::Pin>,
     /// Private files of this run (plan output, caches), removed when the gate is done.
     pub run_dir: Option<RunDir>,
 }

@@ -157,6 +157,7 @@ pub fn prepare(
             target_now,
             snapshots: Vec::new(),
             kube_cache: None,
+            kube_pin: None,
             run_dir: None,
         });
     }
@@ -299,6 +300,7 @@ pub fn prepare(
         target_now,
         snapshots: vec![sealed],
         kube_cache: None,
+        kube_pin: None,
         run_dir: Some(run_dir),
     })
 }

@@ -23,6 +23,10 @@ use serde_json::{json, Map, Value};
 
 /// The bearer token every kubeconfig written by [`FakeKube::kubeconfig`] carries.
 pub const TOKEN: &str = "fake-kube-token";
+/// With [`FakeKube::rbac`]: a token bound to a read-only role (get, list, watch).
+pub const READ_TOKEN: &str = "fake-read-token";
+/// With [`FakeKube::rbac`]: a token bound to a role that may also write.
+pub const WRITE_TOKEN: &str = "fake-write-token";
 
 /// One resource type the fake serves (its singular name is its kind in lower case).
 struct Kind {
@@ -69,6 +73,8 @@ pub struct Request {
     /// `dryRun: ["All"]` in a DELETE's `DeleteOptions` body (kubectl puts it there, not in the
     /// query string).
     pub body_dry_run: bool,
+    /// The bearer token it carried, if any.
+    pub token: Option<String>,
 }
 
 impl Request {
@@ -96,6 +102,9 @@ struct Store {
     log: Vec<Request>,
     /// Refuse (401) requests without `Authorization: Bearer` [`TOKEN`].
     require_token: bool,
+    /// Authorize as RBAC would: [`READ_TOKEN`] may only read, [`WRITE_TOKEN`] may write, any
+    /// other token is refused (401).
+    rbac: bool,
 }
 
 type Shared = Arc<Mutex<Store>>;
@@ -241,6 +250,32 @@ impl FakeKube {
         self.lock().require_token = true;
     }
 
+    /// From now on, authorizes requests by token as RBAC would: [`READ_TOKEN`] may get, list and
+    /// watch, and gets 403 for anything else (a server-side dry run is authorized like the change
+    /// it would make, as in Kubernetes); [`WRITE_TOKEN`] may do anything; other requests get 401.
+    pub fn rbac(&self) {
+        let mut s = self.lock();
+        s.rbac = true;
+        s.require_token = false;
+    }
+
+    /// Writes `dir/<file>`: a kubeconfig like [`FakeKube::kubeconfig`]'s, whose user carries
+    /// `token`.
+    pub fn kubeconfig_with_token(
+        &self,
+        dir: &Path,
+        file: &str,
+        contexts: &[(&str, &str)],
+        token: &str,
+    ) -> PathBuf {
+        let tmp = dir.join(format!(".{file}.tmp"));
+        let text = std::fs::read_to_string(self.kubeconfig(&tmp, contexts)).unwrap();
+        std::fs::remove_dir_all(&tmp).unwrap();
+        let p = dir.join(file);
+        std::fs::write(&p, text.replace(TOKEN, token)).unwrap();
+        p
+    }
+
     /// Puts namespace `ns` and a one-replica Deployment `name` (labels `app: <name>`) in it.
     pub fn put_deployment(&self, ns: &str, name: &str) -> Value {
         self.put(
@@ -361,12 +396,13 @@ async fn handle(
         .and_then(|v| v.to_str().ok());
     let ct = ct.unwrap_or("").to_string();
     let mut s = store.lock().unwrap();
-    if s.require_token
-        && headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            != Some(&format!("Bearer {TOKEN}"))
-    {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(String::from);
+    let rbac_known = [READ_TOKEN, WRITE_TOKEN].contains(&token.as_deref().unwrap_or(""));
+    if (s.require_token && token.as_deref() != Some(TOKEN)) || (s.rbac && !rbac_known) {
         return (
             StatusCode::UNAUTHORIZED,
             axum::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Unauthorized", "code": 401})),
@@ -388,8 +424,18 @@ async fn handle(
         query,
         content_type: ct.clone(),
         body_dry_run,
+        token: token.clone(),
     };
     s.log.push(log);
+    if s.rbac && method != Method::GET && token.as_deref() == Some(READ_TOKEN) {
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("{method} {} is forbidden: the read-only role may only get, list and watch", uri.path()),
+                "reason": "Forbidden", "code": 403})),
+        )
+            .into_response();
+    }
     let answer = match discovery(uri.path()) {
         Some(v) => Ok((StatusCode::OK, v)),
         None => objects(&mut s, &method, &uri, &ct, &body),
