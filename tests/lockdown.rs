@@ -686,6 +686,38 @@ async fn terraform_in_lockdown_refuses_code_running_providers_and_provisioners()
     );
     // The state is the runner's work, in the agent's directory.
     assert!(ok.join("terraform.tfstate").exists());
+
+    // terraform's data directory (installed providers) is the runner's own, 0700, not the
+    // agent-writable `.terraform/`, where the agent could plant a provider binary.
+    assert!(!ok.join(".terraform").exists());
+    let data = w
+        .runner_home
+        .join(".hitl-gate/tfdata")
+        .join(hitl_gate::hex::sha256(
+            ok.canonicalize().unwrap().as_os_str().as_encoded_bytes(),
+        ));
+    let meta = std::fs::metadata(&data).unwrap();
+    assert_eq!(
+        (
+            std::os::unix::fs::MetadataExt::uid(&meta),
+            meta.permissions().mode() & 0o777
+        ),
+        (w.r, 0o700)
+    );
+    assert!(data
+        .join("providers/registry.terraform.io/hashicorp/null")
+        .is_dir());
+    // A denied provider installed there (say, a lock file swapped after the check let init
+    // install it) is refused before anything loads it.
+    std::fs::create_dir_all(data.join("providers/registry.terraform.io/hashicorp/external/2.3.0"))
+        .unwrap();
+    let o = run(&ok, &["plan"]);
+    assert_eq!(o.status.code(), Some(87), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("data directory") && err.contains("hashicorp/external"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,6 +48,8 @@ struct Runner {
     exe: PathBuf,
     /// Passed on to children: the runner's own HOME, and (test builds) the policy root.
     home: Option<OsString>,
+    /// Terraform's data directories: `init` alone.
+    dirs: terraform::DirLocks,
 }
 
 /// Serves until the process is killed.
@@ -85,6 +87,7 @@ pub fn serve(policy: &Policy) -> Result<(), String> {
         lockdown,
         exe,
         home: std::env::var_os("HOME"),
+        dirs: terraform::DirLocks::default(),
     });
     println!("hitl-gate runner: listening on {}", socket.display());
     for conn in listener.incoming() {
@@ -151,20 +154,6 @@ fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
         Ok(inv) => inv,
         Err(why) => return refuse(&conn, crate::exit::REFUSED, &why),
     };
-    if tool.is_terraform_like() {
-        let dir = inv
-            .target
-            .chdir
-            .as_ref()
-            .map_or(cwd.clone(), |d| cwd.join(d));
-        if let Err(why) = terraform::check(&dir, &r.lockdown.terraform_denied_providers) {
-            return refuse(
-                &conn,
-                crate::exit::REFUSED,
-                &format!("{why}; {tool} did not run"),
-            );
-        }
-    }
     let mut cmd = std::process::Command::new(&r.exe);
     cmd.arg0(tool.name())
         .args(&args)
@@ -214,6 +203,57 @@ fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
             cmd.env("HITL_GATE_TEST_ROOT", root);
         }
     }
+    if !tool.is_terraform_like() {
+        return run_child(&conn, cmd, tool, &args, &agent, uid, early);
+    }
+    // Terraform: the runner's own data directory for the configuration, checked for denied
+    // providers under the directory's lock (`terraform.rs`).
+    let dir = inv
+        .target
+        .chdir
+        .as_ref()
+        .map_or(cwd.clone(), |d| cwd.join(d));
+    let data = match &r.home {
+        Some(home) => terraform::data_dir(std::path::Path::new(home), &dir),
+        None => Err("the runner has no HOME for terraform's data directories".into()),
+    };
+    let data = match data {
+        Ok(d) => d,
+        Err(why) => {
+            return refuse(
+                &conn,
+                crate::exit::REFUSED,
+                &format!("{why}; {tool} did not run"),
+            )
+        }
+    };
+    cmd.env("TF_DATA_DIR", &data);
+    let init = inv.path_string().starts_with("init");
+    let ran = r.dirs.with(&data, init, || {
+        terraform::check(&dir, &data, &r.lockdown.terraform_denied_providers)?;
+        Ok::<_, String>(run_child(&conn, cmd, tool, &args, &agent, uid, early))
+    });
+    match ran.and_then(|r| r) {
+        Ok(result) => result,
+        Err(why) => refuse(
+            &conn,
+            crate::exit::REFUSED,
+            &format!("{why}; {tool} did not run"),
+        ),
+    }
+}
+
+/// Starts the child, forwards the caller's signals to it, and sends back how it ended.
+#[allow(unsafe_code)]
+fn run_child(
+    conn: &UnixStream,
+    mut cmd: std::process::Command,
+    tool: Tool,
+    args: &[OsString],
+    agent: &str,
+    uid: u32,
+    early: Vec<u8>,
+) -> Result<(), String> {
     // SAFETY: between fork and exec the closure only calls setsid and sigprocmask, both
     // async-signal-safe; it touches no memory the parent shares.
     unsafe {
@@ -231,16 +271,21 @@ fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
         Ok(c) => c,
         Err(e) => {
             return refuse(
-                &conn,
+                conn,
                 crate::exit::CANNOT_EXECUTE,
-                &format!("the runner cannot start {tool} in {}: {e}", cwd.display()),
+                &format!(
+                    "the runner cannot start {tool} in {}: {e}",
+                    cmd.get_current_dir()
+                        .unwrap_or(std::path::Path::new("?"))
+                        .display()
+                ),
             )
         }
     };
     let pid = Pid::from_raw(i32::try_from(child.id()).map_err(|e| e.to_string())?);
     eprintln!(
         "hitl-gate runner: {agent} (uid {uid}): {} [pid {pid}]",
-        crate::shim::prepared::command_line(tool, &args)
+        crate::shim::prepared::command_line(tool, args)
     );
     // The caller's signals (any that came with the request first), until it goes away. A
     // partial line at the end of `early` is completed by what the reader reads next.
@@ -272,9 +317,9 @@ fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
     });
     let status = child.wait().map_err(|e| e.to_string())?;
     match (status.code(), status.signal()) {
-        (Some(c), _) => finish(&conn, &format!("exit {c}")),
-        (None, Some(s)) => finish(&conn, &format!("signal {s}")),
-        _ => finish(&conn, "exit 1"),
+        (Some(c), _) => finish(conn, &format!("exit {c}")),
+        (None, Some(s)) => finish(conn, &format!("signal {s}")),
+        _ => finish(conn, "exit 1"),
     }
     Ok(())
 }
