@@ -5,6 +5,9 @@
 #   install.sh agent  (--binary PATH --sha256 HEX | --from-source)
 #                     [--server URL --public-key HEX --token-file FILE [--ca-file FILE]]
 #                     [--agent-group GROUP] [--agent-user USER] [--prefix DIR]
+#                     [--lockdown --agent-user USER [--runner-user NAME]
+#                      [--real TOOL=PATH]... [--read-kubeconfig FILE --write-kubeconfig FILE]
+#                      [--workspace DIR]...]
 #   install.sh server (--binary PATH --sha256 HEX | --from-source)
 #                     [--listen ADDR] [--user NAME] [--prefix DIR]
 #   common:           [--root DIR] [--dry-run] [--uninstall [--purge]]
@@ -13,6 +16,12 @@
 #         /etc/hitl-gate/policy.toml (root, 0644), written when absent and never overwritten;
 #         the agent token /etc/hitl-gate/agent.token (root, readable by --agent-group only);
 #         /etc/profile.d/hitl-gate.sh (PATH); then `hitl-gate doctor` as --agent-user.
+# --lockdown: the runner user (default hitl-runner, home /var/lib/hitl-runner, 0700); the real
+#         tools copied to PREFIX/real (root:runner 0750); the kubeconfigs in the runner's home
+#         (0600) as its read and write credential sets; the token readable by the runner only;
+#         the [lockdown] section in the new system policy; the runner's unit
+#         /etc/systemd/system/hitl-gate-runner.service; and, per --workspace, an ACL (with a
+#         default ACL) that lets the runner write there.
 # server: PREFIX/bin/hitl-gate, the service user, /etc/hitl-gate/server.toml, the systemd unit
 #         /etc/systemd/system/hitl-gate.service, the data dir /var/lib/hitl-gate with the
 #         server's signing key; it prints the public key and how to make agent tokens.
@@ -28,7 +37,7 @@ say() { printf '%s: %s\n' "$PROG" "$*"; }
 die() { printf '%s: %s\n' "$PROG" "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,/^set -eu/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
   exit "${1:-2}"
 }
 
@@ -57,8 +66,15 @@ SERVICE_USER=hitl-gate
 DRY=
 UNINSTALL=
 PURGE=
+LOCKDOWN=
+RUNNER_USER=hitl-runner
+REAL=
+READ_KUBECONFIG=
+WRITE_KUBECONFIG=
+WORKSPACES=
 
 need() { [ $# -ge 2 ] || die "$1 needs a value"; }
+no_space() { case $1 in *[[:space:]]*) die "'$1': paths with spaces are not supported here" ;; esac; }
 while [ $# -gt 0 ]; do
   case $1 in
     --root) need "$@"; ROOT=$2; shift 2 ;;
@@ -74,6 +90,12 @@ while [ $# -gt 0 ]; do
     --agent-user) need "$@"; AGENT_USER=$2; shift 2 ;;
     --listen) need "$@"; LISTEN=$2; shift 2 ;;
     --user) need "$@"; SERVICE_USER=$2; shift 2 ;;
+    --lockdown) LOCKDOWN=1; shift ;;
+    --runner-user) need "$@"; RUNNER_USER=$2; shift 2 ;;
+    --real) need "$@"; no_space "$2"; REAL="$REAL $2"; shift 2 ;;
+    --read-kubeconfig) need "$@"; READ_KUBECONFIG=$2; shift 2 ;;
+    --write-kubeconfig) need "$@"; WRITE_KUBECONFIG=$2; shift 2 ;;
+    --workspace) need "$@"; no_space "$2"; WORKSPACES="$WORKSPACES $2"; shift 2 ;;
     --dry-run) DRY=1; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
     --purge) PURGE=1; shift ;;
@@ -201,7 +223,7 @@ uninstall() {
     fi
     # What an earlier --uninstall kept: the files install.sh writes, by their fixed names.
     for f in /etc/hitl-gate/policy.toml /etc/hitl-gate/agent.token /etc/hitl-gate/ca.pem \
-      /etc/hitl-gate/server.toml /var/lib/hitl-gate; do
+      /etc/hitl-gate/server.toml /var/lib/hitl-gate /var/lib/hitl-runner; do
       if [ -e "$ROOT$f" ]; then act "remove $ROOT$f"; run rm -rf "$ROOT$f"; fi
     done
     if [ -d "$ETC" ] && [ -z "$(ls -A "$ETC")" ]; then act "remove $ETC/"; run rmdir "$ETC"; fi
@@ -211,7 +233,7 @@ uninstall() {
   while IFS= read -r f; do
     case $f in
       dir:*) dirs="${f#dir:} $dirs"; continue ;;
-      /etc/hitl-gate/*|/var/lib/hitl-gate*)
+      /etc/hitl-gate/*|/var/lib/hitl-gate*|/var/lib/hitl-runner*)
         if [ -z "$PURGE" ]; then say "keep $ROOT$f (policy or data; --purge removes it)"; continue; fi ;;
     esac
     if [ -e "$ROOT$f" ] || [ -L "$ROOT$f" ]; then
@@ -258,10 +280,15 @@ agent() {
   if [ -n "$AGENT_GROUP" ]; then
     gid=$(lookup_id "$ROOT/etc/group" "$AGENT_GROUP") || die "--agent-group $AGENT_GROUP: no such group in $ROOT/etc/group"
   fi
+  token_gid=$gid
+  if [ -n "$LOCKDOWN" ]; then
+    lockdown_runner
+    token_gid=$RUNNER_GID
+  fi
   if [ -n "$TOKEN_FILE" ]; then
     [ -f "$TOKEN_FILE" ] || die "--token-file $TOKEN_FILE: no such file"
-    [ -n "$AGENT_GROUP" ] || die "--token-file needs --agent-group (the token is readable by that group only)"
-    ensure_file "$TOKEN_FILE" "$ETC/agent.token" 0640 "0:$gid"
+    [ -n "$AGENT_GROUP" ] || [ -n "$LOCKDOWN" ] || die "--token-file needs --agent-group (the token is readable by that group only)"
+    ensure_file "$TOKEN_FILE" "$ETC/agent.token" 0640 "0:$token_gid"
     record /etc/hitl-gate/agent.token
   fi
   if [ -n "$CA_FILE" ]; then
@@ -277,6 +304,7 @@ agent() {
     fi
     tmp=$(mktemp)
     policy_text >"$tmp"
+    [ -z "$LOCKDOWN" ] || lockdown_policy_text >>"$tmp"
     if [ -f "$policy" ]; then
       if ! cmp -s "$tmp" "$policy"; then
         say "$policy exists and is kept; it differs from what install.sh would write:"
@@ -300,6 +328,7 @@ agent() {
   ensure_file "$profile" "$ROOT/etc/profile.d/hitl-gate.sh" 0644 0:0
   rm -f "$profile"
   record /etc/profile.d/hitl-gate.sh
+  [ -z "$LOCKDOWN" ] || lockdown_unit_and_workspaces
   record_dirs
 
   if [ -n "$DRY" ]; then
@@ -312,6 +341,122 @@ agent() {
   else
     say "give --agent-user to run 'hitl-gate doctor' as the agent's user; as root:"
     PATH=$PREFIX/shims:$PATH "$PREFIX/bin/hitl-gate" doctor || true
+  fi
+}
+
+# --- lockdown (agent --lockdown): the runner's user, the real tools, its credentials
+RUNNER_HOME=/var/lib/hitl-runner
+lockdown_runner() {
+  [ -n "$AGENT_USER" ] || die "--lockdown needs --agent-user (the uid the runner serves)"
+  if [ -n "$READ_KUBECONFIG$WRITE_KUBECONFIG" ] && { [ -z "$READ_KUBECONFIG" ] || [ -z "$WRITE_KUBECONFIG" ]; }; then
+    die "--read-kubeconfig and --write-kubeconfig go together"
+  fi
+  AGENT_UID=$(lookup_id "$ROOT/etc/passwd" "$AGENT_USER") || die "--agent-user $AGENT_USER: no such user in $ROOT/etc/passwd"
+  ensure_user "$RUNNER_USER" "$RUNNER_HOME" "hitl-gate runner (lockdown)"
+  RUNNER_UID=0
+  RUNNER_GID=0
+  if [ -z "$DRY" ]; then
+    RUNNER_UID=$(lookup_id "$ROOT/etc/passwd" "$RUNNER_USER")
+    RUNNER_GID=$(awk -F: -v n="$RUNNER_USER" '$1 == n { print $4 }' "$ROOT/etc/passwd")
+  fi
+  [ "$RUNNER_UID" != "$AGENT_UID" ] || [ -n "$DRY" ] || die "--runner-user and --agent-user must differ"
+  ensure_dir "$P/real" 0750
+  run_ensure_owner_mode "$P/real" 0750 "0:$RUNNER_GID"
+  for pair in $REAL; do
+    tool=${pair%%=*}
+    src=${pair#*=}
+    case $tool in terraform|tofu|kubectl|helm) ;; *) die "--real $pair: the tool is one of terraform, tofu, kubectl, helm" ;; esac
+    [ -f "$src" ] || die "--real $pair: no such file"
+    ensure_file "$src" "$P/real/$tool" 0755 0:0
+    record "$PREFIX/real/$tool"
+    say "remove $src, or make it root:$RUNNER_USER 0750: the agent can still run it (hitl-gate doctor checks)"
+  done
+  ensure_dir "$ROOT/var" 0755
+  ensure_dir "$ROOT/var/lib" 0755
+  ensure_dir "$ROOT$RUNNER_HOME" 0700
+  run_ensure_owner_mode "$ROOT$RUNNER_HOME" 0700 "$RUNNER_UID:$RUNNER_GID"
+  record "$RUNNER_HOME"
+  if [ -n "$READ_KUBECONFIG" ]; then
+    for f in "$READ_KUBECONFIG" "$WRITE_KUBECONFIG"; do [ -f "$f" ] || die "$f: no such file"; done
+    ensure_file "$READ_KUBECONFIG" "$ROOT$RUNNER_HOME/read.kubeconfig" 0600 "$RUNNER_UID:$RUNNER_GID"
+    ensure_file "$WRITE_KUBECONFIG" "$ROOT$RUNNER_HOME/write.kubeconfig" 0600 "$RUNNER_UID:$RUNNER_GID"
+  fi
+}
+
+# ensure_owner_mode, but not in a dry run (the runner user may not exist yet).
+run_ensure_owner_mode() { [ -n "$DRY" ] || ensure_owner_mode "$@"; }
+
+lockdown_policy_text() {
+  printf '%s\n' \
+    '' \
+    '# Lockdown: the shim execs nothing; hitl-gate runner, as the runner user, runs the real' \
+    '# tools with its own credentials (docs/policy.md).' \
+    '[lockdown]' \
+    'runner_socket = "/run/hitl-gate/runner.sock"' \
+    "runner_user = \"$RUNNER_USER\"" \
+    "path = [\"$PREFIX/real\"]"
+  if [ -n "$READ_KUBECONFIG" ]; then
+    printf '%s\n' \
+      '' \
+      '[lockdown.credentials.default]' \
+      "read = { KUBECONFIG = \"$RUNNER_HOME/read.kubeconfig\" }" \
+      "write = { KUBECONFIG = \"$RUNNER_HOME/write.kubeconfig\" }"
+  fi
+  printf '%s\n' \
+    '' \
+    '[[lockdown.agent]]' \
+    "uid = $AGENT_UID" \
+    "name = \"$AGENT_USER\""
+}
+
+runner_unit_text() {
+  printf '%s\n' \
+    '# hitl-gate runner (lockdown mode), installed by install.sh.' \
+    '[Unit]' \
+    'Description=hitl-gate runner: runs the real tools for the agents' \
+    'After=network-online.target' \
+    '' \
+    '[Service]' \
+    "User=$RUNNER_USER" \
+    "Group=$RUNNER_USER" \
+    "Environment=HOME=$RUNNER_HOME" \
+    "ExecStart=$PREFIX/bin/hitl-gate runner" \
+    'RuntimeDirectory=hitl-gate'
+  if [ -n "$AGENT_GROUP" ]; then
+    # The socket's directory: the runner's, entered by the agents' group alone.
+    printf '%s\n' 'RuntimeDirectoryMode=0750' "ExecStartPre=+/bin/chgrp $AGENT_GROUP /run/hitl-gate"
+  else
+    printf '%s\n' 'RuntimeDirectoryMode=0755'
+  fi
+  printf '%s\n' \
+    'UMask=0077' \
+    'NoNewPrivileges=true' \
+    'Restart=always' \
+    'RestartSec=1' \
+    '' \
+    '[Install]' \
+    'WantedBy=multi-user.target'
+}
+
+lockdown_unit_and_workspaces() {
+  ensure_dir "$ROOT/etc/systemd" 0755
+  ensure_dir "$ROOT/etc/systemd/system" 0755
+  tmp=$(mktemp)
+  runner_unit_text >"$tmp"
+  ensure_file "$tmp" "$ROOT/etc/systemd/system/hitl-gate-runner.service" 0644 0:0
+  rm -f "$tmp"
+  record /etc/systemd/system/hitl-gate-runner.service
+  for w in $WORKSPACES; do
+    dir=$ROOT$w
+    [ -d "$dir" ] || die "--workspace $w: no such directory"
+    command -v setfacl >/dev/null || die "--workspace needs setfacl (Debian: apt-get install acl)"
+    if [ -n "$DRY" ] || ! getfacl -n -p "$dir" 2>/dev/null | grep -qx "default:user:$RUNNER_UID:rwx"; then
+      act "grant $RUNNER_USER read and write in $dir (ACL and default ACL)"
+      run setfacl -R -m "u:$RUNNER_UID:rwX,d:u:$RUNNER_UID:rwX" "$dir"
+    fi
+  done
+  if [ -z "$ROOT" ] && [ -z "$DRY" ] && command -v systemctl >/dev/null; then
+    say "start the runner: systemctl daemon-reload && systemctl enable --now hitl-gate-runner"
   fi
 }
 
@@ -369,14 +514,14 @@ server_policy_text() {
     '# approver_groups = ["platform-approvers"]'
 }
 
-ensure_user() { # name; the service user, created in the target root's /etc files
+ensure_user() { # name home description; a system user, created in the target root's /etc files
   if lookup_id "$ROOT/etc/passwd" "$1" >/dev/null; then return 0; fi
   act "create the system user $1"
   [ -n "$DRY" ] && return 0
   if [ -z "$ROOT" ] && command -v useradd >/dev/null; then
-    useradd --system --user-group --no-create-home --home-dir /var/lib/hitl-gate --shell /usr/sbin/nologin "$1"
+    useradd --system --user-group --no-create-home --home-dir "$2" --shell /usr/sbin/nologin "$1"
   elif [ -z "$ROOT" ] && command -v adduser >/dev/null; then
-    addgroup -S "$1" && adduser -S -D -H -h /var/lib/hitl-gate -s /sbin/nologin -G "$1" "$1"
+    addgroup -S "$1" && adduser -S -D -H -h "$2" -s /sbin/nologin -G "$1" "$1"
   else
     if [ ! -f "$ROOT/etc/passwd" ] || [ ! -f "$ROOT/etc/group" ]; then
       die "$ROOT/etc/passwd and $ROOT/etc/group are needed to add the user $1"
@@ -386,13 +531,13 @@ ensure_user() { # name; the service user, created in the target root's /etc file
       "$ROOT/etc/passwd" "$ROOT/etc/group")
     [ -n "$id" ] || die "no free system id below 1000 in $ROOT/etc/passwd"
     printf '%s:x:%s:\n' "$1" "$id" >>"$ROOT/etc/group"
-    printf '%s:x:%s:%s:hitl-gate approval server:/var/lib/hitl-gate:/sbin/nologin\n' "$1" "$id" "$id" >>"$ROOT/etc/passwd"
+    printf '%s:x:%s:%s:%s:%s:/sbin/nologin\n' "$1" "$id" "$id" "$3" "$2" >>"$ROOT/etc/passwd"
   fi
 }
 
 server() {
   install_binary
-  ensure_user "$SERVICE_USER"
+  ensure_user "$SERVICE_USER" /var/lib/hitl-gate "hitl-gate approval server"
   uid=0
   gid=0
   if [ -z "$DRY" ]; then

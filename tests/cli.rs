@@ -197,7 +197,9 @@ fn the_example_policy_is_valid() {
 #[test]
 fn the_example_lockdown_section_loads_when_uncommented() {
     let example = include_str!("../policy.example.toml");
-    let start = example.find("# [lockdown]\n").expect("the example documents [lockdown]");
+    let start = example
+        .find("# [lockdown]\n")
+        .expect("the example documents [lockdown]");
     let block: String = example[start..]
         .lines()
         .take_while(|l| l.starts_with("# "))
@@ -207,6 +209,8 @@ fn the_example_lockdown_section_loads_when_uncommented() {
     let policy = hitl_gate::policy::load::parse(&format!("version = 1\n{block}"))
         .unwrap_or_else(|e| panic!("{e}\n{block}"));
     let l = policy.lockdown().expect("[lockdown]");
-    let set = l.credentials_for(Some("production")).expect("the default set");
+    let set = l
+        .credentials_for(Some("production"))
+        .expect("the default set");
     assert_ne!(set.read["KUBECONFIG"], set.write["KUBECONFIG"]);
 }

@@ -415,3 +415,132 @@ fn the_static_build_is_a_static_executable() {
     assert!(!types.contains(&2), "PT_DYNAMIC: it has a dynamic section");
     assert_eq!(u16_at(16), 2, "ET_EXEC: a fixed-address executable");
 }
+
+#[test]
+fn the_lockdown_agent_install_under_a_root() {
+    let bin = static_binary();
+    let sha = sha256_of(&bin);
+    for shell in SHELLS {
+        let base = tempfile::tempdir().unwrap();
+        let root = new_root(base.path());
+        let p = |s: &str| root.join(s);
+        let mut passwd = std::fs::read_to_string(p("etc/passwd")).unwrap();
+        passwd += "agent:x:2001:4242::/home/agent:/bin/sh\n";
+        std::fs::write(p("etc/passwd"), passwd).unwrap();
+        std::fs::create_dir_all(p("srv/work/sub")).unwrap();
+        let file = |name: &str, text: &str| {
+            let f = base.path().join(name);
+            std::fs::write(&f, text).unwrap();
+            f.display().to_string()
+        };
+        let token = file("token", "hgt_the-token\n");
+        let kubectl = file("kubectl", "#!/bin/sh\necho the real kubectl\n");
+        let read = file("read.kubeconfig", "read\n");
+        let write = file("write.kubeconfig", "write\n");
+        // busybox has no setfacl: the acl package's, on busybox's PATH.
+        let applets = busybox_path(base.path());
+        for t in ["setfacl", "getfacl"] {
+            let _ = std::os::unix::fs::symlink(which(t), applets.join(t));
+        }
+        let (b, rootarg) = (bin.display().to_string(), root.display().to_string());
+        let real = format!("kubectl={kubectl}");
+        let mut args = agent_args(&b, &sha, &token);
+        args.extend([
+            "--lockdown",
+            "--agent-user",
+            "agent",
+            "--real",
+            &real,
+            "--read-kubeconfig",
+            &read,
+            "--write-kubeconfig",
+            &write,
+            "--workspace",
+            "/srv/work",
+            "--root",
+            &rootarg,
+        ]);
+        let before = tree(&root);
+        let mut dry = args.clone();
+        dry.push("--dry-run");
+        let out = install(shell, base.path(), &dry);
+        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+        assert_eq!(tree(&root), before, "{shell:?}: --dry-run changed the tree");
+
+        let out = install(shell, base.path(), &args);
+        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+        assert!(
+            stdout(&out).contains("the agent can still run it"),
+            "{shell:?}: {}",
+            stdout(&out)
+        );
+        let passwd = std::fs::read_to_string(p("etc/passwd")).unwrap();
+        let runner = passwd
+            .lines()
+            .find(|l| l.starts_with("hitl-runner:"))
+            .unwrap_or_else(|| panic!("{shell:?}: no runner user: {passwd}"));
+        let f: Vec<&str> = runner.split(':').collect();
+        let (r, rg): (u32, u32) = (f[2].parse().unwrap(), f[3].parse().unwrap());
+        assert_eq!(f[5], "/var/lib/hitl-runner");
+        assert_ne!(r, 2001);
+        assert_eq!(owner_mode(&p("opt/hitl-gate/real")), (0, rg, 0o750));
+        assert_eq!(owner_mode(&p("opt/hitl-gate/real/kubectl")), (0, 0, 0o755));
+        assert_eq!(owner_mode(&p("var/lib/hitl-runner")), (r, rg, 0o700));
+        for k in ["read", "write"] {
+            let f = p(&format!("var/lib/hitl-runner/{k}.kubeconfig"));
+            assert_eq!(owner_mode(&f), (r, rg, 0o600));
+            assert_eq!(std::fs::read_to_string(&f).unwrap(), format!("{k}\n"));
+        }
+        // The token is the runner's to read, not the agent's.
+        assert_eq!(owner_mode(&p("etc/hitl-gate/agent.token")), (0, rg, 0o640));
+        let policy = std::fs::read_to_string(p("etc/hitl-gate/policy.toml")).unwrap();
+        let parsed = hitl_gate::policy::load::parse(&policy)
+            .unwrap_or_else(|e| panic!("{shell:?}: {e}\n{policy}"));
+        let l = parsed.lockdown().expect("[lockdown]");
+        assert_eq!(l.runner_user, "hitl-runner");
+        assert_eq!(l.agent(2001), Some("agent"));
+        assert_eq!(l.path, [PathBuf::from("/opt/hitl-gate/real")]);
+        let set = l.credentials_for(None).expect("the default credential set");
+        assert_eq!(
+            set.write["KUBECONFIG"],
+            "/var/lib/hitl-runner/write.kubeconfig"
+        );
+        let unit =
+            std::fs::read_to_string(p("etc/systemd/system/hitl-gate-runner.service")).unwrap();
+        for line in [
+            "User=hitl-runner",
+            "ExecStart=/opt/hitl-gate/bin/hitl-gate runner",
+            "RuntimeDirectoryMode=0750",
+            "ExecStartPre=+/bin/chgrp agents /run/hitl-gate",
+        ] {
+            assert!(unit.lines().any(|l| l == line), "{shell:?}: {line}\n{unit}");
+        }
+        // The workspace: the runner may write there, in what exists and what is made later.
+        for d in ["srv/work", "srv/work/sub"] {
+            let acl = Command::new("getfacl")
+                .args(["-n", "-p"])
+                .arg(p(d))
+                .output()
+                .unwrap();
+            let acl = String::from_utf8_lossy(&acl.stdout);
+            for want in [format!("user:{r}:rwx"), format!("default:user:{r}:rwx")] {
+                assert!(acl.lines().any(|l| l == want), "{shell:?}: {want}\n{acl}");
+            }
+        }
+
+        second_run_changes_nothing(shell, base.path(), &args, &root);
+
+        // --uninstall keeps the policy, the token and the runner's home (its credentials).
+        let mut un: Vec<&str> = vec!["agent", "--uninstall", "--root", &rootarg];
+        let out = install(shell, base.path(), &un);
+        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+        assert!(!p("opt/hitl-gate/real").exists());
+        assert!(!p("etc/systemd/system/hitl-gate-runner.service").exists());
+        assert!(p("var/lib/hitl-runner/write.kubeconfig").exists());
+        un.push("--purge");
+        let out = install(shell, base.path(), &un);
+        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+        assert!(!p("var/lib/hitl-runner").exists());
+        assert!(!p("etc/hitl-gate").exists());
+    }
+}
