@@ -11,6 +11,10 @@
 //! - A gated `kubectl delete` runs the whole pipeline in the runner and is approved; the
 //!   shim killed while waiting cancels the request; flags that pick credentials are refused;
 //!   the agent's KUBECONFIG is ignored; a stopped runner is exit code 90 at once.
+//! - Two credential sets against a fake API that authorizes by token like RBAC: passthrough
+//!   commands and (by default) helpers have the read set, only the approved run the write set.
+//! - A manifest edited while its request waits changes neither what runs nor what was shown.
+//! - Terraform: denied providers and provisioners are refused; the data directory is R's own.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{chown, PermissionsExt};
@@ -858,4 +862,43 @@ async fn approved_delete(w: &World, ctx: &str) -> (Vec<Seen>, String) {
         .map(|r| (r.method.clone(), r.dry_run(), r.token.clone()))
         .collect();
     (seen, req["diff"]["text"].to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manifest_edited_while_pending_does_not_change_what_runs() {
+    let w = World::new().await;
+    let manifest = w.work.join("cm.yaml");
+    let cm = |v: &str| {
+        format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: prod\ndata:\n  level: {v}\n")
+    };
+    std::fs::write(&manifest, cm("shown")).unwrap();
+    own(&manifest, w.a, w.a);
+    mode(&manifest, 0o644);
+    let mut c = w.agent("kubectl", &["apply", "-f", "cm.yaml"]);
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    let req = pending(&w, &mut child).await;
+    // The agent rewrites its manifest while the request waits.
+    std::fs::write(&manifest, cm("edited")).unwrap();
+    let o = approve_and_finish(&w, child).await;
+    assert!(
+        String::from_utf8_lossy(&o.stdout).contains("created"),
+        "{o:?}"
+    );
+    let stored = w
+        .fake
+        .get("v1", "configmaps", "prod", "settings")
+        .expect("the approved ConfigMap");
+    assert_eq!(stored["data"]["level"], "shown", "{stored}");
+    // What the approver was shown is what ran.
+    let id = req["id"].as_str().unwrap();
+    let (_, shown) = w
+        .srv
+        .approver()
+        .request("GET", &format!("/api/v1/requests/{id}"), None)
+        .await;
+    let text = shown["diff"]["text"].as_str().unwrap_or_default();
+    assert!(text.contains("shown") && !text.contains("edited"), "{text}");
 }
