@@ -13,6 +13,10 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// The header of a create that makes retrying it safe: a retried create with the same key (the
+/// shim sends its nonce, once per gated command) returns the request the first one made.
+pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+
 /// `POST /api/v1/requests`: what an agent (its shim) asks to run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]

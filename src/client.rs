@@ -2,9 +2,11 @@
 //! gated (slow) path, and created outside any tokio runtime (reqwest's blocking client panics
 //! inside one).
 //!
-//! Everything it needs comes from the policy's `[approval]` section: the URL, the token file and
-//! (checked by the caller) the pinned public key. Errors say whether retrying can help: a lost
-//! connection or a 5xx is [`ClientError::Transient`]; a 4xx is [`ClientError::Fatal`].
+//! Everything it needs comes from the policy's `[approval]` section: the URL (or the URLs of a
+//! server's replicas), the token file and (checked by the caller) the pinned public key. A URL
+//! that cannot be reached or answers 503 hands the call to the next one. Errors say whether
+//! retrying can help: a lost connection or a 5xx is [`ClientError::Transient`]; a 4xx is
+//! [`ClientError::Fatal`].
 
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
@@ -32,11 +34,20 @@ impl std::fmt::Display for ClientError {
     }
 }
 
-/// A connection to the approval server, as one agent.
+/// Why one call failed: `Moved` when the next URL may answer (no connection, or a 503).
+enum Failed {
+    Moved(ClientError),
+    Stop(ClientError),
+}
+
+/// A connection to the approval server (one URL, or the replicas of one server), as one agent.
 #[derive(Clone)]
 pub struct Client {
     http: Http,
-    base: String,
+    /// The base URLs, in the policy's order.
+    bases: Vec<String>,
+    /// The one in use: a connection failure or a 503 moves on to the next.
+    current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     token: String,
 }
 
@@ -81,52 +92,90 @@ impl Client {
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
         Ok(Client {
             http,
-            base: url.trim_end_matches('/').to_string(),
+            bases: url
+                .list()
+                .iter()
+                .map(|u| u.trim_end_matches('/').to_string())
+                .collect(),
+            current: Default::default(),
             token,
         })
     }
 
-    /// The server's base URL.
+    /// The base URL in use.
     pub fn base(&self) -> &str {
-        &self.base
+        &self.bases[self.current.load(std::sync::atomic::Ordering::Relaxed) % self.bases.len()]
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}/api/v1{path}", self.base)
-    }
-
+    /// Sends the request `build` makes for a base URL (`<base>/api/v1<path>` is the caller's),
+    /// to the URL in use; when it cannot be reached or answers 503, to the next one, each at
+    /// most once.
     fn call<T: DeserializeOwned>(
         &self,
-        req: RequestBuilder,
+        build: impl Fn(&str) -> RequestBuilder,
         timeout: Duration,
     ) -> Result<T, ClientError> {
+        let mut last = None;
+        for _ in 0..self.bases.len() {
+            let base = self.base().to_string();
+            match self.call_one(&base, build(&format!("{base}/api/v1")), timeout) {
+                Err(Failed::Moved(e)) => {
+                    last = Some(e);
+                    self.current
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Err(Failed::Stop(e)) => return Err(e),
+                Ok(v) => return Ok(v),
+            }
+        }
+        Err(last.unwrap_or_else(|| ClientError::Fatal("no approval server URL".into())))
+    }
+
+    fn call_one<T: DeserializeOwned>(
+        &self,
+        base: &str,
+        req: RequestBuilder,
+        timeout: Duration,
+    ) -> Result<T, Failed> {
         let resp = req
             .bearer_auth(&self.token)
             .timeout(timeout)
             .send()
-            .map_err(|e| ClientError::Transient(format!("cannot reach {}: {e}", self.base)))?;
+            .map_err(|e| {
+                Failed::Moved(ClientError::Transient(format!("cannot reach {base}: {e}")))
+            })?;
         let status = resp.status();
         if status.is_success() {
             return resp.json().map_err(|e| {
-                ClientError::Transient(format!("unreadable answer from {}: {e}", self.base))
+                Failed::Stop(ClientError::Transient(format!(
+                    "unreadable answer from {base}: {e}"
+                )))
             });
         }
         let body: Option<ErrorBody> = resp.json().ok();
         let msg = match body {
-            Some(b) => format!("the server answered {status} {}: {}", b.code, b.message),
-            None => format!("the server answered {status}"),
+            Some(b) => format!("{base} answered {status} {}: {}", b.code, b.message),
+            None => format!("{base} answered {status}"),
         };
-        if status.is_server_error() || status.as_u16() == 429 {
-            Err(ClientError::Transient(msg))
+        Err(if status.as_u16() == 503 {
+            Failed::Moved(ClientError::Transient(msg))
+        } else if status.is_server_error() || status.as_u16() == 429 {
+            Failed::Stop(ClientError::Transient(msg))
         } else {
-            Err(ClientError::Fatal(msg))
-        }
+            Failed::Stop(ClientError::Fatal(msg))
+        })
     }
 
-    /// `POST /requests`.
+    /// `POST /requests`, with the request's nonce as its `Idempotency-Key`: a create retried
+    /// after a lost answer (here or on another replica) returns the request the first made.
     pub fn create(&self, req: &CreateRequest) -> Result<RequestView, ClientError> {
         self.call(
-            self.http.post(self.url("/requests")).json(req),
+            |api| {
+                self.http
+                    .post(format!("{api}/requests"))
+                    .header(crate::api::IDEMPOTENCY_KEY, &req.nonce)
+                    .json(req)
+            },
             Duration::from_secs(30),
         )
     }
@@ -135,8 +184,11 @@ impl Client {
     /// its number of approvals is no longer `approvals`, or when the wait is over.
     pub fn wait(&self, id: &str, secs: u64, approvals: usize) -> Result<RequestView, ClientError> {
         self.call(
-            self.http
-                .get(self.url(&format!("/requests/{id}?wait={secs}&approvals={approvals}"))),
+            |api| {
+                self.http.get(format!(
+                    "{api}/requests/{id}?wait={secs}&approvals={approvals}"
+                ))
+            },
             Duration::from_secs(secs + 15),
         )
     }
@@ -144,7 +196,7 @@ impl Client {
     /// `POST /requests/{id}/cancel`.
     pub fn cancel(&self, id: &str) -> Result<RequestView, ClientError> {
         self.call(
-            self.http.post(self.url(&format!("/requests/{id}/cancel"))),
+            |api| self.http.post(format!("{api}/requests/{id}/cancel")),
             Duration::from_secs(10),
         )
     }
@@ -152,9 +204,11 @@ impl Client {
     /// `POST /requests/{id}/outcome`.
     pub fn outcome(&self, id: &str, o: &Outcome) -> Result<RequestView, ClientError> {
         self.call(
-            self.http
-                .post(self.url(&format!("/requests/{id}/outcome")))
-                .json(o),
+            |api| {
+                self.http
+                    .post(format!("{api}/requests/{id}/outcome"))
+                    .json(o)
+            },
             Duration::from_secs(10),
         )
     }
@@ -162,7 +216,7 @@ impl Client {
     /// `POST /no-changes`: records a plan with no changes that runs without asking.
     pub fn no_changes(&self, req: &CreateRequest) -> Result<serde_json::Value, ClientError> {
         self.call(
-            self.http.post(self.url("/no-changes")).json(req),
+            |api| self.http.post(format!("{api}/no-changes")).json(req),
             Duration::from_secs(30),
         )
     }
@@ -170,7 +224,7 @@ impl Client {
     /// `GET /public-key`.
     pub fn public_key(&self) -> Result<PublicKey, ClientError> {
         self.call(
-            self.http.get(self.url("/public-key")),
+            |api| self.http.get(format!("{api}/public-key")),
             Duration::from_secs(10),
         )
     }

@@ -222,8 +222,8 @@ fn the_agent_install_under_a_root_with_dash_and_busybox() {
         let policy = std::fs::read_to_string(p("etc/hitl-gate/policy.toml")).unwrap();
         let parsed = hitl_gate::policy::load::parse(&policy).expect("the policy parses");
         assert_eq!(
-            parsed.approval().url.as_deref(),
-            Some("https://gate.example.com")
+            parsed.approval().url.as_ref().map(|u| u.list()),
+            Some(&["https://gate.example.com".to_string()][..])
         );
         assert_eq!(parsed.approval().public_key.as_deref(), Some(KEY));
         let profile = std::fs::read_to_string(p("etc/profile.d/hitl-gate.sh")).unwrap();

@@ -10,6 +10,7 @@ mod browser;
 mod classification;
 mod cli;
 mod container;
+mod failover;
 mod flag_tables;
 mod helm_gate;
 mod init;

@@ -809,6 +809,7 @@ async fn a_human_decision_after_the_deadline_is_refused_even_before_the_reaper_r
             classification,
             created_at: now - 2000,
             deadline: now - 1000,
+            idempotency_key: None,
         })
         .await
         .unwrap();

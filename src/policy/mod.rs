@@ -520,9 +520,29 @@ fn validate_approval(a: &schema::Approval) -> Result<(), String> {
     if set.iter().all(|s| !s) {
         return Ok(());
     }
-    let (Some(url), Some(token_file), Some(key)) = (&a.url, &a.token_file, &a.public_key) else {
+    let (Some(urls), Some(token_file), Some(key)) = (&a.url, &a.token_file, &a.public_key) else {
         return Err("[approval] needs all of url, token_file and public_key".into());
     };
+    if urls.list().is_empty() {
+        return Err("[approval] url is an empty list".into());
+    }
+    for url in urls.list() {
+        validate_url(url)?;
+    }
+    if !token_file.is_absolute() {
+        return Err(format!(
+            "[approval] token_file {:?} must be an absolute path",
+            token_file.display()
+        ));
+    }
+    if crate::hex::decode(key).map(|k| k.len()) != Some(32) {
+        return Err("[approval] public_key must be 64 hex characters (hitl-gate keys show)".into());
+    }
+    Ok(())
+}
+
+/// An `[approval] url`: https, or plain http to loopback only.
+fn validate_url(url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
@@ -539,15 +559,6 @@ fn validate_approval(a: &schema::Approval) -> Result<(), String> {
         return Err(format!(
             "[approval] url {url:?}: plain http is allowed only to loopback; use https://"
         ));
-    }
-    if !token_file.is_absolute() {
-        return Err(format!(
-            "[approval] token_file {:?} must be an absolute path",
-            token_file.display()
-        ));
-    }
-    if crate::hex::decode(key).map(|k| k.len()) != Some(32) {
-        return Err("[approval] public_key must be 64 hex characters (hitl-gate keys show)".into());
     }
     Ok(())
 }

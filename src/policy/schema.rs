@@ -44,9 +44,11 @@ pub struct PolicyFile {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Approval {
-    /// Base URL of the server (`https://gate.example.com`; plain `http://` only on loopback).
+    /// Base URL of the server (`https://gate.example.com`; plain `http://` only on loopback),
+    /// or a list: the replicas of one server, tried in order when one cannot be reached or
+    /// answers 503.
     #[serde(default)]
-    pub url: Option<String>,
+    pub url: Option<Urls>,
     /// Absolute path of the file holding this agent's bearer token (never taken from argv).
     #[serde(default)]
     pub token_file: Option<PathBuf>,
@@ -61,6 +63,24 @@ pub struct Approval {
     /// (`HTTPS_PROXY`, `ALL_PROXY`, …) are never used.
     #[serde(default)]
     pub proxy: Option<String>,
+}
+
+/// `url = "https://a"` or `url = ["https://a", "https://b"]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged, expecting = "a URL, or a list of URLs")]
+pub enum Urls {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Urls {
+    /// The URLs, in order.
+    pub fn list(&self) -> &[String] {
+        match self {
+            Urls::One(u) => std::slice::from_ref(u),
+            Urls::Many(v) => v,
+        }
+    }
 }
 
 pub use super::duration::{parse_duration, Duration};

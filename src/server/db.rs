@@ -135,8 +135,15 @@ CREATE INDEX outbox_due ON outbox (delivered_at, next_at);
 CREATE INDEX requests_to_escalate ON requests (state, escalated_at, created_at);
 "#;
 
+/// Version 4: the idempotency key of a create (the shim's `Idempotency-Key`, once per gated
+/// command): a retried create after a lost answer finds the request it made.
+const SCHEMA_V4: &str = r#"
+ALTER TABLE requests ADD COLUMN idem_key TEXT;
+CREATE UNIQUE INDEX requests_by_idem_key ON requests (agent, idem_key) WHERE idem_key IS NOT NULL;
+"#;
+
 /// Every schema version's script, in order: version N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: &[&str] = &[SCHEMA, SCHEMA_V2, SCHEMA_V3];
+const MIGRATIONS: &[&str] = &[SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
 
 /// A store failure, reported to the client as a 500 with a stable code.
 #[derive(Debug)]

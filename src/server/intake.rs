@@ -48,11 +48,53 @@ fn tool_of(req: &CreateRequest) -> Result<Tool, ApiError> {
     })
 }
 
+/// The create's `Idempotency-Key` header, if any: 16 to 128 characters of `A-Z a-z 0-9 _ -`.
+fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(v) = headers.get(crate::api::IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let v = v.to_str().unwrap_or_default();
+    let ok = (16..=128).contains(&v.len())
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !ok {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "Idempotency-Key must be 16 to 128 characters of A-Z, a-z, 0-9, _ and -",
+        ));
+    }
+    Ok(Some(v.to_string()))
+}
+
+/// A create repeated with an idempotency key the agent used before: the same request (200), or a
+/// conflict when the key was used for another one.
+fn repeated(app: &App, view: RequestView, request_sha256: &str) -> Result<Response, ApiError> {
+    if view.request().sha256() == request_sha256 {
+        return Ok((StatusCode::OK, Json(linked(app, view))).into_response());
+    }
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "idempotency_conflict",
+        format!(
+            "this Idempotency-Key was used for another request ({}); nothing was created",
+            view.id
+        ),
+    ))
+}
+
 pub(super) async fn create(
     AxState(app): St,
     agent: Agent,
+    headers: axum::http::HeaderMap,
     Body(req): Body<CreateRequest>,
 ) -> Result<Response, ApiError> {
+    let key = idempotency_key(&headers)?;
+    let request_sha256 = req.sha256();
+    if let Some(k) = &key {
+        if let Some(existing) = app.store.by_idempotency_key(&agent.name, k).await? {
+            return repeated(&app, existing, &request_sha256);
+        }
+    }
     let tool = tool_of(&req)?;
     for (i, h) in req.artifact_sha256.iter().enumerate() {
         if crate::hex::decode(h).map(|b| b.len()) != Some(32)
@@ -109,8 +151,12 @@ pub(super) async fn create(
         classification,
         created_at: now,
         deadline: now.saturating_add(timeout_ms),
+        idempotency_key: key,
     };
-    let mut view = app.store.create(new).await?;
+    let (mut view, created) = app.store.create_once(new).await?;
+    if !created {
+        return repeated(&app, view, &request_sha256);
+    }
     app.reaper.notify_one();
     let _ = app.events.send(super::app::Event::Created(view.id.clone()));
     if let Some((to, actor, comment)) = initial {

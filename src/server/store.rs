@@ -26,6 +26,8 @@ pub struct NewRequest {
     pub classification: Classification,
     pub created_at: i64,
     pub deadline: i64,
+    /// The create's `Idempotency-Key`: one request per agent and key.
+    pub idempotency_key: Option<String>,
 }
 
 /// The result of a state change.
@@ -64,6 +66,26 @@ impl Store {
 
     /// Inserts a request and its `request_created` audit row.
     pub async fn create(&self, new: NewRequest) -> Result<RequestView> {
+        Ok(self.create_once(new).await?.0)
+    }
+
+    /// The request of `agent` created with idempotency key `key`, if any.
+    pub async fn by_idempotency_key(&self, agent: &str, key: &str) -> Result<Option<RequestView>> {
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT id FROM requests WHERE agent = ? AND idem_key = ?")
+                .bind(agent)
+                .bind(key)
+                .fetch_optional(&self.read)
+                .await?;
+        match id {
+            Some(id) => self.get(&id).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Creates the request, unless its agent already made one with the same idempotency key:
+    /// the request, and whether it is new. The check and the insert are one write.
+    pub async fn create_once(&self, new: NewRequest) -> Result<(RequestView, bool)> {
         let data = json!({
             "request": &new.request,
             "on_behalf_of": &new.on_behalf_of,
@@ -98,12 +120,25 @@ impl Store {
                 new.created_at,
             )
         });
-        self.writer
+        let existing = self
+            .writer
             .write(move |c| {
                 Box::pin(async move {
+                    if let Some(key) = &new.idempotency_key {
+                        let id: Option<String> = sqlx::query_scalar(
+                            "SELECT id FROM requests WHERE agent = ? AND idem_key = ?",
+                        )
+                        .bind(&new.agent)
+                        .bind(key)
+                        .fetch_optional(&mut *c)
+                        .await?;
+                        if id.is_some() {
+                            return Ok(id);
+                        }
+                    }
                     sqlx::query(
                         "INSERT INTO requests (id, agent, state, created_at, deadline, data, \
-                         summary) VALUES (?, ?, 'pending', ?, ?, ?, ?)",
+                         summary, idem_key) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
                     )
                     .bind(&new.id)
                     .bind(&new.agent)
@@ -111,6 +146,7 @@ impl Store {
                     .bind(new.deadline)
                     .bind(data.to_string())
                     .bind(summary.to_string())
+                    .bind(&new.idempotency_key)
                     .execute(&mut *c)
                     .await?;
                     let actor = format!("agent:{}", new.agent);
@@ -123,14 +159,20 @@ impl Store {
                     };
                     log.append(c, entry).await?;
                     super::outbox::insert(c, &queued, new.created_at).await?;
-                    Ok(())
+                    Ok(None)
                 })
             })
             .await?;
-        self.woke_outbox();
-        self.get(&id)
+        let created = existing.is_none();
+        if created {
+            self.woke_outbox();
+        }
+        let id = existing.unwrap_or(id);
+        let view = self
+            .get(&id)
             .await?
-            .ok_or_else(|| StoreError("the request vanished after insert".into()))
+            .ok_or_else(|| StoreError("the request vanished after insert".into()))?;
+        Ok((view, created))
     }
 
     /// Sets the notification sinks.
