@@ -784,9 +784,13 @@ async fn a_human_decision_after_the_deadline_is_refused_even_before_the_reaper_r
     use hitl_gate::server::store::{NewRequest, Store};
     let dir = tempfile::tempdir().unwrap();
     let keys = std::sync::Arc::new(hitl_gate::signing::Keys::load_or_create(dir.path()).unwrap());
-    let store = Store::open(&dir.path().join("db"), keys, 100)
-        .await
-        .unwrap();
+    let store = Store::open(
+        &hitl_gate::server::Location::Sqlite(dir.path().join("db")),
+        keys,
+        100,
+    )
+    .await
+    .unwrap();
     let now = hitl_gate::api::now_ms();
     let request: CreateRequest =
         serde_json::from_value(create_body(&["delete", "pod", "x"])).unwrap();

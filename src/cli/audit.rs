@@ -3,10 +3,6 @@
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
-
-use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::ConnectOptions;
 
 use super::error::CliError;
 use crate::audit::{self, Checkpoint, ExportLine, Row, VerifyError};
@@ -26,6 +22,10 @@ pub struct VerifyArgs {
     /// The server's database [default: DATA_DIR/hitl-gate.db].
     #[arg(long, conflicts_with = "file")]
     db: Option<PathBuf>,
+    /// The server's PostgreSQL database (`postgres://user@host/db`; the password from
+    /// PGPASSFILE or ~/.pgpass). Give --public-key with it.
+    #[arg(long, conflicts_with_all = ["file", "db"])]
+    database_url: Option<String>,
     /// An export written by `audit export --format jsonl`.
     #[arg(long)]
     file: Option<PathBuf>,
@@ -51,6 +51,9 @@ pub struct ExportArgs {
     until: Option<String>,
     #[arg(long)]
     db: Option<PathBuf>,
+    /// The server's PostgreSQL database, as for `verify`.
+    #[arg(long, conflicts_with = "db")]
+    database_url: Option<String>,
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }
@@ -69,6 +72,18 @@ fn db_path(db: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<PathBuf, Cl
     }
 }
 
+/// The database to read: `--database-url`, else the SQLite file.
+fn open_db(
+    url: Option<&str>,
+    db: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+) -> Result<DbReader, CliError> {
+    match url {
+        Some(u) => DbReader::open_url(u),
+        None => DbReader::open(&db_path(db, data_dir)?),
+    }
+}
+
 fn fail(m: impl Into<String>) -> CliError {
     CliError::new(1, m)
 }
@@ -76,7 +91,7 @@ fn fail(m: impl Into<String>) -> CliError {
 /// Reads the database page by page (read-only), as a blocking iterator of rows.
 struct DbReader {
     rt: tokio::runtime::Runtime,
-    conn: sqlx::SqliteConnection,
+    conn: sqlx::AnyConnection,
 }
 
 impl DbReader {
@@ -84,16 +99,29 @@ impl DbReader {
         if !path.exists() {
             return Err(fail(format!("{}: no such database", path.display())));
         }
+        sqlx::any::install_default_drivers();
+        let url = server::sqlite_url(path, "ro");
+        Self::connect(&path.display().to_string(), |rt| {
+            rt.block_on(<sqlx::AnyConnection as sqlx::Connection>::connect(&url))
+        })
+    }
+
+    fn open_url(url: &str) -> Result<DbReader, CliError> {
+        sqlx::any::install_default_drivers();
+        Self::connect("the PostgreSQL database", |rt| {
+            rt.block_on(<sqlx::AnyConnection as sqlx::Connection>::connect(url))
+        })
+    }
+
+    fn connect(
+        what: &str,
+        f: impl FnOnce(&tokio::runtime::Runtime) -> sqlx::Result<sqlx::AnyConnection>,
+    ) -> Result<DbReader, CliError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| fail(e.to_string()))?;
-        let opts = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
-            .map_err(|e| fail(e.to_string()))?
-            .read_only(true);
-        let conn = rt
-            .block_on(opts.connect())
-            .map_err(|e| fail(format!("{}: {e}", path.display())))?;
+        let conn = f(&rt).map_err(|e| fail(format!("{what}: {e}")))?;
         Ok(DbReader { rt, conn })
     }
 
@@ -195,6 +223,16 @@ fn verify(a: VerifyArgs) -> Result<i32, CliError> {
             _ => (1, audit::GENESIS.to_string()),
         };
         audit::verify_from(rows.into_iter().map(Ok), &cps, key.as_deref(), start)
+    } else if let Some(url) = &a.database_url {
+        let Some(key) = a.public_key.clone() else {
+            return Err(CliError::new(
+                2,
+                "--database-url needs --public-key (the server's, hitl-gate keys show)",
+            ));
+        };
+        let mut db = DbReader::open_url(url)?;
+        let cps = db.checkpoints()?;
+        audit::verify(db.rows(None, None), &cps, Some(&key))
     } else {
         let path = db_path(a.db.clone(), a.data_dir.clone())?;
         let key = match &a.public_key {
@@ -240,7 +278,7 @@ fn parse_time(s: &str) -> Result<i64, CliError> {
 fn export(a: ExportArgs) -> Result<i32, CliError> {
     let since = a.since.as_deref().map(parse_time).transpose()?;
     let until = a.until.as_deref().map(parse_time).transpose()?;
-    let mut db = DbReader::open(&db_path(a.db, a.data_dir)?)?;
+    let mut db = open_db(a.database_url.as_deref(), a.db, a.data_dir)?;
     let cps = db.checkpoints()?;
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());

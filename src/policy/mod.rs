@@ -199,6 +199,7 @@ impl Policy {
             }
         }
         validate_approval(&file.approval)?;
+        validate_database(&file.serve)?;
         if let Some(l) = &file.lockdown {
             lockdown::validate(l, &|n| file.environments.iter().any(|e| e.name == n))?;
         }
@@ -537,6 +538,39 @@ fn validate_approval(a: &schema::Approval) -> Result<(), String> {
     }
     if crate::hex::decode(key).map(|k| k.len()) != Some(32) {
         return Err("[approval] public_key must be 64 hex characters (hitl-gate keys show)".into());
+    }
+    Ok(())
+}
+
+/// `[serve] database_url`: a PostgreSQL URL without a password.
+fn validate_database(s: &schema::Serve) -> Result<(), String> {
+    let Some(url) = &s.database_url else {
+        if s.database_password_file.is_some() {
+            return Err("[serve] database_password_file needs database_url".into());
+        }
+        return Ok(());
+    };
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+        .ok_or("[serve] database_url must be a postgres:// URL")?;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    if authority
+        .rsplit_once('@')
+        .is_some_and(|(user, _)| user.contains(':'))
+        || url.contains("password=")
+    {
+        return Err(
+            "[serve] database_url must not hold the password: put it in \
+             database_password_file (or PGPASSFILE)"
+                .into(),
+        );
+    }
+    if s.database_password_file
+        .as_ref()
+        .is_some_and(|p| !p.is_absolute())
+    {
+        return Err("[serve] database_password_file must be an absolute path".into());
     }
     Ok(())
 }

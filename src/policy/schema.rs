@@ -96,6 +96,14 @@ pub struct Serve {
     /// Default `$XDG_DATA_HOME/hitl-gate`.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// The PostgreSQL database shared by the server's replicas (`postgres://user@host/db`),
+    /// instead of SQLite in the data dir. Never with a password: see `database_password_file`
+    /// (or libpq's `PGPASSFILE`).
+    #[serde(default)]
+    pub database_url: Option<String>,
+    /// A file (not readable by others) holding the database password, first line.
+    #[serde(default)]
+    pub database_password_file: Option<PathBuf>,
     /// Largest accepted request body, in bytes. Default 8 MiB.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
@@ -181,6 +189,8 @@ impl Default for Serve {
         Serve {
             listen: None,
             data_dir: None,
+            database_url: None,
+            database_password_file: None,
             body_limit_bytes: default_body_limit(),
             decision_valid_for: default_valid_for(),
             default_timeout: default_timeout(),

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use super::db::Result;
 use crate::audit::{self, Checkpoint, Row};
@@ -40,7 +40,7 @@ impl AuditLog {
 
     /// Appends one row on the writer's transaction (and, every N rows, a signed checkpoint).
     /// Returns the row's seq.
-    pub async fn append(&self, c: &mut SqliteConnection, e: Entry<'_>) -> Result<i64> {
+    pub async fn append(&self, c: &mut AnyConnection, e: Entry<'_>) -> Result<i64> {
         let head: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *c)
@@ -55,7 +55,7 @@ impl AuditLog {
         );
         sqlx::query(
             "INSERT INTO audit (seq, at, kind, request_id, actor, body, prev_hash, hash) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(row.seq)
         .bind(row.at)
@@ -75,7 +75,7 @@ impl AuditLog {
 
     /// Signs a checkpoint over the current head, on the writer's transaction, if rows were added
     /// since the last one.
-    pub async fn checkpoint(&self, c: &mut SqliteConnection, now: i64) -> Result<()> {
+    pub async fn checkpoint(&self, c: &mut AnyConnection, now: i64) -> Result<()> {
         let head: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *c)
@@ -93,19 +93,21 @@ impl AuditLog {
 
     async fn insert_checkpoint(
         &self,
-        c: &mut SqliteConnection,
+        c: &mut AnyConnection,
         seq: i64,
         hash: &str,
         at: i64,
     ) -> Result<()> {
         let sig = self.keys.sign(&signing::checkpoint_bytes(seq, hash));
-        sqlx::query("INSERT INTO checkpoints (seq, head_hash, at, signature) VALUES (?, ?, ?, ?)")
-            .bind(seq)
-            .bind(hash)
-            .bind(at)
-            .bind(sig)
-            .execute(&mut *c)
-            .await?;
+        sqlx::query(
+            "INSERT INTO checkpoints (seq, head_hash, at, signature) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(seq)
+        .bind(hash)
+        .bind(at)
+        .bind(sig)
+        .execute(&mut *c)
+        .await?;
         Ok(())
     }
 }
@@ -116,11 +118,11 @@ const PAGE: i64 = 5000;
 /// The next page of rows after seq `after`: those with `seq` in `(after, after + PAGE]`, or,
 /// when that range is empty, from the next row that exists (a gap must not end a scan: the rows
 /// behind it are what `verify` reports as missing). `since`/`until` bound `at` (unix ms). A page
-/// comes back as one JSON array built by SQLite, because reading row by row through sqlx costs
+/// comes back as one JSON array built by the database, because reading row by row through sqlx costs
 /// more than verifying. This is transport only: the hashes cover the exact stored bytes, so an
 /// encoding mistake could only make a good row look bad, never the reverse.
 pub async fn page(
-    c: &mut SqliteConnection,
+    c: &mut AnyConnection,
     mut after: i64,
     since: Option<i64>,
     until: Option<i64>,
@@ -135,18 +137,24 @@ pub async fn page(
         String,
         String,
     );
+    // The rows of the page as one JSON array, built by the database.
+    let sql = if c.backend_name() == "PostgreSQL" {
+        "SELECT json_agg(json_build_array(seq, at, kind, request_id, actor, body, prev_hash, \
+         hash) ORDER BY seq)::text FROM audit WHERE seq > $1 AND seq <= $1 + $4 \
+         AND ($2::bigint IS NULL OR at >= $2) AND ($3::bigint IS NULL OR at <= $3)"
+    } else {
+        "SELECT json_group_array(json_array(seq, at, kind, request_id, actor, body, \
+         prev_hash, hash)) FROM (SELECT * FROM audit WHERE seq > $1 AND seq <= $1 + $4 \
+         AND ($2 IS NULL OR at >= $2) AND ($3 IS NULL OR at <= $3) ORDER BY seq)"
+    };
     loop {
-        let text: Option<String> = sqlx::query_scalar(
-            "SELECT json_group_array(json_array(seq, at, kind, request_id, actor, body, \
-             prev_hash, hash)) FROM audit WHERE seq > ?1 AND seq <= ?1 + ?4 \
-             AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR at <= ?3)",
-        )
-        .bind(after)
-        .bind(since)
-        .bind(until)
-        .bind(PAGE)
-        .fetch_one(&mut *c)
-        .await?;
+        let text: Option<String> = sqlx::query_scalar(sql)
+            .bind(after)
+            .bind(since)
+            .bind(until)
+            .bind(PAGE)
+            .fetch_one(&mut *c)
+            .await?;
         let tuples: Vec<Tuple> = serde_json::from_str(text.as_deref().unwrap_or("[]"))
             .map_err(|e| super::db::StoreError(e.to_string()))?;
         if !tuples.is_empty() {
@@ -167,8 +175,8 @@ pub async fn page(
                 .collect());
         }
         let next: Option<i64> = sqlx::query_scalar(
-            "SELECT MIN(seq) FROM audit WHERE seq > ?1 AND (?2 IS NULL OR at >= ?2) \
-             AND (?3 IS NULL OR at <= ?3)",
+            "SELECT MIN(seq) FROM audit WHERE seq > $1 AND ($2 IS NULL OR at >= $2) \
+             AND ($3 IS NULL OR at <= $3)",
         )
         .bind(after)
         .bind(since)
@@ -183,7 +191,7 @@ pub async fn page(
 }
 
 /// Every signed checkpoint, in seq order.
-pub async fn checkpoints(c: &mut SqliteConnection) -> Result<Vec<Checkpoint>> {
+pub async fn checkpoints(c: &mut AnyConnection) -> Result<Vec<Checkpoint>> {
     Ok(sqlx::query_as::<_, (i64, String, i64, String)>(
         "SELECT seq, head_hash, at, signature FROM checkpoints ORDER BY seq",
     )

@@ -1,5 +1,7 @@
-//! The SQLite database: its schema (one migration per version, applied at start, in order),
-//! how it is opened, and the error every store operation reports.
+//! The store's database: where it lives ([`Location`]: a SQLite file, or PostgreSQL with
+//! `postgres.rs`), the SQLite schema (one migration per version, applied at start, in order),
+//! how it is opened, and the error every store operation reports. The store's SQL is written
+//! once, for sqlx's `Any` driver (`$N` parameters, which SQLite reads too).
 //!
 //! Every state change and the audit row that records it are written by the single writer
 //! (`writer.rs`). Triggers make the audit log append-only, a decided request's decision
@@ -7,11 +9,10 @@
 //! lets them run beside the writer). The database is opened with `synchronous = FULL`: a
 //! decision is on disk when the API answers.
 
-use std::path::Path;
-use std::str::FromStr;
+use std::path::{Path, PathBuf};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Connection, SqliteConnection, SqlitePool};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{AnyConnection, AnyPool, Connection};
 
 const SCHEMA: &str = r#"
 CREATE TABLE requests (
@@ -163,7 +164,10 @@ impl std::fmt::Display for StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
-fn options(path: &Path) -> Result<SqliteConnectOptions> {
+#[cfg(test)]
+fn options(path: &Path) -> Result<sqlx::sqlite::SqliteConnectOptions> {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    use std::str::FromStr;
     Ok(
         SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))?
             .create_if_missing(true)
@@ -173,10 +177,96 @@ fn options(path: &Path) -> Result<SqliteConnectOptions> {
     )
 }
 
-/// Opens (and on first use creates) the database at `path`: the writer connection, with the
-/// schema applied, and the read pool.
-pub async fn open(path: &Path) -> Result<(SqliteConnection, SqlitePool)> {
-    let mut writer = SqliteConnection::connect_with(&options(path)?).await?;
+/// Where the store lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    /// A SQLite file (the data dir's `hitl-gate.db`).
+    Sqlite(PathBuf),
+    /// A PostgreSQL database URL (`postgres://…`), shared by the server's replicas.
+    Postgres(String),
+}
+
+/// The store `[serve]` names: `database_url` (with the password from `database_password_file`,
+/// whose mode must not let others read it), else the SQLite file.
+pub fn location(
+    serve: &crate::policy::schema::Serve,
+    sqlite_file: &Path,
+) -> std::result::Result<Location, String> {
+    let Some(url) = &serve.database_url else {
+        return Ok(Location::Sqlite(sqlite_file.to_path_buf()));
+    };
+    let Some(file) = &serve.database_password_file else {
+        return Ok(Location::Postgres(url.clone()));
+    };
+    let password = crate::client::read_token(file)
+        .map_err(|e| format!("[serve] database_password_file: {e}"))?;
+    // postgres://user@host/db → postgres://user:PASSWORD@host/db, the password percent-encoded.
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let (user, host) = rest
+        .split_once('@')
+        .ok_or("[serve] database_url names no user (postgres://USER@HOST/DB)")?;
+    let encoded: String = password
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    Ok(Location::Postgres(format!(
+        "{scheme}://{user}:{encoded}@{host}"
+    )))
+}
+
+/// Which database the store's connections talk to: the few statements that differ
+/// (transactions, the writers' lock) are chosen by it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// `sqlite://PATH?mode=…` for sqlx, with the characters a URL gives meaning to escaped.
+pub fn sqlite_url(path: &Path, mode: &str) -> String {
+    let mut p = String::new();
+    for ch in path.display().to_string().chars() {
+        match ch {
+            '%' => p.push_str("%25"),
+            '?' => p.push_str("%3F"),
+            '#' => p.push_str("%23"),
+            ' ' => p.push_str("%20"),
+            c => p.push(c),
+        }
+    }
+    format!("sqlite://{p}?mode={mode}")
+}
+
+/// Opens (and on first use creates) the store at `at`: the writer connection, with the schema
+/// applied, the read pool, and the backend.
+pub async fn open(at: &Location) -> Result<(AnyConnection, AnyPool, Backend)> {
+    sqlx::any::install_default_drivers();
+    match at {
+        Location::Sqlite(path) => {
+            let (w, r) = open_sqlite(path).await?;
+            Ok((w, r, Backend::Sqlite))
+        }
+        Location::Postgres(url) => {
+            let (w, r) = super::postgres::open(url).await.map_err(StoreError)?;
+            Ok((w, r, Backend::Postgres))
+        }
+    }
+}
+
+/// Opens the SQLite file at `path`: WAL, `synchronous = FULL` on the writer, a 10 s busy
+/// timeout everywhere, and the migrations.
+async fn open_sqlite(path: &Path) -> Result<(AnyConnection, AnyPool)> {
+    let mut writer = AnyConnection::connect(&sqlite_url(path, "rwc")).await?;
+    sqlx::Executor::execute(
+        &mut writer,
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000;",
+    )
+    .await?;
     let version: i64 = sqlx::query_scalar("PRAGMA user_version")
         .fetch_one(&mut writer)
         .await?;
@@ -193,11 +283,19 @@ pub async fn open(path: &Path) -> Result<(SqliteConnection, SqlitePool)> {
     {
         // One version, one transaction: a crash half-way leaves the previous version intact.
         let script = format!("BEGIN IMMEDIATE;\n{script}\nPRAGMA user_version = {v};\nCOMMIT;");
-        sqlx::query(&script).execute(&mut writer).await?;
+        sqlx::Executor::execute(&mut writer, script.as_str()).await?;
     }
-    let read = SqlitePoolOptions::new()
+    let read = AnyPoolOptions::new()
         .max_connections(4)
-        .connect_with(options(path)?.read_only(true))
+        .after_connect(|c, _| {
+            Box::pin(async move {
+                sqlx::query("PRAGMA busy_timeout = 10000")
+                    .execute(c)
+                    .await?;
+                Ok(())
+            })
+        })
+        .connect(&sqlite_url(path, "ro"))
         .await?;
     Ok((writer, read))
 }
@@ -211,7 +309,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("db");
         // A database as version 1 left it, with one request.
-        let mut c = SqliteConnection::connect_with(&options(&path).unwrap())
+        let mut c = sqlx::SqliteConnection::connect_with(&options(&path).unwrap())
             .await
             .unwrap();
         let script = format!("BEGIN;\n{SCHEMA}\nPRAGMA user_version = 1;\nCOMMIT;");
@@ -224,7 +322,8 @@ mod tests {
         .await
         .unwrap();
         drop(c);
-        let (mut w, _read) = open(&path).await.unwrap();
+        let at = Location::Sqlite(path.clone());
+        let (mut w, _read, _) = open(&at).await.unwrap();
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&mut w)
             .await
@@ -256,14 +355,14 @@ mod tests {
         assert!(r.is_err(), "the approver of a decided request changed");
         // Opening again changes nothing; a newer database is refused.
         drop(w);
-        open(&path).await.unwrap();
-        let (mut w, _) = open(&path).await.unwrap();
+        open(&at).await.unwrap();
+        let (mut w, _, _) = open(&at).await.unwrap();
         sqlx::query("PRAGMA user_version = 99")
             .execute(&mut w)
             .await
             .unwrap();
         drop(w);
-        let e = open(&path).await.err().unwrap();
+        let e = open(&at).await.err().unwrap();
         assert!(e.0.contains("newer than this hitl-gate"), "{e}");
     }
 }

@@ -55,8 +55,8 @@ impl Store {
             .write(move |c| {
                 Box::pin(async move {
                     let r = sqlx::query(
-                        "UPDATE requests SET approvals = ? WHERE id = ? AND state = 'pending' \
-                         AND deadline > ? AND json_array_length(approvals) = ?",
+                        "UPDATE requests SET approvals = $1 WHERE id = $2 AND state = 'pending' \
+                         AND deadline > $3 AND json_array_length(approvals) = $4",
                     )
                     .bind(&list)
                     .bind(&id)
@@ -146,17 +146,17 @@ impl Store {
                     // a human decision lands before the deadline (past it, only the reaper's
                     // expiry and the agent's cancel may end the request).
                     let r = sqlx::query(
-                        "UPDATE requests SET state = ?, decision = ?, approver = ?, \
-                         approvals = COALESCE(?, approvals) WHERE id = ? \
-                         AND state = 'pending' AND (? = 0 OR deadline > ?) \
-                         AND (? < 0 OR json_array_length(approvals) = ?)",
+                        "UPDATE requests SET state = $1, decision = $2, approver = $3, \
+                         approvals = COALESCE($4, approvals) WHERE id = $5 \
+                         AND state = 'pending' AND ($6 = 0 OR deadline > $7) \
+                         AND ($8 < 0 OR json_array_length(approvals) = $9)",
                     )
                     .bind(kind)
                     .bind(&decision_json)
                     .bind(&approver)
                     .bind(&approvals)
                     .bind(&id)
-                    .bind(human)
+                    .bind(i64::from(human))
                     .bind(now)
                     .bind(had)
                     .bind(had)
@@ -180,7 +180,7 @@ impl Store {
 /// After a conditional update that changed `changed` rows: nothing more when it changed none
 /// (`false`); else its audit row and its notifications, on the same transaction (`true`).
 async fn recorded(
-    c: &mut sqlx::SqliteConnection,
+    c: &mut sqlx::AnyConnection,
     changed: u64,
     log: &AuditLog,
     entry: Entry<'_>,

@@ -38,14 +38,14 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, agent, state, created_at, deadline, data, decision, outcome, approver, \
              approvals FROM requests WHERE state <> 'pending' \
-             AND (?1 IS NULL OR state = ?1) \
-             AND (?2 IS NULL OR json_extract(data, '$.request.tool') = ?2) \
-             AND (?3 IS NULL OR json_extract(data, '$.classification.environment') = ?3) \
-             AND (?4 IS NULL OR agent = ?4) \
-             AND (?5 IS NULL OR instr(COALESCE(json_extract(decision, '$.approvers[0]'), '') \
-                  || ' ' || COALESCE(json_extract(approver, '$.email'), ''), ?5) > 0) \
-             AND (?6 IS NULL OR created_at >= ?6) AND (?7 IS NULL OR created_at <= ?7) \
-             ORDER BY created_at DESC, id LIMIT ?8 OFFSET ?9",
+             AND ($1 IS NULL OR state = $1) \
+             AND ($2 IS NULL OR json_extract(data, '$.request.tool') = $2) \
+             AND ($3 IS NULL OR json_extract(data, '$.classification.environment') = $3) \
+             AND ($4 IS NULL OR agent = $4) \
+             AND ($5 IS NULL OR instr(COALESCE(json_extract(decision, '$.approvers[0]'), '') \
+                  || ' ' || COALESCE(json_extract(approver, '$.email'), ''), $5) > 0) \
+             AND ($6 IS NULL OR created_at >= $6) AND ($7 IS NULL OR created_at <= $7) \
+             ORDER BY created_at DESC, id LIMIT $8 OFFSET $9",
         )
         .bind(&f.state)
         .bind(&f.tool)
@@ -76,7 +76,7 @@ impl Store {
     pub async fn pending_summaries(&self, limit: i64) -> Result<Vec<RequestView>> {
         let rows = sqlx::query(
             "SELECT id, agent, created_at, deadline, summary, approvals FROM requests \
-             WHERE state = 'pending' ORDER BY deadline, created_at LIMIT ?",
+             WHERE state = 'pending' ORDER BY deadline, created_at LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.read)
@@ -127,7 +127,7 @@ impl Store {
     /// Who decided request `id`, as recorded with a web decision.
     pub async fn approver_details(&self, id: &str) -> Result<Option<serde_json::Value>> {
         let t: Option<Option<String>> =
-            sqlx::query_scalar("SELECT approver FROM requests WHERE id = ?")
+            sqlx::query_scalar("SELECT approver FROM requests WHERE id = $1")
                 .bind(id)
                 .fetch_optional(&self.read)
                 .await?;
@@ -155,7 +155,7 @@ impl Store {
     }
 
     /// A connection of the read pool, for paging through the audit log.
-    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Sqlite>> {
+    pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
         Ok(self.read.acquire().await?)
     }
 }

@@ -26,6 +26,7 @@ mod notify;
 pub mod oidc;
 mod outbox;
 mod outbox_store;
+mod postgres;
 mod quorum;
 mod routes;
 pub mod sessions;
@@ -51,6 +52,8 @@ use store::Store;
 
 /// The database file inside the data dir.
 pub const DB_FILE: &str = "hitl-gate.db";
+
+pub use db::{sqlite_url, Location};
 /// The admin socket inside the data dir.
 pub const SOCKET_FILE: &str = "admin.sock";
 
@@ -111,13 +114,10 @@ where
     let keys = Arc::new(Keys::load_or_create(&config.data_dir)?);
     let serve = config.policy.serve().clone();
     let sinks = notify::load(&serve.notify)?;
-    let mut store = Store::open(
-        &config.data_dir.join(DB_FILE),
-        keys.clone(),
-        serve.checkpoint_every,
-    )
-    .await
-    .map_err(|e| format!("cannot open the database: {e}"))?;
+    let location = db::location(&serve, &config.data_dir.join(DB_FILE))?;
+    let mut store = Store::open(&location, keys.clone(), serve.checkpoint_every)
+        .await
+        .map_err(|e| format!("cannot open the database: {e}"))?;
     let wake = Arc::new(Notify::new());
     store.set_outbox(outbox::Outbox {
         sinks: serve.notify.clone(),

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 
 use super::db::Result;
 use crate::api::{Classification, CreateRequest, RequestView, SignedDecision};
@@ -180,11 +180,11 @@ pub fn decision_extra(d: &SignedDecision) -> Value {
 
 /// Inserts rows on the writer's transaction. A row already queued (the same key and sink) is
 /// left as it is.
-pub async fn insert(c: &mut SqliteConnection, rows: &[Queued], now: i64) -> Result<()> {
+pub async fn insert(c: &mut AnyConnection, rows: &[Queued], now: i64) -> Result<()> {
     for r in rows {
         sqlx::query(
-            "INSERT OR IGNORE INTO outbox (key, sink, event, request_id, payload, created_at, \
-             next_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO outbox (key, sink, event, request_id, payload, created_at, next_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key) DO NOTHING",
         )
         .bind(format!("{}@{}", r.key, r.sink))
         .bind(&r.sink)

@@ -30,11 +30,11 @@ impl Store {
     pub async fn outbox_due(&self, sinks: &[String], now: i64, limit: i64) -> Result<Vec<Due>> {
         let rows = sqlx::query(
             "SELECT id, key, sink, event, payload, attempts FROM outbox o \
-             WHERE delivered_at IS NULL AND next_at <= ? \
-             AND sink IN (SELECT value FROM json_each(?)) AND NOT EXISTS ( \
+             WHERE delivered_at IS NULL AND next_at <= $1 \
+             AND sink IN (SELECT value FROM json_each($2)) AND NOT EXISTS ( \
                SELECT 1 FROM outbox p WHERE p.delivered_at IS NULL AND p.sink = o.sink \
                AND p.request_id = o.request_id AND p.id < o.id) \
-             ORDER BY id LIMIT ?",
+             ORDER BY id LIMIT $3",
         )
         .bind(now)
         .bind(serde_json::to_string(sinks).unwrap_or_default())
@@ -65,7 +65,7 @@ impl Store {
     pub async fn outbox_next(&self, sinks: &[String]) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar(
             "SELECT MIN(next_at) FROM outbox WHERE delivered_at IS NULL \
-             AND sink IN (SELECT value FROM json_each(?))",
+             AND sink IN (SELECT value FROM json_each($1))",
         )
         .bind(serde_json::to_string(sinks).unwrap_or_default())
         .fetch_one(&self.read)
@@ -94,8 +94,8 @@ impl Store {
                     match failed {
                         None => {
                             sqlx::query(
-                                "UPDATE outbox SET delivered_at = ?, attempts = attempts + 1 \
-                                 WHERE id = ?",
+                                "UPDATE outbox SET delivered_at = $1, attempts = attempts + 1 \
+                                 WHERE id = $2",
                             )
                             .bind(now)
                             .bind(id)
@@ -104,8 +104,8 @@ impl Store {
                         }
                         Some((retry_at, e)) => {
                             sqlx::query(
-                                "UPDATE outbox SET next_at = ?, attempts = attempts + 1, \
-                                 last_error = ? WHERE id = ?",
+                                "UPDATE outbox SET next_at = $1, attempts = attempts + 1, \
+                                 last_error = $2 WHERE id = $3",
                             )
                             .bind(retry_at)
                             .bind(e)
@@ -156,7 +156,7 @@ impl Store {
             .write(move |c| {
                 Box::pin(async move {
                     let r = sqlx::query(
-                        "UPDATE requests SET escalated_at = ? WHERE id = ? AND state = 'pending' \
+                        "UPDATE requests SET escalated_at = $1 WHERE id = $2 AND state = 'pending' \
                          AND escalated_at IS NULL",
                     )
                     .bind(now)

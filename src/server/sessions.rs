@@ -55,7 +55,7 @@ impl Store {
         self.writer
             .write(move |c| {
                 Box::pin(async move {
-                    sqlx::query("DELETE FROM logins WHERE created_at < ?")
+                    sqlx::query("DELETE FROM logins WHERE created_at < $1")
                         .bind(login.created_at - LOGIN_TTL_MS)
                         .execute(&mut *c)
                         .await?;
@@ -67,7 +67,7 @@ impl Store {
                     }
                     sqlx::query(
                         "INSERT INTO logins (state_sha256, browser_sha256, nonce, pkce_verifier, \
-                         return_to, max_age, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         return_to, max_age, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                     )
                     .bind(&state_sha256)
                     .bind(&login.browser_sha256)
@@ -91,7 +91,7 @@ impl Store {
             .write(move |c| {
                 Box::pin(async move {
                     let row = sqlx::query(
-                        "DELETE FROM logins WHERE state_sha256 = ? RETURNING browser_sha256, \
+                        "DELETE FROM logins WHERE state_sha256 = $1 RETURNING browser_sha256, \
                          nonce, pkce_verifier, return_to, max_age, created_at",
                     )
                     .bind(&state_sha256)
@@ -118,14 +118,14 @@ impl Store {
         self.writer
             .write(move |c| {
                 Box::pin(async move {
-                    sqlx::query("DELETE FROM sessions WHERE created_at < ?")
+                    sqlx::query("DELETE FROM sessions WHERE created_at < $1")
                         .bind(ended_before)
                         .execute(&mut *c)
                         .await?;
                     sqlx::query(
                         "INSERT INTO sessions (id_sha256, issuer, subject, email, name, groups, \
                          auth_time, created_at, last_seen, csrf) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                     )
                     .bind(&s.id_sha256)
                     .bind(&s.who.issuer)
@@ -149,7 +149,7 @@ impl Store {
     pub async fn session(&self, id_sha256: &str) -> Result<Option<Session>> {
         let row = sqlx::query(
             "SELECT id_sha256, issuer, subject, email, name, groups, auth_time, created_at, \
-             last_seen, csrf FROM sessions WHERE id_sha256 = ?",
+             last_seen, csrf FROM sessions WHERE id_sha256 = $1",
         )
         .bind(id_sha256)
         .fetch_optional(&self.read)
@@ -175,7 +175,7 @@ impl Store {
         self.writer
             .write(move |c| {
                 Box::pin(async move {
-                    sqlx::query("UPDATE sessions SET last_seen = ? WHERE id_sha256 = ?")
+                    sqlx::query("UPDATE sessions SET last_seen = $1 WHERE id_sha256 = $2")
                         .bind(now)
                         .bind(&id_sha256)
                         .execute(&mut *c)
@@ -191,7 +191,7 @@ impl Store {
         self.writer
             .write(move |c| {
                 Box::pin(async move {
-                    sqlx::query("DELETE FROM sessions WHERE id_sha256 = ?")
+                    sqlx::query("DELETE FROM sessions WHERE id_sha256 = $1")
                         .bind(&id_sha256)
                         .execute(&mut *c)
                         .await?;

@@ -5,11 +5,10 @@
 //! audit row (`audit_log.rs`) in the same savepoint: if the row cannot be written, the change is
 //! not made. Approvals and decisions are recorded by `decision_store.rs`. Signing a decision and choosing who may make it is `decide.rs`'s job.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use serde_json::json;
-use sqlx::{Row as _, SqlitePool};
+use sqlx::{AnyPool, Row as _};
 
 use super::audit_log::{AuditLog, Entry};
 pub use super::db::{Result, StoreError};
@@ -45,7 +44,7 @@ pub enum Changed {
 
 pub struct Store {
     pub(super) writer: Writer,
-    pub(super) read: SqlitePool,
+    pub(super) read: AnyPool,
     pub(super) log: AuditLog,
     /// The notification sinks (`outbox.rs`): every change queues its events in its own
     /// transaction. `None` when no sink is configured.
@@ -53,11 +52,15 @@ pub struct Store {
 }
 
 impl Store {
-    /// Opens (and on first use creates) the database at `path`.
-    pub async fn open(path: &Path, keys: Arc<Keys>, checkpoint_every: u64) -> Result<Store> {
-        let (writer, read) = super::db::open(path).await?;
+    /// Opens (and on first use creates) the database at `at`.
+    pub async fn open(
+        at: &super::db::Location,
+        keys: Arc<Keys>,
+        checkpoint_every: u64,
+    ) -> Result<Store> {
+        let (writer, read, backend) = super::db::open(at).await?;
         Ok(Store {
-            writer: Writer::start(writer),
+            writer: Writer::start(writer, backend),
             read,
             log: AuditLog::new(keys, checkpoint_every),
             outbox: None,
@@ -72,7 +75,7 @@ impl Store {
     /// The request of `agent` created with idempotency key `key`, if any.
     pub async fn by_idempotency_key(&self, agent: &str, key: &str) -> Result<Option<RequestView>> {
         let id: Option<String> =
-            sqlx::query_scalar("SELECT id FROM requests WHERE agent = ? AND idem_key = ?")
+            sqlx::query_scalar("SELECT id FROM requests WHERE agent = $1 AND idem_key = $2")
                 .bind(agent)
                 .bind(key)
                 .fetch_optional(&self.read)
@@ -126,7 +129,7 @@ impl Store {
                 Box::pin(async move {
                     if let Some(key) = &new.idempotency_key {
                         let id: Option<String> = sqlx::query_scalar(
-                            "SELECT id FROM requests WHERE agent = ? AND idem_key = ?",
+                            "SELECT id FROM requests WHERE agent = $1 AND idem_key = $2",
                         )
                         .bind(&new.agent)
                         .bind(key)
@@ -138,7 +141,7 @@ impl Store {
                     }
                     sqlx::query(
                         "INSERT INTO requests (id, agent, state, created_at, deadline, data, \
-                         summary, idem_key) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
+                         summary, idem_key) VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)",
                     )
                     .bind(&new.id)
                     .bind(&new.agent)
@@ -290,7 +293,7 @@ impl Store {
             .write(move |c| {
                 Box::pin(async move {
                     let r = sqlx::query(
-                        "UPDATE requests SET outcome = ? WHERE id = ? AND state = 'approved' \
+                        "UPDATE requests SET outcome = $1 WHERE id = $2 AND state = 'approved' \
                          AND outcome IS NULL",
                     )
                     .bind(&text)
@@ -323,7 +326,7 @@ impl Store {
     pub async fn get(&self, id: &str) -> Result<Option<RequestView>> {
         let row = sqlx::query(
             "SELECT id, agent, state, created_at, deadline, data, decision, outcome, approvals \
-             FROM requests WHERE id = ?",
+             FROM requests WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.read)
@@ -336,7 +339,7 @@ impl Store {
         let rows = sqlx::query(
             "SELECT id, agent, state, created_at, deadline, data, decision, outcome, approvals \
              FROM requests \
-             WHERE (?1 IS NULL OR state = ?1) ORDER BY created_at DESC, id LIMIT ?2",
+             WHERE ($1 IS NULL OR state = $1) ORDER BY created_at DESC, id LIMIT $2",
         )
         .bind(state.map(State::as_str))
         .bind(limit)
@@ -348,7 +351,7 @@ impl Store {
     /// Ids of pending requests whose deadline has passed.
     pub async fn overdue(&self, now: i64) -> Result<Vec<String>> {
         Ok(sqlx::query_scalar(
-            "SELECT id FROM requests WHERE state = 'pending' AND deadline <= ? ORDER BY deadline",
+            "SELECT id FROM requests WHERE state = 'pending' AND deadline <= $1 ORDER BY deadline",
         )
         .bind(now)
         .fetch_all(&self.read)
@@ -366,7 +369,7 @@ impl Store {
 
     pub async fn count(&self, state: State) -> Result<i64> {
         Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE state = ?")
+            sqlx::query_scalar("SELECT COUNT(*) FROM requests WHERE state = $1")
                 .bind(state.as_str())
                 .fetch_one(&self.read)
                 .await?,
@@ -398,7 +401,7 @@ fn summary(new: &NewRequest) -> serde_json::Value {
     })
 }
 
-pub(super) fn view_from_row(r: &sqlx::sqlite::SqliteRow) -> Result<RequestView> {
+pub(super) fn view_from_row(r: &sqlx::any::AnyRow) -> Result<RequestView> {
     let bad = |what: &str, e: &dyn std::fmt::Display| {
         StoreError(format!("stored {what} is unreadable: {e}"))
     };

@@ -1,7 +1,8 @@
 //! The single writer connection, with group commit.
 //!
 //! One task owns the connection. Operations queue up while a commit (an fsync) is under way;
-//! the next transaction (`BEGIN IMMEDIATE`) takes all of them (up to 128), each in its own
+//! the next transaction (SQLite: `BEGIN IMMEDIATE`; PostgreSQL: `BEGIN` and the advisory lock
+//! that serializes the writers of all replicas) takes all of them (up to 128), each in its own
 //! savepoint, and commits once. A caller is answered only after the commit that contains its
 //! change is durable, and only its own operation's failure is reported to it (its savepoint is
 //! rolled back); if the COMMIT itself fails, every operation of that batch fails and nothing of
@@ -10,16 +11,16 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use sqlx::SqliteConnection;
+use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::db::{Result, StoreError};
+use super::db::{Backend, Result, StoreError};
 
 /// A future borrowing the writer connection.
 pub type ConnFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
 
 /// One queued write, its value already routed to its caller.
-type Job = Box<dyn for<'c> FnOnce(&'c mut SqliteConnection) -> ConnFuture<'c, ()> + Send>;
+type Job = Box<dyn for<'c> FnOnce(&'c mut AnyConnection) -> ConnFuture<'c, ()> + Send>;
 
 struct WriteOp {
     run: Job,
@@ -36,9 +37,9 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer task on `conn`.
-    pub fn start(conn: SqliteConnection) -> Writer {
+    pub fn start(conn: AnyConnection, backend: Backend) -> Writer {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer_task(conn, rx));
+        tokio::spawn(writer_task(conn, backend, rx));
         Writer { tx }
     }
 
@@ -47,7 +48,7 @@ impl Writer {
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> ConnFuture<'c, T> + Send + 'static,
+        F: for<'c> FnOnce(&'c mut AnyConnection) -> ConnFuture<'c, T> + Send + 'static,
     {
         let (value_tx, value_rx) = oneshot::channel::<T>();
         let run: Job = Box::new(move |c| {
@@ -67,7 +68,11 @@ impl Writer {
     }
 }
 
-async fn writer_task(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver<WriteOp>) {
+async fn writer_task(
+    mut conn: AnyConnection,
+    backend: Backend,
+    mut rx: mpsc::UnboundedReceiver<WriteOp>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -78,7 +83,7 @@ async fn writer_task(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver
         }
         let (runs, replies): (Vec<Job>, Vec<_>) =
             batch.into_iter().map(|op| (op.run, op.reply)).unzip();
-        let results = run_batch(&mut conn, runs).await;
+        let results = run_batch(&mut conn, backend, runs).await;
         for (reply, r) in replies.into_iter().zip(results) {
             let _ = reply.send(r);
         }
@@ -86,10 +91,27 @@ async fn writer_task(mut conn: SqliteConnection, mut rx: mpsc::UnboundedReceiver
 }
 
 /// Runs a batch in one transaction, one savepoint per operation; returns each operation's result.
-async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Job>) -> Vec<Result<()>> {
+async fn run_batch(conn: &mut AnyConnection, backend: Backend, batch: Vec<Job>) -> Vec<Result<()>> {
     let fail_all =
         |e: &sqlx::Error, n: usize| (0..n).map(|_| Err(StoreError(e.to_string()))).collect();
-    if let Err(e) = sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await {
+    // SQLite: the write lock at once. PostgreSQL: the writers of every replica in turn.
+    let begun = match backend {
+        Backend::Sqlite => sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await,
+        Backend::Postgres => match sqlx::query("BEGIN").execute(&mut *conn).await {
+            Ok(_) => {
+                let locked = sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(super::postgres::CHAIN_LOCK)
+                    .execute(&mut *conn)
+                    .await;
+                if locked.is_err() {
+                    let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                }
+                locked
+            }
+            e => e,
+        },
+    };
+    if let Err(e) = begun {
         return fail_all(&e, batch.len());
     }
     let mut results = Vec::with_capacity(batch.len());

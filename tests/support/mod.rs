@@ -8,6 +8,7 @@ pub mod browser;
 pub mod gate;
 pub mod kube;
 pub mod oidc;
+pub mod postgres;
 pub mod server;
 pub mod tools;
 

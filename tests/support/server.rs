@@ -1,5 +1,6 @@
 //! Server harness: a real `hitl-gate serve` in-process (through `launch_with_listener` on
-//! `127.0.0.1:0`, real SQLite in a temp dir) or as a child process of the built binary, agent
+//! `127.0.0.1:0`, real SQLite in a temp dir, or with `HITL_TEST_STORE=postgres` a database of
+//! the throwaway PostgreSQL cluster, `postgres.rs`) or as a child process of the built binary, agent
 //! clients (reqwest) and an approver client that speaks HTTP over the admin Unix socket.
 
 use std::io::BufRead;
@@ -67,7 +68,14 @@ impl TestServer {
         policy: &str,
         tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     ) -> TestServer {
-        let policy = hitl_gate::policy::load::parse(policy).expect("test policy parses");
+        let policy = if super::postgres::wanted() && !policy.contains("database_url") {
+            let (policy, url) = super::postgres::with_database(policy);
+            super::postgres::register(&data, &url);
+            policy
+        } else {
+            policy.to_string()
+        };
+        let policy = hitl_gate::policy::load::parse(&policy).expect("test policy parses");
         let scheme = if tls.is_some() { "https" } else { "http" };
         let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -297,11 +305,13 @@ pub async fn raw_db(path: &Path) -> sqlx::SqliteConnection {
 /// The audit log's rows as `hitl-gate audit export` writes them, in order (read through the CLI,
 /// not the store's tables).
 pub fn audit_rows(data: &Path) -> Vec<hitl_gate::audit::Row> {
-    let out = super::run(
-        Command::new(super::bin())
-            .args(["audit", "export", "--data-dir"])
-            .arg(data),
-    );
+    let mut c = Command::new(super::bin());
+    c.args(["audit", "export"]);
+    match super::postgres::url_of(data) {
+        Some(url) => c.args(["--database-url", &url]),
+        None => c.arg("--data-dir").arg(data),
+    };
+    let out = super::run(&mut c);
     assert_eq!(super::code(&out), 0, "{}", super::stderr(&out));
     super::stdout(&out)
         .lines()
