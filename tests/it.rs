@@ -22,6 +22,7 @@ mod notify;
 mod oidc_tokens;
 mod policy_errors;
 mod process;
+mod replicas;
 mod resolution;
 mod server;
 mod terraform_gate;

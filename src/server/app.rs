@@ -64,6 +64,14 @@ impl Waiters {
         }
     }
 
+    /// Wakes every waiter (they read their request again).
+    pub fn wake_all(&self) {
+        let all: Vec<_> = self.map.lock().expect("waiters lock").drain().collect();
+        for (_, n) in all {
+            n.notify_waiters();
+        }
+    }
+
     /// Drops the entry when nobody else holds it (a waiter that gave up).
     pub fn release(&self, id: &str, mine: Arc<Notify>) {
         let mut map = self.map.lock().expect("waiters lock");

@@ -70,6 +70,15 @@ impl AuditLog {
         if row.seq % self.checkpoint_every == 0 {
             self.insert_checkpoint(c, row.seq, &row.hash, e.at).await?;
         }
+        // PostgreSQL: the other replicas hear of the change when, and only if, it commits
+        // (`replicas.rs`).
+        if let (Some(id), "PostgreSQL") = (e.request_id, c.backend_name()) {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(super::replicas::CHANNEL)
+                .bind(format!("{} {id}", e.kind))
+                .execute(&mut *c)
+                .await?;
+        }
         Ok(row.seq)
     }
 

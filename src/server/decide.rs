@@ -235,13 +235,28 @@ pub async fn expire_due(app: &App) {
     }
 }
 
-/// Sleeps until the next deadline (or a new request), then expires what is due.
-pub async fn reaper(app: Arc<App>) {
+/// Sleeps until the next deadline (or a new request), then expires what is due. With several
+/// replicas (`leadership`), only the holder of the reaper's lock does, and every replica checks
+/// the lock at least every second.
+pub async fn reaper(app: Arc<App>, mut leadership: Option<super::replicas::Leadership>) {
     let mut stop = app.shutdown.clone();
     loop {
+        if let Some(l) = leadership.as_mut() {
+            if !l.check(&app).await {
+                tokio::select! {
+                    () = tokio::time::sleep(std::time::Duration::from_secs(1)) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+        }
         let wait = match app.store.next_deadline().await {
             Ok(Some(d)) => u64::try_from(d - now_ms()).unwrap_or(0),
             _ => 60_000,
+        };
+        let wait = if leadership.is_some() {
+            wait.min(1000)
+        } else {
+            wait
         };
         let notified = app.reaper.notified();
         tokio::select! {

@@ -1,6 +1,7 @@
 //! `GET /metrics` in the Prometheus text format: pending requests, decisions by outcome, the
 //! time-to-decision histogram, the number of waiting clients and the TCP connections refused
-//! over the cap.
+//! over the cap; on PostgreSQL, the replica's id, its listener's reconnects and whether it runs
+//! the reaper.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 
@@ -30,6 +31,12 @@ pub struct Metrics {
     auto_approved: AtomicU64,
     /// Notification deliveries by sink and outcome (`delivered`, `failed`).
     deliveries: std::sync::Mutex<std::collections::BTreeMap<(String, &'static str), u64>>,
+    /// This replica's id (host and process), on PostgreSQL.
+    pub replica: std::sync::OnceLock<String>,
+    /// Times the connection listening for other replicas' changes was lost.
+    pub listener_reconnects: AtomicU64,
+    /// Whether this replica holds the reaper's lock.
+    pub reaper_leader: std::sync::atomic::AtomicBool,
 }
 
 impl Metrics {
@@ -145,6 +152,23 @@ impl Metrics {
             "hitl_gate_waiters {}\n",
             self.waiters.load(Relaxed)
         ));
+        if let Some(r) = self.replica.get() {
+            s.push_str(&format!(
+                "# HELP hitl_gate_replica_info This replica (PostgreSQL).\n\
+                 # TYPE hitl_gate_replica_info gauge\n\
+                 hitl_gate_replica_info{{replica=\"{}\"}} 1\n\
+                 # HELP hitl_gate_listener_reconnects_total Lost connections listening for other \
+                 replicas' changes.\n\
+                 # TYPE hitl_gate_listener_reconnects_total counter\n\
+                 hitl_gate_listener_reconnects_total {}\n\
+                 # HELP hitl_gate_reaper_leader Whether this replica runs the reaper.\n\
+                 # TYPE hitl_gate_reaper_leader gauge\n\
+                 hitl_gate_reaper_leader {}\n",
+                r.replace(['\\', '"', '\n'], "_"),
+                self.listener_reconnects.load(Relaxed),
+                u8::from(self.reaper_leader.load(Relaxed))
+            ));
+        }
         s
     }
 }

@@ -28,6 +28,7 @@ mod outbox;
 mod outbox_store;
 mod postgres;
 mod quorum;
+mod replicas;
 mod routes;
 pub mod sessions;
 mod slack;
@@ -118,6 +119,9 @@ where
     let mut store = Store::open(&location, keys.clone(), serve.checkpoint_every)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))?;
+    if let db::Location::Postgres(url) = &location {
+        postgres::check_signing_key(url, &keys.public_hex()).await?;
+    }
     let wake = Arc::new(Notify::new());
     store.set_outbox(outbox::Outbox {
         sinks: serve.notify.clone(),
@@ -193,7 +197,23 @@ where
     };
     on_start(&started);
 
-    let reaper = tokio::spawn(decide::reaper(app.clone()));
+    // PostgreSQL: this replica hears of the others' changes, and runs the reaper when it holds
+    // the lock.
+    let (listener_task, leadership) = match &location {
+        db::Location::Postgres(url) => {
+            let _ = app.metrics.replica.set(format!(
+                "{}:{}",
+                crate::shim::prepared::hostname(),
+                std::process::id()
+            ));
+            (
+                Some(tokio::spawn(replicas::listener(app.clone(), url.clone()))),
+                Some(replicas::Leadership::new(url.clone())),
+            )
+        }
+        db::Location::Sqlite(_) => (None, None),
+    };
+    let reaper = tokio::spawn(decide::reaper(app.clone(), leadership));
     let notifier = (!sinks.is_empty())
         .then(|| tokio::spawn(notify::worker(app.clone(), sinks, escalate, wake)));
     let checkpointer = tokio::spawn(decide::checkpointer(
@@ -231,6 +251,9 @@ where
     let ((), b) = tokio::join!(tcp, uds_server);
     reaper.abort();
     checkpointer.abort();
+    if let Some(l) = listener_task {
+        l.abort();
+    }
     if let Some(n) = notifier {
         n.abort();
     }

@@ -153,6 +153,8 @@ CREATE TABLE outbox (
     last_error TEXT
 );
 CREATE INDEX outbox_due ON outbox (delivered_at, next_at);
+
+CREATE TABLE signing_key (public_key TEXT NOT NULL);
 "#;
 
 /// Every schema version's script, in order: version N is `MIGRATIONS[N - 1]`.
@@ -222,5 +224,30 @@ async fn migrate_locked(c: &mut AnyConnection) -> Result<()> {
     sqlx::Executor::execute(&mut *c, COMPAT)
         .await
         .map_err(err)?;
+    Ok(())
+}
+
+/// Refuses a replica whose signing key is not the one the database has recorded (the first
+/// replica records its own): every replica signs with the same key, the one the shims pin.
+pub async fn check_signing_key(url: &str, public_hex: &str) -> Result<()> {
+    let mut c = AnyConnection::connect(url).await.map_err(err)?;
+    sqlx::query(
+        "INSERT INTO signing_key (public_key) SELECT $1 \
+         WHERE NOT EXISTS (SELECT 1 FROM signing_key)",
+    )
+    .bind(public_hex)
+    .execute(&mut c)
+    .await
+    .map_err(err)?;
+    let recorded: String = sqlx::query_scalar("SELECT public_key FROM signing_key LIMIT 1")
+        .fetch_one(&mut c)
+        .await
+        .map_err(err)?;
+    if recorded != public_hex {
+        return Err(format!(
+            "this replica's signing key ({public_hex}) is not the one of the database's other \
+             replicas ({recorded}): give every replica the same key file"
+        ));
+    }
     Ok(())
 }

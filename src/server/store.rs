@@ -58,9 +58,9 @@ impl Store {
         keys: Arc<Keys>,
         checkpoint_every: u64,
     ) -> Result<Store> {
-        let (writer, read, backend) = super::db::open(at).await?;
+        let (writer, read, _) = super::db::open(at).await?;
         Ok(Store {
-            writer: Writer::start(writer, backend),
+            writer: Writer::start(writer, at),
             read,
             log: AuditLog::new(keys, checkpoint_every),
             outbox: None,

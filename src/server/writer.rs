@@ -14,7 +14,7 @@ use std::pin::Pin;
 use sqlx::AnyConnection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::db::{Backend, Result, StoreError};
+use super::db::{Backend, Location, Result, StoreError};
 
 /// A future borrowing the writer connection.
 pub type ConnFuture<'c, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'c>>;
@@ -36,10 +36,10 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer task on `conn`.
-    pub fn start(conn: AnyConnection, backend: Backend) -> Writer {
+    /// Starts the writer task on `conn`, a connection to the store at `at`.
+    pub fn start(conn: AnyConnection, at: &Location) -> Writer {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(writer_task(conn, backend, rx));
+        tokio::spawn(writer_task(conn, at.clone(), rx));
         Writer { tx }
     }
 
@@ -70,9 +70,13 @@ impl Writer {
 
 async fn writer_task(
     mut conn: AnyConnection,
-    backend: Backend,
+    at: Location,
     mut rx: mpsc::UnboundedReceiver<WriteOp>,
 ) {
+    let backend = match at {
+        Location::Sqlite(_) => Backend::Sqlite,
+        Location::Postgres(_) => Backend::Postgres,
+    };
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -84,8 +88,18 @@ async fn writer_task(
         let (runs, replies): (Vec<Job>, Vec<_>) =
             batch.into_iter().map(|op| (op.run, op.reply)).unzip();
         let results = run_batch(&mut conn, backend, runs).await;
+        let failed = results.iter().any(Result::is_err);
         for (reply, r) in replies.into_iter().zip(results) {
             let _ = reply.send(r);
+        }
+        // PostgreSQL: a connection lost (the server restarted, a failover) is made again, so
+        // the next write can succeed; the failed ones were reported, nothing of them kept.
+        if let (true, Location::Postgres(url)) = (failed, &at) {
+            if sqlx::Connection::ping(&mut conn).await.is_err() {
+                if let Ok(c) = <AnyConnection as sqlx::Connection>::connect(url).await {
+                    conn = c;
+                }
+            }
         }
     }
 }

@@ -68,7 +68,8 @@ impl TempPostgres {
         );
     }
 
-    fn start() -> TempPostgres {
+    /// Starts a cluster of its own (most tests use [`shared`]'s).
+    pub fn start() -> TempPostgres {
         assert!(
             Path::new(BIN).join("initdb").exists(),
             "{BIN}/initdb is missing: install postgresql-15 (scripts/fetch-test-tools does)"

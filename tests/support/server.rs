@@ -305,13 +305,23 @@ pub async fn raw_db(path: &Path) -> sqlx::SqliteConnection {
 /// The audit log's rows as `hitl-gate audit export` writes them, in order (read through the CLI,
 /// not the store's tables).
 pub fn audit_rows(data: &Path) -> Vec<hitl_gate::audit::Row> {
-    let mut c = Command::new(super::bin());
-    c.args(["audit", "export"]);
     match super::postgres::url_of(data) {
-        Some(url) => c.args(["--database-url", &url]),
-        None => c.arg("--data-dir").arg(data),
-    };
-    let out = super::run(&mut c);
+        Some(url) => audit_rows_in(&url),
+        None => export_rows(
+            Command::new(super::bin())
+                .args(["audit", "export", "--data-dir"])
+                .arg(data),
+        ),
+    }
+}
+
+/// [`audit_rows`] of the PostgreSQL database at `url`.
+pub fn audit_rows_in(url: &str) -> Vec<hitl_gate::audit::Row> {
+    export_rows(Command::new(super::bin()).args(["audit", "export", "--database-url", url]))
+}
+
+fn export_rows(c: &mut Command) -> Vec<hitl_gate::audit::Row> {
+    let out = super::run(c);
     assert_eq!(super::code(&out), 0, "{}", super::stderr(&out));
     super::stdout(&out)
         .lines()

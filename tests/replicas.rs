@@ -1,0 +1,364 @@
+//! Several replicas of `hitl-gate serve` (child processes of the built binary) on one database of
+//! the throwaway PostgreSQL cluster (`support::postgres`), sharing one signing key:
+//! - a client waiting on one replica gets a decision made on another at once (LISTEN/NOTIFY);
+//! - a shim whose replica is killed (SIGKILL) while it waits goes on on the next URL and runs
+//!   what was approved there;
+//! - racing decisions on three replicas and the reaper leave one terminal state and one audit
+//!   row per request, and one chain that verifies;
+//! - the reaper's holder killed, expiry still happens on time on another replica;
+//! - a replica with another signing key refuses to start;
+//! - the database restarted during a decision: the decision fails cleanly and succeeds when
+//!   retried.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+
+use crate::support::gate::{finish, KubeGated};
+use crate::support::postgres;
+use crate::support::server::{policy_with, Agent, Approver, ServeProcess, TestServer, TOKEN_A};
+use crate::support::{code, stderr};
+
+/// N replicas on one fresh database.
+struct Replicas {
+    dir: tempfile::TempDir,
+    db: String,
+    policy: PathBuf,
+    procs: Vec<Option<ServeProcess>>,
+}
+
+impl Replicas {
+    fn start(n: usize, extra: &str) -> Replicas {
+        Self::start_on(postgres::shared().create_db(), n, extra)
+    }
+
+    /// N replicas on the database at `db`.
+    fn start_on(db: String, n: usize, extra: &str) -> Replicas {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = dir.path().join("policy.toml");
+        std::fs::write(&policy, postgres::with_url(&policy_with(extra), &db)).unwrap();
+        let mut r = Replicas {
+            dir,
+            db,
+            policy,
+            procs: Vec::new(),
+        };
+        for i in 0..n {
+            let data = r.data(i);
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+            if i > 0 {
+                // The same key file on every replica.
+                let key = data.join(hitl_gate::signing::KEY_FILE);
+                std::fs::copy(r.data(0).join(hitl_gate::signing::KEY_FILE), &key).unwrap();
+                std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            }
+            r.procs.push(Some(ServeProcess::start(&r.policy, &data)));
+        }
+        r
+    }
+
+    fn data(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("r{i}"))
+    }
+
+    fn url(&self, i: usize) -> String {
+        self.procs[i].as_ref().expect("running").url.clone()
+    }
+
+    fn agent(&self, i: usize) -> Agent {
+        Agent {
+            url: self.url(i),
+            token: TOKEN_A.into(),
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+        }
+    }
+
+    fn approver(&self, i: usize) -> Approver {
+        Approver {
+            socket: self.data(i).join("admin.sock"),
+        }
+    }
+
+    fn kill(&mut self, i: usize) {
+        let p = self.procs[i].take().expect("running");
+        p.signal(Signal::SIGKILL);
+    }
+
+    fn public_key(&self) -> String {
+        let out = crate::support::run(
+            Command::new(crate::support::bin())
+                .args(["keys", "show", "--data-dir"])
+                .arg(self.data(0)),
+        );
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// `hitl-gate audit verify` of the shared database.
+    fn verify(&self) -> String {
+        let out = crate::support::run(Command::new(crate::support::bin()).args([
+            "audit",
+            "verify",
+            "--database-url",
+            &self.db,
+            "--public-key",
+            &self.public_key(),
+        ]));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Whether replica `i` says it runs the reaper.
+    async fn leads(&self, i: usize) -> bool {
+        let text = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("{}/metrics", self.url(i)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines().any(|l| l == "hitl_gate_reaper_leader 1")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_on_one_replica_is_woken_by_a_decision_on_another() {
+    let r = Replicas::start(3, "");
+    let id = r.agent(0).create(&["delete", "pod", "a"]).await;
+    let waiter = r.agent(1);
+    let wid = id.clone();
+    let waiting = tokio::spawn(async move {
+        let start = Instant::now();
+        let (s, v) = waiter.wait(&wid, 30).await;
+        (s, v, start.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, v) = r.approver(2).decide(&id, "approve", Some("ok")).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v, took) = waiting.await.unwrap();
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], "approved", "{v}");
+    assert!(
+        took < Duration::from_secs(5),
+        "woken by the decision, not by the end of the wait: {took:?}"
+    );
+    assert!(r.verify().starts_with("audit log ok: 2 rows"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shim_whose_replica_is_killed_goes_on_on_the_next_and_runs_what_was_approved() {
+    let mut r = Replicas::start(2, "");
+    // The shim's world, pointed at the replicas (a server of its own stays unused).
+    let srv = TestServer::start(&policy_with("")).await;
+    let w = KubeGated::around(crate::support::gate::Gated::with_server(srv, "")).await;
+    w.fake.put_deployment("prod", "web");
+    let text = std::fs::read_to_string(&w.agent_policy).unwrap();
+    let text = text
+        .replace(
+            &format!("url = \"{}\"", w.srv.url),
+            &format!("url = [\"{}\", \"{}\"]", r.url(0), r.url(1)),
+        )
+        .replace(&w.srv.public_key, &r.public_key());
+    std::fs::write(&w.agent_policy, text).unwrap();
+    let mut child = w.kubectl(&["delete", "deployment", "web", "-n", "prod"]);
+    // Wait for its request on the shared database, then kill the replica it waits on.
+    let id = loop {
+        let (_, v) = r
+            .approver(1)
+            .request("GET", "/api/v1/requests?state=pending", None)
+            .await;
+        if let Some(id) = v
+            .as_array()
+            .and_then(|a| a.first())
+            .map(|x| x["id"].clone())
+        {
+            break id.as_str().unwrap().to_string();
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the shim ended");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    r.kill(0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, v) = r.approver(1).decide(&id, "approve", Some("ok")).await;
+    assert_eq!(s, 200, "{v}");
+    let out = finish(child).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(w
+        .fake
+        .get("apps/v1", "deployments", "prod", "web")
+        .is_none());
+    let (_, all) = r
+        .approver(1)
+        .request("GET", "/api/v1/requests?state=all", None)
+        .await;
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_decisions_on_three_replicas_and_the_reaper_end_each_request_once() {
+    // Short deadlines, so the reaper races the humans too.
+    let r = Replicas::start(
+        3,
+        "[[rule]]\nname = \"short\"\ntools = [\"kubectl\"]\naction = \"gate\"\ntimeout = \"1s\"\n",
+    );
+    const ROUNDS: usize = 200;
+    let mut ids = Vec::new();
+    for round in 0..ROUNDS {
+        let id = r
+            .agent(round % 3)
+            .create(&["delete", "pod", &format!("p{round}")])
+            .await;
+        ids.push(id);
+    }
+    let mut tasks = Vec::new();
+    for (round, id) in ids.iter().enumerate() {
+        let (a, b, c) = (r.approver(0), r.approver(1), r.agent(2));
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            let approve = a.decide(&id, "approve", Some("a"));
+            let reject = b.decide(&id, "reject", Some("b"));
+            let cancel = async {
+                if round % 2 == 0 {
+                    c.post(
+                        &format!("/api/v1/requests/{id}/cancel"),
+                        serde_json::json!({}),
+                    )
+                    .await
+                } else {
+                    (0, serde_json::Value::Null)
+                }
+            };
+            let (x, y, z) = tokio::join!(approve, reject, cancel);
+            [x.0, y.0, z.0].iter().filter(|s| **s == 200).count()
+        }));
+    }
+    for (t, id) in tasks.into_iter().zip(&ids) {
+        let won = t.await.unwrap();
+        assert!(won <= 1, "request {id}: {won} decisions succeeded");
+    }
+    // Let the reaper expire whatever nobody won.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (_, all) = r
+        .approver(0)
+        .request("GET", "/api/v1/requests?state=all&limit=1000", None)
+        .await;
+    let all = all.as_array().unwrap();
+    assert_eq!(all.len(), ROUNDS);
+    assert!(all.iter().all(|v| v["state"] != "pending"), "all ended");
+    let rows = crate::support::server::audit_rows_in(&r.db);
+    for id in &ids {
+        let ends = rows
+            .iter()
+            .filter(|row| row.request_id.as_deref() == Some(id))
+            .filter(|row| {
+                ["approved", "rejected", "expired", "cancelled"].contains(&row.kind.as_str())
+            })
+            .count();
+        assert_eq!(ends, 1, "request {id} has {ends} terminal audit rows");
+    }
+    let report = r.verify();
+    assert!(report.starts_with("audit log ok: "), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reaper_moves_to_another_replica_when_its_holder_is_killed() {
+    let mut r = Replicas::start(
+        2,
+        "[[rule]]\nname = \"short\"\ntools = [\"kubectl\"]\naction = \"gate\"\ntimeout = \"2s\"\n",
+    );
+    // One of them leads (within a second or two).
+    let start = Instant::now();
+    let leader = loop {
+        let mut leading = Vec::new();
+        for i in 0..2 {
+            if r.leads(i).await {
+                leading.push(i);
+            }
+        }
+        assert!(leading.len() <= 1, "two reapers: {leading:?}");
+        if let [i] = leading[..] {
+            break i;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no reaper");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let other = 1 - leader;
+    r.kill(leader);
+    let id = r.agent(other).create(&["delete", "pod", "x"]).await;
+    let created = Instant::now();
+    let (s, v) = r.agent(other).wait(&id, 10).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], "expired", "{v}");
+    assert!(
+        created.elapsed() < Duration::from_secs(5),
+        "expired on time by the other replica: {:?}",
+        created.elapsed()
+    );
+    assert!(r.leads(other).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_with_another_signing_key_refuses_to_start() {
+    let r = Replicas::start(1, "");
+    let data = r.data(9);
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = crate::support::run(
+        Command::new(crate::support::bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("HITL_GATE_POLICY", &r.policy)
+            .env("HITL_GATE_TEST_ROOT", r.dir.path()),
+    );
+    assert_ne!(code(&out), 0);
+    assert!(stderr(&out).contains("same key file"), "{}", stderr(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_restart_fails_a_decision_cleanly_and_the_retry_succeeds() {
+    // A cluster of its own: the restart must not cut the other tests' connections.
+    let pg = postgres::TempPostgres::start();
+    let r = Replicas::start_on(pg.create_db(), 1, "");
+    let id = r.agent(0).create(&["delete", "pod", "r"]).await;
+    pg.restart();
+    // The first decision after the restart may meet a dead connection: a 5xx, nothing written.
+    let (s, v) = r.approver(0).decide(&id, "approve", Some("ok")).await;
+    if s != 200 {
+        assert!(s >= 500, "{s} {v}");
+        let (_, now) = r
+            .approver(0)
+            .request("GET", &format!("/api/v1/requests/{id}"), None)
+            .await;
+        assert_eq!(now["state"], "pending", "{now}");
+        let start = Instant::now();
+        loop {
+            let (s, v) = r.approver(0).decide(&id, "approve", Some("ok")).await;
+            if s == 200 {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "{s} {v}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    let (_, now) = r
+        .approver(0)
+        .request("GET", &format!("/api/v1/requests/{id}"), None)
+        .await;
+    assert_eq!(now["state"], "approved", "{now}");
+    assert!(r.verify().starts_with("audit log ok: 2 rows"));
+}
+
+/// The replicas' data dirs hold no database: everything is in PostgreSQL.
+#[test]
+fn replicas_keep_nothing_but_their_key_in_the_data_dir() {
+    let r = Replicas::start(1, "");
+    assert!(!Path::new(&r.data(0).join("hitl-gate.db")).exists());
+}
