@@ -8,7 +8,7 @@
 //! - the reaper's holder killed, expiry still happens on time on another replica;
 //! - a replica with another signing key refuses to start;
 //! - the database restarted during a decision: the decision fails cleanly and succeeds when
-//!   retried.
+//!   retried; while it is down, `/readyz` is 503 and `/healthz` says so.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -328,7 +328,29 @@ async fn a_database_restart_fails_a_decision_cleanly_and_the_retry_succeeds() {
     let pg = postgres::TempPostgres::start();
     let r = Replicas::start_on(pg.create_db(), 1, "");
     let id = r.agent(0).create(&["delete", "pod", "r"]).await;
-    pg.restart();
+    // While the database is down the replica is alive but not ready.
+    let probe = |path: &'static str| {
+        let url = format!("{}{path}", r.url(0));
+        async move {
+            let resp = reqwest::Client::builder()
+                .no_proxy()
+                .build()
+                .unwrap()
+                .get(url)
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.text().await.unwrap())
+        }
+    };
+    assert_eq!(probe("/readyz").await.0, 200);
+    pg.stop_server();
+    assert_eq!(probe("/readyz").await.0, 503);
+    assert_eq!(
+        probe("/healthz").await,
+        (200, "ok\ndatabase: unreachable\n".to_string())
+    );
+    pg.start_server();
     // The first decision after the restart may meet a dead connection: a 5xx, nothing written.
     let (s, v) = r.approver(0).decide(&id, "approve", Some("ok")).await;
     if s != 200 {

@@ -154,6 +154,15 @@ impl Store {
         Ok((head, cp))
     }
 
+    /// Whether the database answers (a `SELECT 1` on the read pool within 2 s).
+    pub async fn reachable(&self) -> bool {
+        let ping = sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&self.read);
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(2), ping).await,
+            Ok(Ok(1))
+        )
+    }
+
     /// A connection of the read pool, for paging through the audit log.
     pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
         Ok(self.read.acquire().await?)

@@ -25,10 +25,30 @@ use crate::policy::approvals::Person;
 /// The longest a single long-poll waits, in seconds.
 pub const MAX_WAIT_SECONDS: u64 = 60;
 
+/// Alive (always 200), and whether the database answers.
+async fn healthz(AxState(app): AxState<Arc<App>>) -> String {
+    let db = if app.store.reachable().await {
+        "reachable"
+    } else {
+        "unreachable"
+    };
+    format!("ok\ndatabase: {db}\n")
+}
+
+/// Ready to serve: 200 while the database answers, 503 while it does not.
+async fn readyz(AxState(app): AxState<Arc<App>>) -> Response {
+    if app.store.reachable().await {
+        "ready\n".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response()
+    }
+}
+
 pub fn router(app: Arc<App>) -> Router {
     let body_limit = app.body_limit;
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/public-key", get(public_key))
         .route("/api/v1/requests", post(intake::create).get(list))

@@ -25,6 +25,14 @@ pub struct TempPostgres {
     owner: Option<(u32, u32)>,
 }
 
+/// The server options of a cluster at `dir` on `port`.
+fn server_options(dir: &Path, port: u16) -> String {
+    format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400",
+        dir.display()
+    )
+}
+
 /// Whether the servers of this test run use PostgreSQL (`HITL_TEST_STORE=postgres`).
 pub fn wanted() -> bool {
     std::env::var("HITL_TEST_STORE").as_deref() == Ok("postgres")
@@ -104,15 +112,7 @@ impl TempPostgres {
                 "--no-sync",
             ],
         );
-        let opts = format!(
-            "-p {} -k {dir_s} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400",
-            pg.port
-        );
-        let log = dir.join("log").display().to_string();
-        pg.run(
-            "pg_ctl",
-            &["-D", &data_s, "-l", &log, "-o", &opts, "-w", "start"],
-        );
+        pg.start_server();
         // The watchdog: when this process is gone, an immediate shutdown (SIGQUIT to the
         // postmaster, which a root shell may send).
         let me = std::process::id();
@@ -146,6 +146,23 @@ impl TempPostgres {
             &["-h", "127.0.0.1", "-p", &port, "-U", "hitl", &name],
         );
         self.url(&name)
+    }
+
+    /// Starts the cluster's server (again).
+    pub fn start_server(&self) {
+        let data = self.dir.join("data").display().to_string();
+        let log = self.dir.join("log").display().to_string();
+        let opts = server_options(&self.dir, self.port);
+        self.run(
+            "pg_ctl",
+            &["-D", &data, "-l", &log, "-o", &opts, "-w", "start"],
+        );
+    }
+
+    /// Stops the cluster's server (fast shutdown): connections are cut, new ones refused.
+    pub fn stop_server(&self) {
+        let data = self.dir.join("data").display().to_string();
+        self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
     }
 
     /// Restarts the cluster (fast shutdown, then start): connections are cut.
