@@ -8,7 +8,9 @@
 //! - the reaper's holder killed, expiry still happens on time on another replica;
 //! - a replica with another signing key refuses to start;
 //! - the database restarted during a decision: the decision fails cleanly and succeeds when
-//!   retried; while it is down, `/readyz` is 503 and `/healthz` says so.
+//!   retried; while it is down, `/readyz` is 503 and `/healthz` says so;
+//! - replicas run as a role with docs/deploy.md's grants, which cannot change the audit log;
+//! - the Kubernetes example passes kubectl's client dry run.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -37,6 +39,11 @@ impl Replicas {
 
     /// N replicas on the database at `db`.
     fn start_on(db: String, n: usize, extra: &str) -> Replicas {
+        Self::start_keyed(db, n, extra, None)
+    }
+
+    /// N replicas on the database at `db`, with the signing key file `key` (else a new one).
+    fn start_keyed(db: String, n: usize, extra: &str, key: Option<&Path>) -> Replicas {
         let dir = tempfile::tempdir().unwrap();
         let policy = dir.path().join("policy.toml");
         std::fs::write(&policy, postgres::with_url(&policy_with(extra), &db)).unwrap();
@@ -50,11 +57,16 @@ impl Replicas {
             let data = r.data(i);
             std::fs::create_dir_all(&data).unwrap();
             std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
-            if i > 0 {
-                // The same key file on every replica.
-                let key = data.join(hitl_gate::signing::KEY_FILE);
-                std::fs::copy(r.data(0).join(hitl_gate::signing::KEY_FILE), &key).unwrap();
-                std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+            // The same key file on every replica.
+            let from = match (i, key) {
+                (0, None) => None,
+                (0, Some(k)) => Some(k.to_path_buf()),
+                _ => Some(r.data(0).join(hitl_gate::signing::KEY_FILE)),
+            };
+            if let Some(from) = from {
+                let to = data.join(hitl_gate::signing::KEY_FILE);
+                std::fs::copy(from, &to).unwrap();
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
             }
             r.procs.push(Some(ServeProcess::start(&r.policy, &data)));
         }
@@ -383,4 +395,113 @@ async fn a_database_restart_fails_a_decision_cleanly_and_the_retry_succeeds() {
 fn replicas_keep_nothing_but_their_key_in_the_data_dir() {
     let r = Replicas::start(1, "");
     assert!(!Path::new(&r.data(0).join("hitl-gate.db")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubernetes_example_passes_a_client_dry_run() {
+    let fake = crate::support::kube::FakeKube::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = fake.kubeconfig(dir.path(), &[("test", "default")]);
+    fake.put(serde_json::json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "hitl-gate"}}));
+    let manifest = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/kubernetes/hitl-gate.yaml"
+    );
+    let out = crate::support::run(
+        Command::new(crate::support::tools::kubectl())
+            .args(["apply", "--dry-run=client", "-o", "name", "-f", manifest])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBERC", "off"),
+    );
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let names = String::from_utf8_lossy(&out.stdout).into_owned();
+    for want in [
+        "secret/hitl-gate",
+        "configmap/hitl-gate-policy",
+        "deployment.apps/hitl-gate",
+        "service/hitl-gate",
+    ] {
+        assert!(names.lines().any(|l| l == want), "{want}: {names}");
+    }
+    // Three replicas, probed on /readyz and /healthz, and nothing written to the fake.
+    let text = std::fs::read_to_string(manifest).unwrap();
+    for want in ["replicas: 3", "path: /readyz", "path: /healthz"] {
+        assert!(text.contains(want), "{want}");
+    }
+    assert!(fake.requests().iter().all(|r| !r.writes()));
+    // The policy it carries loads.
+    let policy = text
+        .split("server.toml: |\n")
+        .nth(1)
+        .unwrap()
+        .split("\n---")
+        .next()
+        .unwrap()
+        .lines()
+        .map(|l| l.strip_prefix("    ").unwrap_or(l))
+        .collect::<Vec<_>>()
+        .join("\n");
+    hitl_gate::policy::load::parse(&policy).unwrap_or_else(|e| panic!("{e}\n{policy}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_run_as_a_role_that_cannot_change_the_audit_log() {
+    use sqlx::Connection;
+    let owner_db = postgres::shared().create_db();
+    // The owner's first start creates the schema.
+    let mut first = Replicas::start_on(owner_db.clone(), 1, "");
+    first.kill(0);
+    let key = first.data(0).join(hitl_gate::signing::KEY_FILE);
+    // The grants of docs/deploy.md, as written there (but the role and database creation).
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/deploy.md")).unwrap();
+    let block = doc
+        .split("<!-- grants -->\n```sql\n")
+        .nth(1)
+        .unwrap()
+        .split("```")
+        .next()
+        .unwrap();
+    let grants: String = block
+        .lines()
+        .filter(|l| l.starts_with("GRANT"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(grants.contains("ON audit"), "{block}");
+    let mut su = sqlx::postgres::PgConnection::connect(&owner_db)
+        .await
+        .unwrap();
+    sqlx::Executor::execute(&mut su, "CREATE ROLE hitl_app LOGIN")
+        .await
+        .unwrap();
+    sqlx::Executor::execute(&mut su, grants.as_str())
+        .await
+        .unwrap();
+    let app_db = owner_db.replace("postgres://hitl@", "postgres://hitl_app@");
+    let r = Replicas::start_keyed(app_db.clone(), 1, "", Some(&key));
+    let id = r.agent(0).create(&["delete", "pod", "g"]).await;
+    let (s, v) = r.approver(0).decide(&id, "approve", Some("ok")).await;
+    assert_eq!(s, 200, "{v}");
+    let mut app = sqlx::postgres::PgConnection::connect(&app_db)
+        .await
+        .unwrap();
+    for sql in [
+        "UPDATE audit SET kind = 'x'",
+        "DELETE FROM audit",
+        "DELETE FROM checkpoints",
+        "ALTER TABLE audit DISABLE TRIGGER ALL",
+    ] {
+        let e = sqlx::Executor::execute(&mut app, sql).await.unwrap_err();
+        let e = e.to_string();
+        assert!(
+            e.contains("permission denied") || e.contains("must be owner"),
+            "{sql}: {e}"
+        );
+    }
+    // The triggers refuse the owner too.
+    let e = sqlx::Executor::execute(&mut su, "UPDATE audit SET kind = 'x'")
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("append-only"), "{e}");
+    assert!(r.verify().starts_with("audit log ok: 2 rows"));
 }

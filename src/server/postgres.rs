@@ -190,12 +190,20 @@ async fn migrate(c: &mut AnyConnection) -> Result<()> {
 }
 
 async fn migrate_locked(c: &mut AnyConnection) -> Result<()> {
-    sqlx::Executor::execute(
-        &mut *c,
-        "CREATE TABLE IF NOT EXISTS hitl_gate_schema (version BIGINT NOT NULL)",
-    )
-    .await
-    .map_err(err)?;
+    // A role that owns nothing (docs/deploy.md) may start a replica of an up-to-date database:
+    // nothing is created or replaced unless a migration is due.
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass('hitl_gate_schema')::text")
+        .fetch_one(&mut *c)
+        .await
+        .map_err(err)?;
+    if exists.is_none() {
+        sqlx::Executor::execute(
+            &mut *c,
+            "CREATE TABLE hitl_gate_schema (version BIGINT NOT NULL)",
+        )
+        .await
+        .map_err(err)?;
+    }
     let version: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM hitl_gate_schema")
         .fetch_one(&mut *c)
         .await
@@ -213,17 +221,16 @@ async fn migrate_locked(c: &mut AnyConnection) -> Result<()> {
         .skip(usize::try_from(version).unwrap_or(0))
     {
         // One version, one transaction: a failure half-way leaves the previous version intact.
+        // Version 1 brings the compatibility functions too (a later version that changes
+        // them replaces them in its own script).
+        let compat = if v == 1 { COMPAT } else { "" };
         let script = format!(
-            "BEGIN;\n{script}\nINSERT INTO hitl_gate_schema (version) VALUES ({v});\nCOMMIT;"
+            "BEGIN;\n{compat}\n{script}\nINSERT INTO hitl_gate_schema (version) VALUES ({v});\nCOMMIT;"
         );
         sqlx::Executor::execute(&mut *c, script.as_str())
             .await
             .map_err(err)?;
     }
-    // The functions are replaced on every start: the current binary's are the ones in force.
-    sqlx::Executor::execute(&mut *c, COMPAT)
-        .await
-        .map_err(err)?;
     Ok(())
 }
 
