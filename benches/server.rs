@@ -1,11 +1,18 @@
 //! Benchmarks of the approval server (a benchmark, not a test): run with
-//! `cargo bench --bench server -- [wakeup|waiters|throughput|verify]` (all four by default).
-//! Results and the exact commands are recorded in docs/performance.md.
+//! `cargo bench --bench server -- [wakeup|waiters|throughput|verify|replicas]` (all by
+//! default). Results and the exact commands are recorded in docs/performance.md.
 //!
+//! - replicas: PostgreSQL beside SQLite in one run, on a throwaway cluster with `fsync = on`
+//!   (tests/support/postgres.rs): create+decide cycles per second on each; the wake-up from a
+//!   decision committed on replica B to the long-poll returned on replica A, p50/p99; 10,000
+//!   waiters spread over three replicas, all woken;
 //! - wakeup: from a decision to the waiting long-poll's return, over 1,000 requests;
 //! - waiters: 10,000 concurrent long-polls on one server process, all woken; its RSS;
 //! - throughput: create+decide cycles per second, audit fsync'd (WAL, synchronous=FULL);
 //! - verify: `hitl-gate audit verify` rows per second on a 300,000-row log.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -71,7 +78,13 @@ struct InProcess {
 async fn in_process(extra: &str) -> InProcess {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let policy = hitl_gate::policy::load::parse(&policy_text(extra)).unwrap();
+    in_process_at(dir, data, &policy_text(extra)).await
+}
+
+/// A server in this process on data dir `data` (which may already hold a signing key) with the
+/// policy `text`.
+async fn in_process_at(dir: tempfile::TempDir, data: PathBuf, text: &str) -> InProcess {
+    let policy = hitl_gate::policy::load::parse(text).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -275,7 +288,11 @@ async fn waiters() {
 }
 
 async fn throughput() {
-    let srv = Arc::new(in_process("").await);
+    throughput_of(Arc::new(in_process("").await), "SQLite").await;
+}
+
+/// Create+decide cycles per second against `srv`; returns them.
+async fn throughput_of(srv: Arc<InProcess>, what: &str) -> f64 {
     let http = reqwest::Client::new();
     let (workers, per_worker) = (16, 150);
     let t = Instant::now();
@@ -295,8 +312,117 @@ async fn throughput() {
     let secs = t.elapsed().as_secs_f64();
     let cycles = workers * per_worker;
     println!(
-        "throughput: {cycles} create+decide cycles in {secs:.2}s = {:.0} cycles/s ({workers} concurrent clients; each create and each decision is durable (fsync'd, group commit) before its answer)",
+        "throughput ({what}): {cycles} create+decide cycles in {secs:.2}s = {:.0} cycles/s ({workers} concurrent clients; each create and each decision is durable (fsync'd, group commit) before its answer)",
         cycles as f64 / secs
+    );
+    cycles as f64 / secs
+}
+
+/// `n` servers in this process on one fresh database of `pg`, sharing one signing key.
+async fn replicas_on(pg: &support::postgres::TempPostgres, n: usize) -> Vec<InProcess> {
+    let db = pg.create_db();
+    let text = support::postgres::with_url(&policy_text(""), &db);
+    let mut out: Vec<InProcess> = Vec::new();
+    for _ in 0..n {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        if let Some(first) = out.first() {
+            std::fs::create_dir_all(&data).unwrap();
+            std::fs::set_permissions(&data, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .unwrap();
+            let key = hitl_gate::signing::KEY_FILE;
+            let from = first.socket.parent().unwrap().join(key);
+            std::fs::copy(from, data.join(key)).unwrap();
+        }
+        out.push(in_process_at(dir, data, &text).await);
+    }
+    out
+}
+
+async fn replicas() {
+    let pg = support::postgres::TempPostgres::start_durable();
+    // Throughput, side by side.
+    let sqlite = throughput_of(Arc::new(in_process("").await), "SQLite").await;
+    let one = replicas_on(&pg, 1).await.pop().unwrap();
+    let postgres = throughput_of(Arc::new(one), "PostgreSQL, one replica").await;
+    println!(
+        "throughput ratio PostgreSQL / SQLite: {:.2}",
+        postgres / sqlite
+    );
+    // Wake-up across replicas: poll on A, decide on B.
+    let rs = replicas_on(&pg, 2).await;
+    let http = reqwest::Client::new();
+    let n = 500;
+    let mut across = Vec::with_capacity(n);
+    for i in 0..n {
+        let id = create(&http, &rs[0].url, i).await;
+        let (h, u, id2) = (http.clone(), rs[0].url.clone(), id.clone());
+        let poll = tokio::spawn(async move {
+            let r = h
+                .get(format!("{u}/api/v1/requests/{id2}?wait=30"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await
+                .unwrap();
+            let t = Instant::now();
+            let v: Value = r.json().await.unwrap();
+            (t, v["state"].as_str().unwrap().to_string())
+        });
+        tokio::time::sleep(Duration::from_millis(3)).await;
+        approve(&rs[1].socket, &id).await;
+        let t_answer = Instant::now();
+        let (t_poll, state) = poll.await.unwrap();
+        assert_eq!(state, "approved");
+        across.push(t_poll.saturating_duration_since(t_answer).as_secs_f64() * 1e3);
+    }
+    println!(
+        "wake-up across replicas over {n} requests (decision committed and answered on B -> long-poll returned on A, ms): p50 {:.3} p99 {:.3}",
+        pct(&mut across, 0.5),
+        pct(&mut across, 0.99)
+    );
+    // 10,000 waiters over three replicas.
+    let rs = replicas_on(&pg, 3).await;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let (requests, per_request) = (100, 100);
+    let mut ids = Vec::new();
+    for i in 0..requests {
+        ids.push(create(&http, &rs[i % 3].url, i).await);
+    }
+    let mut polls = Vec::new();
+    for (k, id) in ids.iter().enumerate() {
+        for j in 0..per_request {
+            let (h, u, id) = (http.clone(), rs[(k + j) % 3].url.clone(), id.clone());
+            polls.push(tokio::spawn(async move {
+                h.get(format!("{u}/api/v1/requests/{id}?wait=60"))
+                    .bearer_auth(TOKEN)
+                    .send()
+                    .await
+                    .ok()?
+                    .json::<Value>()
+                    .await
+                    .ok()
+                    .map(|v| v["state"] == "approved")
+            }));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let t = Instant::now();
+    for (k, id) in ids.iter().enumerate() {
+        approve(&rs[k % 3].socket, id).await;
+    }
+    let mut woken = 0;
+    for p in polls {
+        if p.await.unwrap() == Some(true) {
+            woken += 1;
+        }
+    }
+    println!(
+        "waiters over three replicas: {woken}/{} woken with \"approved\" in {:.2}s after the first decision",
+        requests * per_request,
+        t.elapsed().as_secs_f64()
     );
 }
 
@@ -406,6 +532,9 @@ fn main() {
         }
         if all || which.iter().any(|w| w == "waiters") {
             waiters().await;
+        }
+        if all || which.iter().any(|w| w == "replicas") {
+            replicas().await;
         }
     });
 }

@@ -23,13 +23,16 @@ pub struct TempPostgres {
     pub port: u16,
     /// The OS user the cluster runs as (`postgres` when the tests run as root).
     owner: Option<(u32, u32)>,
+    /// `fsync` on (the benchmarks), else off (the tests).
+    durable: bool,
 }
 
 /// The server options of a cluster at `dir` on `port`.
-fn server_options(dir: &Path, port: u16) -> String {
+fn server_options(dir: &Path, port: u16, durable: bool) -> String {
     format!(
-        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=400",
-        dir.display()
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync={} -c max_connections=400",
+        dir.display(),
+        if durable { "on" } else { "off" }
     )
 }
 
@@ -78,6 +81,15 @@ impl TempPostgres {
 
     /// Starts a cluster of its own (most tests use [`shared`]'s).
     pub fn start() -> TempPostgres {
+        Self::start_with(false)
+    }
+
+    /// A cluster whose commits are on disk (`fsync = on`), for the benchmarks.
+    pub fn start_durable() -> TempPostgres {
+        Self::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> TempPostgres {
         assert!(
             Path::new(BIN).join("initdb").exists(),
             "{BIN}/initdb is missing: install postgresql-15 (scripts/fetch-test-tools does)"
@@ -96,6 +108,7 @@ impl TempPostgres {
             dir: dir.clone(),
             port: super::server::free_port(),
             owner,
+            durable,
         };
         let data = dir.join("data");
         let (data_s, dir_s) = (data.display().to_string(), dir.display().to_string());
@@ -152,7 +165,7 @@ impl TempPostgres {
     pub fn start_server(&self) {
         let data = self.dir.join("data").display().to_string();
         let log = self.dir.join("log").display().to_string();
-        let opts = server_options(&self.dir, self.port);
+        let opts = server_options(&self.dir, self.port, self.durable);
         self.run(
             "pg_ctl",
             &["-D", &data, "-l", &log, "-o", &opts, "-w", "start"],
