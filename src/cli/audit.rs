@@ -91,18 +91,35 @@ fn fail(m: impl Into<String>) -> CliError {
 /// Reads the database page by page (read-only), as a blocking iterator of rows.
 struct DbReader {
     rt: tokio::runtime::Runtime,
-    conn: sqlx::AnyConnection,
+    conn: Conn,
+}
+
+/// A SQLite file is read natively (faster than through `Any`); PostgreSQL through `Any`.
+enum Conn {
+    Sqlite(sqlx::SqliteConnection),
+    Any(sqlx::AnyConnection),
+}
+
+impl Conn {
+    fn as_page(&mut self) -> audit_log::PageConn<'_> {
+        match self {
+            Conn::Sqlite(c) => audit_log::PageConn::Sqlite(c),
+            Conn::Any(c) => audit_log::PageConn::Any(c),
+        }
+    }
 }
 
 impl DbReader {
     fn open(path: &Path) -> Result<DbReader, CliError> {
+        use sqlx::ConnectOptions;
         if !path.exists() {
             return Err(fail(format!("{}: no such database", path.display())));
         }
-        sqlx::any::install_default_drivers();
         let url = server::sqlite_url(path, "ro");
+        let opts: sqlx::sqlite::SqliteConnectOptions =
+            url.parse().map_err(|e: sqlx::Error| fail(e.to_string()))?;
         Self::connect(&path.display().to_string(), |rt| {
-            rt.block_on(<sqlx::AnyConnection as sqlx::Connection>::connect(&url))
+            rt.block_on(opts.connect()).map(Conn::Sqlite)
         })
     }
 
@@ -110,12 +127,13 @@ impl DbReader {
         sqlx::any::install_default_drivers();
         Self::connect("the PostgreSQL database", |rt| {
             rt.block_on(<sqlx::AnyConnection as sqlx::Connection>::connect(url))
+                .map(Conn::Any)
         })
     }
 
     fn connect(
         what: &str,
-        f: impl FnOnce(&tokio::runtime::Runtime) -> sqlx::Result<sqlx::AnyConnection>,
+        f: impl FnOnce(&tokio::runtime::Runtime) -> sqlx::Result<Conn>,
     ) -> Result<DbReader, CliError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -133,13 +151,13 @@ impl DbReader {
         until: Option<i64>,
     ) -> Result<Vec<Row>, String> {
         self.rt
-            .block_on(audit_log::page(&mut self.conn, after, since, until))
+            .block_on(audit_log::page(self.conn.as_page(), after, since, until))
             .map_err(|e| e.to_string())
     }
 
     fn checkpoints(&mut self) -> Result<Vec<Checkpoint>, CliError> {
         self.rt
-            .block_on(audit_log::checkpoints(&mut self.conn))
+            .block_on(audit_log::checkpoints(self.conn.as_page()))
             .map_err(|e| fail(e.to_string()))
     }
 

@@ -236,7 +236,8 @@ pub async fn export(
     };
     let checkpoints = {
         let mut conn = app.store.reader().await?;
-        crate::server::audit_log::checkpoints(&mut conn).await?
+        crate::server::audit_log::checkpoints(crate::server::audit_log::PageConn::Any(&mut conn))
+            .await?
     };
     /// The walk through the log: a read connection is taken for each page and given back.
     struct Walk {
@@ -267,7 +268,10 @@ pub async fn export(
             return Some((Err(std::io::Error::other(e)), w));
         }
         let page = match w.app.store.reader().await {
-            Ok(mut conn) => crate::server::audit_log::page(&mut conn, w.after, since, until).await,
+            Ok(mut conn) => {
+                let c = crate::server::audit_log::PageConn::Any(&mut conn);
+                crate::server::audit_log::page(c, w.after, since, until).await
+            }
             Err(e) => Err(e),
         };
         let lines: Vec<ExportLine> = match page {
