@@ -132,14 +132,15 @@ async fn create(http: &reqwest::Client, url: &str, i: usize) -> String {
     v["id"].as_str().expect("created").to_string()
 }
 
-async fn wakeup() {
-    let srv = in_process("").await;
+/// `n` rounds of: create on `poll_on`, long-poll it there, approve it on `decide_on`'s admin
+/// socket. Returns (decision sent -> poll returned, decision answered -> poll returned) in ms;
+/// a poll that returns before the decider reads its own answer counts as 0.
+async fn wake_rounds(poll_on: &str, decide_on: &Path, n: usize) -> (Vec<f64>, Vec<f64>) {
     let http = reqwest::Client::new();
-    let n = 1000;
-    let (mut after_answer, mut after_send) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    let (mut after_send, mut after_answer) = (Vec::with_capacity(n), Vec::with_capacity(n));
     for i in 0..n {
-        let id = create(&http, &srv.url, i).await;
-        let (h, u, id2) = (http.clone(), srv.url.clone(), id.clone());
+        let id = create(&http, poll_on, i).await;
+        let (h, u, id2) = (http.clone(), poll_on.to_string(), id.clone());
         let poll = tokio::spawn(async move {
             let r = h
                 .get(format!("{u}/api/v1/requests/{id2}?wait=30"))
@@ -153,14 +154,20 @@ async fn wakeup() {
         });
         tokio::time::sleep(Duration::from_millis(3)).await; // let the poll park
         let t0 = Instant::now();
-        approve(&srv.socket, &id).await;
+        approve(decide_on, &id).await;
         let t_answer = Instant::now();
         let (t_poll, state) = poll.await.unwrap();
         assert_eq!(state, "approved");
         after_send.push(t_poll.duration_since(t0).as_secs_f64() * 1e3);
-        // The poller may return before the decider reads its own answer: that counts as 0.
         after_answer.push(t_poll.saturating_duration_since(t_answer).as_secs_f64() * 1e3);
     }
+    (after_send, after_answer)
+}
+
+async fn wakeup() {
+    let srv = in_process("").await;
+    let n = 1000;
+    let (mut after_send, mut after_answer) = wake_rounds(&srv.url, &srv.socket, n).await;
     println!("wakeup over {n} requests (ms):");
     println!(
         "  decision sent -> poll returned (upper bound, includes the decision's fsync'd commit): p50 {:.3} p99 {:.3}",
@@ -351,33 +358,8 @@ async fn replicas() {
     );
     // Wake-up across replicas: poll on A, decide on B.
     let rs = replicas_on(&pg, 2).await;
-    let http = reqwest::Client::new();
     let n = 500;
-    let (mut across, mut across_sent) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for i in 0..n {
-        let id = create(&http, &rs[0].url, i).await;
-        let (h, u, id2) = (http.clone(), rs[0].url.clone(), id.clone());
-        let poll = tokio::spawn(async move {
-            let r = h
-                .get(format!("{u}/api/v1/requests/{id2}?wait=30"))
-                .bearer_auth(TOKEN)
-                .send()
-                .await
-                .unwrap();
-            let t = Instant::now();
-            let v: Value = r.json().await.unwrap();
-            (t, v["state"].as_str().unwrap().to_string())
-        });
-        tokio::time::sleep(Duration::from_millis(3)).await;
-        let t0 = Instant::now();
-        approve(&rs[1].socket, &id).await;
-        let t_answer = Instant::now();
-        let (t_poll, state) = poll.await.unwrap();
-        assert_eq!(state, "approved");
-        across_sent.push(t_poll.duration_since(t0).as_secs_f64() * 1e3);
-        // The poller on A may return before the decider on B reads its own answer: 0.
-        across.push(t_poll.saturating_duration_since(t_answer).as_secs_f64() * 1e3);
-    }
+    let (mut across_sent, mut across) = wake_rounds(&rs[0].url, &rs[1].socket, n).await;
     println!("wake-up across replicas over {n} requests, long-poll on A, decision on B (ms):");
     println!(
         "  decision sent to B -> poll returned on A (includes B's durable commit): p50 {:.3} p99 {:.3}",

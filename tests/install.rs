@@ -117,6 +117,20 @@ fn second_run_changes_nothing(shell: Shell, scratch: &Path, args: &[&str], root:
     );
 }
 
+/// `--dry-run` says what it would do and changes nothing; then the install itself, which must
+/// succeed. Returns its output.
+fn dry_run_then_install(shell: Shell, scratch: &Path, args: &[&str], root: &Path) -> Output {
+    let before = tree(root);
+    let mut dry = args.to_vec();
+    dry.push("--dry-run");
+    let out = install(shell, scratch, &dry);
+    assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+    assert_eq!(tree(root), before, "{shell:?}: --dry-run changed the tree");
+    let out = install(shell, scratch, args);
+    assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+    out
+}
+
 fn tree(root: &Path) -> String {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
@@ -330,14 +344,7 @@ fn the_server_install_under_a_root() {
             "--root",
             &r,
         ];
-        let before = tree(&root);
-        let mut dry = args.to_vec();
-        dry.push("--dry-run");
-        let out = install(shell, base.path(), &dry);
-        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
-        assert_eq!(tree(&root), before, "{shell:?}: --dry-run changed the tree");
-        let out = install(shell, base.path(), &args);
-        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+        let out = dry_run_then_install(shell, base.path(), &args, &root);
         assert!(
             stdout(&out).contains("server public key"),
             "{}",
@@ -460,15 +467,7 @@ fn the_lockdown_agent_install_under_a_root() {
             "--root",
             &rootarg,
         ]);
-        let before = tree(&root);
-        let mut dry = args.clone();
-        dry.push("--dry-run");
-        let out = install(shell, base.path(), &dry);
-        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
-        assert_eq!(tree(&root), before, "{shell:?}: --dry-run changed the tree");
-
-        let out = install(shell, base.path(), &args);
-        assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
+        let out = dry_run_then_install(shell, base.path(), &args, &root);
         assert!(
             stdout(&out).contains("the agent can still run it"),
             "{shell:?}: {}",

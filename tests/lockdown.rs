@@ -807,32 +807,21 @@ async fn read_credentials_for_passthrough_and_diffs_write_credentials_for_the_ap
             .collect::<Vec<_>>()
     };
 
-    // staging's helpers have the read set (a delete is shown from reads); the approved run
-    // has the write set.
-    let (log, diff) = approved_delete(&w, "staging").await;
-    assert!(
-        diff.contains("deployment.apps/web will be DELETE"),
-        "{diff}"
-    );
-    let helpers = real_delete_by_write(&log);
-    assert!(!helpers.is_empty());
-    assert!(
-        helpers.iter().all(|t| t.as_deref() == Some(READ_TOKEN)),
-        "{log:?}"
-    );
-
-    // production's helpers have the write set.
-    let (log, diff) = approved_delete(&w, "prod").await;
-    assert!(
-        diff.contains("deployment.apps/web will be DELETE"),
-        "{diff}"
-    );
-    let helpers = real_delete_by_write(&log);
-    assert!(!helpers.is_empty());
-    assert!(
-        helpers.iter().all(|t| t.as_deref() == Some(WRITE_TOKEN)),
-        "{log:?}"
-    );
+    // staging's helpers have the read set (a delete is shown from reads), production's the
+    // write set; the approved run has the write set in both.
+    for (ctx, helpers_token) in [("staging", READ_TOKEN), ("prod", WRITE_TOKEN)] {
+        let (log, diff) = approved_delete(&w, ctx).await;
+        assert!(
+            diff.contains("deployment.apps/web will be DELETE"),
+            "{diff}"
+        );
+        let helpers = real_delete_by_write(&log);
+        assert!(!helpers.is_empty());
+        assert!(
+            helpers.iter().all(|t| t.as_deref() == Some(helpers_token)),
+            "{ctx}: {log:?}"
+        );
+    }
 }
 
 /// A request the fake API received: method, dry run, bearer token.
