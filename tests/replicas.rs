@@ -1,6 +1,7 @@
 //! Several replicas of `hitl-gate serve` (child processes of the built binary) on one database of
 //! the throwaway PostgreSQL cluster (`support::postgres`), sharing one signing key:
-//! - a client waiting on one replica gets a decision made on another at once (LISTEN/NOTIFY);
+//! - a client waiting on one replica gets a decision made on another at once (LISTEN/NOTIFY),
+//!   also after the listening connection was cut;
 //! - a shim whose replica is killed (SIGKILL) while it waits goes on on the next URL and runs
 //!   what was approved there;
 //! - racing decisions on three replicas and the reaper leave one terminal state and one audit
@@ -446,7 +447,6 @@ async fn the_kubernetes_example_passes_a_client_dry_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_run_as_a_role_that_cannot_change_the_audit_log() {
-    use sqlx::Connection;
     let owner_db = postgres::shared().create_db();
     // The owner's first start creates the schema.
     let mut first = Replicas::start_on(owner_db.clone(), 1, "");
@@ -468,40 +468,76 @@ async fn replicas_run_as_a_role_that_cannot_change_the_audit_log() {
         .map(|l| format!("{l}\n"))
         .collect();
     assert!(grants.contains("ON audit"), "{block}");
-    let mut su = sqlx::postgres::PgConnection::connect(&owner_db)
+    postgres::try_sql(&owner_db, "CREATE ROLE hitl_app LOGIN")
         .await
         .unwrap();
-    sqlx::Executor::execute(&mut su, "CREATE ROLE hitl_app LOGIN")
-        .await
-        .unwrap();
-    sqlx::Executor::execute(&mut su, grants.as_str())
-        .await
-        .unwrap();
+    postgres::try_sql(&owner_db, &grants).await.unwrap();
     let app_db = owner_db.replace("postgres://hitl@", "postgres://hitl_app@");
     let r = Replicas::start_keyed(app_db.clone(), 1, "", Some(&key));
     let id = r.agent(0).create(&["delete", "pod", "g"]).await;
     let (s, v) = r.approver(0).decide(&id, "approve", Some("ok")).await;
     assert_eq!(s, 200, "{v}");
-    let mut app = sqlx::postgres::PgConnection::connect(&app_db)
-        .await
-        .unwrap();
     for sql in [
         "UPDATE audit SET kind = 'x'",
         "DELETE FROM audit",
         "DELETE FROM checkpoints",
         "ALTER TABLE audit DISABLE TRIGGER ALL",
     ] {
-        let e = sqlx::Executor::execute(&mut app, sql).await.unwrap_err();
-        let e = e.to_string();
+        let e = postgres::try_sql(&app_db, sql).await.unwrap_err();
         assert!(
             e.contains("permission denied") || e.contains("must be owner"),
             "{sql}: {e}"
         );
     }
     // The triggers refuse the owner too.
-    let e = sqlx::Executor::execute(&mut su, "UPDATE audit SET kind = 'x'")
+    let e = postgres::try_sql(&owner_db, "UPDATE audit SET kind = 'x'")
         .await
         .unwrap_err();
-    assert!(e.to_string().contains("append-only"), "{e}");
+    assert!(e.contains("append-only"), "{e}");
     assert!(r.verify().starts_with("audit log ok: 2 rows"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_listener_connection_is_made_again_and_wakes_its_waiters() {
+    let r = Replicas::start(2, "");
+    let id = r.agent(0).create(&["delete", "pod", "l"]).await;
+    let waiter = r.agent(0);
+    let wid = id.clone();
+    let waiting = tokio::spawn(async move {
+        let start = Instant::now();
+        let (s, v) = waiter.wait(&wid, 50).await;
+        (s, v, start.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Cut every replica's listening connection, then decide on B at once: the notification is
+    // lost with the connection; the reconnect wakes the waiter, which reads the decision.
+    let cut = postgres::cut_listeners(&r.db).await;
+    assert_eq!(cut, 2, "one listener per replica");
+    let (s, v) = r.approver(1).decide(&id, "approve", Some("ok")).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v, took) = waiting.await.unwrap();
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["state"], "approved", "{v}");
+    assert!(
+        took < Duration::from_secs(10),
+        "woken after the reconnect, not at the end of the wait: {took:?}"
+    );
+    let metrics = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/metrics", r.url(0)))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let reconnects: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hitl_gate_listener_reconnects_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(reconnects >= 1, "{metrics}");
 }

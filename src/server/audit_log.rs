@@ -13,6 +13,8 @@ use super::db::Result;
 use crate::audit::{self, Checkpoint, Row};
 use crate::signing::{self, Keys};
 
+/// The channel every audited change is announced on, on PostgreSQL (`replicas.rs` listens).
+pub const CHANNEL: &str = "hitl_gate";
 /// One event to record.
 pub struct Entry<'a> {
     pub at: i64,
@@ -74,7 +76,7 @@ impl AuditLog {
         // (`replicas.rs`).
         if let (Some(id), "PostgreSQL") = (e.request_id, c.backend_name()) {
             sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(super::replicas::CHANNEL)
+                .bind(CHANNEL)
                 .bind(format!("{} {id}", e.kind))
                 .execute(&mut *c)
                 .await?;

@@ -155,6 +155,7 @@ CREATE TABLE outbox (
 CREATE INDEX outbox_due ON outbox (delivered_at, next_at);
 
 CREATE TABLE signing_key (public_key TEXT NOT NULL);
+CREATE UNIQUE INDEX signing_key_is_one ON signing_key ((true));
 "#;
 
 /// Every schema version's script, in order: version N is `MIGRATIONS[N - 1]`.
@@ -235,17 +236,15 @@ async fn migrate_locked(c: &mut AnyConnection) -> Result<()> {
 }
 
 /// Refuses a replica whose signing key is not the one the database has recorded (the first
-/// replica records its own): every replica signs with the same key, the one the shims pin.
+/// replica records its own; the table holds one row at most, so two first starts at once
+/// cannot both record theirs): every replica signs with the same key, the one the shims pin.
 pub async fn check_signing_key(url: &str, public_hex: &str) -> Result<()> {
     let mut c = AnyConnection::connect(url).await.map_err(err)?;
-    sqlx::query(
-        "INSERT INTO signing_key (public_key) SELECT $1 \
-         WHERE NOT EXISTS (SELECT 1 FROM signing_key)",
-    )
-    .bind(public_hex)
-    .execute(&mut c)
-    .await
-    .map_err(err)?;
+    sqlx::query("INSERT INTO signing_key (public_key) VALUES ($1) ON CONFLICT DO NOTHING")
+        .bind(public_hex)
+        .execute(&mut c)
+        .await
+        .map_err(err)?;
     let recorded: String = sqlx::query_scalar("SELECT public_key FROM signing_key LIMIT 1")
         .fetch_one(&mut c)
         .await

@@ -4,8 +4,8 @@
 //!   outcome) sends `NOTIFY hitl_gate, '<kind> <request id>'` in its own transaction
 //!   (`audit_log.rs`), so it is delivered when, and only if, the change commits. Each replica
 //!   LISTENs ([`listener`]) and wakes its own long-polls and live inboxes. When the listening
-//!   connection is lost, it is made again, and then every waiter of the replica is woken: each
-//!   reads its request's state again, so no decision made meanwhile is missed.
+//!   connection is lost, it is made again, and once it listens every waiter of the replica is
+//!   woken: each reads its request's state again, so no decision made meanwhile is missed.
 //! - **One reaper at a time** ([`Leadership`]): the replica holding a session advisory lock on
 //!   its own connection expires overdue requests; the others try to take the lock every second.
 //!   When the holder dies, its connection closes, the lock is free, and another replica takes
@@ -21,8 +21,7 @@ use sqlx::Connection;
 
 use super::app::{App, Event};
 
-/// The channel every change is announced on.
-pub const CHANNEL: &str = "hitl_gate";
+use super::audit_log::CHANNEL;
 /// The advisory lock the reaper's holder keeps.
 const REAPER_LOCK: i64 = 0x6869_746c_0003;
 
@@ -48,11 +47,12 @@ pub async fn listener(app: Arc<App>, url: String) {
         };
         match l.try_recv().await {
             Ok(Some(n)) => changed(&app, n.payload()),
-            // The connection was lost (sqlx makes it again on the next call): wake everyone.
+            // The connection was lost. It is made again above, and only once it LISTENs again
+            // is every waiter woken: a change committed before that is read, one after it is
+            // heard.
             Ok(None) => {
                 app.metrics.listener_reconnects.fetch_add(1, Relaxed);
-                app.waiters.wake_all();
-                app.reaper.notify_one();
+                listening = None;
             }
             Err(e) => {
                 eprintln!("hitl-gate serve: listening for other replicas' changes: {e}");

@@ -226,3 +226,31 @@ fn registry() -> &'static std::sync::Mutex<std::collections::HashMap<PathBuf, St
         OnceLock::new();
     R.get_or_init(Default::default)
 }
+
+/// Runs `sql` (one or more statements) on the database at `url`; the error's text if it fails.
+/// For administering the cluster in tests (roles, grants) and for trying what a role may not.
+pub async fn try_sql(url: &str, sql: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let mut c = sqlx::postgres::PgConnection::connect(url)
+        .await
+        .map_err(|e| e.to_string())?;
+    sqlx::Executor::execute(&mut c, sql)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Cuts the connections of the database at `url` that LISTEN (the replicas' listeners);
+/// returns how many.
+pub async fn cut_listeners(url: &str) -> usize {
+    use sqlx::Connection;
+    let mut c = sqlx::postgres::PgConnection::connect(url).await.unwrap();
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    cut.len()
+}
