@@ -11,6 +11,7 @@
 //! - the database restarted during a decision: the decision fails cleanly and succeeds when
 //!   retried; while it is down, `/readyz` is 503 and `/healthz` says so;
 //! - replicas run as a role with docs/deploy.md's grants, which cannot change the audit log;
+//!   a row the owner changes behind the triggers is found and located by `audit verify`;
 //! - the Kubernetes example passes kubectl's client dry run.
 
 use std::os::unix::fs::PermissionsExt;
@@ -540,4 +541,41 @@ async fn a_cut_listener_connection_is_made_again_and_wakes_its_waiters() {
         .parse()
         .unwrap();
     assert!(reconnects >= 1, "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_row_changed_behind_the_triggers_is_found_and_located() {
+    let r = Replicas::start(1, "");
+    for i in 0..3 {
+        let id = r
+            .agent(0)
+            .create(&["delete", "pod", &format!("t{i}")])
+            .await;
+        let (s, v) = r.approver(0).decide(&id, "approve", Some("ok")).await;
+        assert_eq!(s, 200, "{v}");
+    }
+    assert!(r.verify().starts_with("audit log ok: 6 rows"));
+    // The owner (here the superuser) turns the trigger off and edits row 4.
+    postgres::try_sql(
+        &r.db,
+        "ALTER TABLE audit DISABLE TRIGGER audit_append_only; \
+         UPDATE audit SET body = replace(body, 'ok', 'OK') WHERE seq = 4; \
+         ALTER TABLE audit ENABLE TRIGGER audit_append_only;",
+    )
+    .await
+    .unwrap();
+    let out = crate::support::run(Command::new(crate::support::bin()).args([
+        "audit",
+        "verify",
+        "--database-url",
+        &r.db,
+        "--public-key",
+        &r.public_key(),
+    ]));
+    assert_eq!(code(&out), 1, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("audit log broken at seq 4:"),
+        "{}",
+        stderr(&out)
+    );
 }
