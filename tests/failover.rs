@@ -8,33 +8,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::gate::{finish, KubeGated};
-use crate::support::server::{create_body, TOKEN_A};
+use crate::support::server::{create_body, read_message, TOKEN_A};
 use crate::support::{code, stderr};
-
-/// Reads one HTTP message (head and a `Content-Length` body) from `s`; returns its bytes.
-async fn read_message(s: &mut TcpStream) -> Vec<u8> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 8192];
-    loop {
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let len: usize = head
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map_or(0, |v| v.trim().parse().unwrap());
-            if buf.len() >= end + 4 + len {
-                return buf;
-            }
-        }
-        let n = s.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "the connection closed inside a message");
-        buf.extend_from_slice(&chunk[..n]);
-    }
-}
 
 /// A proxy to `upstream` that lets the server answer the first create in full, then hangs up
 /// on the shim without a byte of that answer. Counts the creates it saw.

@@ -12,7 +12,8 @@
 //!   retried; while it is down, `/readyz` is 503 and `/healthz` says so;
 //! - replicas run as a role with docs/deploy.md's grants, which cannot change the audit log;
 //!   a row the owner changes behind the triggers is found and located by `audit verify`;
-//! - the Kubernetes example passes kubectl's client dry run.
+//! - the Kubernetes example passes kubectl's client dry run;
+//! - three replicas send each notification once (the reaper's holder delivers).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -578,4 +579,77 @@ async fn a_row_changed_behind_the_triggers_is_found_and_located() {
         "{}",
         stderr(&out)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_is_sent_once_whatever_the_number_of_replicas() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::AsyncWriteExt;
+    // A webhook receiver that counts what it is sent.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let got = std::sync::Arc::new(AtomicUsize::new(0));
+    let counted = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut c, _) = l.accept().await.unwrap();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                crate::support::server::read_message(&mut c).await;
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = c
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let secret = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(secret.path(), "s3cret\n").unwrap();
+    std::fs::set_permissions(secret.path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let r = Replicas::start(
+        3,
+        &format!(
+            "[[serve.notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\nsecret_file = \"{}\"\nevents = [\"created\"]\n",
+            secret.path().display()
+        ),
+    );
+    for i in 0..3 {
+        r.agent(i)
+            .create(&["delete", "pod", &format!("n{i}")])
+            .await;
+    }
+    let start = Instant::now();
+    while got.load(Ordering::SeqCst) < 3 {
+        assert!(start.elapsed() < Duration::from_secs(15), "not delivered");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // No replica sends them again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(got.load(Ordering::SeqCst), 3);
+    // One replica delivered all three, though each was created on another replica.
+    let mut delivered = Vec::new();
+    for i in 0..3 {
+        let text = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .unwrap()
+            .get(format!("{}/metrics", r.url(i)))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        delivered.push(
+            text.lines()
+                .find_map(|l| {
+                    l.strip_prefix(
+                        "hitl_gate_notify_deliveries_total{sink=\"ops\",outcome=\"delivered\"} ",
+                    )
+                })
+                .map_or(0, |n| n.parse::<u64>().unwrap()),
+        );
+    }
+    delivered.sort();
+    assert_eq!(delivered, [0, 0, 3]);
 }

@@ -173,7 +173,22 @@ pub async fn worker(
     };
     let mut stop = app.shutdown.clone();
     let names: Vec<String> = sinks.iter().map(|s| s.name.clone()).collect();
+    // Several replicas (PostgreSQL): only the one running the reaper delivers, so an event is
+    // not sent once per replica; it looks for due rows every second, since rows queued by the
+    // other replicas do not wake it.
+    let replicas = app.metrics.replica.get().is_some();
     loop {
+        if replicas
+            && !app
+                .metrics
+                .reaper_leader
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                _ = stop.changed() => return,
+            }
+        }
         let woken = wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
@@ -223,7 +238,7 @@ pub async fn worker(
         }
         let next = app.store.outbox_next(&names).await.ok().flatten();
         let mut wait_ms = next.map_or(30_000, |n| (n - now_ms()).clamp(0, 30_000));
-        if escalate.is_some() {
+        if escalate.is_some() || replicas {
             wait_ms = wait_ms.min(1000);
         }
         tokio::select! {

@@ -348,3 +348,24 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Reads one HTTP message (head and a `Content-Length` body) from `s`; returns its bytes.
+pub async fn read_message(s: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map_or(0, |v| v.trim().parse().unwrap());
+            if buf.len() >= end + 4 + len {
+                return buf;
+            }
+        }
+        let n = s.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the connection closed inside a message");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
