@@ -7,7 +7,8 @@
 //! - racing decisions on three replicas and the reaper leave one terminal state and one audit
 //!   row per request, and one chain that verifies;
 //! - the reaper's holder killed, expiry still happens on time on another replica;
-//! - a replica with another signing key refuses to start;
+//! - a replica with another signing key refuses to start, and so does one whose database has a
+//!   newer schema;
 //! - the database restarted during a decision: the decision fails cleanly and succeeds when
 //!   retried; while it is down, `/readyz` is 503 and `/healthz` says so;
 //! - replicas run as a role with docs/deploy.md's grants, which cannot change the audit log;
@@ -652,4 +653,26 @@ async fn a_notification_is_sent_once_whatever_the_number_of_replicas() {
     }
     delivered.sort();
     assert_eq!(delivered, [0, 0, 3]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_with_a_newer_schema_is_refused() {
+    let mut r = Replicas::start(1, "");
+    r.kill(0);
+    postgres::try_sql(&r.db, "INSERT INTO hitl_gate_schema (version) VALUES (99)")
+        .await
+        .unwrap();
+    let out = crate::support::run(
+        Command::new(crate::support::bin())
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(r.data(0))
+            .env("HITL_GATE_POLICY", &r.policy)
+            .env("HITL_GATE_TEST_ROOT", r.dir.path()),
+    );
+    assert_ne!(code(&out), 0);
+    assert!(
+        stderr(&out).contains("schema version 99, newer than this hitl-gate"),
+        "{}",
+        stderr(&out)
+    );
 }
