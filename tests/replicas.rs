@@ -14,7 +14,9 @@
 //! - replicas run as a role with docs/deploy.md's grants, which cannot change the audit log;
 //!   a row the owner changes behind the triggers is found and located by `audit verify`;
 //! - the Kubernetes example passes kubectl's client dry run;
-//! - three replicas send each notification once (the reaper's holder delivers).
+//! - three replicas send each notification once (the reaper's holder delivers);
+//! - an approver signed in through one replica decides on another (sessions live in the
+//!   database), against the real OIDC provider.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -675,4 +677,60 @@ async fn a_database_with_a_newer_schema_is_refused() {
         "{}",
         stderr(&out)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_signed_in_on_one_replica_decides_on_another() {
+    use crate::support::oidc::{web_policy, Provider, WebClient, CLIENT_SECRET};
+    // Two replicas behind one public URL (a load balancer's; here replica A's address), on one
+    // database, with one key. The approver signs in through A; the balancer then sends the
+    // same browser, with the same cookies, to B.
+    let dir = tempfile::tempdir().unwrap();
+    let (la, lb) = (
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    );
+    let (url_a, url_b) = (
+        format!("http://{}", la.local_addr().unwrap()),
+        format!("http://{}", lb.local_addr().unwrap()),
+    );
+    let idp = Provider::start(dir.path(), &url_a);
+    let secret = dir.path().join("client.secret");
+    std::fs::write(&secret, format!("{CLIENT_SECRET}\n")).unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let db = postgres::shared().create_db();
+    let policy = postgres::with_url(&web_policy(&url_a, &idp.issuer, &secret, "", ""), &db);
+    let a = TestServer::start_on(
+        la,
+        tempfile::tempdir().unwrap(),
+        dir.path().join("a"),
+        &policy,
+    )
+    .await;
+    let b_data = dir.path().join("b");
+    std::fs::create_dir_all(&b_data).unwrap();
+    std::fs::set_permissions(&b_data, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let key = hitl_gate::signing::KEY_FILE;
+    std::fs::copy(a.data.join(key), b_data.join(key)).unwrap();
+    let b = TestServer::start_on(lb, tempfile::tempdir().unwrap(), b_data, &policy).await;
+
+    let id = a.agent(TOKEN_A).create(&["delete", "pod", "s"]).await;
+    let mut c = WebClient::new(&url_a);
+    c.sign_in(&url_a, "alice").await;
+    c.set_cookies(&url_b, c.cookies(&url_a));
+    let r = c
+        .decide(
+            &url_b,
+            &id,
+            &[("decision", "approve"), ("comment", "from B")],
+        )
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let (_, v) = a
+        .agent(TOKEN_A)
+        .get(&format!("/api/v1/requests/{id}"))
+        .await;
+    assert_eq!(v["state"], "approved", "{v}");
+    assert_eq!(v["decision"]["comment"], "from B", "{v}");
+    drop(b);
 }
