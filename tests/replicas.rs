@@ -130,9 +130,9 @@ impl Replicas {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// Whether replica `i` says it runs the reaper.
-    async fn leads(&self, i: usize) -> bool {
-        let text = reqwest::Client::builder()
+    /// Replica `i`'s `/metrics` text.
+    async fn metrics(&self, i: usize) -> String {
+        reqwest::Client::builder()
             .no_proxy()
             .build()
             .unwrap()
@@ -142,22 +142,38 @@ impl Replicas {
             .unwrap()
             .text()
             .await
-            .unwrap();
-        text.lines().any(|l| l == "hitl_gate_reaper_leader 1")
+            .unwrap()
     }
+
+    /// Whether replica `i` says it runs the reaper.
+    async fn leads(&self, i: usize) -> bool {
+        self.metrics(i)
+            .await
+            .lines()
+            .any(|l| l == "hitl_gate_reaper_leader 1")
+    }
+}
+
+/// A long-poll of `secs` on request `id` by `agent`, started now: its status, answer and
+/// how long it took.
+fn wait_in_background(
+    agent: Agent,
+    id: &str,
+    secs: u64,
+) -> tokio::task::JoinHandle<(u16, serde_json::Value, Duration)> {
+    let id = id.to_string();
+    tokio::spawn(async move {
+        let start = Instant::now();
+        let (s, v) = agent.wait(&id, secs).await;
+        (s, v, start.elapsed())
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiter_on_one_replica_is_woken_by_a_decision_on_another() {
     let r = Replicas::start(3, "");
     let id = r.agent(0).create(&["delete", "pod", "a"]).await;
-    let waiter = r.agent(1);
-    let wid = id.clone();
-    let waiting = tokio::spawn(async move {
-        let start = Instant::now();
-        let (s, v) = waiter.wait(&wid, 30).await;
-        (s, v, start.elapsed())
-    });
+    let waiting = wait_in_background(r.agent(1), &id, 30);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (s, v) = r.approver(2).decide(&id, "approve", Some("ok")).await;
     assert_eq!(s, 200, "{v}");
@@ -506,13 +522,7 @@ async fn replicas_run_as_a_role_that_cannot_change_the_audit_log() {
 async fn a_cut_listener_connection_is_made_again_and_wakes_its_waiters() {
     let r = Replicas::start(2, "");
     let id = r.agent(0).create(&["delete", "pod", "l"]).await;
-    let waiter = r.agent(0);
-    let wid = id.clone();
-    let waiting = tokio::spawn(async move {
-        let start = Instant::now();
-        let (s, v) = waiter.wait(&wid, 50).await;
-        (s, v, start.elapsed())
-    });
+    let waiting = wait_in_background(r.agent(0), &id, 50);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Cut every replica's listening connection, then decide on B at once: the notification is
     // lost with the connection; the reconnect wakes the waiter, which reads the decision.
@@ -527,17 +537,7 @@ async fn a_cut_listener_connection_is_made_again_and_wakes_its_waiters() {
         took < Duration::from_secs(10),
         "woken after the reconnect, not at the end of the wait: {took:?}"
     );
-    let metrics = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("{}/metrics", r.url(0)))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = r.metrics(0).await;
     let reconnects: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("hitl_gate_listener_reconnects_total "))
@@ -632,17 +632,7 @@ async fn a_notification_is_sent_once_whatever_the_number_of_replicas() {
     // One replica delivered all three, though each was created on another replica.
     let mut delivered = Vec::new();
     for i in 0..3 {
-        let text = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .unwrap()
-            .get(format!("{}/metrics", r.url(i)))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = r.metrics(i).await;
         delivered.push(
             text.lines()
                 .find_map(|l| {
