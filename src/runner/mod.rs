@@ -115,7 +115,6 @@ fn refuse(conn: &UnixStream, code: u8, message: &str) -> Result<(), String> {
     Ok(())
 }
 
-#[allow(unsafe_code)]
 fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
     let cred =
         nix::sys::socket::getsockopt(&conn.as_fd(), nix::sys::socket::sockopt::PeerCredentials)

@@ -227,6 +227,15 @@ pub enum Backend {
     Postgres,
 }
 
+impl Location {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Location::Sqlite(_) => Backend::Sqlite,
+            Location::Postgres(_) => Backend::Postgres,
+        }
+    }
+}
+
 /// `sqlite://PATH?mode=…` for sqlx, with the characters a URL gives meaning to escaped.
 pub fn sqlite_url(path: &Path, mode: &str) -> String {
     let mut p = String::new();
@@ -243,18 +252,12 @@ pub fn sqlite_url(path: &Path, mode: &str) -> String {
 }
 
 /// Opens (and on first use creates) the store at `at`: the writer connection, with the schema
-/// applied, the read pool, and the backend.
-pub async fn open(at: &Location) -> Result<(AnyConnection, AnyPool, Backend)> {
+/// applied, and the read pool.
+pub async fn open(at: &Location) -> Result<(AnyConnection, AnyPool)> {
     sqlx::any::install_default_drivers();
     match at {
-        Location::Sqlite(path) => {
-            let (w, r) = open_sqlite(path).await?;
-            Ok((w, r, Backend::Sqlite))
-        }
-        Location::Postgres(url) => {
-            let (w, r) = super::postgres::open(url).await.map_err(StoreError)?;
-            Ok((w, r, Backend::Postgres))
-        }
+        Location::Sqlite(path) => open_sqlite(path).await,
+        Location::Postgres(url) => super::postgres::open(url).await.map_err(StoreError),
     }
 }
 
@@ -323,7 +326,7 @@ mod tests {
         .unwrap();
         drop(c);
         let at = Location::Sqlite(path.clone());
-        let (mut w, _read, _) = open(&at).await.unwrap();
+        let (mut w, _read) = open(&at).await.unwrap();
         let version: i64 = sqlx::query_scalar("PRAGMA user_version")
             .fetch_one(&mut w)
             .await
@@ -356,7 +359,7 @@ mod tests {
         // Opening again changes nothing; a newer database is refused.
         drop(w);
         open(&at).await.unwrap();
-        let (mut w, _, _) = open(&at).await.unwrap();
+        let (mut w, _) = open(&at).await.unwrap();
         sqlx::query("PRAGMA user_version = 99")
             .execute(&mut w)
             .await

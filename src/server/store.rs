@@ -58,7 +58,7 @@ impl Store {
         keys: Arc<Keys>,
         checkpoint_every: u64,
     ) -> Result<Store> {
-        let (writer, read, _) = super::db::open(at).await?;
+        let (writer, read) = super::db::open(at).await?;
         Ok(Store {
             writer: Writer::start(writer, at),
             read,

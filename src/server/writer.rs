@@ -73,10 +73,7 @@ async fn writer_task(
     at: Location,
     mut rx: mpsc::UnboundedReceiver<WriteOp>,
 ) {
-    let backend = match at {
-        Location::Sqlite(_) => Backend::Sqlite,
-        Location::Postgres(_) => Backend::Postgres,
-    };
+    let backend = at.backend();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {

@@ -318,7 +318,7 @@ impl Pin {
             tool,
             inv: inv.clone(),
             cache: cache.to_path_buf(),
-            arg: pins(tool, r).swap_remove(0),
+            arg: kubeconfig_flag(r),
             target: r.target.clone(),
         }
     }
@@ -361,15 +361,20 @@ impl Pin {
             .iter_mut()
             .find(|a| *a == self.arg.as_str())
             .ok_or("the run has no pinned kubeconfig to replace")?;
-        *slot = format!("--kubeconfig={}", r.kubeconfig.path()).into();
+        *slot = kubeconfig_flag(&r).into();
         Ok(r.kubeconfig)
     }
+}
+
+/// `--kubeconfig=<the sealed snapshot of r>`.
+fn kubeconfig_flag(r: &Resolved) -> String {
+    format!("--kubeconfig={}", r.kubeconfig.path())
 }
 
 /// The flags that pin a kube child to a resolved target: the sealed kubeconfig and the context.
 pub fn pins(tool: Tool, r: &Resolved) -> Vec<String> {
     vec![
-        format!("--kubeconfig={}", r.kubeconfig.path()),
+        kubeconfig_flag(r),
         format!("{}={}", flags(tool).context, r.context),
     ]
 }

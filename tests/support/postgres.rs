@@ -177,16 +177,6 @@ impl TempPostgres {
         let data = self.dir.join("data").display().to_string();
         self.run("pg_ctl", &["-D", &data, "-m", "fast", "-w", "stop"]);
     }
-
-    /// Restarts the cluster (fast shutdown, then start): connections are cut.
-    pub fn restart(&self) {
-        let data = self.dir.join("data").display().to_string();
-        let log = self.dir.join("log").display().to_string();
-        self.run(
-            "pg_ctl",
-            &["-D", &data, "-l", &log, "-m", "fast", "-w", "restart"],
-        );
-    }
 }
 
 /// `policy` (TOML) with `[serve] database_url` set to a fresh database of the shared cluster;
