@@ -134,6 +134,17 @@ pub enum PageConn<'a> {
     Sqlite(&'a mut sqlx::SqliteConnection),
 }
 
+/// Runs the query `q` builds with `method` on either connection of a [`PageConn`] (sqlx's
+/// builders are typed per driver, so the expression is written once and built for each).
+macro_rules! on_conn {
+    ($c:expr, $q:expr, $method:ident) => {
+        match $c {
+            PageConn::Any(c) => $q.$method(&mut **c).await?,
+            PageConn::Sqlite(c) => $q.$method(&mut **c).await?,
+        }
+    };
+}
+
 /// The next page of rows after seq `after`: those with `seq` in `(after, after + PAGE]`, or,
 /// when that range is empty, from the next row that exists (a gap must not end a scan: the rows
 /// behind it are what `verify` reports as missing). `since`/`until` bound `at` (unix ms). A page
@@ -170,26 +181,15 @@ pub async fn page(
     let next_sql = "SELECT MIN(seq) FROM audit WHERE seq > $1 AND ($2 IS NULL OR at >= $2) \
                     AND ($3 IS NULL OR at <= $3)";
     loop {
-        let text: Option<String> = match &mut c {
-            PageConn::Any(c) => {
-                sqlx::query_scalar(sql)
-                    .bind(after)
-                    .bind(since)
-                    .bind(until)
-                    .bind(PAGE)
-                    .fetch_one(&mut **c)
-                    .await?
-            }
-            PageConn::Sqlite(c) => {
-                sqlx::query_scalar(sql)
-                    .bind(after)
-                    .bind(since)
-                    .bind(until)
-                    .bind(PAGE)
-                    .fetch_one(&mut **c)
-                    .await?
-            }
-        };
+        let text: Option<String> = on_conn!(
+            &mut c,
+            sqlx::query_scalar(sql)
+                .bind(after)
+                .bind(since)
+                .bind(until)
+                .bind(PAGE),
+            fetch_one
+        );
         let tuples: Vec<Tuple> = serde_json::from_str(text.as_deref().unwrap_or("[]"))
             .map_err(|e| super::db::StoreError(e.to_string()))?;
         if !tuples.is_empty() {
@@ -209,24 +209,14 @@ pub async fn page(
                 )
                 .collect());
         }
-        let next: Option<i64> = match &mut c {
-            PageConn::Any(c) => {
-                sqlx::query_scalar(next_sql)
-                    .bind(after)
-                    .bind(since)
-                    .bind(until)
-                    .fetch_one(&mut **c)
-                    .await?
-            }
-            PageConn::Sqlite(c) => {
-                sqlx::query_scalar(next_sql)
-                    .bind(after)
-                    .bind(since)
-                    .bind(until)
-                    .fetch_one(&mut **c)
-                    .await?
-            }
-        };
+        let next: Option<i64> = on_conn!(
+            &mut c,
+            sqlx::query_scalar(next_sql)
+                .bind(after)
+                .bind(since)
+                .bind(until),
+            fetch_one
+        );
         match next {
             Some(n) => after = n - 1,
             None => return Ok(Vec::new()),
@@ -238,10 +228,8 @@ pub async fn page(
 pub async fn checkpoints(c: PageConn<'_>) -> Result<Vec<Checkpoint>> {
     type T = (i64, String, i64, String);
     let sql = "SELECT seq, head_hash, at, signature FROM checkpoints ORDER BY seq";
-    let rows: Vec<T> = match c {
-        PageConn::Any(c) => sqlx::query_as(sql).fetch_all(c).await?,
-        PageConn::Sqlite(c) => sqlx::query_as(sql).fetch_all(c).await?,
-    };
+    let mut c = c;
+    let rows: Vec<T> = on_conn!(&mut c, sqlx::query_as(sql), fetch_all);
     Ok(rows
         .into_iter()
         .map(|(seq, head_hash, at, signature)| Checkpoint {
