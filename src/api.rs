@@ -74,9 +74,43 @@ pub struct Target {
     pub terraform_backend: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dir: Option<String>,
+    /// Why the shim cannot say that the command reaches exactly `cluster_server` (or
+    /// `terraform_backend`): a proxy, a TLS or server override, a server URL that cannot be
+    /// read exactly. Shown to approvers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inexact: Vec<String>,
+    /// The shim checked how the command connects and saw nothing that could send it elsewhere.
+    /// Absent (an older shim, a hand-made request) counts as inexact.
+    #[serde(default)]
+    pub exact: bool,
 }
 
 impl Target {
+    /// Whether the target is exactly what it names: only an exact target can loosen the gate
+    /// (a `pass` rule, an auto-approval).
+    pub fn is_exact(&self) -> bool {
+        self.exact && self.inexact.is_empty()
+    }
+
+    /// Records why the target is inexact (none: it is exact).
+    pub fn set_inexact(&mut self, why: Vec<String>) {
+        self.exact = why.is_empty();
+        self.inexact = why;
+    }
+
+    /// One line for approvers, when the target is inexact.
+    pub fn inexact_line(&self) -> Option<String> {
+        if self.is_exact() {
+            return None;
+        }
+        let why = if self.inexact.is_empty() {
+            "the shim did not say how the command connects".to_string()
+        } else {
+            self.inexact.join("; ")
+        };
+        Some(format!("target inexact: {why}"))
+    }
+
     /// How the target changed from `self` to `now`, in words (`the kube context changed from
     /// prod to dev`), or `None` when it did not.
     pub fn drift(&self, now: &Target) -> Option<String> {
@@ -96,6 +130,11 @@ impl Target {
                 &now.terraform_backend,
             ),
             ("directory", &self.dir, &now.dir),
+            (
+                "target's exactness",
+                &self.inexact_line(),
+                &now.inexact_line(),
+            ),
         ];
         let changes: Vec<String> = fields
             .iter()
@@ -196,6 +235,33 @@ pub struct RequestView {
     /// The request's page in the web UI (`[serve] public_url`), when the server has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub review_url: Option<String>,
+    /// The change counts, computed by the server from the change model in `diff.summary`
+    /// ([`Changes::of`]); what the client wrote beside the model is never shown.
+    #[serde(default)]
+    pub changes: Changes,
+}
+
+/// The change counts of a request, computed by the server from its change model.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Changes {
+    /// False when the change is not fully known (absent is not empty).
+    pub complete: bool,
+    /// `+1 ~2 -0`, in terraform's terms, with `(changes unknown)` when incomplete.
+    pub summary: String,
+    pub counts: crate::diff::Counts,
+}
+
+impl Changes {
+    /// The counts of the change model a request reports (`ChangeSet::from_wire`).
+    pub fn of(summary: &serde_json::Value) -> Changes {
+        let set = crate::diff::ChangeSet::from_wire(summary);
+        Changes {
+            complete: set.is_complete(),
+            summary: set.summary_line(),
+            counts: set.counts(),
+        }
+    }
 }
 
 /// One approval of a request that needs several.

@@ -5,7 +5,8 @@
 //! Everything it needs comes from the policy's `[approval]` section: the URL (or the URLs of a
 //! server's replicas), the token file and (checked by the caller) the pinned public key. A URL
 //! that cannot be reached or answers 503 hands the call to the next one. Errors say whether
-//! retrying can help: a lost connection or a 5xx is [`ClientError::Transient`]; a 4xx is
+//! retrying can help: a lost connection or a 5xx is [`ClientError::Transient`]; a 429 is
+//! [`ClientError::Busy`], with the server's `Retry-After` (bounded); any other 4xx is
 //! [`ClientError::Fatal`].
 
 use std::os::unix::fs::MetadataExt;
@@ -22,6 +23,9 @@ use crate::policy::schema::Approval;
 pub enum ClientError {
     /// The server could not be reached or is unavailable for now; the same call may succeed.
     Transient(String),
+    /// The server asked this agent to slow down (429): the same call may succeed after the
+    /// pause it gave in `Retry-After`, bounded to [`MAX_RETRY_AFTER`].
+    Busy(String, Duration),
     /// The server refused the call; repeating it will not help.
     Fatal(String),
 }
@@ -29,7 +33,9 @@ pub enum ClientError {
 impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ClientError::Transient(m) | ClientError::Fatal(m) => f.write_str(m),
+            ClientError::Transient(m) | ClientError::Busy(m, _) | ClientError::Fatal(m) => {
+                f.write_str(m)
+            }
         }
     }
 }
@@ -145,6 +151,7 @@ impl Client {
                 Failed::Moved(ClientError::Transient(format!("cannot reach {base}: {e}")))
             })?;
         let status = resp.status();
+        let pause = retry_after(resp.headers());
         if status.is_success() {
             return resp.json().map_err(|e| {
                 Failed::Stop(ClientError::Transient(format!(
@@ -159,7 +166,9 @@ impl Client {
         };
         Err(if status.as_u16() == 503 {
             Failed::Moved(ClientError::Transient(msg))
-        } else if status.is_server_error() || status.as_u16() == 429 {
+        } else if status.as_u16() == 429 {
+            Failed::Stop(ClientError::Busy(msg, pause))
+        } else if status.is_server_error() {
             Failed::Stop(ClientError::Transient(msg))
         } else {
             Failed::Stop(ClientError::Fatal(msg))
@@ -230,6 +239,20 @@ impl Client {
     }
 }
 
+/// The longest pause a server's `Retry-After` can impose on the shim.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(30);
+
+/// The pause `Retry-After` asks for (delay-seconds), between 1 s and [`MAX_RETRY_AFTER`]; 2 s
+/// when it is absent or not a number.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Duration {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(2), Duration::from_secs)
+        .clamp(Duration::from_secs(1), MAX_RETRY_AFTER)
+}
+
 /// Reads the agent token: the first line of the file, which must not be readable by others.
 pub fn read_token(path: &std::path::Path) -> Result<String, String> {
     let meta =
@@ -248,4 +271,32 @@ pub fn read_token(path: &std::path::Path) -> Result<String, String> {
         return Err(format!("token file {} is empty", path.display()));
     }
     Ok(token)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use reqwest::header::HeaderMap;
+
+    #[test]
+    fn retry_after_is_read_and_bounded() {
+        let after = |v: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(reqwest::header::RETRY_AFTER, v.parse().unwrap());
+            super::retry_after(&h)
+        };
+        assert_eq!(after("2"), Duration::from_secs(2));
+        assert_eq!(after(" 7 "), Duration::from_secs(7));
+        assert_eq!(after("0"), Duration::from_secs(1));
+        assert_eq!(after("86400"), super::MAX_RETRY_AFTER);
+        assert_eq!(
+            after("Wed, 21 Oct 2026 07:28:00 GMT"),
+            Duration::from_secs(2)
+        );
+        assert_eq!(
+            super::retry_after(&HeaderMap::new()),
+            Duration::from_secs(2)
+        );
+    }
 }

@@ -293,9 +293,8 @@ async fn a_staging_apply_that_only_creates_runs_without_a_human_and_a_delete_wai
 
     // Another agent's create is not covered by the rule (agents = ["agent-a"]).
     let mut body = create_body(&["apply", "-f", "x.yaml"]);
-    body["environment"] = serde_json::json!({"kube_context": "dev", "cluster_server": k.fake.url, "namespace": "dev"});
-    body["diff"]["summary"] =
-        serde_json::json!({"resources": [{"address": "configmap/x", "action": "create"}]});
+    body["environment"] = serde_json::json!({"kube_context": "dev", "cluster_server": k.fake.url, "namespace": "dev", "exact": true});
+    body["diff"]["summary"] = serde_json::json!({"complete": true, "resources": [{"address": "configmap/x", "action": "create"}]});
     let (s, v) = k
         .srv
         .agent(TOKEN_B)
@@ -311,7 +310,7 @@ async fn a_staging_apply_that_only_creates_runs_without_a_human_and_a_delete_wai
 
     // A request the server cannot judge (no change model) is never auto-approved.
     let mut body = create_body(&["apply", "-f", "x.yaml"]);
-    body["environment"] = serde_json::json!({"kube_context": "dev", "cluster_server": k.fake.url, "namespace": "dev"});
+    body["environment"] = serde_json::json!({"kube_context": "dev", "cluster_server": k.fake.url, "namespace": "dev", "exact": true});
     body["diff"] = serde_json::json!({"text": "", "summary": Value::Null, "truncated": false});
     let (s, v) = k.srv.agent(TOKEN_A).post("/api/v1/requests", body).await;
     assert_eq!(s, 201, "{v}");

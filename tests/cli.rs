@@ -45,6 +45,49 @@ fn explain_prints_every_step_without_running_anything() {
 }
 
 #[test]
+fn explain_prints_the_parsed_server_and_whether_the_target_is_exact() {
+    let sb = Sandbox::new();
+    sb.add_real("kubectl", &crate::support::tools::kubectl());
+    let p = sb.policy(
+        "p.toml",
+        "version = 1\n[[environment]]\nname = \"dev\"\nrisk = \"low\"\nkube_servers = [\"https://dev.example.com:6443\"]\n",
+    );
+    let kubeconfig = |server: &str, extra: &str| {
+        let k = sb.path().join("kc");
+        std::fs::write(&k, format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster:\n    server: {server}\n{extra}users:\n- name: u\n  user: {{token: t}}\ncontexts:\n- name: c\n  context: {{cluster: c, user: u}}\ncurrent-context: c\n"
+        )).unwrap();
+        k
+    };
+    let explain = |kc: &std::path::Path| {
+        let out = run(sb
+            .cli()
+            .env("HITL_GATE_POLICY", &p)
+            .env("KUBECONFIG", kc)
+            .args(["explain", "--", "kubectl", "delete", "deploy", "web"]));
+        assert_eq!(code(&out), 0, "{}", stderr(&out));
+        stdout(&out)
+    };
+    let text = explain(&kubeconfig("https://DEV.example.com", ""));
+    assert!(
+        text.contains(
+            "server:       https://DEV.example.com (host dev.example.com, port 443; exact)"
+        ),
+        "{text}"
+    );
+    let text = explain(&kubeconfig(
+        "https://dev.example.com:6443",
+        "    proxy-url: http://127.0.0.1:3128\n",
+    ));
+    assert!(text.contains("port 6443; INEXACT: proxy-url"), "{text}");
+    let text = explain(&kubeconfig(
+        "https://dev.example.com:6443@10.0.0.9:6443",
+        "",
+    ));
+    assert!(text.contains("cannot be read exactly; INEXACT"), "{text}");
+}
+
+#[test]
 fn explain_json_is_machine_readable() {
     let sb = Sandbox::new();
     sb.fake_real("helm");

@@ -219,3 +219,128 @@ fn secret() -> impl Strategy<Value = (Value, Vec<String>)> {
             (s, values)
         })
 }
+
+/// The gated corpus of the auto-approval property: commands an agent sends for approval.
+const GATED: &[(Tool, &str)] = &[
+    (Tool::Kubectl, "delete deployment web"),
+    (Tool::Kubectl, "apply -f x.yaml"),
+    (Tool::Kubectl, "create configmap x --from-literal=a=1"),
+    (Tool::Kubectl, "replace --force -f x.yaml"),
+    (Tool::Kubectl, "rollout restart deploy/web"),
+    (Tool::Kubectl, "exec web -- sh"),
+    (Tool::Kubectl, "patch deploy web -p {}"),
+    (Tool::Kubectl, "scale deploy web --replicas=3"),
+    (Tool::Kubectl, "drain node-1"),
+    (Tool::Kubectl, "ctx prod"),
+    (Tool::Helm, "install r ./chart"),
+    (Tool::Helm, "upgrade r ./chart"),
+    (Tool::Helm, "uninstall a b"),
+    (Tool::Helm, "myplugin run"),
+    (Tool::Terraform, "apply"),
+    (Tool::Terraform, "destroy"),
+    (Tool::Terraform, "import a.b id"),
+];
+
+/// A policy where deletes in dev pass and anything else in dev is auto-approved, when the server
+/// can tell.
+fn loose() -> policy::Policy {
+    policy::load::parse(
+        "version = 1\n[[environment]]\nname = \"dev\"\nrisk = \"low\"\nkube_servers = [\"https://dev.example.com:6443\"]\nterraform_backends = [\"local\"]\n\n[[rule]]\nname = \"dev-auto\"\nenvironments = [\"dev\"]\naction = \"auto_approve\"\nchanges = [\"create\", \"update\", \"delete\", \"replace\", \"read\", \"import\", \"move\", \"drift\", \"output\"]\n\n[[rule]]\nname = \"dev-free\"\nsubcommands = [\"delete\", \"destroy\"]\nenvironments = [\"dev\"]\naction = \"pass\"\n",
+    )
+    .expect("the property's policy parses")
+}
+
+fn action() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "create", "update", "delete", "replace", "read", "no-op", "import", "move", "drift",
+            "output", "explode",
+        ])
+        .prop_map(|a| json!(a)),
+        Just(json!({"unknown": "forget"})),
+        Just(Value::Null),
+    ]
+}
+
+/// A change model as a request may carry it: complete or not (or silent about it).
+fn model() -> impl Strategy<Value = (Value, bool)> {
+    (
+        prop::collection::vec(action(), 0..4),
+        prop::sample::select(vec![Some(true), Some(false), None]),
+        prop::bool::ANY,
+    )
+        .prop_map(|(actions, complete, why)| {
+            let resources: Vec<Value> = actions
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| json!({"address": format!("r{i}"), "action": a}))
+                .collect();
+            let mut m = json!({"resources": resources});
+            if let Some(c) = complete {
+                m["complete"] = json!(c);
+            }
+            if why {
+                m["unknown"] = json!(["a lookup failed"]);
+            }
+            let known = complete == Some(true) && !why;
+            (m, known)
+        })
+}
+
+/// A target as a request may report it: dev's URL in odd spellings, exact or not.
+fn target() -> impl Strategy<Value = (Value, bool)> {
+    (
+        prop::sample::select(vec![
+            "https://dev.example.com:6443",
+            "https://DEV.example.com:6443",
+            "https://dev.example.com:6443@prod.example.com:6443",
+            "https://dev.example.com.:6443",
+            "dev.example.com:6443",
+        ]),
+        prop::sample::select(vec![Some(true), Some(false), None]),
+        prop::bool::ANY,
+    )
+        .prop_map(|(server, exact, why)| {
+            let mut t = json!({"kube_context": "dev", "cluster_server": server,
+                "terraform_backend": "local", "namespace": "dev"});
+            if let Some(e) = exact {
+                t["exact"] = json!(e);
+            }
+            if why {
+                t["inexact"] = json!(["HTTPS_PROXY is set"]);
+            }
+            (t, exact == Some(true) && !why)
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    /// Whenever the change model is unknown or the target inexact, the server never
+    /// auto-approves and no pass rule applies, whatever the command, the model's actions or the
+    /// target's spelling.
+    #[test]
+    fn unknown_or_inexact_never_loosens_the_gate(
+        cmd in prop::sample::select(GATED.to_vec()),
+        (summary, known) in model(),
+        (environment, exact) in target(),
+    ) {
+        let (tool, line) = cmd;
+        // A server spelling kubectl would read as another host, or not at all, is never exact
+        // for a kube command, whatever the request claims.
+        let server = environment["cluster_server"].as_str().unwrap();
+        let clean = tool.is_terraform_like()
+            || (server.starts_with("https://") && !server.contains('@') && !server.contains(".:"));
+        let exact = exact && clean;
+        prop_assume!(!known || !exact);
+        let req: hitl_gate::api::CreateRequest = serde_json::from_value(json!({
+            "tool": tool.name(),
+            "argv": line.split_whitespace().collect::<Vec<_>>(),
+            "cwd": "/work", "host": "h", "environment": environment,
+            "diff": {"text": "", "summary": summary}, "nonce": "00",
+        })).unwrap();
+        let v = policy::on_server::judge(&loose(), tool, &req, "agent-a", None);
+        prop_assert!(v.rule != "dev-auto", "auto-approved: {v:?} for {req:?}");
+        prop_assert!(v.rule != "dev-free" || exact, "passed: {v:?} for {req:?}");
+    }
+}

@@ -752,7 +752,7 @@ async fn tls_serves_https() {
     ));
     let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca).unwrap()).unwrap();
     let client = reqwest::Client::builder()
-        .add_root_certificate(ca)
+        .add_root_certificate(ca.clone())
         .build()
         .unwrap();
     let mut last = None;
@@ -767,6 +767,27 @@ async fn tls_serves_https() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(last, Some(Ok(200)));
+    // Connections that never start their handshake hold no one else up: the handshake runs in
+    // each connection's own task. (When the accept loop shook hands, each silent connection
+    // stalled every new one for 10 s: these five, for 50 s.)
+    let silent: Vec<std::net::TcpStream> = (0..5)
+        .map(|_| std::net::TcpStream::connect(addr).unwrap())
+        .collect();
+    let fresh = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        fresh.get(format!("https://{addr}/healthz")).send(),
+    )
+    .await;
+    assert!(
+        matches!(&answer, Ok(Ok(r)) if r.status() == 200),
+        "a new connection waited behind silent ones: {answer:?}"
+    );
+    drop(silent);
     let plain = reqwest::get(format!("http://{addr}/healthz")).await;
     assert!(
         plain.is_err(),

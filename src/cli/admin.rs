@@ -93,11 +93,9 @@ fn command(v: &RequestView) -> String {
         .join(" ")
 }
 
-/// `+1 ~2 -0`, from the change model the shim sent.
+/// `+1 ~2 -0`, as the server counted the change model.
 fn counts(v: &RequestView) -> String {
-    v.diff.summary["summary"]
-        .as_str()
-        .map_or_else(|| "no diff".into(), line)
+    line(&v.changes.summary)
 }
 
 fn print_one(v: &RequestView) {
@@ -125,6 +123,9 @@ fn print_one(v: &RequestView) {
         if let Some(value) = value {
             println!("  {what:<12} {}", line(value));
         }
+    }
+    if let Some(why) = t.inexact_line() {
+        println!("  !!! {}", line(&why));
     }
     println!(
         "policy      {} by rule {} (environment {}, risk {})",

@@ -1,5 +1,6 @@
 //! `hitl-gate audit verify` and `hitl-gate audit export`: check the hash chain and the signed
 //! checkpoints of a server database or of an export, and write evidence that verifies offline.
+//! The JSON-lines export escapes what `show` escapes (`crate::escape::json_line`).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
@@ -288,6 +289,14 @@ fn verify(a: VerifyArgs) -> Result<i32, CliError> {
     }
 }
 
+/// One JSON line of the export. The agent's strings in it (argv, reason, diff, inside `body`)
+/// hold no character `show` would escape (bidi controls, zero-width characters, line and
+/// paragraph separators, C1 controls): each is a JSON `\uXXXX` escape, so the line parses back
+/// to the very strings that were hashed and `audit verify --file` still checks it.
+fn export_line(line: &ExportLine) -> String {
+    crate::escape::json_line(line).expect("an export line serialises")
+}
+
 /// `1732406400000` (unix ms) or `2026-11-24` (UTC midnight).
 fn parse_time(s: &str) -> Result<i64, CliError> {
     crate::audit::parse_time(s).map_err(fail)
@@ -307,20 +316,10 @@ fn export(a: ExportArgs) -> Result<i32, CliError> {
             for row in db.rows(since, until) {
                 let row = row.map_err(|e| fail(e.to_string()))?;
                 last = row.seq;
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(&ExportLine::Row(row)).expect("row serialises")
-                )
-                .map_err(w)?;
+                writeln!(out, "{}", export_line(&ExportLine::Row(row))).map_err(w)?;
             }
             for cp in cps.into_iter().filter(|c| c.seq <= last) {
-                writeln!(
-                    out,
-                    "{}",
-                    serde_json::to_string(&ExportLine::Checkpoint(cp)).expect("serialises")
-                )
-                .map_err(w)?;
+                writeln!(out, "{}", export_line(&ExportLine::Checkpoint(cp))).map_err(w)?;
             }
         }
         "csv" => {

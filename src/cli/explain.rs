@@ -46,7 +46,34 @@ struct Explanation {
     approval: Option<String>,
     /// The change freeze in force (at `--at`, else now) for the environment, if any.
     freeze: Option<String>,
+    /// kubectl and helm: the API server the command reaches, as the gate reads it.
+    server: Option<Server>,
     policy: String,
+}
+
+/// The API server a kube command reaches: the URL, its parsed host and port, and whether the
+/// target is exact (only an exact target can match a rule that loosens the gate).
+#[derive(Serialize)]
+struct Server {
+    url: String,
+    host: Option<String>,
+    port: Option<u16>,
+    exact: bool,
+    inexact: Vec<String>,
+}
+
+impl Server {
+    fn of(t: &crate::api::Target) -> Option<Server> {
+        let url = t.cluster_server.clone()?;
+        let parsed = policy::server_url::parse(&url).ok();
+        Some(Server {
+            host: parsed.as_ref().map(|u| u.host.clone()),
+            port: parsed.as_ref().map(|u| u.port),
+            exact: t.is_exact(),
+            inexact: t.inexact.clone(),
+            url,
+        })
+    }
 }
 
 pub fn run(args: Args) -> Result<i32, CliError> {
@@ -79,7 +106,11 @@ pub fn run(args: Args) -> Result<i32, CliError> {
     let kube_server = || {
         let inv = read.as_ref().ok()?;
         let r = crate::shim::resolve_kube_target(tool, &resolver, rest, inv, &policy)?;
-        let server = r.exact.then(|| r.target.cluster_server.clone()).flatten();
+        let server = r
+            .target
+            .is_exact()
+            .then(|| r.target.cluster_server.clone())
+            .flatten();
         *resolved_server.borrow_mut() = Some(server.clone());
         server
     };
@@ -87,6 +118,16 @@ pub fn run(args: Args) -> Result<i32, CliError> {
         kube_server: &kube_server,
         ..Context::process()
     };
+    // What a kube command reaches, when an environment is defined by it (resolving runs
+    // `kubectl config view`, and nothing else).
+    let server = read
+        .as_ref()
+        .ok()
+        .filter(|_| policy.names_kube_servers())
+        .and_then(|inv| {
+            crate::shim::resolve_kube_target(tool, &resolver, rest, inv, &policy)
+                .and_then(|r| Server::of(&r.target))
+        });
     let verdict: Option<Verdict> = read
         .as_ref()
         .ok()
@@ -126,6 +167,7 @@ pub fn run(args: Args) -> Result<i32, CliError> {
         ),
         approval,
         freeze,
+        server,
         policy: source.to_string(),
     };
     if args.json {
@@ -167,6 +209,18 @@ fn print_text(ex: &Explanation) {
             or_none(&f.terraform_workspace),
             or_none(&f.dir)
         );
+    }
+    if let Some(s) = &ex.server {
+        let at = match (&s.host, s.port) {
+            (Some(h), Some(p)) => format!("host {h}, port {p}"),
+            _ => "cannot be read exactly".into(),
+        };
+        let exact = if s.exact {
+            "exact".to_string()
+        } else {
+            format!("INEXACT: {}", s.inexact.join("; "))
+        };
+        println!("server:       {} ({at}; {exact})", s.url);
     }
     match &ex.environment {
         Some(e) => println!("environment:  {} (risk {:?})", e.name, e.risk),

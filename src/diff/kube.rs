@@ -588,6 +588,7 @@ pub fn manifest_change(old: &str, new: &str, secrets: &mut SecretValues) -> (Str
                     action_reason: None,
                     attributes: Vec::new(),
                 }],
+                unknown: vec![format!("the manifest could not be read ({e})")],
             },
         ),
     }

@@ -9,6 +9,7 @@
 
 pub mod kube;
 pub mod terraform;
+pub mod wire;
 
 use std::collections::BTreeMap;
 
@@ -102,14 +103,21 @@ pub struct ResourceChange {
     pub attributes: Vec<AttrChange>,
 }
 
-/// Every change of one command.
+/// Every change of one command, or what could not be known of them.
+///
+/// Absent is not empty: when the gate cannot compute the change (no diff is possible for the
+/// command, a dry run or a lookup failed), `unknown` says why, and the set is never "no
+/// changes", whatever `resources` holds. The server never auto-approves such a set.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct ChangeSet {
     pub resources: Vec<ResourceChange>,
+    /// Why the change is not fully known, one reason each; empty when it is.
+    pub unknown: Vec<String>,
 }
 
 /// Counts in terraform's terms: a replace adds one and destroys one.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(default)]
 pub struct Counts {
     pub add: usize,
     pub change: usize,
@@ -125,6 +133,25 @@ pub struct Counts {
 }
 
 impl ChangeSet {
+    /// A change the gate cannot compute, and why.
+    pub fn unknown(why: impl Into<String>) -> ChangeSet {
+        ChangeSet {
+            resources: Vec::new(),
+            unknown: vec![why.into()],
+        }
+    }
+
+    /// Whether every change of the command is in the set.
+    pub fn is_complete(&self) -> bool {
+        self.unknown.is_empty()
+    }
+
+    /// Adds the changes of `other` (and what is unknown of them).
+    pub fn extend(&mut self, other: ChangeSet) {
+        self.resources.extend(other.resources);
+        self.unknown.extend(other.unknown);
+    }
+
     pub fn counts(&self) -> Counts {
         let mut c = Counts::default();
         for r in &self.resources {
@@ -149,10 +176,11 @@ impl ChangeSet {
         c
     }
 
-    /// True when applying would change nothing: every entry is a no-op. A read, an import, a
-    /// move, drift written to the state, an output change or an unknown action is a change.
+    /// True when applying would change nothing: the set is complete and every entry is a
+    /// no-op. A read, an import, a move, drift written to the state, an output change, an
+    /// unknown action or an unknown change is a change.
     pub fn is_empty(&self) -> bool {
-        self.resources.iter().all(|r| r.action == Action::NoOp)
+        self.is_complete() && self.resources.iter().all(|r| r.action == Action::NoOp)
     }
 
     /// `+2 ~1 -1 (1 replace)`, in terraform's own terms.
@@ -172,6 +200,9 @@ impl ChangeSet {
                 s.push_str(&format!(" ({n} {what})"));
             }
         }
+        if !self.is_complete() {
+            s.push_str(" (changes unknown)");
+        }
         s
     }
 
@@ -189,6 +220,14 @@ impl ChangeSet {
                 )
             })
             .collect();
+        if !self.is_complete() {
+            out.push_str(
+                "\n!!! THE CHANGES ARE NOT KNOWN: the gate could not compute all of them !!!\n",
+            );
+            for why in &self.unknown {
+                out.push_str(&format!("!!! {why}\n"));
+            }
+        }
         if !flagged.is_empty() {
             out.push_str("\n!!! DESTRUCTIVE CHANGES !!!\n");
             for r in &flagged {
@@ -224,9 +263,12 @@ impl ChangeSet {
         out
     }
 
-    /// The structured summary sent as `diff.summary`.
+    /// The structured summary sent as `diff.summary` (`wire.rs` reads it back). `complete` is
+    /// written out, never implied: a summary without `"complete": true` is an unknown change.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
+            "complete": self.is_complete(),
+            "unknown": self.unknown,
             "summary": self.summary_line(),
             "counts": self.counts(),
             "resources": self.resources,
@@ -383,6 +425,7 @@ mod tests {
                 rc("d", Action::Replace),
                 rc("e", Action::NoOp),
             ],
+            unknown: Vec::new(),
         };
         assert_eq!(set.summary_line(), "+2 ~1 -2 (1 replace)");
         assert!(!set.is_empty());
@@ -397,11 +440,13 @@ mod tests {
         assert!(ChangeSet::default().is_empty());
         let set = ChangeSet {
             resources: vec![rc("a", Action::NoOp)],
+            unknown: Vec::new(),
         };
         assert!(set.is_empty());
         assert_eq!(set.summary_line(), "+0 ~0 -0");
         let set = ChangeSet {
             resources: vec![rc("a", Action::Unknown("forget".into()))],
+            unknown: Vec::new(),
         };
         assert!(!set.is_empty());
         assert_eq!(set.summary_line(), "+0 ~0 -0 (1 unknown action)");
@@ -409,8 +454,21 @@ mod tests {
         for a in [Action::Import, Action::Move, Action::Drift, Action::Output] {
             let set = ChangeSet {
                 resources: vec![rc("a", a.clone())],
+                unknown: Vec::new(),
             };
             assert!(!set.is_empty(), "{a:?} is a change");
         }
+    }
+
+    #[test]
+    fn an_unknown_change_is_never_empty_and_says_so() {
+        let set = ChangeSet::unknown("the dry run failed");
+        assert!(!set.is_empty() && !set.is_complete());
+        assert_eq!(set.summary_line(), "+0 ~0 -0 (changes unknown)");
+        assert!(set.render().contains("the dry run failed"));
+        let json = set.to_json();
+        assert_eq!(json["complete"], false);
+        assert_eq!(json["unknown"][0], "the dry run failed");
+        assert_eq!(ChangeSet::default().to_json()["complete"], true);
     }
 }

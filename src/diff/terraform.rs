@@ -93,7 +93,10 @@ pub fn parse_plan(json: &[u8]) -> Result<ChangeSet, String> {
             });
         }
     }
-    let set = ChangeSet { resources };
+    let set = ChangeSet {
+        resources,
+        unknown: Vec::new(),
+    };
     if set.is_empty() && plan.get("applyable") == Some(&Value::Bool(true)) {
         return Ok(ChangeSet {
             resources: vec![ResourceChange {
@@ -104,6 +107,7 @@ pub fn parse_plan(json: &[u8]) -> Result<ChangeSet, String> {
                 ),
                 attributes: Vec::new(),
             }],
+            unknown: Vec::new(),
         });
     }
     Ok(set)

@@ -9,7 +9,9 @@
 //! - An `auto_approve` rule's conditions are checked on the request as the server has it
 //!   ([`auto_conditions`]); a condition that cannot be evaluated (no change model) fails.
 
+use super::effects::Effects;
 use super::schema::{Action, Environment, Risk, Rule};
+use crate::diff::ChangeSet;
 
 /// Someone deciding, as the server knows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,12 +57,16 @@ pub fn is_requester(on_behalf_of: &str, person: &Person) -> bool {
 pub struct AutoFacts<'a> {
     pub agent: &'a str,
     pub on_behalf_of: Option<&'a str>,
-    /// `diff.summary` as the shim sent it (the change model: `resources[].action`).
-    pub summary: &'a serde_json::Value,
+    /// The change model as the server read it from the request (`ChangeSet::from_wire`).
+    pub changes: &'a ChangeSet,
+    /// What the command can possibly do, from its argv (`effects::of`); `None` when argv
+    /// cannot bound it.
+    pub effects: Option<Effects>,
 }
 
 /// Checks an `auto_approve` rule's own conditions: `Err(why not)` when one fails or cannot be
-/// evaluated.
+/// evaluated. The change model must be complete, fit what the command can do, and hold only
+/// changes the rule allows.
 pub fn auto_conditions(rule: &Rule, f: &AutoFacts<'_>) -> Result<(), String> {
     if !rule.agents.is_empty() && !rule.agents.iter().any(|a| a == f.agent) {
         return Err(format!("agent {:?} is not one of its agents", f.agent));
@@ -72,18 +78,37 @@ pub fn auto_conditions(rule: &Rule, f: &AutoFacts<'_>) -> Result<(), String> {
     {
         return Err("the agent does not act for one of its humans".into());
     }
-    let Some(resources) = f.summary.get("resources").and_then(|r| r.as_array()) else {
-        return Err("the request has no change model (no diff), so its changes are unknown".into());
+    if !f.changes.is_complete() {
+        return Err(format!(
+            "its changes are unknown ({})",
+            f.changes.unknown.join("; ")
+        ));
+    }
+    let Some(effects) = f.effects else {
+        return Err("the command can do more than any change model shows".into());
     };
     let mut changed = 0u64;
-    for r in resources {
-        let action = r.get("action").and_then(|a| a.as_str());
-        match action {
+    for r in &f.changes.resources {
+        let action = match r.action.as_str() {
             Some("no-op") => continue,
-            Some(a) if rule.changes.iter().any(|k| k.as_str() == a) => changed += 1,
-            Some(a) => return Err(format!("it changes something by {a:?}, not allowed")),
-            None => return Err("a change's action is unknown".into()),
+            Some(a) => a,
+            None => return Err(format!("{} has an unknown action", r.address)),
+        };
+        if !effects.kinds.iter().any(|k| k.as_str() == action) {
+            return Err(format!(
+                "the change model has a {action} that the command cannot make, so it does not \
+                 fit the command"
+            ));
         }
+        if !rule.changes.iter().any(|k| k.as_str() == action) {
+            return Err(format!("it changes something by {action:?}, not allowed"));
+        }
+        changed += 1;
+    }
+    if effects.always_changes && changed == 0 {
+        return Err(
+            "the command always changes something, but its change model shows nothing".into(),
+        );
     }
     if let Some(max) = rule.max_changes {
         if changed > u64::from(max) {

@@ -7,14 +7,33 @@
 //! them in step.
 
 use super::schema::Action;
+use crate::argv::Invocation;
 use crate::tool::Tool;
 
-/// A built-in rule: tools, subcommand globs, action.
+/// A built-in rule: tools, subcommand globs, flags, action.
 pub struct BuiltinRule {
     pub name: &'static str,
     pub tools: &'static [Tool],
     pub subcommands: &'static [&'static str],
+    /// When not empty, the rule matches only a command with one of these flags on (given, and
+    /// not `=false`).
+    pub flags: &'static [&'static str],
     pub action: Action,
+}
+
+impl BuiltinRule {
+    /// Whether the rule matches an invocation whose subcommand path is `path`.
+    pub fn matches(&self, inv: &Invocation, path: &str) -> bool {
+        let flag_on = |f: &&str| {
+            inv.flags
+                .iter()
+                .any(|(n, v)| n == f && v.as_deref() != Some("false"))
+        };
+        self.subcommands
+            .iter()
+            .any(|p| super::glob::matches(p, path, None))
+            && (self.flags.is_empty() || self.flags.iter().any(flag_on))
+    }
 }
 
 const TF: &[Tool] = &[Tool::Terraform, Tool::Tofu];
@@ -22,6 +41,14 @@ const KUBECTL: &[Tool] = &[Tool::Kubectl];
 const HELM: &[Tool] = &[Tool::Helm];
 
 pub static RULES: &[BuiltinRule] = &[
+    // Before the read-only list, which has `init` and `workspace new`: these flags write state.
+    BuiltinRule {
+        name: "builtin:terraform-state-copy",
+        tools: TF,
+        subcommands: &["init", "workspace new", "env new"],
+        flags: &["-migrate-state", "-force-copy", "-state"],
+        action: Action::Gate,
+    },
     BuiltinRule {
         name: "builtin:terraform-mutating",
         tools: TF,
@@ -41,6 +68,7 @@ pub static RULES: &[BuiltinRule] = &[
             "workspace delete",
             "env delete",
         ],
+        flags: &[],
         action: Action::Gate,
     },
     BuiltinRule {
@@ -79,6 +107,7 @@ pub static RULES: &[BuiltinRule] = &[
             "env new",
             "env select",
         ],
+        flags: &[],
         action: Action::Pass,
     },
     BuiltinRule {
@@ -117,6 +146,7 @@ pub static RULES: &[BuiltinRule] = &[
             "taint",
             "uncordon",
         ],
+        flags: &[],
         action: Action::Gate,
     },
     BuiltinRule {
@@ -150,6 +180,7 @@ pub static RULES: &[BuiltinRule] = &[
             "version",
             "wait",
         ],
+        flags: &[],
         action: Action::Pass,
     },
     BuiltinRule {
@@ -173,6 +204,7 @@ pub static RULES: &[BuiltinRule] = &[
             "plugin up",
             "push",
         ],
+        flags: &[],
         action: Action::Gate,
     },
     BuiltinRule {
@@ -211,6 +243,7 @@ pub static RULES: &[BuiltinRule] = &[
             "verify",
             "version",
         ],
+        flags: &[],
         action: Action::Pass,
     },
 ];

@@ -130,6 +130,11 @@ pub struct Serve {
     /// requests of a keep-alive connection) is closed. Default 10s.
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: Duration,
+    /// Most long-polls (`GET /api/v1/requests/{id}?wait=N`) one agent token may hold at once;
+    /// more are answered 429 with `Retry-After`, so one agent cannot take every connection.
+    /// Default 16.
+    #[serde(default = "default_max_waits_per_agent")]
+    pub max_waits_per_agent: std::num::NonZeroUsize,
     /// `[[serve.agent]]`: the agents allowed to submit requests.
     #[serde(default, rename = "agent")]
     pub agents: Vec<Agent>,
@@ -199,6 +204,7 @@ impl Default for Serve {
             checkpoint_interval: default_checkpoint_interval(),
             max_connections: default_max_connections(),
             header_read_timeout: default_header_read_timeout(),
+            max_waits_per_agent: default_max_waits_per_agent(),
             agents: Vec::new(),
             public_url: None,
             allow_local_approvers: true,
@@ -248,6 +254,9 @@ fn default_max_connections() -> usize {
 }
 fn default_header_read_timeout() -> Duration {
     Duration(std::time::Duration::from_secs(10))
+}
+fn default_max_waits_per_agent() -> std::num::NonZeroUsize {
+    std::num::NonZeroUsize::new(16).expect("16 is not zero")
 }
 fn default_checkpoint_interval() -> Duration {
     Duration(std::time::Duration::from_secs(60))

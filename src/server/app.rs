@@ -1,5 +1,5 @@
-//! The shared state of a running server ([`App`]) and the per-request wake-up of waiting
-//! clients ([`Waiters`]).
+//! The shared state of a running server ([`App`]), the per-request wake-up of waiting clients
+//! ([`Waiters`]) and the long-polls each agent holds ([`Held`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,10 +46,33 @@ pub enum Event {
     Ended(String),
 }
 
-/// Per-request wake-up: a waiter subscribes, a decision notifies every subscriber at once.
+/// Per-request wake-up: a waiter subscribes, a decision notifies every subscriber at once. Also
+/// counts the long-polls each agent holds, so one agent cannot take every connection
+/// (`[serve] max_waits_per_agent`).
 #[derive(Default)]
 pub struct Waiters {
     map: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Long-polls held, by agent name.
+    held: Mutex<HashMap<String, usize>>,
+}
+
+/// One long-poll of an agent, counted until dropped (also when the client goes away and its
+/// handler is dropped mid-wait).
+pub struct Held<'a> {
+    waiters: &'a Waiters,
+    agent: String,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let mut held = self.waiters.held.lock().expect("held lock");
+        if let Some(n) = held.get_mut(&self.agent) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.agent);
+            }
+        }
+    }
 }
 
 impl Waiters {
@@ -70,6 +93,20 @@ impl Waiters {
         for (_, n) in all {
             n.notify_waiters();
         }
+    }
+
+    /// Counts one more long-poll of `agent`; `None` when it already holds `cap`.
+    pub fn hold(&self, agent: &str, cap: usize) -> Option<Held<'_>> {
+        let mut held = self.held.lock().expect("held lock");
+        let n = held.entry(agent.to_string()).or_default();
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(Held {
+            waiters: self,
+            agent: agent.to_string(),
+        })
     }
 
     /// Drops the entry when nobody else holds it (a waiter that gave up).

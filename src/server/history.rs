@@ -5,7 +5,8 @@
 use sqlx::Row as _;
 
 use super::db::Result;
-use super::store::{view_from_row, Store};
+use super::store::Store;
+use super::views::view_from_row;
 use crate::api::RequestView;
 use crate::audit::Checkpoint;
 
@@ -103,11 +104,7 @@ impl Store {
                     cwd: String::new(),
                     host: String::new(),
                     environment: Default::default(),
-                    diff: crate::api::Diff {
-                        text: String::new(),
-                        summary: serde_json::json!({ "counts": s["counts"] }),
-                        truncated: false,
-                    },
+                    diff: crate::api::Diff::default(),
                     artifact_sha256: Vec::new(),
                     reason: s["reason"].as_str().map(Into::into),
                     classification,
@@ -119,6 +116,8 @@ impl Store {
                     nonce: String::new(),
                     approvals: serde_json::from_str(r.get::<&str, _>(5)).unwrap_or_default(),
                     review_url: None,
+                    // The server's counts, made when the request was stored (older rows: unknown).
+                    changes: serde_json::from_value(s["changes"].clone()).unwrap_or_default(),
                 })
             })
             .collect()

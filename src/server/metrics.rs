@@ -1,6 +1,6 @@
 //! `GET /metrics` in the Prometheus text format: pending requests, decisions by outcome, the
-//! time-to-decision histogram, the number of waiting clients and the TCP connections refused
-//! over the cap; on PostgreSQL, the replica's id, its listener's reconnects and whether it runs
+//! time-to-decision histogram, the number of waiting clients, the TCP connections refused
+//! over the cap and the long-polls refused over an agent's cap; on PostgreSQL, the replica's id, its listener's reconnects and whether it runs
 //! the reaper.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
@@ -27,6 +27,8 @@ pub struct Metrics {
     pub waiters: AtomicI64,
     /// TCP connections closed at once because `[serve] max_connections` were open.
     pub connections_refused: AtomicU64,
+    /// Long-polls answered 429 because their agent held `[serve] max_waits_per_agent`.
+    pub long_polls_refused: AtomicU64,
     /// Requests approved by an `auto_approve` rule.
     auto_approved: AtomicU64,
     /// Notification deliveries by sink and outcome (`delivered`, `failed`).
@@ -81,6 +83,14 @@ impl Metrics {
         s.push_str(&format!(
             "hitl_gate_connections_refused_total {}\n",
             self.connections_refused.load(Relaxed)
+        ));
+        s.push_str(
+            "# HELP hitl_gate_long_polls_refused_total Long-polls answered 429 over an agent's cap.\n",
+        );
+        s.push_str("# TYPE hitl_gate_long_polls_refused_total counter\n");
+        s.push_str(&format!(
+            "hitl_gate_long_polls_refused_total {}\n",
+            self.long_polls_refused.load(Relaxed)
         ));
         s.push_str("# HELP hitl_gate_pending_requests Requests waiting for a decision.\n");
         s.push_str("# TYPE hitl_gate_pending_requests gauge\n");

@@ -34,6 +34,7 @@ pub mod sessions;
 mod slack;
 pub mod store;
 pub mod tls;
+mod views;
 mod web;
 mod web_settings;
 mod writer;
@@ -239,15 +240,15 @@ where
         max_connections: conn::connection_cap(serve.max_connections),
         header_read_timeout: serve.header_read_timeout.0,
     };
-    let tcp = async {
-        match config.tls {
-            Some(tls) => {
-                let l = tls::TlsListener::new(listener, tls);
-                conn::serve(l, router, limits, stop_rx.clone(), app.clone()).await;
-            }
-            None => conn::serve(listener, router, limits, stop_rx.clone(), app.clone()).await,
-        }
-    };
+    let acceptor = config.tls.map(tokio_rustls::TlsAcceptor::from);
+    let tcp = conn::serve(
+        listener,
+        acceptor,
+        router,
+        limits,
+        stop_rx.clone(),
+        app.clone(),
+    );
     let ((), b) = tokio::join!(tcp, uds_server);
     reaper.abort();
     checkpointer.abort();

@@ -102,6 +102,8 @@ impl Outbox {
     fn payload(&self, event: Event, key: &str, s: &Subject<'_>, extra: Value, now: i64) -> String {
         let c = s.classification;
         let summary = &s.request.diff.summary;
+        // The counts are the server's, from the model; the client's own are never copied.
+        let changes = crate::api::Changes::of(summary);
         let resources: Vec<Value> = summary["resources"]
             .as_array()
             .map(|rs| {
@@ -141,8 +143,9 @@ impl Outbox {
                 "rule": &c.rule,
                 "reason": s.request.reason.as_deref().map(|r| cut(r, 300)),
                 "changes": {
-                    "summary": summary["summary"].as_str().map(|t| cut(t, 200)),
-                    "counts": &summary["counts"],
+                    "complete": changes.complete,
+                    "summary": changes.summary,
+                    "counts": changes.counts,
                     "resources": resources,
                 },
                 "deadline": s.deadline,

@@ -1,17 +1,17 @@
 //! The HTTP routes of `/api/v1` and the public endpoints. docs/api.md documents each.
 
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Path, Request, State as AxState};
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::app::App;
+use super::app::{App, Held};
 use super::auth::{Agent, Approver, Caller};
 use super::decide::{decide, By, Change};
 use super::error::ApiError;
@@ -68,7 +68,22 @@ pub fn router(app: Arc<App>) -> Router {
         })
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(request_deadline))
+        .layer(axum::middleware::map_response(refusal_headers))
         .with_state(app)
+}
+
+/// Headers of refusals. A refused credential ends the connection (`Connection: close`): a
+/// caller without a valid token cannot keep a connection, and its place under `[serve]
+/// max_connections`, by sending request after request within `header_read_timeout`, and an
+/// unread body is not waited for. A 429 says when to ask again (`Retry-After`).
+async fn refusal_headers(mut r: Response) -> Response {
+    let (name, value) = match r.status() {
+        StatusCode::UNAUTHORIZED => (header::CONNECTION, HeaderValue::from_static("close")),
+        StatusCode::TOO_MANY_REQUESTS => (header::RETRY_AFTER, RETRY_AFTER_SECONDS.into()),
+        _ => return r,
+    };
+    r.headers_mut().insert(name, value);
+    r
 }
 
 /// The longest any request may take (a long-poll's wait plus a margin): a client that sends
@@ -181,55 +196,121 @@ async fn show(
     Q(q): Q<WaitQuery>,
 ) -> Result<Response, ApiError> {
     let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
-    let until = tokio::time::Instant::now() + wait;
+    let mut poll = LongPoll {
+        app: &app,
+        caller: &caller,
+        id: &id,
+        until: tokio::time::Instant::now() + wait,
+        known_approvals: q.approvals,
+        slot: None,
+    };
     let mut stop = app.shutdown.clone();
     loop {
         // Subscribe before reading, so a decision landing in between is not missed.
         let notify = app.waiters.subscribe(&id);
-        let step = wait_step(&app, &caller, &id, &notify, until, q.approvals, &mut stop).await;
+        let step = poll.step(&notify, &mut stop).await;
         app.waiters.release(&id, notify);
-        match step? {
-            Some(view) => return Ok(Json(linked(&app, view)).into_response()),
-            None => continue,
+        if let Some(view) = step? {
+            return Ok(Json(linked(&app, view)).into_response());
         }
     }
 }
 
-/// One round of a long-poll: the request if it is decided or the wait is over, `None` after a
-/// wake-up (read it again), an error on shutdown.
-async fn wait_step(
-    app: &App,
-    caller: &Caller,
-    id: &str,
-    notify: &tokio::sync::Notify,
+/// How long an agent over `[serve] max_waits_per_agent` is told to wait before it long-polls
+/// again (`Retry-After`, seconds).
+const RETRY_AFTER_SECONDS: u16 = 2;
+
+/// One long-poll: who asks, for which request, until when.
+struct LongPoll<'a> {
+    app: &'a App,
+    caller: &'a Caller,
+    id: &'a str,
     until: tokio::time::Instant,
+    /// The number of approvals the caller knows of.
     known_approvals: Option<usize>,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
-) -> Result<Option<RequestView>, ApiError> {
-    let notified = notify.notified();
-    tokio::pin!(notified);
-    notified.as_mut().enable();
-    let view = visible(app, caller, id).await?;
-    if view.state != State::Pending
-        || tokio::time::Instant::now() >= until
-        || known_approvals.is_some_and(|k| k != view.approvals.len())
-    {
-        return Ok(Some(view));
+    /// An agent's count in `[serve] max_waits_per_agent`, taken before its first wait.
+    slot: Option<Held<'a>>,
+}
+
+impl<'a> LongPoll<'a> {
+    /// One round: the request if it is decided or the wait is over, `None` after a wake-up
+    /// (read it again), an error on shutdown or when the agent holds too many long-polls. A
+    /// request that needs no wait is answered whatever the agent holds.
+    async fn step(
+        &mut self,
+        notify: &tokio::sync::Notify,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Option<RequestView>, ApiError> {
+        let notified = notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let view = visible(self.app, self.caller, self.id).await?;
+        if view.state != State::Pending
+            || tokio::time::Instant::now() >= self.until
+            || self
+                .known_approvals
+                .is_some_and(|k| k != view.approvals.len())
+        {
+            return Ok(Some(view));
+        }
+        if *stop.borrow() {
+            return Err(shutting_down());
+        }
+        self.admit()?;
+        let _counted = Counted::new(&self.app.metrics.waiters);
+        tokio::select! {
+            () = &mut notified => Ok(None),
+            () = tokio::time::sleep_until(self.until) => Ok(None),
+            _ = stop.changed() => Err(shutting_down()),
+        }
     }
-    if *stop.borrow() {
-        return Err(shutting_down());
+
+    /// Counts an agent's long-poll against `[serve] max_waits_per_agent` (once per long-poll);
+    /// 429 over it. Approvers are not counted.
+    fn admit(&mut self) -> Result<(), ApiError> {
+        let (Caller::Agent(agent), None) = (self.caller, &self.slot) else {
+            return Ok(());
+        };
+        let cap = self.app.policy.serve().max_waits_per_agent.get();
+        match self.app.waiters.hold(&agent.name, cap) {
+            Some(held) => {
+                self.slot = Some(held);
+                Ok(())
+            }
+            None => {
+                self.app.metrics.long_polls_refused.fetch_add(1, Relaxed);
+                Err(too_many_waits(cap))
+            }
+        }
     }
-    app.metrics.waiters.fetch_add(1, Relaxed);
-    let woke = tokio::select! {
-        () = &mut notified => true,
-        () = tokio::time::sleep_until(until) => true,
-        _ = stop.changed() => false,
-    };
-    app.metrics.waiters.fetch_sub(1, Relaxed);
-    if woke {
-        Ok(None)
-    } else {
-        Err(shutting_down())
+}
+
+/// 429 `too_many_waits` (`refusal_headers` adds `Retry-After`).
+fn too_many_waits(cap: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_waits",
+        format!(
+            "this agent already holds as many long-polls as [serve] max_waits_per_agent allows \
+             ({cap}); long-poll again after {RETRY_AFTER_SECONDS} s"
+        ),
+    )
+}
+
+/// One client in the `hitl_gate_waiters` gauge while it lives, so a client that goes away
+/// mid-wait (its handler dropped) is not counted forever.
+struct Counted<'a>(&'a AtomicI64);
+
+impl<'a> Counted<'a> {
+    fn new(gauge: &'a AtomicI64) -> Counted<'a> {
+        gauge.fetch_add(1, Relaxed);
+        Counted(gauge)
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Relaxed);
     }
 }
 

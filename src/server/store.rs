@@ -8,10 +8,11 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use sqlx::{AnyPool, Row as _};
+use sqlx::AnyPool;
 
 use super::audit_log::{AuditLog, Entry};
 pub use super::db::{Result, StoreError};
+use super::views::{summary, view_from_row};
 use super::writer::Writer;
 use crate::api::{Classification, CreateRequest, Outcome, RequestView, State};
 use crate::signing::Keys;
@@ -103,7 +104,11 @@ impl Store {
             "classification": &new.classification,
             "deadline": new.deadline,
         });
-        let summary = summary(&new);
+        let summary = summary(
+            &new.request,
+            new.on_behalf_of.as_deref(),
+            &new.classification,
+        );
         let log = self.log.clone();
         let id = new.id.clone();
         let queued = self.outbox.as_ref().map_or_else(Vec::new, |o| {
@@ -383,68 +388,4 @@ impl Store {
             .write(move |c| Box::pin(async move { log.checkpoint(c, now).await }))
             .await
     }
-}
-
-/// What the inbox shows of a request, kept beside it so listing never reads its whole body:
-/// the tool, the first 16 arguments (200 characters each at most), the reason (300), who it acts
-/// for, the server's classification and the change counts.
-fn summary(new: &NewRequest) -> serde_json::Value {
-    let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
-    json!({
-        "tool": &new.request.tool,
-        "argv": new.request.argv.iter().take(16).map(|a| cut(a, 200)).collect::<Vec<_>>(),
-        "argv_len": new.request.argv.len(),
-        "reason": new.request.reason.as_deref().map(|r| cut(r, 300)),
-        "on_behalf_of": &new.on_behalf_of,
-        "classification": &new.classification,
-        "counts": &new.request.diff.summary["counts"],
-    })
-}
-
-pub(super) fn view_from_row(r: &sqlx::any::AnyRow) -> Result<RequestView> {
-    let bad = |what: &str, e: &dyn std::fmt::Display| {
-        StoreError(format!("stored {what} is unreadable: {e}"))
-    };
-    let data: serde_json::Value =
-        serde_json::from_str(r.get::<&str, _>(5)).map_err(|e| bad("request", &e))?;
-    let request: CreateRequest =
-        serde_json::from_value(data["request"].clone()).map_err(|e| bad("request", &e))?;
-    let classification: Classification = serde_json::from_value(data["classification"].clone())
-        .map_err(|e| bad("classification", &e))?;
-    let state_s: String = r.get(2);
-    let decision: Option<String> = r.get(6);
-    let outcome: Option<String> = r.get(7);
-    Ok(RequestView {
-        id: r.get(0),
-        agent: r.get(1),
-        state: State::parse(&state_s)
-            .ok_or_else(|| StoreError(format!("unknown state {state_s}")))?,
-        on_behalf_of: data["on_behalf_of"].as_str().map(Into::into),
-        tool: request.tool,
-        argv: request.argv,
-        cwd: request.cwd,
-        host: request.host,
-        environment: request.environment,
-        diff: request.diff,
-        artifact_sha256: request.artifact_sha256,
-        reason: request.reason,
-        nonce: request.nonce,
-        classification,
-        created_at: r.get(3),
-        deadline: r.get(4),
-        decision: decision
-            .map(|d| serde_json::from_str(&d))
-            .transpose()
-            .map_err(|e| bad("decision", &e))?,
-        outcome_reported_by: outcome
-            .as_ref()
-            .map(|_| format!("agent:{}", r.get::<&str, _>(1))),
-        outcome: outcome
-            .map(|o| serde_json::from_str(&o))
-            .transpose()
-            .map_err(|e| bad("outcome", &e))?,
-        approvals: serde_json::from_str(r.get::<&str, _>("approvals"))
-            .map_err(|e| bad("approvals", &e))?,
-        review_url: None,
-    })
 }

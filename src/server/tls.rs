@@ -1,4 +1,6 @@
-//! HTTPS for the TCP listener: a rustls acceptor wrapped as an axum `Listener`.
+//! HTTPS for the TCP listener: the rustls configuration the server's connection loop
+//! (`conn.rs`) hands each connection's handshake to, and [`TlsListener`], an acceptor wrapped as
+//! an axum `Listener` for simple servers (the tests' fake Kubernetes API).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -33,7 +35,8 @@ pub fn load(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, String
 }
 
 /// Accepts TCP connections and completes the TLS handshake (10 s at most) before handing them to
-/// axum. Failed handshakes are dropped.
+/// axum, one at a time. Failed handshakes are dropped. Not for the approval server, whose
+/// connection loop shakes hands in each connection's task (`conn.rs`).
 pub struct TlsListener {
     tcp: TcpListener,
     acceptor: TlsAcceptor,

@@ -7,15 +7,12 @@
 //!   packaged with `helm package`, a local archive copied, anything else pulled once with
 //!   `helm pull` and the agent's repository flags, which the run then no longer needs), the
 //!   values files, the `--set-file` files and `--kube-ca-file`.
-//! - **upgrade, install**: new = the `.manifest` (and hook manifests) of the same command with
-//!   `--dry-run=server -o json`; old = `helm get manifest REL`. Both are parsed and diffed as
-//!   objects (Secrets masked), and the user-supplied values are diffed too. The approval is
-//!   bound to the SHA-256 of the rendered manifest and of every snapshot; right before the run
-//!   the release is rendered again from the same snapshots, so what the chart looks up in the
-//!   cluster cannot have changed either.
-//! - **uninstall / delete**: the current manifest, as removals. **rollback**: the current
-//!   manifest against the target revision's. Anything else gated (test, plugin install, push):
-//!   the command and its target, no diff.
+//! - **What is shown** (`helm_model.rs`): for upgrade and install, the render of the same
+//!   command with `--dry-run=server -o json` against the release, with hooks and new objects
+//!   against the live cluster; for uninstall, every release named; for rollback, the target
+//!   revision. The approval is bound to the SHA-256 of the rendered manifest (hooks included)
+//!   and of every snapshot; right before the run the release is rendered again from the same
+//!   snapshots, so what the chart looks up in the cluster cannot have changed either.
 //! - **Refused**: `--post-renderer` (a program that rewrites the manifest after it was shown)
 //!   unless `tools.helm.allow_post_renderer = true`; values from stdin, devices or URLs;
 //!   `--generate-name` (a new name on every render); `--dependency-update` (fetches at run time;
@@ -23,22 +20,15 @@
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::process::Command;
 
-use serde_json::Value;
-
-use super::argv_edit::{render_flags, ArgvEdit, Edited};
+use super::argv_edit::ArgvEdit;
 use super::helm_inputs::{command, Env, Inputs};
-use super::kube::{self, Resolved};
-use super::prepared::{no_diff, request, Prepared, RunDir, Stop};
-use crate::argv::helm::is_global_flag;
+use super::helm_model::{render, Helpers, Model};
+use super::kube;
+use super::prepared::{request, Prepared, RunDir, Stop};
 use crate::argv::Invocation;
-use crate::diff::kube::{manifest_change, value_changes, SecretValues};
-use crate::diff::{Action, ChangeSet, ResourceChange};
+use crate::diff::kube::SecretValues;
 use crate::tool::Tool;
-
-/// Global flags the gate sets itself.
-const PINNED: &[&str] = &["--kubeconfig", "--kube-context", "--kube-ca-file"];
 /// Prepares a gated helm command. `kubectl` resolves the kube target.
 pub fn prepare(
     real: &Path,
@@ -66,75 +56,17 @@ pub fn prepare(
     let run = edit.finish();
     let h = Helpers {
         env: h0,
+        kubectl,
         inv,
         resolved: &resolved,
         inputs: &inputs,
     };
-    let release = inv.positionals.first().cloned().unwrap_or_default();
     let mut secrets = SecretValues::default();
-    let (text, mut changes, rendered) = match path.as_str() {
-        "upgrade" | "install" => {
-            let r = h
-                .render(&run)
-                .map_err(|e| Stop::refused("helm", format!("the dry run failed ({e})")))?;
-            let old = h.get(&["get", "manifest", &r.name]).unwrap_or_default();
-            let old_values = h
-                .get(&["get", "values", &r.name, "-o", "json"])
-                .and_then(|v| serde_json::from_str(&v).ok())
-                .unwrap_or(Value::Null);
-            let (mut text, mut set) = manifest_change(&old, &r.manifest, &mut secrets);
-            let values = value_changes(&old_values, &r.values);
-            if !values.is_empty() {
-                text.push_str("\nValues (user-supplied):\n");
-                for a in &values {
-                    text.push_str(&format!(
-                        "    {}: {} -> {}\n",
-                        a.path,
-                        a.before.as_deref().unwrap_or("(none)"),
-                        a.after.as_deref().unwrap_or("(none)")
-                    ));
-                }
-                set.resources.push(ResourceChange {
-                    address: format!("values of release {}", r.name),
-                    action: Action::Update,
-                    action_reason: None,
-                    attributes: values,
-                });
-            }
-            (text, set, Some(r.manifest))
-        }
-        "uninstall" | "delete" | "del" | "un" => {
-            let old = h.get(&["get", "manifest", &release]).unwrap_or_default();
-            let (text, set) = manifest_change(&old, "", &mut secrets);
-            (text, set, None)
-        }
-        "rollback" => {
-            let current = h.get(&["get", "manifest", &release]).unwrap_or_default();
-            let revision = match inv.positionals.get(1) {
-                Some(r) => r.clone(),
-                None => h
-                    .get(&["status", &release, "-o", "json"])
-                    .and_then(|s| serde_json::from_str::<Value>(&s).ok())
-                    .and_then(|s| s["version"].as_u64())
-                    .map(|v| v.saturating_sub(1).to_string())
-                    .unwrap_or_default(),
-            };
-            let target_manifest = h
-                .get(&["get", "manifest", &release, "--revision", &revision])
-                .unwrap_or_default();
-            let (text, set) = manifest_change(&current, &target_manifest, &mut secrets);
-            (
-                format!("Rollback to revision {revision}:\n{text}"),
-                set,
-                None,
-            )
-        }
-        _ => (
-            no_diff(Tool::Helm, args, &resolved.target),
-            ChangeSet::default(),
-            None,
-        ),
-    };
+    let Model {
+        text,
+        mut changes,
+        rendered,
+    } = h.model(&path, args, &run, &mut secrets)?;
     // The last line of defence: no Secret value found anywhere leaves in the text or the model.
     secrets.redact_changes(&mut changes);
     let shown = format!(
@@ -220,66 +152,6 @@ fn refuse_unbindable(inv: &Invocation, allow_post_renderer: bool) -> Result<(), 
         );
     }
     Ok(())
-}
-
-/// A render of the release: the manifest (hooks included), the user-supplied values, the name.
-struct Render {
-    manifest: String,
-    values: Value,
-    name: String,
-}
-
-/// The read-only helm commands, pinned to the resolved target.
-struct Helpers<'a> {
-    env: Env<'a>,
-    inv: &'a Invocation,
-    resolved: &'a Resolved,
-    inputs: &'a Inputs,
-}
-
-impl Helpers<'_> {
-    /// The command itself as a server-side dry run.
-    fn render(&self, run: &Edited) -> Result<Render, String> {
-        render(
-            self.env
-                .command(&run.with(&["--dry-run=server", "-o", "json"])),
-        )
-    }
-
-    /// A read-only helm command (`get`, `status`) with the global flags; its stdout, or `None`
-    /// when it failed (a release that does not exist yet).
-    fn get(&self, sub: &[&str]) -> Option<String> {
-        let mut args: Vec<String> = sub.iter().map(|s| s.to_string()).collect();
-        args.extend(render_flags(self.inv, |f| {
-            is_global_flag(f) && !PINNED.contains(&f)
-        }));
-        args.extend(self.inputs.global.iter().cloned());
-        args.extend(kube::pins(Tool::Helm, self.resolved));
-        let (status, out, _) = kube::run_helper(self.env.command(&args)).ok()?;
-        (status == 0).then(|| String::from_utf8_lossy(&out).into_owned())
-    }
-}
-
-/// Runs a `--dry-run=server -o json` render.
-fn render(c: Command) -> Result<Render, String> {
-    let (status, out, err) = kube::run_helper(c)?;
-    if status != 0 {
-        return Err(err);
-    }
-    let v: Value =
-        serde_json::from_slice(&out).map_err(|e| format!("helm printed no JSON: {e}"))?;
-    let mut manifest = v["manifest"].as_str().unwrap_or_default().to_string();
-    for hook in v["hooks"].as_array().map_or(&[][..], Vec::as_slice) {
-        if let Some(m) = hook["manifest"].as_str() {
-            manifest.push_str("\n---\n");
-            manifest.push_str(m);
-        }
-    }
-    Ok(Render {
-        manifest,
-        values: v["config"].clone(),
-        name: v["name"].as_str().unwrap_or_default().to_string(),
-    })
 }
 
 /// The `HELM_*` variables in force, for the approver (values of tokens and passwords masked).

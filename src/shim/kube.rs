@@ -30,16 +30,6 @@ use crate::api::Target;
 use crate::argv::Invocation;
 use crate::tool::Tool;
 
-/// Proxy variables: a proxy can carry a request for one API server to another.
-const PROXY_VARS: &[&str] = &[
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
-
 /// Sets the environment of a kube child: kuberc off, no external diff program, a `PATH` of
 /// trusted directories only (`trusted_path.rs`), and the private discovery cache (when there is
 /// one).
@@ -78,17 +68,14 @@ pub fn run_helper(mut c: Command) -> Result<(i32, Vec<u8>, String), String> {
     Ok((status.code().unwrap_or(1), out, err))
 }
 
-/// The kube target of a command, resolved and pinned.
+/// The kube target of a command, resolved and pinned. Its `target` says whether it is exact
+/// (`Target::is_exact`): a rule that loosens the gate never matches an inexact target.
 pub struct Resolved {
     pub target: Target,
     /// The context the run is pinned to.
     pub context: String,
     /// The kubeconfig cut down to that context, sealed.
     pub kubeconfig: Sealed,
-    /// False when something can change which server the command reaches in a way the
-    /// resolution did not follow: TLS verification off, another TLS server name or CA, a proxy.
-    /// A rule that loosens the gate never matches an inexact target.
-    pub exact: bool,
 }
 
 /// The names of the target flags of `tool` (kubectl or helm).
@@ -197,25 +184,76 @@ pub fn resolve_with(
         .map_err(|e| format!("kubectl config view printed no JSON: {e}"))?;
     let pinned = cut_down(&config, inv)?;
     let kubeconfig = Sealed::new("kubeconfig", pinned.config.to_string().as_bytes())?;
-    let f = flags(tool);
-    let truthy = |v: Option<String>| v.is_some_and(|v| !v.is_empty() && v != "false");
-    let overridden = inv.has_flag(f.insecure)
-        || inv.has_flag(f.tls_server_name)
-        || inv.has_flag(f.ca_file)
-        || (tool == Tool::Helm
-            && (truthy(env("HELM_KUBEINSECURE_SKIP_TLS_VERIFY"))
-                || truthy(env("HELM_KUBETLS_SERVER_NAME"))
-                || truthy(env("HELM_KUBECAFILE"))))
-        || PROXY_VARS.iter().any(|v| truthy(env(v)))
-        || pinned.cluster["insecure-skip-tls-verify"] == Value::Bool(true)
-        || pinned.cluster.get("tls-server-name").is_some()
-        || pinned.cluster.get("proxy-url").is_some();
+    let mut target = pinned.target;
+    target.set_inexact(inexact(tool, inv, &env, &pinned.cluster, &target));
     Ok(Resolved {
-        target: pinned.target,
+        target,
         context: pinned.context,
         kubeconfig,
-        exact: !overridden,
     })
+}
+
+/// Everything the shim can see that can send the command elsewhere than the target's server
+/// says, or make that server unverifiable: TLS and server overrides in argv or helm's
+/// variables, proxy variables, the cluster's `proxy-url`, `tls-server-name` and
+/// `insecure-skip-tls-verify`, and a server URL that cannot be read exactly
+/// (`policy::server_url`). Empty: the target is exact.
+fn inexact(
+    tool: Tool,
+    inv: &Invocation,
+    env: &dyn Fn(&str) -> Option<String>,
+    cluster: &Value,
+    target: &Target,
+) -> Vec<String> {
+    let f = flags(tool);
+    let truthy = |v: Option<String>| v.is_some_and(|v| !v.is_empty() && v != "false");
+    let mut why = Vec::new();
+    for (names, what) in [
+        (f.insecure, "the server's certificate is not checked"),
+        (
+            f.tls_server_name,
+            "TLS is told to expect another server's name",
+        ),
+        (f.ca_file, "another certificate authority is trusted"),
+    ] {
+        if inv.has_flag(names) {
+            why.push(format!("{}: {what}", names[0]));
+        }
+    }
+    if inv.target.server.is_some() {
+        why.push("the server is set on the command line, not by the kubeconfig".into());
+    }
+    if tool == Tool::Helm {
+        for var in [
+            "HELM_KUBEINSECURE_SKIP_TLS_VERIFY",
+            "HELM_KUBETLS_SERVER_NAME",
+            "HELM_KUBECAFILE",
+        ] {
+            if truthy(env(var)) {
+                why.push(format!("{var} is set"));
+            }
+        }
+    }
+    why.extend(crate::policy::proxy_variables(env));
+    if cluster["insecure-skip-tls-verify"] == Value::Bool(true) {
+        why.push(
+            "insecure-skip-tls-verify in the kubeconfig: the server's certificate is not checked"
+                .into(),
+        );
+    }
+    for key in ["tls-server-name", "proxy-url"] {
+        if let Some(v) = cluster.get(key) {
+            why.push(format!("{key} {v} in the kubeconfig"));
+        }
+    }
+    if let Some(server) = &target.cluster_server {
+        if let Err(e) = crate::policy::server_url::parse(server) {
+            why.push(format!(
+                "the server URL {server:?} cannot be read exactly ({e})"
+            ));
+        }
+    }
+    why
 }
 
 /// A kubeconfig cut down to one context.
@@ -379,14 +417,18 @@ pub fn pins(tool: Tool, r: &Resolved) -> Vec<String> {
     ]
 }
 
-/// The target as the approver reads it, first in the text shown.
+/// The target as the approver reads it, first in the text shown, with why it is inexact.
 pub fn target_header(t: &Target) -> String {
     let s = |v: &Option<String>| v.clone().unwrap_or_else(|| "?".into());
-    format!(
+    let mut h = format!(
         "Target: context {}, cluster {}, user {}, namespace {}\n",
         s(&t.kube_context),
         s(&t.cluster_server),
         s(&t.kube_user),
         s(&t.namespace)
-    )
+    );
+    if let Some(line) = t.inexact_line() {
+        h.push_str(&format!("!!! {line}\n"));
+    }
+    h
 }

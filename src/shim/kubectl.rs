@@ -325,5 +325,6 @@ fn no_kube_diff(args: &[String], r: &Resolved, inv: &Invocation) -> (String, Cha
             "It reads the agent's standard input after approval; that input is not shown.\n",
         );
     }
-    (text, ChangeSet::default())
+    let why = format!("no diff is possible for `kubectl {}`", inv.path_string());
+    (text, ChangeSet::unknown(why))
 }

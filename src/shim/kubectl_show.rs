@@ -172,14 +172,19 @@ impl Helpers<'_> {
                     attributes: Vec::new(),
                 })
                 .collect(),
+            unknown: Vec::new(),
         };
         Ok((text, changes))
     }
 
     /// The server's dry run of the command itself against the live objects. A dry run that
-    /// fails is not fatal: the approver is told no diff could be made, and why.
+    /// fails is not fatal: the approver is told no diff could be made, and why, and the change
+    /// is unknown (never "no changes").
     pub fn dry_run_diff(&self, run: &Edited, secrets: &mut SecretValues) -> (String, ChangeSet) {
-        let no = |why: String| (format!("No diff: {why}\n"), ChangeSet::default());
+        let no = |why: String| {
+            let text = format!("No diff: {why}\n");
+            (text, ChangeSet::unknown(format!("no diff: {why}")))
+        };
         let args = run.with(&["--dry-run=server", "-o", "json"]);
         let (status, out, err) = match kube::run_helper(self.command(&args)) {
             Ok(r) => r,
@@ -224,43 +229,67 @@ impl Helpers<'_> {
     /// The live objects: with `--subresource`, that subresource of the named objects; else the
     /// objects named by `after`, read in one `kubectl get -f`.
     fn live(&self, after: &[Value]) -> Result<Vec<Value>, String> {
+        let Some(sub) = self.inv.flag_value(&["--subresource"]) else {
+            return live_objects(self.real, self.cache, &self.global(), after);
+        };
         let mut args = vec!["get".to_string()];
         args.extend(self.global());
-        // Kept open until kubectl has read it.
-        let _list;
-        if let Some(sub) = self.inv.flag_value(&["--subresource"]) {
-            args.push(format!("--subresource={sub}"));
-            args.extend(self.sources.iter().cloned());
-            args.extend(["-o", "json", "--ignore-not-found", "--"].map(String::from));
-            args.extend(self.inv.positionals.iter().cloned());
-        } else {
-            let ids: Vec<Value> = after
-                .iter()
-                .map(|o| {
-                    json!({"apiVersion": o["apiVersion"], "kind": o["kind"], "metadata": {
-                        "name": o["metadata"]["name"], "namespace": o["metadata"]["namespace"]}})
-                })
-                .collect();
-            let list = Sealed::new(
-                "objects",
-                json!({"apiVersion": "v1", "kind": "List", "items": ids})
-                    .to_string()
-                    .as_bytes(),
-            )?;
-            args.push(format!("--filename={}", list.path()));
-            args.extend(["-o", "json", "--ignore-not-found"].map(String::from));
-            _list = list;
-        }
-        let (status, out, err) = kube::run_helper(self.command(&args))?;
-        if status != 0 {
-            return Err(err);
-        }
-        if out.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Vec::new());
-        }
-        let v: Value = serde_json::from_slice(&out)
-            .map_err(|e| format!("kubectl get printed no JSON: {e}"))?;
-        let found = items(v);
-        Ok(found)
+        args.push(format!("--subresource={sub}"));
+        args.extend(self.sources.iter().cloned());
+        args.extend(["-o", "json", "--ignore-not-found", "--"].map(String::from));
+        args.extend(self.inv.positionals.iter().cloned());
+        get_json(self.command(&args))
     }
+}
+
+/// The live counterparts of `objects` (those that exist), read in one `kubectl get -f` of a
+/// sealed list of their kinds and names, with `global` (the pins) and the kube child
+/// environment. Read-only: only `get` runs.
+pub fn live_objects(
+    kubectl: &Path,
+    cache: &Path,
+    global: &[String],
+    objects: &[Value],
+) -> Result<Vec<Value>, String> {
+    if objects.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Value> = objects
+        .iter()
+        .map(|o| {
+            json!({"apiVersion": o["apiVersion"], "kind": o["kind"], "metadata": {
+                "name": o["metadata"]["name"], "namespace": o["metadata"]["namespace"]}})
+        })
+        .collect();
+    let list = Sealed::new(
+        "objects",
+        json!({"apiVersion": "v1", "kind": "List", "items": ids})
+            .to_string()
+            .as_bytes(),
+    )?;
+    let mut args = vec!["get".to_string()];
+    args.extend(global.iter().cloned());
+    args.push(format!("--filename={}", list.path()));
+    args.extend(["-o", "json", "--ignore-not-found"].map(String::from));
+    let mut c = Command::new(kubectl);
+    c.args(&args);
+    kube::child_env(&mut c, Some(cache));
+    // `list` stays open until kubectl has read it.
+    let found = get_json(c);
+    drop(list);
+    found
+}
+
+/// Runs a `kubectl get … -o json` helper: its objects, none for empty output.
+fn get_json(c: Command) -> Result<Vec<Value>, String> {
+    let (status, out, err) = kube::run_helper(c)?;
+    if status != 0 {
+        return Err(err);
+    }
+    if out.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    let v: Value =
+        serde_json::from_slice(&out).map_err(|e| format!("kubectl get printed no JSON: {e}"))?;
+    Ok(items(v))
 }

@@ -19,6 +19,7 @@ pub mod exec;
 mod gate;
 mod helm;
 mod helm_inputs;
+mod helm_model;
 pub mod kube;
 pub mod kube_diff;
 mod kubectl;
@@ -78,7 +79,11 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
     let resolved: std::cell::RefCell<Option<kube::Resolved>> = std::cell::RefCell::new(None);
     let kube_server = || {
         let r = resolve_kube_target(tool, &resolver, args, &inv, &policy)?;
-        let server = r.exact.then(|| r.target.cluster_server.clone()).flatten();
+        let server = r
+            .target
+            .is_exact()
+            .then(|| r.target.cluster_server.clone())
+            .flatten();
         *resolved.borrow_mut() = Some(r);
         server
     };

@@ -152,8 +152,12 @@ pub fn request(
         diff: crate::api::Diff {
             truncated: text.len() > MAX_DIFF_TEXT,
             text: truncate(text, MAX_DIFF_TEXT),
+            // No model: the change is unknown, said so explicitly (absent is not empty).
             summary: changes.map_or_else(
-                || serde_json::json!({"summary": "no diff possible"}),
+                || {
+                    crate::diff::ChangeSet::unknown("no diff is possible for this command")
+                        .to_json()
+                },
                 crate::diff::ChangeSet::to_json,
             ),
         },

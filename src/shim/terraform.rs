@@ -61,12 +61,14 @@ pub fn target(cwd: &Path, chdir: Option<&str>) -> Target {
     let dir = chdir.map_or_else(|| cwd.to_path_buf(), |c| cwd.join(c));
     let dir = dir.canonicalize().unwrap_or(dir);
     let env = |k: &str| std::env::var(k).ok();
-    Target {
+    let mut t = Target {
         terraform_workspace: Some(crate::argv::terraform::workspace(&dir, &env)),
         terraform_backend: Some(crate::argv::terraform::backend(&dir, &env)),
         dir: Some(dir.to_string_lossy().into_owned()),
         ..Target::default()
-    }
+    };
+    t.set_inexact(crate::policy::proxy_variables(&env));
+    t
 }
 
 /// Refuses provider development overrides in the CLI configuration: with them, the providers

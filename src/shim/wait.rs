@@ -1,6 +1,7 @@
 //! Waiting for the decision: the poller thread long-polls the server (retrying lost
-//! connections until the deadline), the main thread shows the time left and cancels the request
-//! on SIGINT, SIGTERM, SIGHUP or SIGQUIT; and what the agent reads when the answer is not yes.
+//! connections until the deadline, and pausing as long as a 429's `Retry-After` asks), the main
+//! thread shows the time left and cancels the request on SIGINT, SIGTERM, SIGHUP or SIGQUIT;
+//! and what the agent reads when the answer is not yes.
 
 use std::io::IsTerminal;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -23,22 +24,30 @@ pub enum Event {
     Lost(String),
     /// The poller is retrying after a transient error.
     Retrying(String),
+    /// The server answered 429 (this agent holds too many long-polls); the poller asks again
+    /// after the pause the server gave. Sent once per run of 429s.
+    Busy(String),
 }
 
-/// Retries a call on transient errors for a few seconds (a server restarting, a blip).
+/// Retries a call on transient errors for a few seconds (a server restarting, a blip), and
+/// after a 429 when its `Retry-After` ends within them.
 pub fn retry_briefly<T>(
     mut call: impl FnMut() -> Result<T, ClientError>,
 ) -> Result<T, ClientError> {
     let mut delay = Duration::from_millis(100);
     let give_up = Instant::now() + Duration::from_secs(5);
     loop {
-        match call() {
-            Err(ClientError::Transient(_)) if Instant::now() + delay < give_up => {
-                std::thread::sleep(delay);
-                delay *= 2;
-            }
-            other => return other,
+        let result = call();
+        let pause = match &result {
+            Err(ClientError::Transient(_)) => delay,
+            Err(ClientError::Busy(_, after)) => *after,
+            _ => return result,
+        };
+        if Instant::now() + pause >= give_up {
+            return result;
         }
+        std::thread::sleep(pause);
+        delay *= 2;
     }
 }
 
@@ -134,6 +143,12 @@ pub fn wait(
                     "connection to the approval server lost ({e}); retrying"
                 ));
             }
+            Ok(Event::Busy(e)) => {
+                say(&format!(
+                    "the approval server asks this agent to wait ({e}); still waiting for \
+                     request {id}"
+                ));
+            }
             Err(RecvTimeoutError::Timeout) => {
                 let left = (deadline - crate::api::now_ms()).max(0) / 1000;
                 let line = format!(
@@ -155,37 +170,49 @@ pub fn wait(
 }
 
 /// The poller: long-polls until the request is decided. Transient errors are retried with
-/// backoff until a minute past the deadline (by then the server has expired the request).
+/// backoff, and a 429 after its `Retry-After`, until a minute past the deadline (by then the
+/// server has expired the request). Neither is ever taken for a decision.
 fn poll(client: &Client, id: &str, deadline: i64, tx: &Sender<Event>) {
-    let mut backoff = Duration::from_millis(100);
+    const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+    let mut backoff = FIRST_BACKOFF;
     let mut approvals = 0;
+    let mut busy = false;
     loop {
-        match client.wait(id, 55, approvals) {
+        let pause = match client.wait(id, 55, approvals) {
             Ok(v) if v.state != State::Pending => {
                 let _ = tx.send(Event::Decided(Box::new(v)));
                 return;
             }
             Ok(v) => {
-                backoff = Duration::from_millis(100);
+                (backoff, busy) = (FIRST_BACKOFF, false);
                 if v.approvals.len() != approvals {
                     approvals = v.approvals.len();
                     let _ = tx.send(Event::Progress(Box::new(v)));
                 }
+                continue;
             }
             Err(ClientError::Fatal(e)) => {
                 let _ = tx.send(Event::Lost(e));
                 return;
             }
-            Err(ClientError::Transient(e)) => {
-                if crate::api::now_ms() > deadline + 60_000 {
-                    let _ = tx.send(Event::Lost(format!("{e}; the deadline has passed")));
-                    return;
-                }
-                let _ = tx.send(Event::Retrying(e));
-                std::thread::sleep(backoff);
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+            Err(e) if crate::api::now_ms() > deadline + 60_000 => {
+                let _ = tx.send(Event::Lost(format!("{e}; the deadline has passed")));
+                return;
             }
-        }
+            Err(ClientError::Busy(e, after)) => {
+                if !std::mem::replace(&mut busy, true) {
+                    let _ = tx.send(Event::Busy(e));
+                }
+                after
+            }
+            Err(ClientError::Transient(e)) => {
+                let _ = tx.send(Event::Retrying(e));
+                let pause = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                pause
+            }
+        };
+        std::thread::sleep(pause);
     }
 }
 

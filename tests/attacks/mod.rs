@@ -4,6 +4,7 @@
 //! and, for kube, the test-only fake Kubernetes API that records every call.
 
 pub mod act_before_approval;
+mod auto_approval;
 mod channel;
 mod outcome;
 mod raw;

@@ -1,7 +1,8 @@
 //! Terraform's "no changes" shortcut: a plan runs without a human only when it changes nothing
 //! at all. Moves, imports, output changes, refresh-only plans and drift written to the state are
 //! changes (the parser's own tests cover imports and drift, which the null provider cannot
-//! produce).
+//! produce). And a command on the read-only list never writes state: `init -migrate-state`
+//! waits for a human.
 
 use crate::support::gate::{finish, Gated};
 use crate::support::{code, stderr, tools};
@@ -70,4 +71,60 @@ async fn a_plan_with_nothing_to_do_still_runs_without_asking() {
     let out = finish(g.spawn_in("terraform", &dir, &["apply"], &[])).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert!(stderr(&out).contains("no changes"), "{}", stderr(&out));
+}
+
+/// `terraform init -migrate-state -force-copy` copies this configuration's state over whatever
+/// the new backend holds: another configuration's state, here. It was on the read-only list;
+/// now it waits for a human, and the other state is untouched until one approves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_that_copies_state_over_another_waits_for_a_human() {
+    let g = Gated::new("", "").await;
+    let backend = |path: &str| {
+        format!(
+            "terraform {{\n  backend \"local\" {{\n    path = \"{path}\"\n  }}\n}}\n{PROVIDER}resource \"null_resource\" \"a\" {{}}\n"
+        )
+    };
+    let dir = g.terraform_dir(&tools::terraform_1_0(), "tf", &backend("mine.tfstate"));
+    let out = g.terraform(&dir, &["apply", "-auto-approve", "-input=false"]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    let theirs = dir.join("theirs.tfstate");
+    std::fs::write(&theirs, "another configuration's state\n").unwrap();
+    std::fs::write(dir.join("main.tf"), backend("theirs.tfstate")).unwrap();
+    let plugins = format!(
+        "-plugin-dir={}",
+        crate::support::tools::provider_dir().display()
+    );
+    let args = [
+        "init",
+        "-migrate-state",
+        "-force-copy",
+        "-input=false",
+        &plugins,
+    ];
+    let (req, child) = match g
+        .pending_or_exit(g.spawn_in("terraform", &dir, &args, &[]))
+        .await
+    {
+        Ok(p) => p,
+        Err(out) => panic!(
+            "ran without a human (exit {}): {}",
+            code(&out),
+            stderr(&out)
+        ),
+    };
+    assert_eq!(
+        req["classification"]["rule"], "builtin:terraform-state-copy",
+        "{req}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&theirs).unwrap(),
+        "another configuration's state\n"
+    );
+    g.decide(req["id"].as_str().unwrap(), "reject", "not that state")
+        .await;
+    assert_eq!(code(&finish(child).await), 80);
+    assert_eq!(
+        std::fs::read_to_string(&theirs).unwrap(),
+        "another configuration's state\n"
+    );
 }

@@ -210,8 +210,23 @@ impl KubeGated {
 
     /// The kube world around a gate world the caller made.
     pub async fn around(g: Gated) -> KubeGated {
-        g.sb.add_real("kubectl", &super::tools::kubectl());
         let fake = super::kube::FakeKube::start().await;
+        Self::around_fake(g, fake)
+    }
+
+    /// Like [`KubeGated::with_policy`], for policies that name the fake's URL: each is made
+    /// from it (`kube_servers` with the exact port).
+    pub async fn naming_the_fake(
+        server_extra: impl Fn(&str) -> String,
+        agent_extra: impl Fn(&str) -> String,
+    ) -> KubeGated {
+        let fake = super::kube::FakeKube::start().await;
+        let g = Gated::new(&server_extra(&fake.url), &agent_extra(&fake.url)).await;
+        Self::around_fake(g, fake)
+    }
+
+    fn around_fake(g: Gated, fake: super::kube::FakeKube) -> KubeGated {
+        g.sb.add_real("kubectl", &super::tools::kubectl());
         let kubeconfig = fake.kubeconfig(g.sb.path(), &[("prod", "prod"), ("dev", "dev")]);
         KubeGated {
             g,

@@ -9,6 +9,7 @@ pub mod gate;
 pub mod kube;
 pub mod oidc;
 pub mod postgres;
+pub mod relay;
 pub mod server;
 pub mod tools;
 

@@ -297,7 +297,7 @@ pub async fn export(
         };
         let mut text = String::new();
         for l in &lines {
-            text.push_str(&serde_json::to_string(l).unwrap_or_default());
+            text.push_str(&crate::escape::json_line(l).unwrap_or_default());
             text.push('\n');
         }
         Some((Ok::<_, std::io::Error>(text), w))

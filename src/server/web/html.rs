@@ -73,11 +73,12 @@ pub fn time(ms: i64) -> String {
         .unwrap_or_else(|| ms.to_string())
 }
 
-/// The change counts the shim reported: (creates, updates, deletes, replaces).
+/// The change counts, the server's own (`RequestView::changes`): (creates, updates, deletes,
+/// replaces).
 pub fn counts(v: &RequestView) -> (u64, u64, u64, u64) {
-    let c = &v.diff.summary["counts"];
-    let n = |k: &str| c[k].as_u64().unwrap_or(0);
-    (n("add"), n("change"), n("destroy"), n("replace"))
+    let c = &v.changes.counts;
+    let n = |x: usize| x as u64;
+    (n(c.add), n(c.change), n(c.destroy), n(c.replace))
 }
 
 /// The risk badge's text and class.

@@ -249,7 +249,7 @@ pub async fn audit(AxState(app): AxState<Arc<App>>, headers: HeaderMap) -> Resul
 #[cfg(test)]
 mod tests {
     use super::destructive;
-    use crate::api::{Classification, Diff, RequestView, State};
+    use crate::api::{Changes, Classification, Diff, RequestView, State};
 
     fn view(tool: &str, argv: &[&str], counts: serde_json::Value) -> RequestView {
         RequestView {
@@ -262,11 +262,7 @@ mod tests {
             cwd: String::new(),
             host: String::new(),
             environment: Default::default(),
-            diff: Diff {
-                text: String::new(),
-                summary: serde_json::json!({ "counts": counts }),
-                truncated: false,
-            },
+            diff: Diff::default(),
             artifact_sha256: Vec::new(),
             reason: None,
             classification: Classification {
@@ -286,6 +282,10 @@ mod tests {
             nonce: String::new(),
             approvals: Vec::new(),
             review_url: None,
+            changes: Changes {
+                counts: serde_json::from_value(counts).unwrap_or_default(),
+                ..Changes::default()
+            },
         }
     }
 

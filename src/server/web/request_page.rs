@@ -75,12 +75,18 @@ pub fn page(
                     @if let Some(value) = value { dt { (name) } dd { code { (shown(value)) } } }
                 }
             }
+            @if let Some(why) = t.inexact_line() {
+                p.notice.inexact { (shown(&why)) }
+            }
             h2 { "Change" }
             p.counts {
                 span.add { (add) " to create" } ", "
                 span.chg { (change) " to update" } ", "
                 span.del { (destroy) " to delete" }
                 @if replace > 0 { ", " span.rep { (replace) " to replace" } }
+            }
+            @if !v.changes.complete {
+                p.notice.unknown { "The changes are not fully known: the gate could not compute all of them. Read the command and the text below." }
             }
             @for r in &resources {
                 @let action = r["action"].as_str().map_or_else(|| r["action"].to_string(), String::from);

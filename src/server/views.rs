@@ -1,0 +1,79 @@
+//! Stored request rows as the API's views, and the small summary kept beside each request for
+//! the inbox (so listing never reads a whole request body).
+
+use serde_json::json;
+use sqlx::Row as _;
+
+use super::db::{Result, StoreError};
+use crate::api::{Classification, CreateRequest, RequestView, State};
+
+/// What the inbox shows of a request, kept beside it so listing never reads its whole body:
+/// the tool, the first 16 arguments (200 characters each at most), the reason (300), who it acts
+/// for, the server's classification and the change counts (the server's, from the model).
+pub(super) fn summary(
+    request: &CreateRequest,
+    on_behalf_of: Option<&str>,
+    classification: &Classification,
+) -> serde_json::Value {
+    let cut = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+    json!({
+        "tool": &request.tool,
+        "argv": request.argv.iter().take(16).map(|a| cut(a, 200)).collect::<Vec<_>>(),
+        "argv_len": request.argv.len(),
+        "reason": request.reason.as_deref().map(|r| cut(r, 300)),
+        "on_behalf_of": on_behalf_of,
+        "classification": classification,
+        "changes": crate::api::Changes::of(&request.diff.summary),
+    })
+}
+
+/// A request row (`id, agent, state, created_at, deadline, data, decision, outcome, …,
+/// approvals`) as the API's view.
+pub(super) fn view_from_row(r: &sqlx::any::AnyRow) -> Result<RequestView> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError(format!("stored {what} is unreadable: {e}"))
+    };
+    let data: serde_json::Value =
+        serde_json::from_str(r.get::<&str, _>(5)).map_err(|e| bad("request", &e))?;
+    let request: CreateRequest =
+        serde_json::from_value(data["request"].clone()).map_err(|e| bad("request", &e))?;
+    let classification: Classification = serde_json::from_value(data["classification"].clone())
+        .map_err(|e| bad("classification", &e))?;
+    let state_s: String = r.get(2);
+    let decision: Option<String> = r.get(6);
+    let outcome: Option<String> = r.get(7);
+    Ok(RequestView {
+        id: r.get(0),
+        agent: r.get(1),
+        state: State::parse(&state_s)
+            .ok_or_else(|| StoreError(format!("unknown state {state_s}")))?,
+        on_behalf_of: data["on_behalf_of"].as_str().map(Into::into),
+        tool: request.tool,
+        argv: request.argv,
+        cwd: request.cwd,
+        host: request.host,
+        environment: request.environment,
+        changes: crate::api::Changes::of(&request.diff.summary),
+        diff: request.diff,
+        artifact_sha256: request.artifact_sha256,
+        reason: request.reason,
+        nonce: request.nonce,
+        classification,
+        created_at: r.get(3),
+        deadline: r.get(4),
+        decision: decision
+            .map(|d| serde_json::from_str(&d))
+            .transpose()
+            .map_err(|e| bad("decision", &e))?,
+        outcome_reported_by: outcome
+            .as_ref()
+            .map(|_| format!("agent:{}", r.get::<&str, _>(1))),
+        outcome: outcome
+            .map(|o| serde_json::from_str(&o))
+            .transpose()
+            .map_err(|e| bad("outcome", &e))?,
+        approvals: serde_json::from_str(r.get::<&str, _>("approvals"))
+            .map_err(|e| bad("approvals", &e))?,
+        review_url: None,
+    })
+}
