@@ -5,8 +5,9 @@
 #   install.sh agent  (--binary PATH --sha256 HEX | --from-source)
 #                     [--server URL --public-key HEX --token-file FILE [--ca-file FILE]]
 #                     [--agent-group GROUP] [--agent-user USER] [--prefix DIR]
-#                     [--lockdown --agent-user USER [--runner-user NAME]
+#                     [--lockdown --agent-user USER [--runner-user NAME] [--writer-user NAME]
 #                      [--real TOOL=PATH]... [--read-kubeconfig FILE --write-kubeconfig FILE]
+#                      [--writer-token-file FILE] [--terraform-providers DIR]
 #                      [--workspace DIR]...]
 #   install.sh server (--binary PATH --sha256 HEX | --from-source)
 #                     [--listen ADDR] [--user NAME] [--prefix DIR]
@@ -16,12 +17,17 @@
 #         /etc/hitl-gate/policy.toml (root, 0644), written when absent and never overwritten;
 #         the agent token /etc/hitl-gate/agent.token (root, readable by --agent-group only);
 #         /etc/profile.d/hitl-gate.sh (PATH); then `hitl-gate doctor` as --agent-user.
-# --lockdown: the runner user (default hitl-runner, home /var/lib/hitl-runner, 0700); the real
-#         tools copied to PREFIX/real (root:runner 0750); the kubeconfigs in the runner's home
-#         (0600) as its read and write credential sets; the token readable by the runner only;
-#         the [lockdown] section in the new system policy; the runner's unit
-#         /etc/systemd/system/hitl-gate-runner.service; and, per --workspace, an ACL (with a
-#         default ACL) that lets the runner write there.
+# --lockdown: two users, the runner (default hitl-runner, home /var/lib/hitl-runner, 0700),
+#         which runs what the agent steers with the read credential, and the writer (default
+#         hitl-writer, home /var/lib/hitl-writer, 0700), which alone holds the write credential
+#         and runs approved runs only; the group hitl-tools of both (their units' supplementary
+#         group); the real tools copied to PREFIX/real (root:hitl-tools 0750); the read
+#         kubeconfig in the runner's home, the write kubeconfig and the writer's token in the
+#         writer's (each 0600, its owner's); the agent token readable by the runner only; the
+#         [lockdown] and [lockdown.writer] sections in the new system policy; both units,
+#         /etc/systemd/system/hitl-gate-runner.service and hitl-gate-writer.service (the
+#         writer's socket directory entered by the runner's group alone); and, per --workspace,
+#         an ACL (with a default ACL) that lets the runner and the writer write there.
 # server: PREFIX/bin/hitl-gate, the service user, /etc/hitl-gate/server.toml, the systemd unit
 #         /etc/systemd/system/hitl-gate.service, the data dir /var/lib/hitl-gate with the
 #         server's signing key; it prints the public key and how to make agent tokens.
@@ -68,6 +74,9 @@ UNINSTALL=
 PURGE=
 LOCKDOWN=
 RUNNER_USER=hitl-runner
+WRITER_USER=hitl-writer
+WRITER_TOKEN=
+TF_PROVIDERS=
 REAL=
 READ_KUBECONFIG=
 WRITE_KUBECONFIG=
@@ -92,6 +101,9 @@ while [ $# -gt 0 ]; do
     --user) need "$@"; SERVICE_USER=$2; shift 2 ;;
     --lockdown) LOCKDOWN=1; shift ;;
     --runner-user) need "$@"; RUNNER_USER=$2; shift 2 ;;
+    --writer-user) need "$@"; WRITER_USER=$2; shift 2 ;;
+    --writer-token-file) need "$@"; WRITER_TOKEN=$2; shift 2 ;;
+    --terraform-providers) need "$@"; no_space "$2"; TF_PROVIDERS=$2; shift 2 ;;
     --real) need "$@"; no_space "$2"; REAL="$REAL $2"; shift 2 ;;
     --read-kubeconfig) need "$@"; READ_KUBECONFIG=$2; shift 2 ;;
     --write-kubeconfig) need "$@"; WRITE_KUBECONFIG=$2; shift 2 ;;
@@ -223,7 +235,7 @@ uninstall() {
     fi
     # What an earlier --uninstall kept: the files install.sh writes, by their fixed names.
     for f in /etc/hitl-gate/policy.toml /etc/hitl-gate/agent.token /etc/hitl-gate/ca.pem \
-      /etc/hitl-gate/server.toml /var/lib/hitl-gate /var/lib/hitl-runner; do
+      /etc/hitl-gate/server.toml /var/lib/hitl-gate /var/lib/hitl-runner /var/lib/hitl-writer; do
       if [ -e "$ROOT$f" ]; then act "remove $ROOT$f"; run rm -rf "$ROOT$f"; fi
     done
     if [ -d "$ETC" ] && [ -z "$(ls -A "$ETC")" ]; then act "remove $ETC/"; run rmdir "$ETC"; fi
@@ -233,7 +245,7 @@ uninstall() {
   while IFS= read -r f; do
     case $f in
       dir:*) dirs="${f#dir:} $dirs"; continue ;;
-      /etc/hitl-gate/*|/var/lib/hitl-gate*|/var/lib/hitl-runner*)
+      /etc/hitl-gate/*|/var/lib/hitl-gate*|/var/lib/hitl-runner*|/var/lib/hitl-writer*)
         if [ -z "$PURGE" ]; then say "keep $ROOT$f (policy or data; --purge removes it)"; continue; fi ;;
     esac
     if [ -e "$ROOT$f" ] || [ -L "$ROOT$f" ]; then
@@ -344,24 +356,33 @@ agent() {
   fi
 }
 
-# --- lockdown (agent --lockdown): the runner's user, the real tools, its credentials
+# --- lockdown (agent --lockdown): the runner's and the writer's users, the real tools, their
+# credentials
 RUNNER_HOME=/var/lib/hitl-runner
+WRITER_HOME=/var/lib/hitl-writer
+TOOLS_GROUP=hitl-tools
 lockdown_runner() {
   [ -n "$AGENT_USER" ] || die "--lockdown needs --agent-user (the uid the runner serves)"
   if [ -n "$READ_KUBECONFIG$WRITE_KUBECONFIG" ] && { [ -z "$READ_KUBECONFIG" ] || [ -z "$WRITE_KUBECONFIG" ]; }; then
     die "--read-kubeconfig and --write-kubeconfig go together"
   fi
+  [ "$RUNNER_USER" != "$WRITER_USER" ] || die "--runner-user and --writer-user must differ: the runner must not read the write credential"
   AGENT_UID=$(lookup_id "$ROOT/etc/passwd" "$AGENT_USER") || die "--agent-user $AGENT_USER: no such user in $ROOT/etc/passwd"
   ensure_user "$RUNNER_USER" "$RUNNER_HOME" "hitl-gate runner (lockdown)"
-  RUNNER_UID=0
-  RUNNER_GID=0
+  ensure_user "$WRITER_USER" "$WRITER_HOME" "hitl-gate writer (lockdown)"
+  ensure_group "$TOOLS_GROUP"
+  RUNNER_UID=0 RUNNER_GID=0 WRITER_UID=0 WRITER_GID=0 TOOLS_GID=0
   if [ -z "$DRY" ]; then
     RUNNER_UID=$(lookup_id "$ROOT/etc/passwd" "$RUNNER_USER")
     RUNNER_GID=$(awk -F: -v n="$RUNNER_USER" '$1 == n { print $4 }' "$ROOT/etc/passwd")
+    WRITER_UID=$(lookup_id "$ROOT/etc/passwd" "$WRITER_USER")
+    WRITER_GID=$(awk -F: -v n="$WRITER_USER" '$1 == n { print $4 }' "$ROOT/etc/passwd")
+    TOOLS_GID=$(lookup_id "$ROOT/etc/group" "$TOOLS_GROUP")
   fi
   [ "$RUNNER_UID" != "$AGENT_UID" ] || [ -n "$DRY" ] || die "--runner-user and --agent-user must differ"
+  [ "$WRITER_UID" != "$AGENT_UID" ] || [ -n "$DRY" ] || die "--writer-user and --agent-user must differ"
   ensure_dir "$P/real" 0750
-  run_ensure_owner_mode "$P/real" 0750 "0:$RUNNER_GID"
+  run_ensure_owner_mode "$P/real" 0750 "0:$TOOLS_GID"
   for pair in $REAL; do
     tool=${pair%%=*}
     src=${pair#*=}
@@ -369,17 +390,43 @@ lockdown_runner() {
     [ -f "$src" ] || die "--real $pair: no such file"
     ensure_file "$src" "$P/real/$tool" 0755 0:0
     record "$PREFIX/real/$tool"
-    say "remove $src, or make it root:$RUNNER_USER 0750: the agent can still run it (hitl-gate doctor checks)"
+    say "remove $src, or make it root:$TOOLS_GROUP 0750: the agent can still run it (hitl-gate doctor checks)"
   done
   ensure_dir "$ROOT/var" 0755
   ensure_dir "$ROOT/var/lib" 0755
-  ensure_dir "$ROOT$RUNNER_HOME" 0700
-  run_ensure_owner_mode "$ROOT$RUNNER_HOME" 0700 "$RUNNER_UID:$RUNNER_GID"
-  record "$RUNNER_HOME"
+  for home in "$RUNNER_HOME:$RUNNER_UID:$RUNNER_GID" "$WRITER_HOME:$WRITER_UID:$WRITER_GID"; do
+    ensure_dir "$ROOT${home%%:*}" 0700
+    run_ensure_owner_mode "$ROOT${home%%:*}" 0700 "${home#*:}"
+    record "${home%%:*}"
+  done
   if [ -n "$READ_KUBECONFIG" ]; then
     for f in "$READ_KUBECONFIG" "$WRITE_KUBECONFIG"; do [ -f "$f" ] || die "$f: no such file"; done
     ensure_file "$READ_KUBECONFIG" "$ROOT$RUNNER_HOME/read.kubeconfig" 0600 "$RUNNER_UID:$RUNNER_GID"
-    ensure_file "$WRITE_KUBECONFIG" "$ROOT$RUNNER_HOME/write.kubeconfig" 0600 "$RUNNER_UID:$RUNNER_GID"
+    ensure_file "$WRITE_KUBECONFIG" "$ROOT$WRITER_HOME/write.kubeconfig" 0600 "$WRITER_UID:$WRITER_GID"
+  fi
+  if [ -n "$WRITER_TOKEN" ]; then
+    [ -f "$WRITER_TOKEN" ] || die "--writer-token-file $WRITER_TOKEN: no such file"
+    ensure_file "$WRITER_TOKEN" "$ROOT$WRITER_HOME/writer.token" 0600 "$WRITER_UID:$WRITER_GID"
+    say "the server's policy needs the writer, to record its outcomes as verified:"
+    say "  [[serve.runner]] name = \"$WRITER_USER\", token_sha256 = \"$(tr -d '\n' <"$WRITER_TOKEN" | sha256sum | cut -d' ' -f1)\", agents = [\"$AGENT_USER\"]"
+  else
+    say "no --writer-token-file: the writer cannot report the outcomes of approved runs"
+  fi
+}
+
+ensure_group() { # name; a system group, created in the target root's /etc/group
+  if lookup_id "$ROOT/etc/group" "$1" >/dev/null; then return 0; fi
+  act "create the system group $1"
+  [ -n "$DRY" ] && return 0
+  if [ -z "$ROOT" ] && command -v groupadd >/dev/null; then
+    groupadd --system "$1"
+  elif [ -z "$ROOT" ] && command -v addgroup >/dev/null; then
+    addgroup -S "$1"
+  else
+    [ -f "$ROOT/etc/group" ] || die "$ROOT/etc/group is needed to add the group $1"
+    id=$(awk -F: '{ used[$3] = 1 } END { for (i = 999; i >= 100; i--) if (!(i in used)) { print i; exit } }' \
+      "$ROOT/etc/passwd" "$ROOT/etc/group")
+    printf '%s:x:%s:\n' "$1" "$id" >>"$ROOT/etc/group"
   fi
 }
 
@@ -390,17 +437,24 @@ lockdown_policy_text() {
   printf '%s\n' \
     '' \
     '# Lockdown: the shim execs nothing; hitl-gate runner, as the runner user, runs the real' \
-    '# tools with its own credentials (docs/policy.md).' \
+    '# tools with the read credential; approved runs go to the writer, which alone holds the' \
+    '# write credential (docs/policy.md).' \
     '[lockdown]' \
     'runner_socket = "/run/hitl-gate/runner.sock"' \
     "runner_user = \"$RUNNER_USER\"" \
-    "path = [\"$PREFIX/real\"]"
+    "path = [\"$PREFIX/real\"]" \
+    '' \
+    '[lockdown.writer]' \
+    "user = \"$WRITER_USER\"" \
+    'socket = "/run/hitl-gate-writer/writer.sock"' \
+    "token_file = \"$WRITER_HOME/writer.token\""
+  if [ -n "$TF_PROVIDERS" ]; then printf '%s\n' "terraform_providers = \"$TF_PROVIDERS\""; fi
   if [ -n "$READ_KUBECONFIG" ]; then
     printf '%s\n' \
       '' \
       '[lockdown.credentials.default]' \
       "read = { KUBECONFIG = \"$RUNNER_HOME/read.kubeconfig\" }" \
-      "write = { KUBECONFIG = \"$RUNNER_HOME/write.kubeconfig\" }"
+      "write = { KUBECONFIG = \"$WRITER_HOME/write.kubeconfig\" }"
   fi
   printf '%s\n' \
     '' \
@@ -409,22 +463,23 @@ lockdown_policy_text() {
     "name = \"$AGENT_USER\""
 }
 
-runner_unit_text() {
+unit_text_of() { # user home description command runtime-dir group-of-the-runtime-dir
   printf '%s\n' \
-    '# hitl-gate runner (lockdown mode), installed by install.sh.' \
+    "# hitl-gate $1 (lockdown mode), installed by install.sh." \
     '[Unit]' \
-    'Description=hitl-gate runner: runs the real tools for the agents' \
+    "Description=$3" \
     'After=network-online.target' \
     '' \
     '[Service]' \
-    "User=$RUNNER_USER" \
-    "Group=$RUNNER_USER" \
-    "Environment=HOME=$RUNNER_HOME" \
-    "ExecStart=$PREFIX/bin/hitl-gate runner" \
-    'RuntimeDirectory=hitl-gate'
-  if [ -n "$AGENT_GROUP" ]; then
-    # The socket's directory: the runner's, entered by the agents' group alone.
-    printf '%s\n' 'RuntimeDirectoryMode=0750' "ExecStartPre=+/bin/chgrp $AGENT_GROUP /run/hitl-gate"
+    "User=$1" \
+    "Group=$1" \
+    "SupplementaryGroups=$TOOLS_GROUP" \
+    "Environment=HOME=$2" \
+    "ExecStart=$4" \
+    "RuntimeDirectory=$5"
+  if [ -n "$6" ]; then
+    # The socket's directory: its daemon's, entered by that group alone.
+    printf '%s\n' 'RuntimeDirectoryMode=0750' "ExecStartPre=+/bin/chgrp $6 /run/$5"
   else
     printf '%s\n' 'RuntimeDirectoryMode=0755'
   fi
@@ -438,25 +493,40 @@ runner_unit_text() {
     'WantedBy=multi-user.target'
 }
 
+runner_unit_text() {
+  unit_text_of "$RUNNER_USER" "$RUNNER_HOME" "hitl-gate runner: runs the real tools for the agents" \
+    "$PREFIX/bin/hitl-gate runner" hitl-gate "$AGENT_GROUP"
+}
+
+writer_unit_text() {
+  unit_text_of "$WRITER_USER" "$WRITER_HOME" "hitl-gate writer: runs approved runs with the write credential" \
+    "$PREFIX/bin/hitl-gate runner --writer" hitl-gate-writer "$RUNNER_USER"
+}
+
 lockdown_unit_and_workspaces() {
   ensure_dir "$ROOT/etc/systemd" 0755
   ensure_dir "$ROOT/etc/systemd/system" 0755
-  tmp=$(mktemp)
-  runner_unit_text >"$tmp"
-  ensure_file "$tmp" "$ROOT/etc/systemd/system/hitl-gate-runner.service" 0644 0:0
-  rm -f "$tmp"
-  record /etc/systemd/system/hitl-gate-runner.service
+  for unit in runner writer; do
+    tmp=$(mktemp)
+    "${unit}_unit_text" >"$tmp"
+    ensure_file "$tmp" "$ROOT/etc/systemd/system/hitl-gate-$unit.service" 0644 0:0
+    rm -f "$tmp"
+    record "/etc/systemd/system/hitl-gate-$unit.service"
+  done
   for w in $WORKSPACES; do
     dir=$ROOT$w
     [ -d "$dir" ] || die "--workspace $w: no such directory"
     command -v setfacl >/dev/null || die "--workspace needs setfacl (Debian: apt-get install acl)"
-    if [ -n "$DRY" ] || ! getfacl -n -p "$dir" 2>/dev/null | grep -qx "default:user:$RUNNER_UID:rwx"; then
-      act "grant $RUNNER_USER read and write in $dir (ACL and default ACL)"
-      run setfacl -R -m "u:$RUNNER_UID:rwX,d:u:$RUNNER_UID:rwX" "$dir"
-    fi
+    for who in "$RUNNER_USER:$RUNNER_UID" "$WRITER_USER:$WRITER_UID"; do
+      uid=${who#*:}
+      if [ -n "$DRY" ] || ! getfacl -n -p "$dir" 2>/dev/null | grep -qx "default:user:$uid:rwx"; then
+        act "grant ${who%%:*} read and write in $dir (ACL and default ACL)"
+        run setfacl -R -m "u:$uid:rwX,d:u:$uid:rwX" "$dir"
+      fi
+    done
   done
   if [ -z "$ROOT" ] && [ -z "$DRY" ] && command -v systemctl >/dev/null; then
-    say "start the runner: systemctl daemon-reload && systemctl enable --now hitl-gate-runner"
+    say "start them: systemctl daemon-reload && systemctl enable --now hitl-gate-runner hitl-gate-writer"
   fi
 }
 

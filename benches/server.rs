@@ -94,6 +94,7 @@ async fn in_process_at(dir: tempfile::TempDir, data: PathBuf, text: &str) -> InP
             data_dir: data.clone(),
             policy,
             tls: None,
+            clock: hitl_gate::server::Clock::system(),
         },
         listener,
         async move {
@@ -464,6 +465,7 @@ async fn verify() {
                 data_dir: data.clone(),
                 policy,
                 tls: None,
+                clock: hitl_gate::server::Clock::system(),
             },
             listener,
             async {

@@ -45,6 +45,33 @@ pub struct CreateRequest {
     /// 32 random bytes (64 lowercase hex) the shim made for this one command. The signed
     /// decision repeats it, so an approval of an identical earlier command cannot be replayed.
     pub nonce: String,
+    /// The argv the approved run uses (signed with the request): in lockdown mode the writer
+    /// runs exactly this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunTemplate>,
+}
+
+/// The argv an approved run uses: the agent's argv with every input the tool would read
+/// replaced by a sealed snapshot, and the kube target pinned. A snapshot is named by a
+/// placeholder, [`RunTemplate::input`] (the N-th of `inputs`) or [`RunTemplate::KUBECONFIG`];
+/// both hold a NUL, which no real argument can, so a placeholder never stands for the agent's
+/// own text.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RunTemplate {
+    pub argv: Vec<String>,
+    /// SHA-256 (lowercase hex) of each sealed input, in placeholder order.
+    pub inputs: Vec<String>,
+}
+
+impl RunTemplate {
+    /// The placeholder of the pinned kubeconfig (the runner that runs it supplies its own).
+    pub const KUBECONFIG: &'static str = "\0kubeconfig\0";
+
+    /// The placeholder of the `n`-th sealed input.
+    pub fn input(n: usize) -> String {
+        format!("\0input:{n}\0")
+    }
 }
 
 impl CreateRequest {
@@ -221,13 +248,19 @@ pub struct RequestView {
     /// When the request expires if nobody decides (unix ms).
     pub deadline: i64,
     pub decision: Option<SignedDecision>,
-    /// How the approved run ended, as the agent's shim reported it. The server cannot see the
-    /// run, so this is the agent's word: see `outcome_reported_by`.
+    /// How the approved run ended: the agent's word (`agent:<name>`), or, in lockdown mode,
+    /// reported by the writer that ran it (`runner:<name>`, verified).
     pub outcome: Option<Outcome>,
-    /// Who reported the outcome (`agent:<name>`): never verified by the server.
+    /// Who reported the outcome: `agent:<name>` or `runner:<name>`.
     pub outcome_reported_by: Option<String>,
+    /// True when a lockdown writer reported it: it ran the approved run itself.
+    #[serde(default)]
+    pub outcome_verified: bool,
     /// The shim's nonce for this command (see [`CreateRequest::nonce`]).
     pub nonce: String,
+    /// The argv the approved run uses (see [`CreateRequest::run`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<RunTemplate>,
     /// The approvals given so far, oldest first. A request that needs several stays pending
     /// until it has enough; the decision then lists every approver.
     #[serde(default)]
@@ -291,6 +324,7 @@ impl RequestView {
             artifact_sha256: self.artifact_sha256.clone(),
             reason: self.reason.clone(),
             nonce: self.nonce.clone(),
+            run: self.run.clone(),
         }
     }
 }

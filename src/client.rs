@@ -47,6 +47,9 @@ enum Failed {
 }
 
 /// A connection to the approval server (one URL, or the replicas of one server), as one agent.
+const NOT_CONFIGURED: &str =
+    "no approval server is configured ([approval] url, token_file and public_key in the policy)";
+
 #[derive(Clone)]
 pub struct Client {
     http: Http,
@@ -61,13 +64,13 @@ impl Client {
     /// Builds the client from `[approval]`. Fails when it is not configured or the token file is
     /// unusable (missing, empty, or readable by others).
     pub fn from_config(a: &Approval) -> Result<Client, String> {
-        let (Some(url), Some(token_file)) = (&a.url, &a.token_file) else {
-            return Err(
-                "no approval server is configured ([approval] url, token_file and public_key \
-                 in the policy)"
-                    .into(),
-            );
-        };
+        let token_file = a.token_file.as_deref().ok_or(NOT_CONFIGURED)?;
+        Self::with_token_file(a, token_file)
+    }
+
+    /// Like [`Client::from_config`], with the token in `token_file` (a lockdown writer's own).
+    pub fn with_token_file(a: &Approval, token_file: &std::path::Path) -> Result<Client, String> {
+        let url = a.url.as_ref().ok_or(NOT_CONFIGURED)?;
         let token = read_token(token_file)?;
         // The agent's HTTP_PROXY / ALL_PROXY are ignored: a proxy of its choosing could rewrite
         // the diff or answer with an old approval. A proxy, if one is needed, is set in the

@@ -167,7 +167,7 @@ async fn a_terraform_apply_rejected_in_the_browser_exits_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_whose_countdown_runs_out_leaves_the_inbox_as_expired() {
     let rules = format!(
-        "{ENVIRONMENTS}\n[[rule]]\nname = \"quick\"\ntools = [\"kubectl\"]\nsubcommands = [\"scale\"]\naction = \"gate\"\ntimeout = \"10s\"\n"
+        "{ENVIRONMENTS}\n[[rule]]\nname = \"twenty\"\ntools = [\"kubectl\"]\nsubcommands = [\"scale\"]\naction = \"gate\"\ntimeout = \"20m\"\n"
     );
     let w = WebServer::start(&rules, "").await;
     let b = Browser::start(1280, 900).await;
@@ -178,20 +178,42 @@ async fn a_request_whose_countdown_runs_out_leaves_the_inbox_as_expired() {
     let (s, v) = w.srv.agent(TOKEN_A).post("/api/v1/requests", body).await;
     assert_eq!(s, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
-    let left = b.wait_for("#inbox-rows .left", 10).await;
+    let left = b.wait_for("#inbox-rows .left", 30).await;
+    // "59m 58s left": in seconds.
+    let secs = |t: &str| -> i64 {
+        assert!(t.ends_with("s left"), "{t}");
+        t.trim_end_matches(" left")
+            .split_whitespace()
+            .map(|p| {
+                let (n, unit) = p.split_at(p.len() - 1);
+                n.parse::<i64>().unwrap()
+                    * [("h", 3600), ("m", 60), ("s", 1)]
+                        .iter()
+                        .find(|u| u.0 == unit)
+                        .unwrap()
+                        .1
+            })
+            .sum()
+    };
     let first = left.text().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    let later = left.text().await.unwrap();
-    assert!(
-        first.ends_with("s left") && later.ends_with("s left"),
-        "{first} / {later}"
-    );
-    let secs = |t: &str| t.split('s').next().unwrap().trim().parse::<i64>().unwrap();
-    assert!(
-        secs(&later) < secs(&first),
-        "it counts down: {first} then {later}"
-    );
-    b.wait_gone("#inbox-rows a.req", 20).await;
+    assert!((1000..=1200).contains(&secs(&first)), "{first}");
+    // It counts down (the page's own clock): wait for the next tick, however late it comes.
+    let start = std::time::Instant::now();
+    loop {
+        let later = left.text().await.unwrap();
+        if secs(&later) < secs(&first) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "it never counted down from {first}: {later}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Past the deadline (the server's clock moved, not waited for; the session, idle for less
+    // than its 30 minutes, stays): the reaper expires it and the inbox drops it, in place.
+    w.srv.clock.advance(Duration::from_secs(21 * 60));
+    b.wait_gone("#inbox-rows a.req", 60).await;
     assert_eq!(
         b.js("return window.__still_here === true").await,
         json!(true)

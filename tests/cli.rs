@@ -256,4 +256,5 @@ fn the_example_lockdown_section_loads_when_uncommented() {
         .credentials_for(Some("production"))
         .expect("the default set");
     assert_ne!(set.read["KUBECONFIG"], set.write["KUBECONFIG"]);
+    assert_ne!(l.writer.user, l.runner_user);
 }

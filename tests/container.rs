@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::install::{install, new_root, sha256_of, static_binary, Shell};
 use crate::support::kube::FakeKube;
+use crate::support::procs::Owner;
 use crate::support::server::{policy_with, TestServer, TOKEN_A};
 use crate::support::{code, run, stderr, stdout, tools};
 
@@ -47,8 +48,9 @@ fn container_root(base: &Path) -> PathBuf {
 }
 
 /// Runs `script` with busybox sh inside `root` (new mount and PID namespaces, `/proc` mounted),
-/// with only `env`; returns the child.
-fn inside(root: &Path, script: &str, env: &[(&str, &str)]) -> std::process::Child {
+/// with only `env` (and `owner`'s mark: the container is killed when `owner` is dropped, also
+/// when the test fails); returns the child.
+fn inside(owner: &Owner, root: &Path, script: &str, env: &[(&str, &str)]) -> std::process::Child {
     let mut c = Command::new("/usr/bin/unshare");
     c.args(["--mount", "--pid", "--fork", "/usr/sbin/chroot"])
         .arg(root)
@@ -63,7 +65,10 @@ fn inside(root: &Path, script: &str, env: &[(&str, &str)]) -> std::process::Chil
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    c.spawn().expect("unshare and chroot run (as root)")
+    owner
+        .mark(&mut c)
+        .spawn()
+        .expect("unshare and chroot run (as root)")
 }
 
 fn finished(child: std::process::Child) -> Output {
@@ -82,6 +87,7 @@ const ENV: [(&str, &str); 5] = [
 async fn the_static_shim_works_in_a_root_with_nothing_but_busybox() {
     let base = tempfile::tempdir().unwrap();
     let root = container_root(base.path());
+    let owner = Owner::new();
 
     // The approval server on the host, HTTPS with a certificate for gate.test.
     let certs = base.path().join("certs");
@@ -142,6 +148,7 @@ async fn the_static_shim_works_in_a_root_with_nothing_but_busybox() {
     )
     .unwrap();
     let out = finished(inside(
+        &owner,
         &root,
         "sh -c 'echo \"shell pid $$\"; exec terraform version -json'\necho \"rc=$?\"",
         &ENV,
@@ -166,7 +173,12 @@ async fn the_static_shim_works_in_a_root_with_nothing_but_busybox() {
     let fake = FakeKube::start().await;
     fake.put_deployment("prod", "web");
     fake.kubeconfig(&root.join("root"), &[("prod", "prod")]);
-    let child = inside(&root, "kubectl delete deployment web\necho \"rc=$?\"", &ENV);
+    let child = inside(
+        &owner,
+        &root,
+        "kubectl delete deployment web\necho \"rc=$?\"",
+        &ENV,
+    );
     let ap = srv.approver();
     let start = Instant::now();
     let mut child = Some(child);
@@ -224,8 +236,10 @@ async fn the_static_shim_works_in_a_root_with_nothing_but_busybox() {
     srv.stop().await;
     let out = tokio::task::spawn_blocking({
         let root = root.clone();
+        let owner = Owner::new();
         move || {
             finished(inside(
+                &owner,
                 &root,
                 "kubectl delete deployment api\necho \"rc=$?\"",
                 &ENV,

@@ -108,12 +108,15 @@ async fn all_requests(w: &KubeGated) -> Vec<Value> {
 async fn delete_approved(w: &KubeGated) {
     let mut child = w.kubectl(&["delete", "deployment", "web", "-n", "prod"]);
     let req = w.pending(&mut child).await;
-    // A retried create would have come within a few hundred milliseconds.
+    // A retried create would have come within a few hundred milliseconds (a negative check: the
+    // pause gives a second request time to show; the check after the shim ended is the sure
+    // one).
     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
     assert_eq!(all_requests(w).await.len(), 1, "one request, not two");
     w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
     let out = finish(child).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(all_requests(w).await.len(), 1, "one request, not two");
     assert!(w
         .fake
         .get("apps/v1", "deployments", "prod", "web")

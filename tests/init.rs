@@ -69,8 +69,11 @@ fn init_then_the_readmes_commands_gate_and_approve_a_kubectl_delete() {
     }
     assert!(home.join(".local/share/hitl-gate/signing.key").exists());
 
-    // The server, as the README says: no flags, it finds the policy.
-    let mut serve = cli(&home, &["serve"])
+    // The server, as the README says: no flags, it finds the policy. (Marked as the sandbox's:
+    // it is killed with the sandbox, also when the test fails.)
+    let mut serve = sb
+        .owner
+        .mark(&mut cli(&home, &["serve"]))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -97,7 +100,9 @@ fn init_then_the_readmes_commands_gate_and_approve_a_kubectl_delete() {
     let fake = rt.block_on(FakeKube::start());
     fake.put_deployment("prod", "web");
     let kubeconfig = fake.kubeconfig(sb.path(), &[("prod", "prod")]);
-    let agent = Command::new("kubectl")
+    let agent = sb
+        .owner
+        .mark(&mut Command::new("kubectl"))
         .args(["delete", "deployment", "web"])
         .env_clear()
         .env("HOME", &home)
@@ -142,8 +147,7 @@ fn init_then_the_readmes_commands_gate_and_approve_a_kubectl_delete() {
     // The audit commands find the data dir the same way.
     let out = run(&mut cli(&home, &["audit", "verify"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
-    let _ = serve.kill();
-    let _ = serve.wait();
+    crate::support::procs::kill_group(&mut serve);
 }
 
 #[test]

@@ -444,6 +444,7 @@ fn the_lockdown_agent_install_under_a_root() {
         let kubectl = file("kubectl", "#!/bin/sh\necho the real kubectl\n");
         let read = file("read.kubeconfig", "read\n");
         let write = file("write.kubeconfig", "write\n");
+        let writer_token = file("writer.token", "hgt_the-writer\n");
         // busybox has no setfacl: the acl package's, on busybox's PATH.
         let applets = busybox_path(base.path());
         for t in ["setfacl", "getfacl"] {
@@ -462,6 +463,10 @@ fn the_lockdown_agent_install_under_a_root() {
             &read,
             "--write-kubeconfig",
             &write,
+            "--writer-token-file",
+            &writer_token,
+            "--terraform-providers",
+            "/opt/providers",
             "--workspace",
             "/srv/work",
             "--root",
@@ -474,22 +479,54 @@ fn the_lockdown_agent_install_under_a_root() {
             stdout(&out)
         );
         let passwd = std::fs::read_to_string(p("etc/passwd")).unwrap();
-        let runner = passwd
+        let user = |name: &str| -> (u32, u32, String) {
+            let line = passwd
+                .lines()
+                .find(|l| l.starts_with(&format!("{name}:")))
+                .unwrap_or_else(|| panic!("{shell:?}: no user {name}: {passwd}"));
+            let f: Vec<&str> = line.split(':').collect();
+            (
+                f[2].parse().unwrap(),
+                f[3].parse().unwrap(),
+                f[5].to_string(),
+            )
+        };
+        let (r, rg, rhome) = user("hitl-runner");
+        let (w, wg, whome) = user("hitl-writer");
+        assert_eq!(
+            (rhome.as_str(), whome.as_str()),
+            ("/var/lib/hitl-runner", "/var/lib/hitl-writer")
+        );
+        assert!(r != 2001 && w != 2001 && r != w, "{r} {w}");
+        let groups = std::fs::read_to_string(p("etc/group")).unwrap();
+        let tools: u32 = groups
             .lines()
-            .find(|l| l.starts_with("hitl-runner:"))
-            .unwrap_or_else(|| panic!("{shell:?}: no runner user: {passwd}"));
-        let f: Vec<&str> = runner.split(':').collect();
-        let (r, rg): (u32, u32) = (f[2].parse().unwrap(), f[3].parse().unwrap());
-        assert_eq!(f[5], "/var/lib/hitl-runner");
-        assert_ne!(r, 2001);
-        assert_eq!(owner_mode(&p("opt/hitl-gate/real")), (0, rg, 0o750));
+            .find_map(|l| l.strip_prefix("hitl-tools:x:"))
+            .and_then(|rest| rest.split(':').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{shell:?}: no group hitl-tools: {groups}"));
+        assert_eq!(owner_mode(&p("opt/hitl-gate/real")), (0, tools, 0o750));
         assert_eq!(owner_mode(&p("opt/hitl-gate/real/kubectl")), (0, 0, 0o755));
         assert_eq!(owner_mode(&p("var/lib/hitl-runner")), (r, rg, 0o700));
-        for k in ["read", "write"] {
-            let f = p(&format!("var/lib/hitl-runner/{k}.kubeconfig"));
-            assert_eq!(owner_mode(&f), (r, rg, 0o600));
-            assert_eq!(std::fs::read_to_string(&f).unwrap(), format!("{k}\n"));
+        assert_eq!(owner_mode(&p("var/lib/hitl-writer")), (w, wg, 0o700));
+        // The read credential is the runner's, the write credential and token the writer's.
+        for (f, want, owner) in [
+            ("var/lib/hitl-runner/read.kubeconfig", "read\n", (r, rg)),
+            ("var/lib/hitl-writer/write.kubeconfig", "write\n", (w, wg)),
+            (
+                "var/lib/hitl-writer/writer.token",
+                "hgt_the-writer\n",
+                (w, wg),
+            ),
+        ] {
+            assert_eq!(owner_mode(&p(f)), (owner.0, owner.1, 0o600), "{f}");
+            assert_eq!(std::fs::read_to_string(p(f)).unwrap(), want);
         }
+        assert!(!p("var/lib/hitl-runner/write.kubeconfig").exists());
+        assert!(
+            stdout(&out).contains("[[serve.runner]] name = \"hitl-writer\""),
+            "{}",
+            stdout(&out)
+        );
         // The token is the runner's to read, not the agent's.
         assert_eq!(owner_mode(&p("etc/hitl-gate/agent.token")), (0, rg, 0o640));
         let policy = std::fs::read_to_string(p("etc/hitl-gate/policy.toml")).unwrap();
@@ -501,18 +538,49 @@ fn the_lockdown_agent_install_under_a_root() {
         assert_eq!(l.path, [PathBuf::from("/opt/hitl-gate/real")]);
         let set = l.credentials_for(None).expect("the default credential set");
         assert_eq!(
-            set.write["KUBECONFIG"],
-            "/var/lib/hitl-runner/write.kubeconfig"
+            set.read["KUBECONFIG"],
+            "/var/lib/hitl-runner/read.kubeconfig"
         );
-        let unit =
-            std::fs::read_to_string(p("etc/systemd/system/hitl-gate-runner.service")).unwrap();
-        for line in [
-            "User=hitl-runner",
-            "ExecStart=/opt/hitl-gate/bin/hitl-gate runner",
-            "RuntimeDirectoryMode=0750",
-            "ExecStartPre=+/bin/chgrp agents /run/hitl-gate",
+        assert_eq!(
+            set.write["KUBECONFIG"],
+            "/var/lib/hitl-writer/write.kubeconfig"
+        );
+        assert_eq!(l.writer.user, "hitl-writer");
+        assert_eq!(
+            l.writer.token_file,
+            PathBuf::from("/var/lib/hitl-writer/writer.token")
+        );
+        assert_eq!(
+            l.writer.terraform_providers,
+            Some(PathBuf::from("/opt/providers"))
+        );
+        for (unit, lines) in [
+            (
+                "runner",
+                [
+                    "User=hitl-runner",
+                    "ExecStart=/opt/hitl-gate/bin/hitl-gate runner",
+                    "ExecStartPre=+/bin/chgrp agents /run/hitl-gate",
+                ],
+            ),
+            (
+                "writer",
+                [
+                    "User=hitl-writer",
+                    "ExecStart=/opt/hitl-gate/bin/hitl-gate runner --writer",
+                    "ExecStartPre=+/bin/chgrp hitl-runner /run/hitl-gate-writer",
+                ],
+            ),
         ] {
-            assert!(unit.lines().any(|l| l == line), "{shell:?}: {line}\n{unit}");
+            let text =
+                std::fs::read_to_string(p(&format!("etc/systemd/system/hitl-gate-{unit}.service")))
+                    .unwrap();
+            for line in lines.into_iter().chain([
+                "RuntimeDirectoryMode=0750",
+                "SupplementaryGroups=hitl-tools",
+            ]) {
+                assert!(text.lines().any(|l| l == line), "{shell:?}: {line}\n{text}");
+            }
         }
         // The workspace: the runner may write there, in what exists and what is made later.
         for d in ["srv/work", "srv/work/sub"] {
@@ -522,7 +590,10 @@ fn the_lockdown_agent_install_under_a_root() {
                 .output()
                 .unwrap();
             let acl = String::from_utf8_lossy(&acl.stdout);
-            for want in [format!("user:{r}:rwx"), format!("default:user:{r}:rwx")] {
+            for want in [r, w]
+                .iter()
+                .flat_map(|u| [format!("user:{u}:rwx"), format!("default:user:{u}:rwx")])
+            {
                 assert!(acl.lines().any(|l| l == want), "{shell:?}: {want}\n{acl}");
             }
         }
@@ -535,11 +606,14 @@ fn the_lockdown_agent_install_under_a_root() {
         assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
         assert!(!p("opt/hitl-gate/real").exists());
         assert!(!p("etc/systemd/system/hitl-gate-runner.service").exists());
-        assert!(p("var/lib/hitl-runner/write.kubeconfig").exists());
+        assert!(!p("etc/systemd/system/hitl-gate-writer.service").exists());
+        assert!(p("var/lib/hitl-writer/write.kubeconfig").exists());
+        assert!(p("var/lib/hitl-runner/read.kubeconfig").exists());
         un.push("--purge");
         let out = install(shell, base.path(), &un);
         assert_eq!(code(&out), 0, "{shell:?}: {}", stderr(&out));
         assert!(!p("var/lib/hitl-runner").exists());
+        assert!(!p("var/lib/hitl-writer").exists());
         assert!(!p("etc/hitl-gate").exists());
     }
 }

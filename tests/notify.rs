@@ -111,6 +111,45 @@ impl Receiver {
     }
 }
 
+/// The server's `/metrics` text.
+async fn metrics(url: &str) -> String {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// Waits until the server's metrics hold every line of `want` (at most 60 s); returns them.
+async fn metrics_until(url: &str, want: &[&str]) -> String {
+    metrics_when(url, &format!("{want:?}"), |m| {
+        want.iter().all(|w| m.lines().any(|l| l == *w))
+    })
+    .await
+}
+
+/// Waits until `done` holds for the server's metrics (at most 60 s); returns them.
+async fn metrics_when(url: &str, what: &str, done: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let m = metrics(url).await;
+        if done(&m) {
+            return m;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never {what}: {m}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A 0600 file holding `text`.
 fn secret(sb: &Sandbox, name: &str, text: &str) -> std::path::PathBuf {
     sb.policy(name, &format!("{text}\n"))
@@ -203,27 +242,17 @@ async fn a_webhook_down_at_first_gets_every_event_in_order_with_stable_keys_and_
             || created["request"]["changes"].is_object()
     );
     assert!(!created.to_string().contains("3 replicas"), "{created}");
-    // The metrics count the attempts, and nothing is left.
-    let m = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .unwrap()
-        .get(format!("{}/metrics", srv.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        m.contains("hitl_gate_notify_deliveries_total{sink=\"ops\",outcome=\"failed\"} 3"),
-        "{m}"
-    );
-    assert!(
-        m.contains("hitl_gate_notify_deliveries_total{sink=\"ops\",outcome=\"delivered\"} 4"),
-        "{m}"
-    );
-    assert!(m.contains("hitl_gate_outbox_depth 0"), "{m}");
+    // The metrics count the attempts, and nothing is left (once the server has recorded the
+    // last delivery, which the receiver saw a moment before).
+    metrics_until(
+        &srv.url,
+        &[
+            "hitl_gate_notify_deliveries_total{sink=\"ops\",outcome=\"failed\"} 3",
+            "hitl_gate_notify_deliveries_total{sink=\"ops\",outcome=\"delivered\"} 4",
+            "hitl_gate_outbox_depth 0",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,7 +272,13 @@ async fn an_event_committed_before_a_sigkill_is_delivered_after_the_restart() {
     let srv = ServeProcess::start(&policy, &data);
     // Nothing listens on the receiver's port yet: the first delivery fails.
     let id = create(&srv.url, &["delete", "pod", "x"]).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    metrics_when(&srv.url, "a failed delivery", |m| {
+        m.lines().any(|l| {
+            l.strip_prefix("hitl_gate_notify_deliveries_total{sink=\"ops\",outcome=\"failed\"} ")
+                .is_some_and(|n| n != "0")
+        })
+    })
+    .await;
     srv.signal(nix::sys::signal::Signal::SIGKILL);
     drop(srv);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -381,10 +416,19 @@ async fn a_request_still_pending_escalates_to_the_sinks_that_want_it() {
         f = file.display()
     );
     let srv = TestServer::start(&policy_with(&format!(
-        "{sinks}\n[serve]\nescalate_after = \"1s\"\n"
+        "{sinks}\n[serve]\nescalate_after = \"10m\"\n"
     )))
     .await;
     let id = create(&srv.url, &["delete", "pod", "x"]).await;
+    // Not before its time: the other sink hears of the request, the pager of nothing.
+    rx.until("the created event", |g| g.iter().any(|g| g.path == "/ops"))
+        .await;
+    assert!(
+        rx.got.lock().unwrap().iter().all(|g| g.path != "/pager"),
+        "escalated early"
+    );
+    // Ten minutes later (the server's clock moved, not waited for).
+    srv.clock.advance(Duration::from_secs(10 * 60 + 1));
     let got = rx
         .until("the escalation", |g| g.iter().any(|g| g.path == "/pager"))
         .await;
@@ -395,7 +439,10 @@ async fn a_request_still_pending_escalates_to_the_sinks_that_want_it() {
         pager[0].headers["x-hitl-idempotency-key"],
         format!("{id}:escalation:0").as_str()
     );
-    // The other sink heard of the request, not of its escalation; and it escalates once.
+    // The other sink heard of the request, not of its escalation; and it escalates once, also
+    // when the clock moves on (a negative check: the pause gives a second escalation time to
+    // show itself; a slow machine cannot make it fail).
+    srv.clock.advance(Duration::from_secs(10 * 60));
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let got = rx.got.lock().unwrap().clone();
     assert_eq!(

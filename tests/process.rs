@@ -82,7 +82,16 @@ fn sigterm_ends_a_passthrough_like_the_real_tool() {
     sb.script(&sb.real, "terraform", "#!/bin/sh\nexec sleep 30\n");
     let measure = |mut cmd: std::process::Command| {
         let mut child = cmd.arg("version").spawn().unwrap();
-        std::thread::sleep(Duration::from_millis(300));
+        // Signal the tool itself, once it runs (in the shim's PID): not the shim starting up.
+        let comm = format!("/proc/{}/comm", child.id());
+        let start = std::time::Instant::now();
+        while std::fs::read_to_string(&comm).unwrap_or_default().trim() != "sleep" {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the tool never started"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,

@@ -7,11 +7,15 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::support::server::{
-    create_body, policy_with, ServeProcess, TestServer, TOKEN_A, TOKEN_B,
+    create_body, policy_with, waiters_at_least, ServeProcess, TestServer, TOKEN_A, TOKEN_B,
 };
 use crate::support::{bin, code, run, stderr, stdout};
 
-const BIG_WAIT: u64 = 30;
+/// The long-polls' wait (the server's most).
+const BIG_WAIT: u64 = 60;
+/// A long-poll answered sooner was woken, not ended by its wait (generous: a busy machine may
+/// take seconds to answer).
+const WOKEN: Duration = Duration::from_secs(30);
 
 /// Starts a long-poll in the background; returns its handle and when it started.
 fn poll(
@@ -29,24 +33,21 @@ fn poll(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn approve_reject_cancel_and_expiry_wake_the_poller_at_once() {
     let srv = TestServer::start(&policy_with(
-        "[[rule]]\nname = \"quick\"\ntools = [\"kubectl\"]\nsubcommands = [\"scale\"]\naction = \"gate\"\ntimeout = \"700ms\"\n",
+        "[[rule]]\nname = \"quick\"\ntools = [\"kubectl\"]\nsubcommands = [\"scale\"]\naction = \"gate\"\ntimeout = \"1h\"\n",
     ))
     .await;
     let a = srv.agent(TOKEN_A);
     let ap = srv.approver();
 
-    // Approve.
+    // Approve, once the poller waits.
     let id = a.create(&["delete", "deploy", "web"]).await;
     let waiter = poll(&a, &id);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    waiters_at_least(&srv.url, 1).await;
     let (s, v) = ap.decide(&id, "approve", Some("ok")).await;
     assert_eq!(s, 200, "{v}");
     let (s, v, took) = waiter.await.unwrap();
     assert_eq!((s, v["state"].as_str()), (200, Some("approved")));
-    assert!(
-        took < Duration::from_secs(5),
-        "the poller waited {took:?}, not woken"
-    );
+    assert!(took < WOKEN, "the poller waited {took:?}, not woken");
     assert!(
         v["decision"]["approvers"][0]
             .as_str()
@@ -58,7 +59,7 @@ async fn approve_reject_cancel_and_expiry_wake_the_poller_at_once() {
     // Reject, with its reason.
     let id = a.create(&["delete", "deploy", "api"]).await;
     let waiter = poll(&a, &id);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    waiters_at_least(&srv.url, 1).await;
     let (s, v) = ap.decide(&id, "reject", None).await;
     assert_eq!((s, v["code"].as_str()), (400, Some("reason_required")));
     let (s, _) = ap
@@ -68,29 +69,30 @@ async fn approve_reject_cancel_and_expiry_wake_the_poller_at_once() {
     let (_, v, took) = waiter.await.unwrap();
     assert_eq!(v["state"], "rejected");
     assert_eq!(v["decision"]["comment"], "not during the freeze");
-    assert!(took < Duration::from_secs(5));
+    assert!(took < WOKEN, "{took:?}");
 
     // Cancel by the agent.
     let id = a.create(&["delete", "pod", "x"]).await;
     let waiter = poll(&a, &id);
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    waiters_at_least(&srv.url, 1).await;
     let (s, _) = a
         .post(&format!("/api/v1/requests/{id}/cancel"), json!({}))
         .await;
     assert_eq!(s, 200);
     let (_, v, took) = waiter.await.unwrap();
     assert_eq!(v["state"], "cancelled");
-    assert!(took < Duration::from_secs(5));
+    assert!(took < WOKEN, "{took:?}");
 
-    // Expiry by the rule's timeout (700ms).
+    // Expiry by the rule's timeout (an hour): pending (the poller waits) until the server's
+    // clock passes it, then expired at once.
     let id = a.create(&["scale", "deploy", "web", "--replicas=0"]).await;
-    let (_, v, took) = poll(&a, &id).await.unwrap();
+    let waiter = poll(&a, &id);
+    waiters_at_least(&srv.url, 1).await;
+    srv.clock.advance(Duration::from_secs(3601));
+    let (_, v, took) = waiter.await.unwrap();
     assert_eq!(v["state"], "expired", "{v}");
     assert_eq!(v["classification"]["rule"], "quick");
-    assert!(
-        took >= Duration::from_millis(500) && took < Duration::from_secs(5),
-        "{took:?}"
-    );
+    assert!(took < WOKEN, "{took:?}");
     assert_eq!(v["decision"]["approvers"][0], "system:reaper");
 
     // A decision on a decided or expired request is a conflict.
@@ -102,23 +104,36 @@ async fn approve_reject_cancel_and_expiry_wake_the_poller_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn racing_approve_reject_and_the_reaper_leave_exactly_one_decision() {
     let srv = TestServer::start(&policy_with(
-        "[[rule]]\nname = \"race\"\ntools = [\"kubectl\"]\naction = \"gate\"\ntimeout = \"40ms\"\n",
+        "[[rule]]\nname = \"race\"\ntools = [\"kubectl\"]\naction = \"gate\"\ntimeout = \"1h\"\n",
     ))
     .await;
     let a = srv.agent(TOKEN_A);
     let mut ids = Vec::new();
     for round in 0..200 {
         let id = a.create(&["delete", "pod", &format!("p{round}")]).await;
-        // Aim both decisions around the deadline (30..49 ms after creation; the deadline is at
-        // 40), where the reaper fires too.
-        tokio::time::sleep(Duration::from_millis(30 + round % 20)).await;
+        // The deadline passes when the server's clock moves an hour on (wherever it stands):
+        // before both decisions (the reaper's round), after them (the humans'), or while they
+        // are on their way (a real race of all three).
+        let past = srv.clock.offset_ms() + 3_600_001;
+        let clock = srv.clock.clone();
+        let deadline = move || clock.set_offset_ms(past);
         let ap1 = srv.approver();
         let ap2 = srv.approver();
         let (i1, i2) = (id.clone(), id.clone());
-        let (r1, r2) = tokio::join!(
-            tokio::spawn(async move { ap1.decide(&i1, "approve", None).await }),
-            tokio::spawn(async move { ap2.decide(&i2, "reject", Some("race")).await }),
-        );
+        if round % 3 == 0 {
+            deadline();
+        }
+        let approve = tokio::spawn(async move { ap1.decide(&i1, "approve", None).await });
+        let reject = tokio::spawn(async move { ap2.decide(&i2, "reject", Some("race")).await });
+        let (r1, r2) = if round % 3 == 2 {
+            let ((), r1, r2) = tokio::join!(async { deadline() }, approve, reject);
+            (r1, r2)
+        } else {
+            tokio::join!(approve, reject)
+        };
+        if round % 3 == 1 {
+            deadline();
+        }
         let (s1, s2) = (r1.unwrap().0, r2.unwrap().0);
         assert!(
             [s1, s2].iter().filter(|s| **s == 200).count() <= 1,
@@ -130,10 +145,23 @@ async fn racing_approve_reject_and_the_reaper_leave_exactly_one_decision() {
         );
         ids.push(id);
     }
-    // Let the reaper finish any request nobody won.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // Read back through the API and the audit export, not the store's tables.
+    // The reaper finishes every request nobody won (however long a busy machine takes).
     let ap = srv.approver();
+    let start = Instant::now();
+    loop {
+        let (_, v) = ap
+            .request("GET", "/api/v1/requests?state=pending", None)
+            .await;
+        if v.as_array().is_some_and(|a| a.is_empty()) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "still pending: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Read back through the API and the audit export, not the store's tables.
     let rows = crate::support::server::audit_rows(&srv.data);
     let mut won = std::collections::BTreeMap::<String, u32>::new();
     for id in &ids {
@@ -171,7 +199,7 @@ async fn a_killed_server_restarts_with_its_state_and_the_waiting_client_gets_the
     let policy = dir.path().join("policy.toml");
     std::fs::write(
         &policy,
-        policy_with("[[rule]]\nname = \"short\"\ntools = [\"kubectl\"]\nsubcommands = [\"scale\"]\naction = \"gate\"\ntimeout = \"2s\"\n[[rule]]\nname = \"medium\"\ntools = [\"kubectl\"]\nsubcommands = [\"patch\"]\naction = \"gate\"\ntimeout = \"6s\"\n"),
+        policy_with("[[rule]]\nname = \"short\"\ntools = [\"kubectl\"]\nsubcommands = [\"scale\"]\naction = \"gate\"\ntimeout = \"10m\"\n[[rule]]\nname = \"medium\"\ntools = [\"kubectl\"]\nsubcommands = [\"patch\"]\naction = \"gate\"\ntimeout = \"30m\"\n[[rule]]\nname = \"long\"\ntools = [\"kubectl\"]\nsubcommands = [\"delete\"]\naction = \"gate\"\ntimeout = \"24h\"\n"),
     )
     .unwrap();
     std::os::unix::fs::PermissionsExt::set_mode(
@@ -197,7 +225,7 @@ async fn a_killed_server_restarts_with_its_state_and_the_waiting_client_gets_the
         let (a, id) = (agent.clone(), pending.clone());
         tokio::spawn(async move { a.wait(&id, BIG_WAIT).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    waiters_at_least(&first.url, 1).await;
     first.signal(nix::sys::signal::Signal::SIGKILL);
     let (s, _) = waiter
         .await
@@ -206,8 +234,8 @@ async fn a_killed_server_restarts_with_its_state_and_the_waiting_client_gets_the
     let _ = s; // the connection died with the server: the client must reconnect.
     drop(first);
 
-    // Down for longer than the short rule's timeout.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Down for longer than the short rule's timeout (the servers' clock, moved).
+    crate::support::clock::TestClock::in_dir(dir.path()).advance(Duration::from_secs(11 * 60));
     let second = ServeProcess::start(&policy, &data);
     agent.url = second.url.clone();
     let (_, v) = agent.get(&format!("/api/v1/requests/{overdue}")).await;
@@ -216,7 +244,13 @@ async fn a_killed_server_restarts_with_its_state_and_the_waiting_client_gets_the
     assert_eq!(v["state"], "pending", "state intact: {v}");
     let (_, v) = agent.get(&format!("/api/v1/requests/{rearmed}")).await;
     assert_eq!(v["state"], "pending", "not yet due: {v}");
-    let (s, v) = agent.wait(&rearmed, BIG_WAIT).await;
+    let waiter = {
+        let (a, id) = (agent.clone(), rearmed.clone());
+        tokio::spawn(async move { a.wait(&id, BIG_WAIT).await })
+    };
+    waiters_at_least(&second.url, 1).await;
+    second.clock.advance(Duration::from_secs(20 * 60));
+    let (s, v) = waiter.await.unwrap();
     assert_eq!(
         (s, v["state"].as_str()),
         (200, Some("expired")),
@@ -228,7 +262,7 @@ async fn a_killed_server_restarts_with_its_state_and_the_waiting_client_gets_the
         let (a, id) = (agent.clone(), pending.clone());
         tokio::spawn(async move { a.wait(&id, BIG_WAIT).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    waiters_at_least(&second.url, 1).await;
     let out = run(std::process::Command::new(bin())
         .args(["approve", &pending, "-m", "after restart", "--data-dir"])
         .arg(&data));
@@ -261,7 +295,7 @@ async fn sigterm_answers_waiters_with_a_retryable_error_and_keeps_everything() {
         let (a, id) = (agent.clone(), id.clone());
         tokio::spawn(async move { a.wait(&id, BIG_WAIT).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    waiters_at_least(&srv.url, 1).await;
     srv.signal(nix::sys::signal::Signal::SIGTERM);
     let (s, v) = waiter.await.unwrap();
     assert_eq!((s, v["code"].as_str()), (503, Some("shutting_down")), "{v}");
@@ -407,6 +441,7 @@ async fn a_socket_in_a_directory_others_can_write_is_refused() {
             data_dir: data,
             policy,
             tls: None,
+            clock: hitl_gate::server::Clock::system(),
         },
         listener,
         async {},
@@ -654,23 +689,7 @@ async fn metrics_and_health() {
     let pending = a.create(&["delete", "pod", "y"]).await;
     // One long-poll in flight shows in the waiters gauge.
     let waiter = poll(&a, &pending);
-    let start = Instant::now();
-    loop {
-        let text = reqwest::get(format!("{}/metrics", srv.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        if text.contains("hitl_gate_waiters 1") {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "no waiter counted:\n{text}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    waiters_at_least(&srv.url, 1).await;
     a.post(&format!("/api/v1/requests/{pending}/cancel"), json!({}))
         .await;
     waiter.await.unwrap();
@@ -743,6 +762,7 @@ async fn tls_serves_https() {
             data_dir: data,
             policy,
             tls: Some(tls),
+            clock: hitl_gate::server::Clock::system(),
         },
         listener,
         async move {
@@ -756,7 +776,8 @@ async fn tls_serves_https() {
         .build()
         .unwrap();
     let mut last = None;
-    for _ in 0..50 {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
         match client.get(format!("https://{addr}/healthz")).send().await {
             Ok(r) => {
                 last = Some(Ok(r.status().as_u16()));

@@ -529,13 +529,36 @@ async fn a_lost_connection_is_retried_until_the_server_is_back() {
         }
     };
     let id = pending().await;
+    // The shim's stderr, read as it comes: it says when it lost the server.
+    let said = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let mut pipe = child.stderr.take().unwrap();
+        let said = said.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n @ 1..) = std::io::Read::read(&mut pipe, &mut buf) {
+                said.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let said_text = || String::from_utf8_lossy(&said.lock().unwrap()).into_owned();
     first.signal(nix::sys::signal::Signal::SIGKILL);
     drop(first);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the shim keeps waiting"
-    );
+    // Only once the shim has noticed (and while it keeps waiting) does the server come back.
+    let start = Instant::now();
+    while !said_text().contains("retrying") {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the shim never said it lost the server: {}",
+            said_text()
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the shim keeps waiting: {}",
+            said_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let second = ServeProcess::start_on(&policy, &data, &listen);
     assert_eq!(pending().await, id, "the same request, still pending");
     let (s, v) = uds_request(
@@ -547,8 +570,8 @@ async fn a_lost_connection_is_retried_until_the_server_is_back() {
     .await;
     assert_eq!(s, 200, "{v}");
     let out = finish(child).await;
-    assert_eq!(code(&out), 0, "{}", stderr(&out));
-    assert!(stderr(&out).contains("retrying"), "{}", stderr(&out));
+    reader.join().unwrap();
+    assert_eq!(code(&out), 0, "{}", said_text());
     assert_eq!(w.state().len(), 2);
     drop(second);
 }

@@ -302,7 +302,7 @@ async fn a_signed_out_sessions_cookie_opens_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_risky_decision_needs_a_fresh_sign_in_and_the_environments_name() {
-    let w = WebServer::start(PROD, "reauth_after = \"4s\"").await;
+    let w = WebServer::start(PROD, "reauth_after = \"10m\"").await;
     let id = request(&w, &["delete", "deploy", "web"], "prod-eu").await;
     let here = format!("{}/ui/requests/{id}", w.url);
     let mut c = signed_in(&w, "alice").await;
@@ -325,8 +325,9 @@ async fn a_risky_decision_needs_a_fresh_sign_in_and_the_environments_name() {
         assert_eq!(r.status, 400, "{typed:?}: {}", r.body);
         assert_eq!(state(&w, &id).await, "pending");
     }
-    // Later than reauth_after: the page asks to sign in again, and the form is refused.
-    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    // Later than reauth_after (the clock of the server and of the provider moved, not waited
+    // for): the page asks to sign in again, and the form is refused.
+    w.srv.clock.advance(std::time::Duration::from_secs(11 * 60));
     let page = c.get(&here).await;
     assert!(page.body.contains("Sign in again"), "{}", page.body);
     let r = c
@@ -639,6 +640,7 @@ async fn a_server_whose_web_settings_cannot_work_does_not_start() {
                 data_dir: dir.path().join(what.replace(' ', "-")),
                 policy,
                 tls: None,
+                clock: hitl_gate::server::Clock::system(),
             },
             listener,
             async {},
@@ -732,22 +734,25 @@ fn chrono_today() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_end_when_idle_and_at_their_maximum_age() {
+    // The servers' clocks are moved, not waited for: a busy machine cannot end a session early.
+    let minutes = |n: u64| std::time::Duration::from_secs(n * 60);
     // Idle: unused for longer than session_idle.
-    let w = WebServer::start(PROD, "session_idle = \"2s\"").await;
+    let w = WebServer::start(PROD, "session_idle = \"10m\"").await;
     let mut c = signed_in(&w, "alice").await;
     assert_eq!(c.get(&format!("{}/ui", w.url)).await.status, 200);
-    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    w.srv.clock.advance(minutes(11));
     let r = c.get(&format!("{}/ui", w.url)).await;
     assert_eq!(r.status, 303, "an idle session ended");
-    // The inbox's automatic refreshes do not count as use.
+    // The inbox's automatic refreshes do not count as use: one after 6 minutes, and 5 minutes
+    // later the session has been idle for 11.
     let mut c = signed_in(&w, "alice").await;
     assert_eq!(c.get(&format!("{}/ui", w.url)).await.status, 200);
-    let start = std::time::Instant::now();
-    while start.elapsed() < std::time::Duration::from_millis(3200) {
-        let r = c.get(&format!("{}/ui/inbox-rows", w.url)).await;
-        assert!(r.status == 200 || r.status == 401, "{}", r.status);
-        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
-    }
+    w.srv.clock.advance(minutes(6));
+    let r = c.get(&format!("{}/ui/inbox-rows", w.url)).await;
+    assert_eq!(r.status, 200, "not idle for long yet");
+    w.srv.clock.advance(minutes(5));
+    let r = c.get(&format!("{}/ui/inbox-rows", w.url)).await;
+    assert_eq!(r.status, 401, "the refresh did not keep it");
     assert_eq!(c.get(&format!("{}/ui", w.url)).await.status, 303);
     // Signing in again ends the session the browser had.
     let mut c = signed_in(&w, "alice").await;
@@ -758,15 +763,15 @@ async fn sessions_end_when_idle_and_at_their_maximum_age() {
     let mut old = WebClient::new(&w.url);
     old.set_cookies(&w.url, first);
     assert_eq!(old.get(&format!("{}/ui", w.url)).await.status, 303);
-    // Maximum age: used all the time, still ends session_max after sign-in.
-    let w = WebServer::start(PROD, "session_max = \"6s\"").await;
+    // Maximum age: used every 20 minutes (never idle for 30), still ends session_max after
+    // sign-in.
+    let w = WebServer::start(PROD, "session_max = \"1h\"").await;
     let mut c = signed_in(&w, "alice").await;
-    let start = std::time::Instant::now();
-    while start.elapsed() < std::time::Duration::from_millis(3000) {
+    for _ in 0..3 {
         assert_eq!(c.get(&format!("{}/ui", w.url)).await.status, 200);
-        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        w.srv.clock.advance(minutes(20));
     }
-    tokio::time::sleep(std::time::Duration::from_millis(3300)).await;
+    w.srv.clock.advance(minutes(1));
     let r = c.get(&format!("{}/ui", w.url)).await;
     assert_eq!(r.status, 303, "a session past session_max ended");
 }
@@ -881,7 +886,7 @@ async fn one_audit_export_streams_at_a_time() {
             break;
         }
         assert!(
-            start.elapsed() < std::time::Duration::from_secs(10),
+            start.elapsed() < std::time::Duration::from_secs(60),
             "{}",
             r.status
         );

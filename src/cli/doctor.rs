@@ -49,11 +49,35 @@ pub fn run(args: Args) -> Result<i32, CliError> {
             None
         }
     };
-    // Lockdown mode, as the agent: the runner answers; no tool or credential is this user's.
+    // Lockdown mode, as root or the runner: what the read credential may do; as the agent:
+    // the runner answers, and no tool or credential is this user's.
+    let me = nix::unistd::getuid().as_raw();
+    if let Some(l) = policy.as_ref().and_then(|p| p.lockdown()) {
+        let as_runner = l.runner_uid(&policy::load::root()) == Some(me);
+        if as_runner || me == 0 {
+            let kubectl = l
+                .path
+                .iter()
+                .map(|d| d.join("kubectl"))
+                .find(|p| p.is_file());
+            let (checks, warnings) =
+                super::doctor_lockdown::reader_checks(l, kubectl.as_deref(), as_runner);
+            for (ok, line) in checks {
+                report(ok, line);
+            }
+            for w in warnings {
+                println!("warn {w}");
+            }
+            if as_runner {
+                // The runner's children use no shims: nothing else here applies to it.
+                return Ok(if failed == 0 { 0 } else { 1 });
+            }
+        }
+    }
     let lockdown = policy
         .as_ref()
         .and_then(|p| p.lockdown())
-        .filter(|l| l.runner_uid(&policy::load::root()) != Some(nix::unistd::getuid().as_raw()));
+        .filter(|l| l.runner_uid(&policy::load::root()) != Some(me));
     if let Some(l) = lockdown {
         let token = policy
             .as_ref()

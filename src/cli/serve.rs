@@ -87,6 +87,7 @@ pub fn run(args: Args) -> Result<i32, CliError> {
             data_dir: data_dir.clone(),
             policy,
             tls,
+            clock: server::Clock::from_env(),
         };
         server::launch_with_listener(config, listener, shutdown_signal(), |s| {
             println!("hitl-gate serve: listening on {scheme}://{local}");

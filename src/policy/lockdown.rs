@@ -41,10 +41,37 @@ pub struct Lockdown {
     #[serde(default)]
     pub tool_env: BTreeMap<String, String>,
     /// `[lockdown.credentials.<environment>]` (`default` for every other environment): the
-    /// variables that select the runner's credentials, a `read` set for passthrough commands,
-    /// plans and diffs, and a `write` set for approved runs only.
+    /// variables that select the credentials, a `read` set for the runner (passthrough
+    /// commands, plans and diffs), and a `write` set for the writer's approved runs only.
     #[serde(default)]
     pub credentials: BTreeMap<String, CredentialSet>,
+    /// `[lockdown.writer]`: the second identity, the only one that can read the write
+    /// credentials.
+    pub writer: Writer,
+}
+
+/// `[lockdown.writer]`: the writer (W). It holds the write credential sets and runs nothing but
+/// approved runs, which the runner's children hand it over its socket; it verifies the signed
+/// decision and the sealed inputs itself (`runner/writer.rs`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Writer {
+    /// W's user, by name or uid: not the runner's, not an agent's.
+    pub user: String,
+    /// W's socket (`/run/hitl-gate-writer/writer.sock`), in a directory only the runner's
+    /// user can reach; W serves the runner's uid alone.
+    pub socket: PathBuf,
+    /// The token W reports outcomes with (the server's `[[serve.runner]]`), W's own file.
+    pub token_file: PathBuf,
+    /// Variables W sets for every approved run besides the write set (its terraform CLI
+    /// configuration, say).
+    #[serde(default)]
+    pub tool_env: BTreeMap<String, String>,
+    /// An unpacked filesystem mirror of the terraform providers an approved plan may use
+    /// (`registry.terraform.io/<ns>/<type>/<version>/<os_arch>/…`), owned by root: the providers
+    /// W runs come from here, never from a directory the runner or the agent writes.
+    #[serde(default)]
+    pub terraform_providers: Option<PathBuf>,
 }
 
 /// Two credential sets for one environment: the same variable names, different files (for
@@ -52,25 +79,10 @@ pub struct Lockdown {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialSet {
-    /// For passthrough commands, and (unless `helpers = "write"`) plans and diffs.
+    /// For the runner: passthrough commands, plans and diffs.
     pub read: BTreeMap<String, String>,
-    /// For the approved run only.
+    /// For the writer's approved runs only.
     pub write: BTreeMap<String, String>,
-    /// Which set the gated path's helpers (plans, diffs) use. Kubernetes authorizes a
-    /// server-side dry run (`kubectl diff`, `--dry-run=server`, helm's diff) like the change it
-    /// would make, so a read-only role cannot show a kube change: `write` lets the helpers use
-    /// the write set. Passthrough commands never get it.
-    #[serde(default)]
-    pub helpers: Helpers,
-}
-
-/// `helpers = "read" | "write"`
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Helpers {
-    #[default]
-    Read,
-    Write,
 }
 
 /// The credential set name that applies to every environment without its own.
@@ -179,15 +191,7 @@ impl Lockdown {
 
     /// The runner's uid: `runner_user` as a number, else looked up in `<root>/etc/passwd`.
     pub fn runner_uid(&self, root: &std::path::Path) -> Option<u32> {
-        if let Ok(n) = self.runner_user.parse() {
-            return Some(n);
-        }
-        let passwd = std::fs::read_to_string(root.join("etc/passwd")).ok()?;
-        passwd.lines().find_map(|l| {
-            let mut f = l.split(':');
-            (f.next()? == self.runner_user).then_some(())?;
-            f.nth(1)?.parse().ok()
-        })
+        uid_of(&self.runner_user, root)
     }
 
     /// The credential set of `environment` (its own, else `default`), if any.
@@ -204,6 +208,19 @@ impl Lockdown {
             .find(|a| a.uid == uid)
             .map(|a| a.name.as_str())
     }
+}
+
+/// A user's uid: `user` as a number, else looked up in `<root>/etc/passwd`.
+pub fn uid_of(user: &str, root: &std::path::Path) -> Option<u32> {
+    if let Ok(n) = user.parse() {
+        return Some(n);
+    }
+    let passwd = std::fs::read_to_string(root.join("etc/passwd")).ok()?;
+    passwd.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == user).then_some(())?;
+        f.nth(1)?.parse().ok()
+    })
 }
 
 /// The load-time checks: an absolute socket path and tool paths, a known runner user, no agent
@@ -225,10 +242,13 @@ pub fn validate(l: &Lockdown, environment_exists: &dyn Fn(&str) -> bool) -> Resu
                  leak the other's value into it"
             ));
         }
-        if let Some(k) = r.iter().find(|k| l.tool_env.contains_key(k.as_str())) {
+        let both = |env: &BTreeMap<String, String>| {
+            r.iter().find(|k| env.contains_key(k.as_str())).cloned()
+        };
+        if let Some(k) = both(&l.tool_env).or_else(|| both(&l.writer.tool_env)) {
             return Err(format!(
-                "[lockdown.credentials.{name}] and [lockdown] tool_env both set {k}: set \
-                 credentials in one place"
+                "[lockdown.credentials.{name}] and a tool_env ([lockdown] or [lockdown.writer]) \
+                 both set {k}: set credentials in one place"
             ));
         }
     }
@@ -244,6 +264,26 @@ pub fn validate(l: &Lockdown, environment_exists: &dyn Fn(&str) -> bool) -> Resu
     if l.runner_user.trim().is_empty() {
         return Err("[lockdown] runner_user is empty".into());
     }
+    let w = &l.writer;
+    if w.user.trim().is_empty() || w.user == l.runner_user {
+        return Err(
+            "[lockdown.writer] user must be its own user, not the runner's: the runner runs \
+             what the agent steers, and must not be able to read the write credentials"
+                .into(),
+        );
+    }
+    for (what, p) in [
+        ("socket", Some(&w.socket)),
+        ("token_file", Some(&w.token_file)),
+    ]
+    .into_iter()
+    .chain([("terraform_providers", w.terraform_providers.as_ref())])
+    {
+        if p.is_some_and(|p| !p.is_absolute()) {
+            return Err(format!("[lockdown.writer] {what} must be an absolute path"));
+        }
+    }
+
     if let Ok(r) = l.runner_user.parse::<u32>() {
         if let Some(a) = l.agents.iter().find(|a| a.uid == r) {
             return Err(format!(
@@ -265,7 +305,6 @@ mod tests {
         let set = |r: &[&str], w: &[&str]| CredentialSet {
             read: r.iter().map(|k| (k.to_string(), "/r".into())).collect(),
             write: w.iter().map(|k| (k.to_string(), "/w".into())).collect(),
-            helpers: Helpers::Read,
         };
         let known = |n: &str| n == "prod";
         let mut x = l(&[]);
@@ -307,6 +346,13 @@ mod tests {
             path: vec![],
             tool_env: Default::default(),
             credentials: Default::default(),
+            writer: Writer {
+                user: "2".into(),
+                socket: "/run/w".into(),
+                token_file: "/w/token".into(),
+                tool_env: Default::default(),
+                terraform_providers: None,
+            },
         }
     }
 

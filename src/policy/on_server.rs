@@ -32,28 +32,7 @@ pub fn judge(
     on_behalf_of: Option<&str>,
 ) -> ServerVerdict {
     let args: Vec<OsString> = req.argv.iter().map(OsString::from).collect();
-    // What the command reaches loosens the gate only when the shim says the target is exact.
-    let facts = Facts {
-        kube_context: req.environment.kube_context.clone(),
-        namespace: req.environment.namespace.clone(),
-        terraform_workspace: req.environment.terraform_workspace.clone(),
-        dir: req
-            .environment
-            .dir
-            .clone()
-            .or_else(|| Some(req.cwd.clone())),
-        // Each tool reaches its own kind of target: a terraform backend on a kubectl request
-        // (or a server on a terraform one) says nothing about where the command goes.
-        kube_server: (!tool.is_terraform_like())
-            .then(|| req.environment.cluster_server.clone())
-            .flatten(),
-        terraform_backend: tool
-            .is_terraform_like()
-            .then(|| req.environment.terraform_backend.clone())
-            .flatten(),
-        trusted_only: false,
-        inexact: !req.environment.is_exact(),
-    };
+    let facts = facts_of(tool, req);
     let ctx = Context {
         cwd: Some(req.cwd.clone().into()),
         env: &|_| None,
@@ -93,5 +72,28 @@ pub fn judge(
         verdict,
         rule: v.decision().rule.clone(),
         environment,
+    }
+}
+
+/// The facts a request reports, as the server (and the lockdown writer) match environments on
+/// them: what the command reaches loosens the gate only when the shim called the target exact,
+/// and each tool reaches its own kind of target (a terraform backend on a kubectl request says
+/// nothing about where the command goes).
+pub fn facts_of(tool: Tool, req: &CreateRequest) -> Facts {
+    let t = &req.environment;
+    Facts {
+        kube_context: t.kube_context.clone(),
+        namespace: t.namespace.clone(),
+        terraform_workspace: t.terraform_workspace.clone(),
+        dir: t.dir.clone().or_else(|| Some(req.cwd.clone())),
+        kube_server: (!tool.is_terraform_like())
+            .then(|| t.cluster_server.clone())
+            .flatten(),
+        terraform_backend: tool
+            .is_terraform_like()
+            .then(|| t.terraform_backend.clone())
+            .flatten(),
+        trusted_only: false,
+        inexact: !t.is_exact(),
     }
 }

@@ -138,6 +138,10 @@ pub struct Serve {
     /// `[[serve.agent]]`: the agents allowed to submit requests.
     #[serde(default, rename = "agent")]
     pub agents: Vec<Agent>,
+    /// `[[serve.runner]]`: lockdown writers, which report the outcome of the approved runs of
+    /// their agents (verified, by their own token); those agents' own reports are refused.
+    #[serde(default, rename = "runner")]
+    pub runners: Vec<RunnerToken>,
     /// The URL approvers open (`https://gate.example.com`): the origin every web form must come
     /// from and the base of the OIDC redirect URI. Required with `[serve.oidc]`.
     #[serde(default)]
@@ -206,6 +210,7 @@ impl Default for Serve {
             header_read_timeout: default_header_read_timeout(),
             max_waits_per_agent: default_max_waits_per_agent(),
             agents: Vec::new(),
+            runners: Vec::new(),
             public_url: None,
             allow_local_approvers: true,
             oidc: None,
@@ -273,6 +278,18 @@ pub struct Agent {
     /// The human this agent acts for.
     #[serde(default)]
     pub on_behalf_of: Option<String>,
+}
+
+/// `[[serve.runner]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunnerToken {
+    /// Recorded as `runner:<name>` with the outcomes it reports.
+    pub name: String,
+    /// SHA-256 of its token, lowercase hex.
+    pub token_sha256: String,
+    /// The `[[serve.agent]]` names whose approved runs it runs.
+    pub agents: Vec<String>,
 }
 
 /// `[defaults]`

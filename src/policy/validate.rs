@@ -51,6 +51,30 @@ pub(super) fn check(file: &PolicyFile) -> Result<(), String> {
             ));
         }
     }
+    for r in &file.serve.runners {
+        if !agents.insert(r.name.as_str()) {
+            return Err(format!(
+                "[[serve.runner]] name {:?} is used twice (agents and runners share names)",
+                r.name
+            ));
+        }
+        if crate::hex::decode(&r.token_sha256).map(|b| b.len()) != Some(32) {
+            return Err(format!(
+                "runner {:?}: token_sha256 must be 64 hex characters (a SHA-256)",
+                r.name
+            ));
+        }
+        if let Some(a) = r
+            .agents
+            .iter()
+            .find(|a| !file.serve.agents.iter().any(|x| &x.name == *a))
+        {
+            return Err(format!(
+                "runner {:?} names agent {a:?}, which no [[serve.agent]] defines",
+                r.name
+            ));
+        }
+    }
     let mut env_names = std::collections::HashSet::new();
     for env in &file.environments {
         if !env_names.insert(env.name.as_str()) {

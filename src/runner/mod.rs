@@ -1,8 +1,11 @@
-//! `hitl-gate runner`: lockdown mode's daemon. It runs as the runner's user (R), the only user
-//! that can execute the real tools and read their credentials, and runs commands for the agents'
-//! users, who connect through the shim (`shim/lockdown.rs`).
+//! `hitl-gate runner`: lockdown mode's daemons. Lockdown separates two identities besides the
+//! agent's: the runner (R, this file), which runs everything the agent steers, with the read
+//! credentials only; and the writer (W, `writer.rs`), which holds the write credentials and
+//! runs nothing but approved runs that R's children hand it, after checking them itself.
 //!
-//! Per connection (one thread each):
+//! The runner runs as R, one of the two users that can execute the real tools, and runs
+//! commands for the agents' users, who connect through the shim (`shim/lockdown.rs`). Per
+//! connection (one thread each):
 //! 1. the caller's uid from SO_PEERCRED, mapped to an agent by the system policy's
 //!    `[lockdown]`; any other uid is refused;
 //! 2. the request and the caller's fds 0, 1 and 2 (`wire.rs`);
@@ -12,30 +15,30 @@
 //! 4. a child: this same binary under the tool's name, as R, in its own session, with the
 //!    caller's fds as its stdio, the caller's working directory, only the variables the policy
 //!    lets through plus `[lockdown] tool_env`, and `PATH` = `[lockdown] path` first. Running as
-//!    `runner_user`, the shim works as in exec mode: passthrough exec, or the whole gated
-//!    pipeline (plan or diff, submit, wait, verify, run) with R's credentials;
-//! 5. the caller's signals forwarded to the child; when the caller goes away, the child gets
-//!    SIGTERM (a waiting gated command cancels its request) and, 5 s later, its process group
-//!    SIGKILL; the child's end (`exit N` or `signal N`) sent back.
+//!    `runner_user`, the shim works as in exec mode (passthrough exec, or the gated pipeline:
+//!    plan or diff, submit, wait, verify) with R's read credentials, except that the approved
+//!    run goes to W (`shim/handoff.rs`);
+//! 5. the caller's signals forwarded to the child (`supervise.rs`); the child's end sent back.
 //!
-//! It reads only the system policy (`/etc/hitl-gate/policy.toml`); `HITL_GATE_POLICY` means
-//! nothing to it.
+//! Both read only the system policy (`/etc/hitl-gate/policy.toml`); `HITL_GATE_POLICY` means
+//! nothing to them.
 
+pub mod bind;
+mod supervise;
 pub mod terraform;
+mod verify;
 pub mod wire;
+pub mod writer;
+mod writer_run;
 
 use std::ffi::OsString;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::os::fd::AsFd;
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-
-use nix::sys::signal::{kill, killpg, Signal};
-use nix::unistd::Pid;
 
 use crate::policy::lockdown::{Lockdown, CREDENTIAL_FLAGS, DEFAULT_CREDENTIALS};
 use crate::policy::Policy;
@@ -243,84 +246,23 @@ fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
 }
 
 /// Starts the child, forwards the caller's signals to it, and sends back how it ended.
-#[allow(unsafe_code)]
 fn run_child(
     conn: &UnixStream,
-    mut cmd: std::process::Command,
+    cmd: std::process::Command,
     tool: Tool,
     args: &[OsString],
     agent: &str,
     uid: u32,
     early: Vec<u8>,
 ) -> Result<(), String> {
-    // SAFETY: between fork and exec the closure only calls setsid and sigprocmask, both
-    // async-signal-safe; it touches no memory the parent shares.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::unistd::setsid().map_err(std::io::Error::from)?;
-            nix::sys::signal::sigprocmask(
-                nix::sys::signal::SigmaskHow::SIG_SETMASK,
-                Some(&nix::sys::signal::SigSet::empty()),
-                None,
-            )
-            .map_err(std::io::Error::from)
-        });
-    }
-    let mut child = match cmd.spawn() {
-        Ok(c) => c,
-        Err(e) => {
-            return refuse(
-                conn,
-                crate::exit::CANNOT_EXECUTE,
-                &format!(
-                    "the runner cannot start {tool} in {}: {e}",
-                    cmd.get_current_dir()
-                        .unwrap_or(std::path::Path::new("?"))
-                        .display()
-                ),
-            )
-        }
-    };
-    let pid = Pid::from_raw(i32::try_from(child.id()).map_err(|e| e.to_string())?);
-    eprintln!(
-        "hitl-gate runner: {agent} (uid {uid}): {} [pid {pid}]",
+    let what = format!(
+        "{agent} (uid {uid}): {}",
         crate::shim::prepared::command_line(tool, args)
     );
-    // The caller's signals (any that came with the request first), until it goes away. A
-    // partial line at the end of `early` is completed by what the reader reads next.
-    let forward = move |line: &str| {
-        if let Some(n) = line.trim().strip_prefix("signal ") {
-            if let Some(sig) = n.parse::<i32>().ok().and_then(|n| Signal::try_from(n).ok()) {
-                let _ = kill(pid, sig);
-            }
-        }
-    };
-    let reader = conn.try_clone().map_err(|e| e.to_string())?;
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(std::io::Cursor::new(early).chain(reader));
-        let mut line = String::new();
-        loop {
-            line.clear();
-            match lines.read_line(&mut line) {
-                Ok(0) | Err(_) => break,
-                Ok(_) => forward(&line),
-            }
-        }
-        // The caller is gone: a waiting gated command cancels its request on SIGTERM; then the
-        // whole group goes.
-        if kill(pid, None).is_ok() {
-            let _ = kill(pid, Signal::SIGTERM);
-            std::thread::sleep(Duration::from_secs(5));
-            let _ = killpg(pid, Signal::SIGKILL);
-        }
-    });
-    let status = child.wait().map_err(|e| e.to_string())?;
-    match (status.code(), status.signal()) {
-        (Some(c), _) => finish(conn, &format!("exit {c}")),
-        (None, Some(s)) => finish(conn, &format!("signal {s}")),
-        _ => finish(conn, "exit 1"),
+    match supervise::run(conn, cmd, early, &what) {
+        Ok(status) => supervise::finish_as(conn, status),
+        Err(why) => refuse(conn, crate::exit::CANNOT_EXECUTE, &why),
     }
-    Ok(())
 }
 
 /// Refuses commands that show or change the runner's credentials (`kubectl config` but for

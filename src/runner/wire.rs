@@ -1,7 +1,10 @@
-//! What the shim and the runner say to each other over the runner's Unix socket.
+//! What the shim and the runner (and the runner's children and the writer) say to each other
+//! over their Unix sockets.
 //!
 //! - The shim sends one line of JSON, the [`Request`] (argv and the variables as bytes, in
-//!   hex), with its fds 0, 1 and 2 attached (SCM_RIGHTS) to the first byte.
+//!   hex), with its fds 0, 1 and 2 attached (SCM_RIGHTS) to the first byte. A runner's child
+//!   hands an approved run to the writer the same way: one [`Job`], with fds 0, 1 and 2 and the
+//!   run's sealed inputs in the run template's order.
 //! - Then, while the command runs, `signal N` lines: the signals the shim received.
 //! - The runner ends with one line: `exit N`, `signal N` (the tool died of it; the shim raises
 //!   it too), or `refused N MESSAGE` (nothing ran; the shim prints the message and exits N).
@@ -31,12 +34,36 @@ pub struct Request {
     pub env: Vec<(String, String)>,
 }
 
+/// The most descriptors one message carries (stdio and a writer job's sealed inputs).
+pub const MAX_FDS: usize = 64;
+
+/// An approved run, from a runner's child to the writer. The writer believes none of it until
+/// the signature over `request` holds (`runner/verify.rs`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Job {
+    pub version: u32,
+    pub tool: String,
+    pub request_id: String,
+    /// The request as the shim submitted it (and the server stored and signed its hash).
+    pub request: crate::api::CreateRequest,
+    pub decision: crate::api::SignedDecision,
+}
+
 /// Sends `req` with the caller's fds 0, 1 and 2.
 pub fn send(stream: &UnixStream, req: &Request) -> std::io::Result<()> {
-    let mut line = serde_json::to_vec(req).map_err(std::io::Error::other)?;
+    send_line(stream, req, &[0, 1, 2])
+}
+
+/// Sends `value` as one JSON line with `fds` attached (SCM_RIGHTS) to its first byte.
+pub fn send_line<T: Serialize>(
+    stream: &UnixStream,
+    value: &T,
+    fds: &[RawFd],
+) -> std::io::Result<()> {
+    let mut line = serde_json::to_vec(value).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    let fds: [RawFd; 3] = [0, 1, 2];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let cmsg = [ControlMessage::ScmRights(fds)];
     let mut sent = sendmsg::<()>(
         stream.as_raw_fd(),
         &[IoSlice::new(&line)],
@@ -60,10 +87,25 @@ pub fn send_bytes(stream: &UnixStream, bytes: &[u8]) -> std::io::Result<usize> {
 
 /// Receives a request and the three fds that came with it, and whatever the shim sent after
 /// the request line in the same read (its first `signal N` lines, if a signal came at once).
-#[allow(unsafe_code)]
 pub fn receive(stream: &UnixStream) -> Result<(Request, [OwnedFd; 3], Vec<u8>), String> {
+    let (req, fds, rest): (Request, _, _) = receive_line(stream)?;
+    let fds: [OwnedFd; 3] = fds
+        .try_into()
+        .map_err(|v: Vec<OwnedFd>| format!("expected 3 descriptors, got {}", v.len()))?;
+    if req.version != 1 {
+        return Err(format!("request version {} is not 1", req.version));
+    }
+    Ok((req, fds, rest))
+}
+
+/// Receives one JSON line and the descriptors attached to it (at most [`MAX_FDS`]), and
+/// whatever came after the line in the same reads.
+#[allow(unsafe_code)]
+pub fn receive_line<T: serde::de::DeserializeOwned>(
+    stream: &UnixStream,
+) -> Result<(T, Vec<OwnedFd>, Vec<u8>), String> {
     let mut buf = vec![0u8; 64 * 1024];
-    let mut space = nix::cmsg_space!([RawFd; 3]);
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS]);
     let (n, fds) = {
         let mut iov = [IoSliceMut::new(&mut buf)];
         let msg = recvmsg::<()>(
@@ -83,9 +125,6 @@ pub fn receive(stream: &UnixStream) -> Result<(Request, [OwnedFd; 3], Vec<u8>), 
         }
         (msg.bytes, fds)
     };
-    let fds: [OwnedFd; 3] = fds
-        .try_into()
-        .map_err(|v: Vec<OwnedFd>| format!("expected 3 descriptors, got {}", v.len()))?;
     let mut line = buf[..n].to_vec();
     let mut rest = stream;
     while !line.contains(&b'\n') {
@@ -101,11 +140,8 @@ pub fn receive(stream: &UnixStream) -> Result<(Request, [OwnedFd; 3], Vec<u8>), 
     }
     let end = line.iter().position(|&b| b == b'\n').unwrap_or(line.len());
     let rest = line.get(end + 1..).unwrap_or_default().to_vec();
-    let req: Request = serde_json::from_slice(&line[..end]).map_err(|e| e.to_string())?;
-    if req.version != 1 {
-        return Err(format!("request version {} is not 1", req.version));
-    }
-    Ok((req, fds, rest))
+    let value = serde_json::from_slice(&line[..end]).map_err(|e| e.to_string())?;
+    Ok((value, fds, rest))
 }
 
 /// Bytes as hex, and back.

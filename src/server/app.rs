@@ -18,6 +18,14 @@ pub struct Agent {
     pub on_behalf_of: Option<String>,
 }
 
+/// An authenticated lockdown writer (`[[serve.runner]]`): it reports the outcomes of its
+/// agents' approved runs.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    pub name: String,
+    pub agents: Vec<String>,
+}
+
 /// Shared state of a running server.
 pub struct App {
     pub(crate) store: Store,
@@ -25,6 +33,8 @@ pub struct App {
     pub(crate) keys: Arc<Keys>,
     /// Agents by the SHA-256 of their token.
     pub(crate) agents: HashMap<String, Agent>,
+    /// Lockdown writers by the SHA-256 of their token.
+    pub(crate) runners: HashMap<String, Runner>,
     pub(crate) waiters: Waiters,
     pub(crate) metrics: Metrics,
     pub(crate) reaper: Notify,
@@ -37,6 +47,8 @@ pub struct App {
     pub(crate) web: Option<super::web_settings::Web>,
     /// One audit export streams at a time (each holds a read connection per page).
     pub(crate) exports: Arc<tokio::sync::Semaphore>,
+    /// The time every decision is made at (`clock.rs`).
+    pub(crate) clock: super::clock::Clock,
 }
 
 /// A change the live inbox shows: a request appeared or left the pending state.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 
-pub use super::app::Agent;
 use super::app::App;
+pub use super::app::{Agent, Runner};
 use super::error::ApiError;
 
 /// An authenticated human who may decide. Its string is the identity recorded in decisions and
@@ -39,20 +39,45 @@ impl FromRequestParts<Arc<App>> for Caller {
                 .map(|id| Caller::Approver(Approver(id)))
                 .ok_or_else(ApiError::unauthorized);
         }
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(ApiError::unauthorized)?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .ok_or_else(ApiError::unauthorized)?;
-        let digest = crate::hex::sha256(token.trim().as_bytes());
+        let digest = bearer_digest(parts).ok_or_else(ApiError::unauthorized)?;
         app.agents
             .get(&digest)
             .cloned()
             .map(Caller::Agent)
             .ok_or_else(ApiError::unauthorized)
+    }
+}
+
+/// The SHA-256 of the request's bearer token, if it has one.
+fn bearer_digest(parts: &Parts) -> Option<String> {
+    let header = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let token = header.strip_prefix("Bearer ")?;
+    Some(crate::hex::sha256(token.trim().as_bytes()))
+}
+
+/// Who reports an outcome: an agent (its own word) or a lockdown writer (verified: it ran the
+/// approved run itself).
+#[derive(Debug, Clone)]
+pub enum Reporter {
+    Agent(Agent),
+    Runner(Runner),
+}
+
+impl FromRequestParts<Arc<App>> for Reporter {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        let runner = bearer_digest(parts).and_then(|d| app.runners.get(&d).cloned());
+        match runner {
+            Some(r) => Ok(Reporter::Runner(r)),
+            None => Agent::from_request_parts(parts, app)
+                .await
+                .map(Reporter::Agent),
+        }
     }
 }
 

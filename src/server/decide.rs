@@ -14,7 +14,7 @@ use std::sync::Arc;
 use super::app::App;
 use super::quorum::{self, Eligibility};
 use super::store::{Changed, StoreError};
-use crate::api::{now_ms, Approval, RequestView, SignedDecision, State};
+use crate::api::{Approval, RequestView, SignedDecision, State};
 use crate::policy::approvals::Person;
 use crate::signing;
 
@@ -217,7 +217,7 @@ async fn woken(app: &App, id: &str, decided: Option<(State, i64)>) -> Result<Cha
 
 /// Expires every overdue pending request.
 pub async fn expire_due(app: &App) {
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let Ok(ids) = app.store.overdue(now).await else {
         return;
     };
@@ -249,18 +249,19 @@ pub async fn reaper(app: Arc<App>, mut leadership: Option<super::replicas::Leade
                 }
             }
         }
-        let wait = match app.store.next_deadline().await {
-            Ok(Some(d)) => u64::try_from(d - now_ms()).unwrap_or(0),
-            _ => 60_000,
+        let now = app.clock.now_ms();
+        let due = match app.store.next_deadline().await {
+            Ok(Some(d)) => d,
+            _ => now + 60_000,
         };
-        let wait = if leadership.is_some() {
-            wait.min(1000)
+        let due = if leadership.is_some() {
+            due.min(now + 1000)
         } else {
-            wait
+            due
         };
         let notified = app.reaper.notified();
         tokio::select! {
-            () = tokio::time::sleep(std::time::Duration::from_millis(wait)) => expire_due(&app).await,
+            () = app.clock.sleep_until(due) => expire_due(&app).await,
             () = notified => {}
             _ = stop.changed() => return,
         }
@@ -273,7 +274,7 @@ pub async fn checkpointer(app: Arc<App>, interval: std::time::Duration) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        if let Err(e) = app.store.checkpoint(now_ms()).await {
+        if let Err(e) = app.store.checkpoint(app.clock.now_ms()).await {
             eprintln!("hitl-gate serve: checkpoint failed: {e}");
         }
     }

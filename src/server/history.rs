@@ -113,7 +113,9 @@ impl Store {
                     decision: None,
                     outcome: None,
                     outcome_reported_by: None,
+                    outcome_verified: false,
                     nonce: String::new(),
+                    run: None,
                     approvals: serde_json::from_str(r.get::<&str, _>(5)).unwrap_or_default(),
                     review_url: None,
                     // The server's counts, made when the request was stored (older rows: unknown).

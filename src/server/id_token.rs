@@ -62,18 +62,19 @@ impl Identity {
 }
 
 /// Checks `raw` against the provider's `metadata` (its issuer and keys) and `config` (the
-/// client id, the groups claim): see the module doc.
+/// client id, the groups claim) at `now_ms`, the server's time: see the module doc.
 pub fn check(
     config: &OidcConfig,
     metadata: &CoreProviderMetadata,
     raw: &str,
     nonce: &str,
     max_age: Option<Duration>,
+    now_ms: i64,
 ) -> Result<Identity, Refused> {
     let token: Token = raw
         .parse()
         .map_err(|e| Refused::Other(format!("the ID token is not a signed JWT: {e}")))?;
-    let now = chrono::Utc::now();
+    let now = chrono::DateTime::from_timestamp_millis(now_ms).unwrap_or_default();
     let skew = chrono::Duration::from_std(SKEW).unwrap_or_default();
     let oldest = chrono::Duration::from_std(MAX_TOKEN_AGE).unwrap_or_default();
     let verifier = CoreIdTokenVerifier::new_public_client(

@@ -15,7 +15,7 @@ use super::decide::{decide, By, Change};
 use super::error::ApiError;
 use super::extract::Body;
 use super::store::{Changed, NewRequest};
-use crate::api::{now_ms, CreateRequest, RequestView, State};
+use crate::api::{CreateRequest, RequestView, State};
 use crate::tool::Tool;
 
 type St = AxState<std::sync::Arc<App>>;
@@ -106,7 +106,7 @@ pub(super) async fn create(
             ));
         }
     }
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let classification = classify(&app, &req, tool, &agent, now);
     let timeout_ms = i64::try_from(classification.timeout_seconds * 1000).unwrap_or(i64::MAX);
     let timeout_ms = app
@@ -164,7 +164,7 @@ pub(super) async fn create(
             to,
             by: By::Policy(actor),
             comment: Some(&comment),
-            now: now_ms(),
+            now: app.clock.now_ms(),
             valid_for_ms: valid_for(&app),
         };
         match decide(&app, &view.id, change).await? {
@@ -189,10 +189,11 @@ pub(super) async fn no_changes(
     Body(req): Body<CreateRequest>,
 ) -> Result<Response, ApiError> {
     let tool = tool_of(&req)?;
-    let classification = classify(&app, &req, tool, &agent, now_ms());
+    let now = app.clock.now_ms();
+    let classification = classify(&app, &req, tool, &agent, now);
     let seq = app
         .store
-        .no_changes(&agent.name, &req, &classification, now_ms())
+        .no_changes(&agent.name, &req, &classification, now)
         .await?;
     Ok((
         StatusCode::CREATED,

@@ -12,6 +12,7 @@ mod app;
 pub mod audit_log;
 pub mod auth;
 mod classify;
+mod clock;
 mod conn;
 mod db;
 mod decide;
@@ -65,9 +66,12 @@ pub struct Config {
     pub policy: Policy,
     /// Serve HTTPS with this configuration instead of plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The time every decision is made at: the system clock, except in tests (`clock.rs`).
+    pub clock: Clock,
 }
 
 pub use crate::api::now_ms;
+pub use clock::Clock;
 
 /// Creates the data dir (0700) or checks an existing one: a directory that group or others can
 /// write would let them replace the admin socket, so it is refused.
@@ -147,19 +151,32 @@ where
             )
         })
         .collect();
+    let runners = serve
+        .runners
+        .iter()
+        .map(|r| {
+            let runner = app::Runner {
+                name: r.name.clone(),
+                agents: r.agents.clone(),
+            };
+            (r.token_sha256.to_ascii_lowercase(), runner)
+        })
+        .collect();
     let (stop_tx, stop_rx) = watch::channel(false);
     let app = Arc::new(App {
         store,
         policy: config.policy,
         keys,
         agents,
+        runners,
         waiters: Waiters::default(),
         metrics: metrics::Metrics::default(),
         reaper: Notify::new(),
         shutdown: stop_rx.clone(),
         body_limit: serve.body_limit_bytes,
         events: tokio::sync::broadcast::channel(1024).0,
-        web: web_settings::Web::from_config(&serve)?,
+        web: web_settings::Web::from_config(&serve, &config.clock)?,
+        clock: config.clock,
         exports: Arc::new(tokio::sync::Semaphore::new(1)),
     });
     if !serve.allow_local_approvers && app.web.is_none() {
@@ -214,6 +231,7 @@ where
         }
         db::Location::Sqlite(_) => (None, None),
     };
+    let clock = tokio::spawn(app.clock.clone().watch());
     let reaper = tokio::spawn(decide::reaper(app.clone(), leadership));
     let notifier = (!sinks.is_empty())
         .then(|| tokio::spawn(notify::worker(app.clone(), sinks, escalate, wake)));
@@ -252,6 +270,7 @@ where
     let ((), b) = tokio::join!(tcp, uds_server);
     reaper.abort();
     checkpointer.abort();
+    clock.abort();
     if let Some(l) = listener_task {
         l.abort();
     }
@@ -260,7 +279,7 @@ where
     }
     let _ = std::fs::remove_file(&socket);
     // A last checkpoint so the head at shutdown is signed.
-    let _ = app.store.checkpoint(now_ms()).await;
+    let _ = app.store.checkpoint(app.clock.now_ms()).await;
     b.map_err(|e| format!("server error: {e}"))
 }
 

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use super::app::App;
 use super::outbox_store::Due;
-use crate::api::now_ms;
 use crate::policy::notify::{EscalateAfter, Sink, SinkKind};
 
 /// A sink with its secrets read.
@@ -86,10 +85,10 @@ pub fn signature(secret: &[u8], timestamp: i64, body: &str) -> String {
 }
 
 /// Delivers one row; `Err` says why it failed.
-async fn deliver(http: &Http, sink: &Loaded, row: &Due) -> Result<(), String> {
+async fn deliver(http: &Http, sink: &Loaded, row: &Due, now: i64) -> Result<(), String> {
     let (url, req) = match &sink.target {
         Target::Webhook { url, secret } => {
-            let ts = now_ms() / 1000;
+            let ts = now / 1000;
             let req = http
                 .for_url(url)
                 .post(url)
@@ -107,7 +106,7 @@ async fn deliver(http: &Http, sink: &Loaded, row: &Due) -> Result<(), String> {
             let req = http
                 .for_url(url)
                 .post(url)
-                .json(&super::slack::message(&payload, now_ms()));
+                .json(&super::slack::message(&payload, now));
             (url, req)
         }
     };
@@ -192,7 +191,7 @@ pub async fn worker(
         let woken = wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
-        let now = now_ms();
+        let now = app.clock.now_ms();
         if let Some(e) = escalate {
             match app.store.unescalated().await {
                 Ok(list) => {
@@ -216,11 +215,11 @@ pub async fn worker(
             let Some(sink) = sinks.iter().find(|s| s.name == row.sink) else {
                 continue;
             };
-            let result = deliver(&http, sink, row).await;
+            let result = deliver(&http, sink, row, app.clock.now_ms()).await;
             app.metrics.delivery(&row.sink, result.is_ok());
             let failed = result
                 .err()
-                .map(|e| (now_ms() + backoff_ms(row.attempts + 1), e));
+                .map(|e| (app.clock.now_ms() + backoff_ms(row.attempts + 1), e));
             if let Some((_, e)) = &failed {
                 eprintln!(
                     "hitl-gate serve: notifying {} of {} failed (attempt {}; will retry): {e}",
@@ -229,7 +228,11 @@ pub async fn worker(
                     row.attempts + 1
                 );
             }
-            if let Err(e) = app.store.outbox_result(row.id, now_ms(), failed).await {
+            if let Err(e) = app
+                .store
+                .outbox_result(row.id, app.clock.now_ms(), failed)
+                .await
+            {
                 eprintln!("hitl-gate serve: recording a delivery failed: {e}");
             }
         }
@@ -237,12 +240,13 @@ pub async fn worker(
             continue;
         }
         let next = app.store.outbox_next(&names).await.ok().flatten();
-        let mut wait_ms = next.map_or(30_000, |n| (n - now_ms()).clamp(0, 30_000));
+        let now = app.clock.now_ms();
+        let mut until = next.map_or(now + 30_000, |n| n.clamp(now, now + 30_000));
         if escalate.is_some() || replicas {
-            wait_ms = wait_ms.min(1000);
+            until = until.min(now + 1000);
         }
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0))) => {}
+            () = app.clock.sleep_until(until) => {}
             () = &mut woken => {}
             _ = stop.changed() => return,
         }

@@ -12,13 +12,12 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::app::{App, Held};
-use super::auth::{Agent, Approver, Caller};
+use super::auth::{Agent, Approver, Caller, Reporter};
 use super::decide::{decide, By, Change};
 use super::error::ApiError;
 use super::extract::{Body, Q};
 use super::intake::{self, linked, valid_for};
-use super::store::Changed;
-use crate::api::now_ms;
+use super::store::{Changed, OutcomeReport};
 use crate::api::{DecisionBody, Outcome, PublicKey, RequestView, State, Verb};
 use crate::policy::approvals::Person;
 
@@ -122,7 +121,7 @@ pub(super) fn check_id(id: &str) -> Result<(), ApiError> {
 async fn metrics(AxState(app): St) -> Result<Response, ApiError> {
     let pending = app.store.count(State::Pending).await?;
     let (depth, oldest) = app.store.outbox_depth().await?;
-    let age = oldest.map_or(0.0, |t| (now_ms() - t).max(0) as f64 / 1000.0);
+    let age = oldest.map_or(0.0, |t| (app.clock.now_ms() - t).max(0) as f64 / 1000.0);
     Ok((
         [("content-type", "text/plain; version=0.0.4")],
         app.metrics.render(pending, (depth, age)),
@@ -352,7 +351,7 @@ async fn cancel(
         to: State::Cancelled,
         by: By::Agent(agent.name.clone()),
         comment: Some("cancelled by the agent"),
-        now: now_ms(),
+        now: app.clock.now_ms(),
         valid_for_ms: 0,
     };
     changed(decide(&app, &id, change).await?)
@@ -360,17 +359,43 @@ async fn cancel(
 
 async fn outcome(
     AxState(app): St,
-    agent: Agent,
+    who: Reporter,
     Path(id): Path<String>,
     Body(o): Body<Outcome>,
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
-    let result = app.store.outcome(&id, &agent.name, &o, now_ms()).await?;
+    let report = match &who {
+        // The agent's word, unless a lockdown writer reports its runs.
+        Reporter::Agent(a) => OutcomeReport {
+            actor: format!("agent:{}", a.name),
+            verified: false,
+            owns: &|agent: &str| agent == a.name,
+            refused: app
+                .runners
+                .values()
+                .find(|r| r.agents.contains(&a.name))
+                .map(|r| {
+                    format!(
+                        "runner {:?} reports the outcomes of agent {:?} (lockdown)",
+                        r.name, a.name
+                    )
+                }),
+            outcome: &o,
+        },
+        Reporter::Runner(r) => OutcomeReport {
+            actor: format!("runner:{}", r.name),
+            verified: true,
+            owns: &|agent: &str| r.agents.iter().any(|a| a == agent),
+            refused: None,
+            outcome: &o,
+        },
+    };
+    let result = app.store.outcome(&id, &report, app.clock.now_ms()).await?;
     if let Changed::Conflict(State::Approved) = &result {
         eprintln!(
-            "hitl-gate serve: agent {} tried to record a second outcome for request {id}; \
-             refused and recorded (outcome_refused)",
-            agent.name
+            "hitl-gate serve: {} tried to record an outcome for request {id} that is not its \
+             to record now; refused and recorded (outcome_refused)",
+            report.actor
         );
     }
     changed(result)
@@ -416,7 +441,7 @@ async fn decision(
             details: None,
         },
         comment,
-        now: now_ms(),
+        now: app.clock.now_ms(),
         valid_for_ms: valid_for(&app),
     };
     changed(decide(&app, &id, change).await?)

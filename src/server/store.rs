@@ -17,6 +17,19 @@ use super::writer::Writer;
 use crate::api::{Classification, CreateRequest, Outcome, RequestView, State};
 use crate::signing::Keys;
 
+/// An outcome report, as the store records it.
+pub struct OutcomeReport<'a> {
+    /// `agent:<name>` or `runner:<name>`.
+    pub actor: String,
+    /// Reported by a lockdown writer that ran the approved run itself.
+    pub verified: bool,
+    /// Whether the reporter may report on a request of this agent.
+    pub owns: &'a (dyn Fn(&str) -> bool + Sync),
+    /// Why this report is refused although the reporter may see the request.
+    pub refused: Option<String>,
+    pub outcome: &'a Outcome,
+}
+
 /// A request to insert.
 pub struct NewRequest {
     pub id: String,
@@ -246,38 +259,37 @@ impl Store {
             .await
     }
 
-    /// Records the outcome of an approved run, once, with its audit row. The outcome is the
-    /// agent's word (the server cannot see the run), and both the row and the view say so. A
-    /// second outcome is refused, and the attempt is itself recorded (`outcome_refused`).
-    pub async fn outcome(
-        &self,
-        id: &str,
-        agent: &str,
-        outcome: &Outcome,
-        now: i64,
-    ) -> Result<Changed> {
+    /// Records how an approved run ended, once: reported by the request's agent (its word), or
+    /// by a lockdown writer that serves the agent (verified). A report that comes second, or
+    /// that `refused` says is not this reporter's to make, is refused and recorded
+    /// (`outcome_refused`).
+    pub async fn outcome(&self, id: &str, r: &OutcomeReport<'_>, now: i64) -> Result<Changed> {
         let Some(view) = self.get(id).await? else {
             return Ok(Changed::NotFound);
         };
-        if view.agent != agent {
+        if !(r.owns)(&view.agent) {
             return Ok(Changed::NotFound);
         }
         if view.state != State::Approved {
             return Ok(Changed::Conflict(view.state));
         }
-        let reported_by = format!("agent:{agent}");
-        if view.outcome.is_some() {
+        let why = match (&r.refused, &view.outcome) {
+            (Some(why), _) => Some(why.clone()),
+            (None, Some(_)) => Some("an outcome is already recorded for this request".into()),
+            (None, None) => None,
+        };
+        if let Some(why) = why {
             let body = json!({
                 "command": {"tool": &view.tool, "argv": &view.argv},
-                "attempted_outcome": outcome,
-                "reported_by": &reported_by,
-                "why": "an outcome is already recorded for this request",
+                "attempted_outcome": r.outcome,
+                "reported_by": &r.actor,
+                "why": why,
             });
             self.append_alone(
                 now,
                 "outcome_refused",
                 Some(id.to_string()),
-                reported_by,
+                r.actor.clone(),
                 body,
             )
             .await?;
@@ -286,13 +298,16 @@ impl Store {
         let body = json!({
             "command": {"tool": &view.tool, "argv": &view.argv},
             "environment": &view.environment,
-            "outcome": outcome,
-            "reported_by": &reported_by,
-            "verified": false,
+            "outcome": r.outcome,
+            "reported_by": &r.actor,
+            "verified": r.verified,
         });
         let log = self.log.clone();
-        let (id_s, actor) = (id.to_string(), format!("agent:{agent}"));
-        let text = serde_json::to_string(outcome).expect("outcome serialises");
+        let (id_s, actor) = (id.to_string(), r.actor.clone());
+        let mut stored = serde_json::to_value(r.outcome).expect("outcome serialises");
+        stored["reported_by"] = json!(r.actor);
+        stored["verified"] = json!(r.verified);
+        let text = stored.to_string();
         let updated = self
             .writer
             .write(move |c| {

@@ -5,7 +5,7 @@ use serde_json::json;
 use sqlx::Row as _;
 
 use super::db::{Result, StoreError};
-use crate::api::{Classification, CreateRequest, RequestView, State};
+use crate::api::{Classification, CreateRequest, Outcome, RequestView, State};
 
 /// What the inbox shows of a request, kept beside it so listing never reads its whole body:
 /// the tool, the first 16 arguments (200 characters each at most), the reason (300), who it acts
@@ -42,9 +42,14 @@ pub(super) fn view_from_row(r: &sqlx::any::AnyRow) -> Result<RequestView> {
     let state_s: String = r.get(2);
     let decision: Option<String> = r.get(6);
     let outcome: Option<String> = r.get(7);
+    let agent: String = r.get(1);
+    let reported = outcome
+        .map(|o| stored_outcome(&o, &agent))
+        .transpose()
+        .map_err(|e| bad("outcome", &e))?;
     Ok(RequestView {
         id: r.get(0),
-        agent: r.get(1),
+        agent,
         state: State::parse(&state_s)
             .ok_or_else(|| StoreError(format!("unknown state {state_s}")))?,
         on_behalf_of: data["on_behalf_of"].as_str().map(Into::into),
@@ -58,6 +63,7 @@ pub(super) fn view_from_row(r: &sqlx::any::AnyRow) -> Result<RequestView> {
         artifact_sha256: request.artifact_sha256,
         reason: request.reason,
         nonce: request.nonce,
+        run: request.run,
         classification,
         created_at: r.get(3),
         deadline: r.get(4),
@@ -65,15 +71,27 @@ pub(super) fn view_from_row(r: &sqlx::any::AnyRow) -> Result<RequestView> {
             .map(|d| serde_json::from_str(&d))
             .transpose()
             .map_err(|e| bad("decision", &e))?,
-        outcome_reported_by: outcome
-            .as_ref()
-            .map(|_| format!("agent:{}", r.get::<&str, _>(1))),
-        outcome: outcome
-            .map(|o| serde_json::from_str(&o))
-            .transpose()
-            .map_err(|e| bad("outcome", &e))?,
+        outcome_verified: reported.as_ref().is_some_and(|r| r.2),
+        outcome_reported_by: reported.as_ref().map(|r| r.1.clone()),
+        outcome: reported.map(|r| r.0),
         approvals: serde_json::from_str(r.get::<&str, _>("approvals"))
             .map_err(|e| bad("approvals", &e))?,
         review_url: None,
     })
+}
+
+/// A stored outcome: the outcome, who reported it (older rows: the agent) and whether that was
+/// a lockdown writer that ran it (verified).
+fn stored_outcome(text: &str, agent: &str) -> serde_json::Result<(Outcome, String, bool)> {
+    let mut v: serde_json::Value = serde_json::from_str(text)?;
+    let by = v
+        .as_object_mut()
+        .and_then(|m| m.remove("reported_by"))
+        .and_then(|b| b.as_str().map(String::from))
+        .unwrap_or_else(|| format!("agent:{agent}"));
+    let verified = v
+        .as_object_mut()
+        .and_then(|m| m.remove("verified"))
+        .is_some_and(|b| b == serde_json::Value::Bool(true));
+    Ok((serde_json::from_value(v)?, by, verified))
 }

@@ -3,6 +3,7 @@
 //! and the OIDC relying party. Kept apart from the pages (`web/`) so the server's shared state
 //! (`app.rs`) can hold them without importing the pages.
 
+use super::clock::Clock;
 use super::oidc::Oidc;
 use crate::policy::schema::Serve;
 
@@ -21,8 +22,9 @@ pub struct Web {
 }
 
 impl Web {
-    /// The web UI for `[serve]`, or `None` without `[serve.oidc]`.
-    pub fn from_config(serve: &Serve) -> Result<Option<Web>, String> {
+    /// The web UI for `[serve]`, or `None` without `[serve.oidc]`; ID tokens are checked at
+    /// `clock`'s time.
+    pub fn from_config(serve: &Serve, clock: &Clock) -> Result<Option<Web>, String> {
         let Some(oidc) = &serve.oidc else {
             return Ok(None);
         };
@@ -54,7 +56,7 @@ impl Web {
         let issuer = reqwest::Url::parse(&oidc.issuer)
             .map_err(|e| format!("[serve.oidc] issuer {:?}: {e}", oidc.issuer))?;
         Ok(Some(Web {
-            oidc: Oidc::new(oidc, &public_url)?,
+            oidc: Oidc::new(oidc, &public_url)?.with_clock(clock.clone()),
             origin: url.origin().ascii_serialization(),
             issuer_origin: issuer.origin().ascii_serialization(),
             public_url,

@@ -1,17 +1,14 @@
-//! Lockdown's two credential sets, on the runner's side: this binary running as the runner's
-//! user, started by the runner with `[lockdown] tool_env` and the `default` set's `read`
+//! Lockdown's credential sets, on the runner's side: this binary running as the runner's user
+//! (R), started by the runner with `[lockdown] tool_env` and the `default` set's `read`
 //! variables. Once the policy has named the command's environment, [`select`] picks that
-//! environment's set (else `default`). Passthrough commands, and plans and diffs unless the set
-//! says `helpers = "write"`, run with its `read` variables ([`apply`]). Only the approved run
-//! gets `write` ([`for_run`]): its variables on the run's command and, for kubectl and helm,
-//! the run's pinned kubeconfig replaced by one resolved from the write set's `KUBECONFIG`,
-//! which must reach the same context, cluster server and namespace, or nothing runs.
+//! environment's set (else `default`), and everything R runs (passthrough commands, plans,
+//! diffs, renders) gets its `read` variables ([`apply`]). R never holds the `write` set: the
+//! writer (W), another user, picks it for an approved run itself (`runner/writer.rs`).
 
 use std::collections::BTreeMap;
 
-use super::prepared::{Prepared, Stop};
 use crate::argv::Invocation;
-use crate::policy::lockdown::{CredentialSet, Helpers};
+use crate::policy::lockdown::CredentialSet;
 use crate::policy::{Context, Policy};
 use crate::tool::Tool;
 
@@ -36,31 +33,4 @@ pub fn apply(vars: &BTreeMap<String, String>) {
     for (k, v) in vars {
         std::env::set_var(k, v);
     }
-}
-
-/// The variables the gated path's helpers run with.
-pub fn for_helpers(set: &CredentialSet) -> &BTreeMap<String, String> {
-    match set.helpers {
-        Helpers::Read => &set.read,
-        Helpers::Write => &set.write,
-    }
-}
-
-/// Prepares the approved run for the write set: re-pins a kube command's kubeconfig (the new
-/// snapshot is kept with the others) and returns the variables the run's command gets.
-pub fn for_run<'s>(
-    p: &mut Prepared,
-    set: Option<&'s CredentialSet>,
-    id: &str,
-) -> Result<Option<&'s BTreeMap<String, String>>, Stop> {
-    let Some(set) = set else { return Ok(None) };
-    if let (Some(pin), Some(kubeconfig)) = (&p.kube_pin, set.write.get("KUBECONFIG")) {
-        let sealed = pin.repin(&mut p.args, kubeconfig).map_err(|e| {
-            Stop::verification(format!(
-                "request {id}: the write credential set cannot be applied ({e}); nothing ran"
-            ))
-        })?;
-        p.snapshots.push(sealed);
-    }
-    Ok(Some(&set.write))
 }

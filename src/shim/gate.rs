@@ -18,7 +18,6 @@ use super::wait::{announce, refused_block, retry_briefly, wait, Event};
 use crate::api::{Outcome, State};
 use crate::client::Client;
 use crate::exit as code;
-use crate::policy::lockdown::CredentialSet;
 use crate::policy::{Decision, Policy};
 use crate::signing;
 use crate::tool::Tool;
@@ -35,7 +34,6 @@ pub fn run(
     policy: &Policy,
     gate: &Decision,
     prepare: Producer<'_>,
-    credentials: Option<&CredentialSet>,
 ) -> Result<ExitStatus, Stop> {
     let cmdline = command_line(tool, args);
     let unavailable = |why: String| Stop::unavailable(&cmdline, &gate.rule, why);
@@ -65,6 +63,8 @@ pub fn run(
             )
         })?;
     let mut prepared = prepare(&args)?;
+    // The run's argv goes into the request, so the approval covers it too.
+    prepared.request.run = super::prepared::run_template(&prepared);
     if let Some(sig) = child::received() {
         return Err(Stop::cancelled(format!(
             "`{cmdline}` was interrupted by {} before its request was submitted; it did not run",
@@ -83,8 +83,8 @@ pub fn run(
              the agent's word)",
         );
         check_artifact(&prepared, &prepared.request.artifact_sha256)?;
-        // No human approved it: lockdown's write credential set is not used.
-        return child::run(&mut command(&prepared, argv0, None))
+        // No human approved it: in lockdown it runs here, with the read credentials.
+        return child::run(&mut command(&prepared, argv0))
             .map_err(|e| Stop::cannot_run(&prepared.program, e));
     }
 
@@ -131,9 +131,12 @@ pub fn run(
             .map(|c| format!(" ({c:?})"))
             .unwrap_or_default()
     ));
-    let run_env = super::credentials::for_run(&mut prepared, credentials, &id)?;
+    // Lockdown: the writer runs it, verifies it all again first, and reports the outcome.
+    if let Some(l) = policy.lockdown() {
+        return super::handoff::run(l, tool, &prepared, &id, decision);
+    }
     let started = Instant::now();
-    let status = child::run(&mut command(&prepared, argv0, run_env))
+    let status = child::run(&mut command(&prepared, argv0))
         .map_err(|e| Stop::cannot_run(&prepared.program, e))?;
     let outcome = Outcome {
         exit_code: status.code(),
@@ -148,20 +151,13 @@ pub fn run(
     Ok(status)
 }
 
-/// The command that runs the approved artifact (with lockdown's write credential variables).
-fn command(
-    p: &Prepared,
-    argv0: &OsStr,
-    run_env: Option<&std::collections::BTreeMap<String, String>>,
-) -> Command {
+/// The command that runs the approved artifact.
+fn command(p: &Prepared, argv0: &OsStr) -> Command {
     let mut c = Command::new(&p.program);
     std::os::unix::process::CommandExt::arg0(&mut c, argv0);
     c.args(&p.args);
     if let Some(cache) = &p.kube_cache {
         super::kube::child_env(&mut c, Some(cache));
-    }
-    if let Some(vars) = run_env {
-        c.envs(vars);
     }
     c
 }

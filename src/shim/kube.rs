@@ -361,6 +361,14 @@ impl Pin {
         }
     }
 
+    /// The path of the pinned kubeconfig snapshot, as the run's argv names it.
+    pub fn kubeconfig_path(&self) -> String {
+        self.arg
+            .strip_prefix("--kubeconfig=")
+            .unwrap_or(&self.arg)
+            .to_string()
+    }
+
     /// Points the run's `args` at `kubeconfig` (resolved and sealed like the first one) in
     /// place of the approved pin. Its context must reach the same cluster server and namespace;
     /// only the user may differ. Returns the new snapshot, to be kept open for the run.

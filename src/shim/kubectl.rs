@@ -40,7 +40,7 @@ use crate::diff::ChangeSet;
 use crate::tool::Tool;
 
 /// Flags whose value is one file that kubectl reads at run time.
-const FILE_FLAGS: &[&str] = &[
+pub(crate) const FILE_FLAGS: &[&str] = &[
     "--patch-file",
     "--from-env-file",
     "--cert",

@@ -66,11 +66,22 @@ pub fn forward(l: &Lockdown, tool: Tool, args: &[OsString]) -> Result<ExitStatus
         cwd: hex(cwd.as_os_str().as_bytes()),
         env,
     };
+    converse(&stream, &req, &[0, 1, 2], &unavailable)
+}
+
+/// Sends `value` with `fds` to a lockdown daemon (the runner, or the writer), forwards this
+/// process's signals as `signal N` lines until the daemon's last line, and ends as it says.
+pub fn converse<T: serde::Serialize>(
+    stream: &UnixStream,
+    value: &T,
+    fds: &[std::os::fd::RawFd],
+    unavailable: &dyn Fn(String) -> Stop,
+) -> Result<ExitStatus, Stop> {
     let (tx, rx) = mpsc::channel();
     super::child::take_signals(tx.clone(), Event::Signal);
-    // A runner that refuses a caller answers and hangs up without reading: its answer is still
+    // A daemon that refuses a caller answers and hangs up without reading: its answer is still
     // there to read when sending fails.
-    let sent = wire::send(&stream, &req);
+    let sent = wire::send_line(stream, value, fds);
     let reader = stream
         .try_clone()
         .map_err(|e| Stop::internal(e.to_string()))?;
@@ -86,7 +97,7 @@ pub fn forward(l: &Lockdown, tool: Tool, args: &[OsString]) -> Result<ExitStatus
     loop {
         match rx.recv() {
             Ok(Event::Signal(sig)) => {
-                let _ = wire::send_bytes(&stream, format!("signal {sig}\n").as_bytes());
+                let _ = wire::send_bytes(stream, format!("signal {sig}\n").as_bytes());
             }
             Ok(Event::Line(line)) => return ended(line.trim_end()),
             Ok(Event::Closed) | Err(_) => {
@@ -101,7 +112,7 @@ pub fn forward(l: &Lockdown, tool: Tool, args: &[OsString]) -> Result<ExitStatus
     }
 }
 
-/// The runner's last line: `exit N`, `signal N` or `refused N MESSAGE`.
+/// A daemon's last line: `exit N`, `signal N` or `refused N MESSAGE`.
 fn ended(line: &str) -> Result<ExitStatus, Stop> {
     let mut words = line.splitn(3, ' ');
     let (kind, n) = (words.next().unwrap_or(""), words.next().unwrap_or(""));

@@ -17,21 +17,22 @@ pub mod child;
 mod credentials;
 pub mod exec;
 mod gate;
+mod handoff;
 mod helm;
-mod helm_inputs;
-mod helm_model;
+pub(crate) mod helm_inputs;
+pub mod helm_model;
 pub mod kube;
 pub mod kube_diff;
-mod kubectl;
+pub(crate) mod kubectl;
 mod kubectl_show;
 mod lockdown;
 pub mod prepared;
 pub mod resolve;
 pub mod say;
 pub mod sealed;
-mod terraform;
+pub(crate) mod terraform;
 mod trusted_path;
-mod wait;
+pub(crate) mod wait;
 
 use std::ffi::{OsStr, OsString};
 use std::process::{exit, ExitStatus};
@@ -116,7 +117,7 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
         }
         Verdict::Gate(d) => {
             if let Some(set) = credentials {
-                credentials::apply(credentials::for_helpers(set));
+                credentials::apply(&set.read);
             }
             // Nested shims (a local-exec running kubectl) see the hop, as after an exec.
             std::env::set_var(exec::DEPTH_VAR, (depth + 1).to_string());
@@ -147,7 +148,7 @@ fn pipeline(tool: Tool, argv0: &OsStr, args: &[OsString]) -> Result<ExitStatus, 
                     }
                 }
             };
-            gate::run(tool, argv0, args, &policy, &d, &producer, credentials)
+            gate::run(tool, argv0, args, &policy, &d, &producer)
         }
         Verdict::Deny(d) => Err(Stop::new(
             code::DENIED_BY_POLICY,

@@ -8,7 +8,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use crate::api::{CreateRequest, Target};
+use crate::api::{CreateRequest, RunTemplate, Target};
 use crate::exit as code;
 use crate::tool::Tool;
 
@@ -164,7 +164,53 @@ pub fn request(
         artifact_sha256,
         reason: reason(),
         nonce: nonce(),
+        run: None,
     }
+}
+
+/// The run's argv as a template ([`RunTemplate`]): each sealed snapshot's path replaced by its
+/// placeholder, the pinned kubeconfig's by [`RunTemplate::KUBECONFIG`]. `None` when an
+/// argument is not UTF-8.
+pub fn run_template(p: &Prepared) -> Option<RunTemplate> {
+    let kubeconfig = p.kube_pin.as_ref().map(|pin| pin.kubeconfig_path());
+    let mut inputs = Vec::new();
+    let mut names: Vec<(String, String)> = Vec::new();
+    for s in &p.snapshots {
+        if kubeconfig.as_deref() == Some(s.path().as_str()) {
+            names.push((s.path().to_string(), RunTemplate::KUBECONFIG.into()));
+        } else {
+            names.push((s.path().to_string(), RunTemplate::input(inputs.len())));
+            inputs.push(s.sha256().to_string());
+        }
+    }
+    let argv = p
+        .args
+        .iter()
+        .map(|a| a.to_str().map(|a| replace_paths(a, &names)))
+        .collect::<Option<Vec<_>>>()?;
+    Some(RunTemplate { argv, inputs })
+}
+
+/// `arg` with every snapshot path of `names` replaced by its placeholder; a path counts only
+/// where it ends (so `/proc/1/fd/5` never matches inside `/proc/1/fd/50`).
+fn replace_paths(arg: &str, names: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(arg.len());
+    let mut rest = arg;
+    'outer: while !rest.is_empty() {
+        for (path, placeholder) in names {
+            if let Some(after) = rest.strip_prefix(path.as_str()) {
+                if !after.starts_with(|c: char| c.is_ascii_digit()) {
+                    out.push_str(placeholder);
+                    rest = after;
+                    continue 'outer;
+                }
+            }
+        }
+        let c = rest.chars().next().expect("not empty");
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    out
 }
 
 /// The agent's own words for a request, from `HITL_GATE_REASON` (shown, never trusted).

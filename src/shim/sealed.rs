@@ -167,6 +167,42 @@ impl Sealed {
     pub fn sha256(&self) -> &str {
         &self.sha256
     }
+
+    /// Its descriptor in this process (to pass it on with SCM_RIGHTS).
+    pub fn raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+
+    /// A snapshot another process sealed and passed here: refused unless it is sealed against
+    /// writing, growing and shrinking (then no process can change it, its maker included); its
+    /// SHA-256 is computed here, from the bytes.
+    pub fn received(fd: OwnedFd) -> Result<Sealed, String> {
+        let need = SealFlag::F_SEAL_WRITE | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SHRINK;
+        let seals = fcntl(fd.as_fd(), FcntlArg::F_GET_SEALS)
+            .map_err(|e| format!("a passed input is not a sealed memfd ({e})"))?;
+        if !SealFlag::from_bits_truncate(seals).contains(need) {
+            return Err("a passed input is not sealed against writing".into());
+        }
+        let file = File::from(fd);
+        // By offset: the descriptor shares its file position with the maker's.
+        let mut bytes = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = std::os::unix::fs::FileExt::read_at(&file, &mut chunk, bytes.len() as u64)
+                .map_err(|e| format!("cannot read a passed input: {e}"))?;
+            if n == 0 {
+                break;
+            }
+            bytes.extend_from_slice(&chunk[..n]);
+            if bytes.len() as u64 > MAX_INPUT {
+                return Err("a passed input is larger than 64 MiB".into());
+            }
+        }
+        Ok(Sealed {
+            sha256: crate::hex::sha256(&bytes),
+            file,
+        })
+    }
 }
 
 /// The snapshots of one gated command, in the order they were taken.

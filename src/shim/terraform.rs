@@ -33,7 +33,7 @@ use crate::exit as code;
 use crate::tool::Tool;
 
 /// Flags that only shape the plan.
-const PLAN_ONLY: &[&str] = &[
+pub(crate) const PLAN_ONLY: &[&str] = &[
     "-destroy",
     "-refresh",
     "-refresh-only",
@@ -52,7 +52,7 @@ const BOTH: &[&str] = &[
     "-parallelism",
 ];
 /// Flags that are dropped: the human's approval replaces terraform's own prompt.
-const DROPPED: &[&str] = &["-auto-approve"];
+pub(crate) const DROPPED: &[&str] = &["-auto-approve"];
 
 /// The target: the working directory with `-chdir` applied, the selected workspace and the
 /// configured backend, read the way terraform reads them (`argv::terraform::{workspace,

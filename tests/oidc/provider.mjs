@@ -10,12 +10,30 @@
 //   KID                   that key's id (default test-key-1)
 //   PORT                  the port to listen on (default 0: the system picks; a test that
 //                         rotates the key starts a second provider on the first one's port)
+//   HITL_GATE_TEST_CLOCK  the test clock file of the server under test (tests/support/clock.rs):
+//                         an offset in milliseconds added to the system time, read on every
+//                         Date.now(), so the ID tokens' times move with the server's clock
 // Prints "ISSUER <url>" on stdout once it listens.
 //
 // Users (any password): alice and carol are approvers, bob is not.
 import { createServer } from 'node:http';
 import { createPrivateKey } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+
+const clockFile = process.env.HITL_GATE_TEST_CLOCK;
+if (clockFile) {
+  const systemNow = Date.now;
+  let offset = 0;
+  Date.now = () => {
+    try {
+      const read = Number.parseInt(readFileSync(clockFile, 'utf8').trim(), 10);
+      if (Number.isFinite(read)) offset = read;
+    } catch {
+      // No file yet: offset 0 (or the last one read).
+    }
+    return systemNow() + offset;
+  };
+}
 
 const { default: Provider } = await import(process.env.OIDC_PROVIDER_MODULE);
 

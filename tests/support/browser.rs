@@ -2,24 +2,25 @@
 //! with rustls). Debian's `chromium` and `chromium-driver` are installed by
 //! scripts/fetch-test-tools. Screenshots go to `target/screenshots/`, or to the directory in
 //! `HITL_GATE_SCREENSHOT_DIR` (`docs/images` to refresh the README's pictures).
+//!
+//! chromedriver starts Chromium (and Chromium its renderers and helpers) as its children; a
+//! test that panicked before it quit the session used to leave them all running, since killing
+//! chromedriver alone orphans its browser. So chromedriver leads a process group of its own,
+//! and dropping the [`Browser`] (also while a test panics) kills the whole group, then every
+//! process still marked as the browser's (`procs.rs`).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 
-/// A browser session, and the chromedriver behind it (stopped on drop).
+use super::procs::Group;
+
+/// A browser session, and the chromedriver behind it (stopped with its browser on drop).
 pub struct Browser {
     pub c: Client,
-    driver: Child,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
+    driver: Group,
 }
 
 impl Browser {
@@ -50,12 +51,13 @@ impl Browser {
         // name the one to use (the WebDriver connection is plain HTTP on loopback anyway).
         let _ = rustls::crypto::ring::default_provider().install_default();
         let port = super::server::free_port();
-        let driver = Command::new("chromedriver")
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts");
+        let driver = Group::spawn(
+            Command::new("chromedriver")
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("chromedriver starts");
         let caps = serde_json::json!({
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
@@ -88,7 +90,7 @@ impl Browser {
                 .await
             {
                 Ok(c) => break c,
-                Err(e) if start.elapsed() < Duration::from_secs(20) => {
+                Err(e) if start.elapsed() < Duration::from_secs(60) => {
                     let _ = e;
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }

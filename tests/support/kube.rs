@@ -27,6 +27,10 @@ pub const TOKEN: &str = "fake-kube-token";
 pub const READ_TOKEN: &str = "fake-read-token";
 /// With [`FakeKube::rbac`]: a token bound to a role that may also write.
 pub const WRITE_TOKEN: &str = "fake-write-token";
+/// With [`FakeKube::rbac`]: a token whose role may write, but an admission policy refuses its
+/// every write that is not a server-side dry run (what lockdown's runner is advised to hold, so
+/// that diffs work and the credential can change nothing).
+pub const DRY_RUN_TOKEN: &str = "fake-dry-run-token";
 
 /// One resource type the fake serves (its singular name is its kind in lower case).
 struct Kind {
@@ -401,7 +405,8 @@ async fn handle(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(String::from);
-    let rbac_known = [READ_TOKEN, WRITE_TOKEN].contains(&token.as_deref().unwrap_or(""));
+    let rbac_known =
+        [READ_TOKEN, WRITE_TOKEN, DRY_RUN_TOKEN].contains(&token.as_deref().unwrap_or(""));
     if (s.require_token && token.as_deref() != Some(TOKEN)) || (s.rbac && !rbac_known) {
         return (
             StatusCode::UNAUTHORIZED,
@@ -426,7 +431,20 @@ async fn handle(
         body_dry_run,
         token: token.clone(),
     };
+    let writes = log.writes();
     s.log.push(log);
+    if s.rbac && uri.path() == SSAR {
+        return access_review(token.as_deref(), &body);
+    }
+    if s.rbac && writes && token.as_deref() == Some(DRY_RUN_TOKEN) {
+        return (
+            StatusCode::FORBIDDEN,
+            axum::Json(json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                "message": format!("{method} {} is denied by admission policy: this identity may only make server-side dry runs", uri.path()),
+                "reason": "Forbidden", "code": 403})),
+        )
+            .into_response();
+    }
     if s.rbac && method != Method::GET && token.as_deref() == Some(READ_TOKEN) {
         return (
             StatusCode::FORBIDDEN,
@@ -933,6 +951,24 @@ mod proto {
         Some(s)
     }
 
+    /// A SelfSubjectAccessReview's resource attributes (verb, resource), from its protobuf
+    /// form (what kubectl sends): spec = 2, resourceAttributes = 1, verb = 2, resource = 5.
+    pub fn access_review(body: &[u8]) -> Option<(String, String)> {
+        let unknown = fields(body.strip_prefix(b"k8s\0")?)?;
+        let raw = unknown.iter().find(|(n, _)| *n == 2)?.1;
+        let spec = fields(raw)?.into_iter().find(|(n, _)| *n == 2)?.1;
+        let attrs = fields(spec)?.into_iter().find(|(n, _)| *n == 1)?.1;
+        let mut out = (String::new(), String::new());
+        for (n, b) in fields(attrs)? {
+            match n {
+                2 => out.0 = String::from_utf8_lossy(b).into_owned(),
+                5 => out.1 = String::from_utf8_lossy(b).into_owned(),
+                _ => {}
+            }
+        }
+        Some(out)
+    }
+
     fn meta(b: &[u8]) -> Option<Value> {
         let mut m = json!({});
         for (n, b) in fields(b)? {
@@ -970,4 +1006,37 @@ pub fn write_chart(dir: &Path, image: &str) {
         ),
     )
     .unwrap();
+}
+
+/// Where `kubectl auth can-i` asks.
+const SSAR: &str = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
+
+/// A SelfSubjectAccessReview answered as the token's role would be: the read role may get,
+/// list and watch anything but Secrets; the dry-run role may do anything but read Secrets (an
+/// admission policy, which can-i cannot see, limits its writes); the write role anything.
+fn access_review(token: Option<&str>, body: &[u8]) -> Response {
+    // kubectl sends it as protobuf; JSON is read too.
+    let (verb, resource) = proto::access_review(body).unwrap_or_else(|| {
+        let v: Value = serde_json::from_slice(body).unwrap_or(json!({}));
+        let a = &v["spec"]["resourceAttributes"];
+        let s = |k: &str| a[k].as_str().unwrap_or("").to_string();
+        (s("verb"), s("resource"))
+    });
+    let allowed = match token {
+        Some(READ_TOKEN) => {
+            matches!(verb.as_str(), "get" | "list" | "watch") && resource != "secrets"
+        }
+        Some(DRY_RUN_TOKEN) => resource != "secrets",
+        Some(WRITE_TOKEN) => true,
+        _ => false,
+    };
+    let review = json!({"kind": "SelfSubjectAccessReview", "apiVersion": "authorization.k8s.io/v1",
+        "spec": {"resourceAttributes": {"verb": verb, "resource": resource}},
+        "status": {"allowed": allowed}});
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        review.to_string(),
+    )
+        .into_response()
 }

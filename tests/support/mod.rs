@@ -1,14 +1,18 @@
 //! The test harness: a sandbox per test (shims dir, real-tools dir, HOME, a fake filesystem
 //! root for the system policy), commands with a controlled environment, and a run-with-timeout
-//! helper. The pinned real tools are found through [`tools`].
+//! helper. The pinned real tools are found through [`tools`]. Every process a sandbox's
+//! commands start leads its own process group and is killed when the sandbox is dropped, also
+//! when the test panics (`procs.rs`); servers' clocks are moved, not waited for (`clock.rs`).
 
 #![allow(dead_code)]
 
 pub mod browser;
+pub mod clock;
 pub mod gate;
 pub mod kube;
 pub mod oidc;
 pub mod postgres;
+pub mod procs;
 pub mod relay;
 pub mod server;
 pub mod tools;
@@ -30,6 +34,9 @@ pub const TOOL_NAMES: [&str; 4] = ["terraform", "tofu", "kubectl", "helm"];
 
 /// One test's private world.
 pub struct Sandbox {
+    /// Marks every process started from this sandbox's commands; dropped first, it kills them
+    /// before the temp dir goes.
+    pub owner: procs::Owner,
     pub dir: tempfile::TempDir,
     /// Symlinks named after the tools, pointing at the binary under test.
     pub shims: PathBuf,
@@ -47,6 +54,7 @@ impl Sandbox {
         let dir = tempfile::tempdir().expect("temp dir");
         let base = dir.path().to_path_buf();
         let sb = Sandbox {
+            owner: procs::Owner::new(),
             shims: base.join("shims"),
             real: base.join("real"),
             home: base.join("home"),
@@ -112,6 +120,7 @@ impl Sandbox {
             .env("LANG", "C.UTF-8")
             .current_dir(&self.work)
             .stdin(Stdio::null());
+        self.owner.mark(&mut c);
         c
     }
 
@@ -142,16 +151,19 @@ impl Sandbox {
     }
 }
 
-/// Runs a command to completion, failing the test if it takes longer than `limit`.
+/// Runs a command to completion (in a process group of its own), failing the test if it takes
+/// longer than `limit`.
 pub fn run_within(cmd: &mut Command, limit: Duration) -> Output {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    std::os::unix::process::CommandExt::process_group(procs::keep_marker(cmd), 0);
     let child = cmd.spawn().expect("spawn");
     wait_within(child, limit, &format!("{cmd:?}"))
 }
 
 /// Waits for `child` and collects its piped output, failing the test (with the stderr so far)
 /// if it takes longer than `limit`. The pipes are read while the child runs, so a child that
-/// writes more than a pipe holds (64 KiB) does not stall.
+/// writes more than a pipe holds (64 KiB) does not stall. When `child` leads a process group,
+/// what is left of the group once it ended (or timed out) is killed.
 pub fn wait_within(mut child: Child, limit: Duration, what: &str) -> Output {
     fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
         std::thread::spawn(move || {
@@ -166,12 +178,11 @@ pub fn wait_within(mut child: Child, limit: Duration, what: &str) -> Output {
     let stderr = drain(child.stderr.take());
     let start = Instant::now();
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            break status;
+        if procs::end_group_after(&child) {
+            break child.wait().expect("wait");
         }
         if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
+            procs::kill_group(&mut child);
             let stderr = stderr.join().unwrap();
             panic!(
                 "{what} did not finish within {limit:?}; stderr so far: {}",

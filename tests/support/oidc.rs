@@ -12,17 +12,19 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+use super::procs::{kill_group, Owner};
 use super::server::{policy_with, TestServer};
 
 pub const CLIENT_ID: &str = "hitl-gate-tests";
 pub const CLIENT_SECRET: &str = "the-client-secret-of-the-tests";
 
-/// The OIDC provider, stopped on drop.
+/// The OIDC provider (node, in a process group of its own), stopped on drop.
 pub struct Provider {
     pub issuer: String,
     /// PKCS#8 DER of the RSA key the provider signs ID tokens with (`kid` `test-key-1`).
     pub key_der: Vec<u8>,
     child: Child,
+    owner: Owner,
 }
 
 impl Drop for Provider {
@@ -133,8 +135,8 @@ pub fn hs256(secret: &[u8], header: &serde_json::Value, claims: &serde_json::Val
 impl Provider {
     /// Stops the provider (its port is free again).
     pub fn stop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
+        self.owner.kill_all();
     }
 
     /// Starts the provider with the gate at `gate_url` as its one client.
@@ -144,6 +146,8 @@ impl Provider {
     }
 
     /// Starts the provider on `port` (0: any) signing with `key` (PEM path, DER) under `kid`.
+    /// Its clock is the test clock file beside the key (`clock.rs`): a server started in the
+    /// same temp dir follows the same one.
     pub fn start_with(gate_url: &str, port: u16, key: (PathBuf, Vec<u8>), kid: &str) -> Provider {
         let module = super::tools::dir().join("oidc/node_modules/oidc-provider/lib/index.js");
         assert!(
@@ -153,8 +157,11 @@ impl Provider {
         );
         let (pem, key_der) = key;
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/oidc/provider.mjs");
-        let mut child = Command::new("node")
-            .arg(&script)
+        let clock = super::clock::TestClock::in_dir(pem.parent().unwrap());
+        let owner = Owner::new();
+        let mut c = Command::new("node");
+        c.arg(&script)
+            .env("HITL_GATE_TEST_CLOCK", clock.path())
             .env("OIDC_PROVIDER_MODULE", &module)
             .env("CLIENT_ID", CLIENT_ID)
             .env("CLIENT_SECRET", CLIENT_SECRET)
@@ -164,7 +171,9 @@ impl Provider {
             .env("KID", kid)
             .env("PORT", port.to_string())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = owner
+            .mark(&mut c)
             .spawn()
             .expect("node runs the test OIDC provider (apt-get install nodejs)");
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -180,6 +189,7 @@ impl Provider {
             issuer,
             key_der,
             child,
+            owner,
         }
     }
 }

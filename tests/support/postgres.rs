@@ -179,6 +179,27 @@ impl TempPostgres {
     }
 }
 
+impl Drop for TempPostgres {
+    /// A cluster of a test's own ([`TempPostgres::start`]) stops with it: an immediate
+    /// shutdown, and its directory goes. (The shared cluster is a static, never dropped: its
+    /// watchdog stops it once the test process is gone.)
+    fn drop(&mut self) {
+        let mut c = Command::new(Path::new(BIN).join("pg_ctl"));
+        c.arg("-D")
+            .arg(self.dir.join("data"))
+            .args(["-m", "immediate", "-w", "stop"])
+            .env("LC_ALL", "C.UTF-8")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        if let Some((u, g)) = self.owner {
+            c.uid(u).gid(g);
+        }
+        let _ = c.status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// `policy` (TOML) with `[serve] database_url` set to a fresh database of the shared cluster;
 /// and that URL.
 pub fn with_database(policy: &str) -> (String, String) {

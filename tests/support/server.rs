@@ -10,6 +10,9 @@ use std::process::{Child, Command, Stdio};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::clock::TestClock;
+use super::procs::{kill_group, Owner};
+
 /// Agent tokens known to [`policy_with`] policies.
 pub const TOKEN_A: &str = "token-of-agent-a";
 pub const TOKEN_B: &str = "token-of-agent-b";
@@ -29,6 +32,8 @@ pub fn policy_with(extra: &str) -> String {
 
 pub struct TestServer {
     pub url: String,
+    /// The server's clock (`clock.rs`): move it instead of sleeping.
+    pub clock: TestClock,
     pub data: PathBuf,
     pub public_key: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -80,10 +85,12 @@ impl TestServer {
         let url = format!("{scheme}://{}", listener.local_addr().unwrap());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let (ktx, krx) = std::sync::mpsc::channel();
+        let clock = TestClock::in_dir(dir.path());
         let config = hitl_gate::server::Config {
             data_dir: data.clone(),
             policy,
             tls,
+            clock: clock.server_clock(),
         };
         let task = tokio::spawn(hitl_gate::server::launch_with_listener(
             config,
@@ -101,6 +108,7 @@ impl TestServer {
         .expect("server started");
         TestServer {
             url,
+            clock,
             data,
             public_key,
             stop: Some(tx),
@@ -244,10 +252,13 @@ pub async fn uds_request(
     (status, serde_json::from_str(rest).unwrap_or(Value::Null))
 }
 
-/// `hitl-gate serve` as a child process of the built binary.
+/// `hitl-gate serve` as a child process of the built binary, in a process group of its own that
+/// is killed when this is dropped. Its clock is the file beside its data dir.
 pub struct ServeProcess {
     pub child: Child,
     pub url: String,
+    pub clock: TestClock,
+    owner: Owner,
 }
 
 impl ServeProcess {
@@ -257,17 +268,19 @@ impl ServeProcess {
 
     /// Starts `serve` listening on `listen` (a fixed port lets a restarted server keep its URL).
     pub fn start_on(policy_file: &Path, data: &Path, listen: &str) -> ServeProcess {
-        let mut child = Command::new(super::bin())
-            .args(["serve", "--listen", listen, "--data-dir"])
+        let clock = TestClock::in_dir(data.parent().unwrap());
+        let owner = Owner::new();
+        let mut c = Command::new(super::bin());
+        c.args(["serve", "--listen", listen, "--data-dir"])
             .arg(data)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HITL_GATE_POLICY", policy_file)
             .env("HITL_GATE_TEST_ROOT", data.parent().unwrap())
+            .env("HITL_GATE_TEST_CLOCK", clock.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::inherit());
+        let mut child = owner.mark(&mut c).spawn().unwrap();
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("serve printed nothing").unwrap();
         let url = first
@@ -276,7 +289,12 @@ impl ServeProcess {
             .to_string();
         // Keep draining stdout so the server never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        ServeProcess { child, url }
+        ServeProcess {
+            child,
+            url,
+            clock,
+            owner,
+        }
     }
 
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
@@ -286,8 +304,8 @@ impl ServeProcess {
 
 impl Drop for ServeProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        kill_group(&mut self.child);
+        self.owner.kill_all();
     }
 }
 
@@ -338,6 +356,33 @@ pub fn audit_export(data: &Path) -> Vec<(String, Value)> {
         .into_iter()
         .map(|r| (r.kind, serde_json::from_str(&r.body).unwrap()))
         .collect()
+}
+
+/// Waits (at most 60 s) until the server at `url` holds at least `n` long-polls in their wait
+/// (its `hitl_gate_waiters` gauge): from then on, a decision or a shutdown is what answers
+/// them. What tests do instead of sleeping "long enough for the long-poll to start".
+pub async fn waiters_at_least(url: &str, n: i64) {
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let text = match http.get(format!("{url}/metrics")).send().await {
+            Ok(r) => r.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let held = text
+            .lines()
+            .find_map(|l| l.strip_prefix("hitl_gate_waiters "))
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(0);
+        if held >= n {
+            return;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{url} never held {n} long-polls: {text}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// A loopback port that was free a moment ago.

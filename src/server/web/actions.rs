@@ -19,7 +19,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::auth;
 use super::page::{web_of, Page};
 use super::pages::{needs_confirm, needs_reauth, not_found, request_id};
-use crate::api::{now_ms, State};
+use crate::api::State;
 use crate::audit::ExportLine;
 use crate::policy::approvals::Person;
 use crate::server::app::{App, Event};
@@ -101,7 +101,7 @@ pub async fn decision(
             details: Some(details),
         },
         comment,
-        now: now_ms(),
+        now: app.clock.now_ms(),
         valid_for_ms: i64::try_from(app.policy.serve().decision_valid_for.0.as_millis())
             .unwrap_or(i64::MAX),
     };

@@ -23,7 +23,6 @@ use serde::Deserialize;
 
 use super::html;
 use super::page::{web_of, Page};
-use crate::api::now_ms;
 use crate::server::app::App;
 use crate::server::sessions::{Login, Session};
 use crate::server::web_settings::Web;
@@ -113,7 +112,7 @@ pub async fn current_with(
         return Ok(None);
     };
     let cfg = web.oidc.config();
-    let now = now_ms();
+    let now = app.clock.now_ms();
     if now - s.last_seen > ms(cfg.session_idle.0) || now - s.created_at > ms(cfg.session_max.0) {
         app.store.end_session(hash).await?;
         return Ok(None);
@@ -244,7 +243,7 @@ pub async fn login(
         pkce_verifier: pending.pkce_verifier,
         return_to: safe_return(q.return_to.as_deref()),
         max_age: max_age.map(|d| i64::try_from(d.as_secs()).unwrap_or(0)),
-        created_at: now_ms(),
+        created_at: app.clock.now_ms(),
     };
     if !app
         .store
@@ -293,7 +292,7 @@ pub async fn callback(
     let state = q.state.unwrap_or_default();
     let login = app
         .store
-        .take_login(crate::hex::sha256(state.as_bytes()), now_ms())
+        .take_login(crate::hex::sha256(state.as_bytes()), app.clock.now_ms())
         .await?
         .ok_or_else(|| {
             Page::bad_request(
@@ -352,7 +351,7 @@ pub async fn callback(
             .await?;
     }
     let id = random_hex()?;
-    let now = now_ms();
+    let now = app.clock.now_ms();
     let session = Session {
         id_sha256: crate::hex::sha256(id.as_bytes()),
         who,

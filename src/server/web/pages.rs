@@ -13,7 +13,7 @@ use super::auth;
 use super::html;
 use super::page::{web_of, Page};
 use super::request_page;
-use crate::api::{now_ms, RequestView};
+use crate::api::RequestView;
 use crate::server::app::App;
 use crate::server::history::Filter;
 use crate::server::sessions::Session;
@@ -43,7 +43,7 @@ pub async fn inbox(AxState(app): AxState<Arc<App>>, headers: HeaderMap) -> Resul
     let web = web_of(&app)?;
     let s = auth::approver(&app, web, &headers, "/ui").await?;
     let pending = pending(&app).await?;
-    Ok(html::inbox(&s, &pending, now_ms()).into_response())
+    Ok(html::inbox(&s, &pending, app.clock.now_ms()).into_response())
 }
 
 /// `GET /ui/inbox-rows`: the inbox's rows alone, which the script fetches when the event
@@ -66,7 +66,7 @@ pub async fn inbox_rows(
         Err(e) => return Err(e),
     }
     let pending = pending(&app).await?;
-    Ok(html::inbox_rows(&pending, now_ms()).into_response())
+    Ok(html::inbox_rows(&pending, app.clock.now_ms()).into_response())
 }
 
 /// Pending requests, the soonest deadline first, from their summaries.
@@ -138,7 +138,7 @@ pub fn needs_confirm(v: &RequestView) -> Option<String> {
 pub fn needs_reauth(app: &App, s: &Session, v: &RequestView) -> bool {
     let Some(web) = &app.web else { return true };
     let limit = i64::try_from(web.oidc.config().reauth_after.0.as_millis()).unwrap_or(i64::MAX);
-    high_risk(v) && now_ms() - s.who.auth_time > limit
+    high_risk(v) && app.clock.now_ms() - s.who.auth_time > limit
 }
 
 /// A request id as the API accepts it, or the 404 page.
@@ -174,7 +174,7 @@ pub async fn request(
         confirm: confirm.as_deref(),
         reauth: needs_reauth(&app, &s, &v),
     };
-    Ok(request_page::page(&s, &v, approver.as_ref(), &form, now_ms()).into_response())
+    Ok(request_page::page(&s, &v, approver.as_ref(), &form, app.clock.now_ms()).into_response())
 }
 
 /// `GET /ui/history?state=&tool=&environment=&agent=&approver=&since=&until=&page=`
@@ -228,7 +228,7 @@ pub async fn history(
         u.query_pairs_mut().extend_pairs(&kept);
         u.query().unwrap_or_default().to_string()
     };
-    Ok(html::history(&s, &rows, &f, page, more, &query, now_ms()).into_response())
+    Ok(html::history(&s, &rows, &f, page, more, &query, app.clock.now_ms()).into_response())
 }
 
 /// `GET /ui/audit`
@@ -241,7 +241,7 @@ pub async fn audit(AxState(app): AxState<Arc<App>>, headers: HeaderMap) -> Resul
         head.as_ref(),
         cp.as_ref(),
         &app.keys.public_hex(),
-        now_ms(),
+        app.clock.now_ms(),
     )
     .into_response())
 }
@@ -279,7 +279,9 @@ mod tests {
             decision: None,
             outcome: None,
             outcome_reported_by: None,
+            outcome_verified: false,
             nonce: String::new(),
+            run: None,
             approvals: Vec::new(),
             review_url: None,
             changes: Changes {
