@@ -72,6 +72,24 @@ impl RunTemplate {
     pub fn input(n: usize) -> String {
         format!("\0input:{n}\0")
     }
+
+    /// The run as one line for people: `kubectl apply --filename=<sealed input 0> …`.
+    pub fn shown(&self, tool: &str) -> String {
+        let mut out = tool.to_string();
+        for a in &self.argv {
+            out.push(' ');
+            let mut parts = a.split('\0');
+            out.push_str(parts.next().unwrap_or_default());
+            while let (Some(name), Some(rest)) = (parts.next(), parts.next()) {
+                match name.strip_prefix("input:") {
+                    Some(n) => out.push_str(&format!("<sealed input {n}>")),
+                    None => out.push_str(&format!("<pinned {name}>")),
+                }
+                out.push_str(rest);
+            }
+        }
+        out
+    }
 }
 
 impl CreateRequest {

@@ -108,6 +108,9 @@ fn print_one(v: &RequestView) {
         opt(&v.on_behalf_of)
     );
     println!("command     {}", command(v));
+    if let Some(run) = &v.run {
+        println!("runs as     {}", line(&run.shown(&v.tool)));
+    }
     println!("cwd         {} on {}", line(&v.cwd), line(&v.host));
     println!("target      (what the approval covers)");
     let t = &v.environment;

@@ -26,7 +26,7 @@
 pub mod bind;
 mod supervise;
 pub mod terraform;
-mod verify;
+pub mod verify;
 pub mod wire;
 pub mod writer;
 mod writer_run;
@@ -256,7 +256,7 @@ fn run_child(
     early: Vec<u8>,
 ) -> Result<(), String> {
     let what = format!(
-        "{agent} (uid {uid}): {}",
+        "hitl-gate runner: {agent} (uid {uid}): {}",
         crate::shim::prepared::command_line(tool, args)
     );
     match supervise::run(conn, cmd, early, &what) {

@@ -13,7 +13,7 @@ use nix::sys::signal::{kill, killpg, Signal};
 use nix::unistd::Pid;
 
 /// Starts `cmd` and waits for it, forwarding the caller's signals (`early` holds any that came
-/// with the request). `what` names it in the log. `Err` when it could not start.
+/// with the request). `what` names it in the log line. `Err` when it could not start.
 #[allow(unsafe_code)]
 pub fn run(
     conn: &UnixStream,
@@ -44,7 +44,7 @@ pub fn run(
         )
     })?;
     let pid = Pid::from_raw(i32::try_from(child.id()).map_err(|e| e.to_string())?);
-    eprintln!("hitl-gate runner: {what} [pid {pid}]");
+    eprintln!("{what} [pid {pid}]");
     let reader = conn.try_clone().map_err(|e| e.to_string())?;
     std::thread::spawn(move || forward_signals(reader, early, pid));
     child.wait().map_err(|e| e.to_string())

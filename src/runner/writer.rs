@@ -169,7 +169,7 @@ fn run(
         }
     };
     let what = format!(
-        "approved request {}: {}",
+        "hitl-gate writer: approved request {}: {}",
         v.id,
         crate::shim::prepared::command_line(
             v.tool,

@@ -201,3 +201,47 @@ pub async fn insert(c: &mut AnyConnection, rows: &[Queued], now: i64) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counts_notifications_show_are_the_servers_not_the_clients() {
+        let sink: Sink = toml::from_str(
+            "name = \"w\"\nkind = \"webhook\"\nurl = \"http://127.0.0.1:1/x\"\nsecret_file = \"/s\"\n",
+        )
+        .unwrap();
+        let outbox = Outbox {
+            sinks: vec![sink],
+            public_url: None,
+            wake: Arc::default(),
+        };
+        // The client says it changes nothing; its model deletes a Deployment.
+        let request: CreateRequest = serde_json::from_value(json!({
+            "tool": "kubectl", "argv": ["delete", "deploy", "web"], "cwd": "/", "host": "h",
+            "diff": {"text": "", "summary": {"complete": true, "summary": "+0 ~0 -0",
+                "counts": {"destroy": 0},
+                "resources": [{"address": "Deployment web", "action": "delete"}]}},
+            "nonce": "n",
+        }))
+        .unwrap();
+        let c = Classification::default();
+        let s = Subject {
+            id: "r1",
+            agent: "a",
+            on_behalf_of: None,
+            request: &request,
+            classification: &c,
+            deadline: 0,
+        };
+        let rows = outbox.rows(Event::Created, &s, 0, json!({}), 0);
+        let p: Value = serde_json::from_str(&rows[0].payload).unwrap();
+        assert_eq!(p["request"]["changes"]["summary"], "+0 ~0 -1");
+        assert_eq!(p["request"]["changes"]["counts"]["destroy"], 1);
+        // Slack's "Changes" field is drawn from the payload.
+        let slack = super::super::slack::message(&p, 0).to_string();
+        assert!(slack.contains("+0 ~0 -1"), "{slack}");
+        assert!(!slack.contains("+0 ~0 -0"), "{slack}");
+    }
+}

@@ -256,6 +256,12 @@ async fn a_target_behind_a_proxy_is_inexact_and_never_auto_approved() {
         .cli()
         .args(["show", req["id"].as_str().unwrap(), "--data-dir"])
         .arg(&k.srv.data));
+    let shown = stdout(&out);
+    assert!(
+        shown.contains("runs as     kubectl create configmap via-proxy")
+            && shown.contains("--kubeconfig=<pinned kubeconfig> --context=dev"),
+        "{shown}"
+    );
     assert!(
         stdout(&out).contains("target inexact: proxy-url"),
         "{}",

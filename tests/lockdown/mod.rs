@@ -249,6 +249,7 @@ impl World {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .process_group(0);
+        crate::support::procs::keep_marker(&mut c);
         as_user(&mut c, uid, uid, &[self.g]);
         let mut child = c.spawn().expect("start a lockdown daemon");
         // Its first line says it listens.

@@ -82,7 +82,12 @@ async fn terraform_in_lockdown_refuses_code_running_providers_and_provisioners()
     );
     // The writer applied it, in the agent's directory (the state lands there), with a data
     // directory of its own whose providers come from the mirror the policy names.
-    assert!(ok.join("terraform.tfstate").exists());
+    let state = std::fs::metadata(ok.join("terraform.tfstate")).unwrap();
+    assert_eq!(
+        state.uid(),
+        w.w,
+        "the writer wrote the state: it ran the apply"
+    );
     let wdata = w
         .writer_home
         .join(".hitl-gate/tfdata")

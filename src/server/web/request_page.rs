@@ -61,6 +61,9 @@ pub fn page(
             details.raw {
                 summary { "Raw argv (each argument as submitted, JSON)" }
                 pre { (raw_json(&serde_json::json!(v.argv))) }
+                @if let Some(run) = &v.run {
+                    p { "Runs as: " code { (shown(&run.shown(&v.tool))) } }
+                }
             }
             dl.facts {
                 dt { "Agent" } dd { (shown(&v.agent)) @if let Some(h) = &v.on_behalf_of { " for " (shown(h)) } }
