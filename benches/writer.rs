@@ -12,7 +12,6 @@
 //!   --client` alone.
 
 #[path = "../tests/support/mod.rs"]
-#[allow(dead_code)]
 mod support;
 
 use std::os::fd::{BorrowedFd, OwnedFd};

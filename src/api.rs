@@ -6,6 +6,17 @@
 
 use serde::{Deserialize, Serialize};
 
+mod target;
+pub use target::Target;
+
+/// The longest a single long-poll (`GET /requests/{id}?wait=N`) waits, in seconds.
+pub const MAX_WAIT_SECONDS: u64 = 60;
+
+/// How long past a long-poll's end (or its submission) an agent still counts as waiting for its
+/// request (`RequestView::agent_waiting`): its shim's next long-poll starts within it, retries
+/// included.
+pub const WAITING_GRACE_MS: i64 = (MAX_WAIT_SECONDS as i64 + 15) * 1000;
+
 /// Unix milliseconds now: the unit of every time on the wire.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -98,101 +109,6 @@ impl CreateRequest {
     /// carries the server's, so a changed diff or target on the way shows as a mismatch.
     pub fn sha256(&self) -> String {
         crate::hex::sha256(&serde_json::to_vec(self).expect("a request serialises"))
-    }
-}
-
-/// The target facts the shim resolved. The server re-matches them against its own policy.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Target {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kube_context: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cluster_server: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kube_user: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub namespace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub terraform_workspace: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub terraform_backend: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<String>,
-    /// Why the shim cannot say that the command reaches exactly `cluster_server` (or
-    /// `terraform_backend`): a proxy, a TLS or server override, a server URL that cannot be
-    /// read exactly. Shown to approvers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub inexact: Vec<String>,
-    /// The shim checked how the command connects and saw nothing that could send it elsewhere.
-    /// Absent (an older shim, a hand-made request) counts as inexact.
-    #[serde(default)]
-    pub exact: bool,
-}
-
-impl Target {
-    /// Whether the target is exactly what it names: only an exact target can loosen the gate
-    /// (a `pass` rule, an auto-approval).
-    pub fn is_exact(&self) -> bool {
-        self.exact && self.inexact.is_empty()
-    }
-
-    /// Records why the target is inexact (none: it is exact).
-    pub fn set_inexact(&mut self, why: Vec<String>) {
-        self.exact = why.is_empty();
-        self.inexact = why;
-    }
-
-    /// One line for approvers, when the target is inexact.
-    pub fn inexact_line(&self) -> Option<String> {
-        if self.is_exact() {
-            return None;
-        }
-        let why = if self.inexact.is_empty() {
-            "the shim did not say how the command connects".to_string()
-        } else {
-            self.inexact.join("; ")
-        };
-        Some(format!("target inexact: {why}"))
-    }
-
-    /// How the target changed from `self` to `now`, in words (`the kube context changed from
-    /// prod to dev`), or `None` when it did not.
-    pub fn drift(&self, now: &Target) -> Option<String> {
-        let fields = [
-            ("kube context", &self.kube_context, &now.kube_context),
-            ("cluster server", &self.cluster_server, &now.cluster_server),
-            ("kube user", &self.kube_user, &now.kube_user),
-            ("namespace", &self.namespace, &now.namespace),
-            (
-                "terraform workspace",
-                &self.terraform_workspace,
-                &now.terraform_workspace,
-            ),
-            (
-                "terraform backend",
-                &self.terraform_backend,
-                &now.terraform_backend,
-            ),
-            ("directory", &self.dir, &now.dir),
-            (
-                "target's exactness",
-                &self.inexact_line(),
-                &now.inexact_line(),
-            ),
-        ];
-        let changes: Vec<String> = fields
-            .iter()
-            .filter(|(_, a, b)| a != b)
-            .map(|(what, a, b)| {
-                format!(
-                    "the {what} changed from {} to {}",
-                    a.as_deref().unwrap_or("none"),
-                    b.as_deref().unwrap_or("none")
-                )
-            })
-            .collect();
-        (!changes.is_empty()).then(|| changes.join(", "))
     }
 }
 
@@ -290,6 +206,20 @@ pub struct RequestView {
     /// ([`Changes::of`]); what the client wrote beside the model is never shown.
     #[serde(default)]
     pub changes: Changes,
+    /// Until when (unix ms) the agent's shim is known to wait for this pending request: its
+    /// open long-poll, or its submission, renews it; a shim that stops waiting (`max_wait`, a
+    /// harness's SIGTERM) clears it. Past it, or `None`, no agent waits: approving runs nothing
+    /// until the agent runs the same command again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_waiting_until: Option<i64>,
+    /// Pending, and the agent's shim waits for it now (by the server's clock when it
+    /// answered; [`RequestView::agent_waiting_at`]). False for a decided request.
+    #[serde(default)]
+    pub agent_waiting: bool,
+    /// A shim has claimed the approval's one run (`POST /requests/{id}/claim`); no other
+    /// shim runs it.
+    #[serde(default)]
+    pub run_claimed: bool,
 }
 
 /// The change counts of a request, computed by the server from its change model.
@@ -330,6 +260,12 @@ pub struct Approval {
 }
 
 impl RequestView {
+    /// Whether an agent's shim waits for this pending request at `now` (unix ms): approving a
+    /// request no agent waits for runs nothing until the agent runs the same command again.
+    pub fn agent_waiting_at(&self, now: i64) -> bool {
+        self.state == State::Pending && self.agent_waiting_until.is_some_and(|u| u > now)
+    }
+
     /// The request as the agent's shim submitted it (and the server stored it).
     pub fn request(&self) -> CreateRequest {
         CreateRequest {
@@ -437,6 +373,21 @@ pub struct DecisionBody {
 pub enum Verb {
     Approve,
     Reject,
+}
+
+/// `POST /api/v1/requests/{id}/claim`: the shim about to run an approval claims its one run;
+/// `claim` is the shim's own random value, so a retried call is the same claim.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClaimBody {
+    pub claim: String,
+}
+
+/// `POST /api/v1/requests/{id}/supersede`: why the request is replaced by a new one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupersedeBody {
+    pub reason: String,
 }
 
 /// `POST /api/v1/requests/{id}/outcome`

@@ -207,8 +207,44 @@ impl Client {
 
     /// `POST /requests/{id}/cancel`.
     pub fn cancel(&self, id: &str) -> Result<RequestView, ClientError> {
+        self.post(id, "cancel")
+    }
+
+    /// `POST /requests/{id}/detach`: this shim stops waiting; the request stays pending.
+    pub fn detach(&self, id: &str) -> Result<RequestView, ClientError> {
+        self.post(id, "detach")
+    }
+
+    /// `POST /requests/{id}/claim`: this shim runs the approval (`claim` is its own random
+    /// value, so a retry is the same claim); refused (409, fatal) when another claim holds it.
+    pub fn claim(&self, id: &str, claim: &str) -> Result<RequestView, ClientError> {
+        let body = serde_json::json!({ "claim": claim });
         self.call(
-            |api| self.http.post(format!("{api}/requests/{id}/cancel")),
+            |api| {
+                self.http
+                    .post(format!("{api}/requests/{id}/claim"))
+                    .json(&body)
+            },
+            Duration::from_secs(10),
+        )
+    }
+
+    /// `POST /requests/{id}/supersede`: a new request replaces this one.
+    pub fn supersede(&self, id: &str, reason: &str) -> Result<RequestView, ClientError> {
+        let body = serde_json::json!({ "reason": reason });
+        self.call(
+            |api| {
+                self.http
+                    .post(format!("{api}/requests/{id}/supersede"))
+                    .json(&body)
+            },
+            Duration::from_secs(10),
+        )
+    }
+
+    fn post(&self, id: &str, what: &str) -> Result<RequestView, ClientError> {
+        self.call(
+            |api| self.http.post(format!("{api}/requests/{id}/{what}")),
             Duration::from_secs(10),
         )
     }

@@ -1,6 +1,6 @@
 //! The exit-code contract of the shim (documented in docs/exit-codes.md; keep the two in step).
 //!
-//! The codes sit in 80..=90 so that none collides with what terraform, kubectl and helm commonly
+//! The codes sit in 80..=91 so that none collides with what terraform, kubectl and helm commonly
 //! return (0, 1, 2 for `plan -detailed-exitcode`), with the shell's 126/127, or with 128+N for
 //! a death by signal. 127 is kept for "real binary not found" because that is what a shell says
 //! for a missing command, and what an agent already understands.
@@ -29,6 +29,9 @@ pub const VERIFICATION_FAILED: u8 = 88;
 pub const INTERNAL: u8 = 89;
 /// Lockdown mode: the runner could not be reached, or went away before the command ended.
 pub const RUNNER_UNAVAILABLE: u8 = 90;
+/// Still pending: the wait ended (`max_wait`, `HITL_GATE_WAIT`, or a harness's SIGTERM) before a
+/// decision. The request stays pending; running the same command again picks it up.
+pub const PENDING: u8 = 91;
 /// The real binary was found but could not be executed (permissions, bad interpreter).
 pub const CANNOT_EXECUTE: u8 = 126;
 /// The real tool was not found on PATH (or at the policy's `real_path`).

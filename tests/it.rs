@@ -25,6 +25,7 @@ mod policy_errors;
 mod process;
 mod replicas;
 mod resolution;
+mod resume;
 mod server;
 mod server_urls;
 mod terraform_gate;

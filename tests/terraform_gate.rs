@@ -596,3 +596,127 @@ async fn apply_of_a_saved_plan_shows_and_applies_a_private_copy() {
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     assert_eq!(w.state().len(), 2);
 }
+
+/// A shim that stopped waiting: exit 91 and the pending line for `id`.
+fn assert_pending(out: &Output, id: &str) {
+    assert_eq!(code(out), 91, "{}", stderr(out));
+    assert!(
+        stderr(out).contains(&format!(
+            "hitl-gate: pending {id}: run the same command again"
+        )),
+        "{}",
+        stderr(out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerun_with_an_unchanged_plan_applies_the_detached_plan_and_a_changed_plan_asks_again() {
+    let w = World::new(&tools::terraform_1_0(), "", "").await;
+    let term = |c: &Child| {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(c.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap()
+    };
+    let mut child = w.spawn(&["apply", "-auto-approve"]);
+    let req = w.pending(&mut child).await;
+    let id = req["id"].as_str().unwrap().to_string();
+    let plan_hash = req["artifact_sha256"][0].as_str().unwrap().to_string();
+    term(&child);
+    assert_pending(&finish(child).await, &id);
+
+    // The same plan: it attaches, and applies the plan file the approver saw.
+    let child = w.spawn(&["apply", "-auto-approve"]);
+    let start = Instant::now();
+    loop {
+        let (_, v) = w
+            .approver()
+            .request("GET", &format!("/api/v1/requests/{id}"), None)
+            .await;
+        if v["agent_waiting"] == true {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "never attached: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    w.decide(&id, "approve", "ok").await;
+    let out = finish(child).await;
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("resuming request {id}")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(w.state().len(), 2);
+    let (_, all) = w
+        .approver()
+        .request("GET", "/api/v1/requests?state=all", None)
+        .await;
+    assert_eq!(all.as_array().unwrap().len(), 1, "no second request");
+    let (_, v) = w
+        .approver()
+        .request("GET", &format!("/api/v1/requests/{id}"), None)
+        .await;
+    assert_eq!(v["artifact_sha256"][0], plan_hash.as_str());
+    assert_eq!(v["outcome"]["exit_code"], 0, "{v}");
+
+    // Detached again, then the configuration changes: its plan differs, so it asks anew.
+    std::fs::write(w.infra.join("main.tf"), config(3)).unwrap();
+    let mut child = w.spawn(&["apply", "-auto-approve"]);
+    let old = w.pending(&mut child).await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    term(&child);
+    assert_pending(&finish(child).await, &old);
+    std::fs::write(w.infra.join("main.tf"), config(4)).unwrap();
+    let mut child = w.spawn(&["apply", "-auto-approve"]);
+    let start = Instant::now();
+    let new = loop {
+        let (_, all) = w
+            .approver()
+            .request("GET", "/api/v1/requests?state=pending", None)
+            .await;
+        if let Some(r) = all
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["id"] != old.as_str())
+        {
+            break r.clone();
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the shim ended");
+        assert!(start.elapsed() < Duration::from_secs(120), "no new request");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        new["diff"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("+ null_resource.r3"),
+        "{new}"
+    );
+    let (_, v) = w
+        .approver()
+        .request("GET", &format!("/api/v1/requests/{old}"), None)
+        .await;
+    assert_eq!(v["state"], "cancelled", "{v}");
+    assert!(
+        v["decision"]["comment"]
+            .as_str()
+            .unwrap()
+            .starts_with("superseded: "),
+        "{v}"
+    );
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    assert_eq!(code(&finish(child).await), 82);
+    assert_eq!(w.state().len(), 2, "nothing more applied");
+}

@@ -98,10 +98,20 @@ fn counts(v: &RequestView) -> String {
     line(&v.changes.summary)
 }
 
+/// A pending request no agent waits for, marked: approving it runs nothing until the agent
+/// runs the same command again.
+fn waiting(v: &RequestView) -> &'static str {
+    if v.state == crate::api::State::Pending && !v.agent_waiting {
+        " (no agent waiting: approving runs nothing until the agent runs the command again)"
+    } else {
+        ""
+    }
+}
+
 fn print_one(v: &RequestView) {
     let opt = |o: &Option<String>| o.as_deref().map_or_else(|| "-".into(), line);
     println!("request     {}", v.id);
-    println!("state       {}", v.state.as_str());
+    println!("state       {}{}", v.state.as_str(), waiting(v));
     println!(
         "agent       {} (for {})",
         line(&v.agent),
@@ -244,8 +254,13 @@ pub fn list(a: ListArgs) -> Result<i32, CliError> {
             (Some(e), None) => line(e),
             _ => "-".into(),
         };
+        let absent = if v.state == crate::api::State::Pending && !v.agent_waiting {
+            "  [no agent waiting]"
+        } else {
+            ""
+        };
         println!(
-            "{}  {:<9} {:<16} {:<14} {:<12} {}",
+            "{}  {:<9} {:<16} {:<14} {:<12} {}{absent}",
             v.id,
             v.state.as_str(),
             env,

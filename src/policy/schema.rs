@@ -63,6 +63,25 @@ pub struct Approval {
     /// (`HTTPS_PROXY`, `ALL_PROXY`, …) are never used.
     #[serde(default)]
     pub proxy: Option<String>,
+    /// The longest a gated command waits for its decision before it exits "still pending"
+    /// (the request stays pending; running the same command again picks it up). Default: until
+    /// the request's deadline. `HITL_GATE_WAIT` may shorten it, never lengthen it.
+    #[serde(default)]
+    pub max_wait: Option<Duration>,
+    /// What SIGTERM and SIGHUP (an agent harness's timeout) do to a waiting command: `detach`
+    /// (default: the request stays pending, exit "still pending") or `cancel`. SIGINT (a
+    /// person's Ctrl-C) and SIGQUIT always cancel.
+    #[serde(default)]
+    pub on_signal: OnSignal,
+}
+
+/// `[approval] on_signal`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnSignal {
+    #[default]
+    Detach,
+    Cancel,
 }
 
 /// `url = "https://a"` or `url = ["https://a", "https://b"]`.

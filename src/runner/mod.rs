@@ -200,6 +200,8 @@ fn handle(r: &Runner, conn: UnixStream) -> Result<(), String> {
     if let Some(h) = &r.home {
         cmd.env("HOME", h);
     }
+    // Its resume records (`shim/resume.rs`) are kept per agent, in the runner's home.
+    cmd.env(crate::shim::lockdown::AGENT_VAR, uid.to_string());
     if cfg!(feature = "test-hooks") {
         if let Some(root) = std::env::var_os("HITL_GATE_TEST_ROOT") {
             cmd.env("HITL_GATE_TEST_ROOT", root);

@@ -143,8 +143,19 @@ ALTER TABLE requests ADD COLUMN idem_key TEXT;
 CREATE UNIQUE INDEX requests_by_idem_key ON requests (agent, idem_key) WHERE idem_key IS NOT NULL;
 "#;
 
+/// Version 5: until when the agent's shim waits for a pending request (renewed by its
+/// long-polls, cleared when it stops waiting: `max_wait`, a harness's SIGTERM); and the claim
+/// of the one shim that runs an approval (set once).
+const SCHEMA_V5: &str = r#"
+ALTER TABLE requests ADD COLUMN agent_waiting_until INTEGER;
+ALTER TABLE requests ADD COLUMN run_claim TEXT;
+CREATE TRIGGER requests_run_claim_once BEFORE UPDATE OF run_claim ON requests
+WHEN OLD.run_claim IS NOT NULL AND NEW.run_claim IS NOT OLD.run_claim
+BEGIN SELECT RAISE(ABORT, 'the run is already claimed'); END;
+"#;
+
 /// Every schema version's script, in order: version N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: &[&str] = &[SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4];
+const MIGRATIONS: &[&str] = &[SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
 
 /// A store failure, reported to the client as a 500 with a stable code.
 #[derive(Debug)]

@@ -11,7 +11,12 @@
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
 use super::app::App;
+use super::error::ApiError;
 use super::quorum::{self, Eligibility};
 use super::store::{Changed, StoreError};
 use crate::api::{Approval, RequestView, SignedDecision, State};
@@ -276,6 +281,27 @@ pub async fn checkpointer(app: Arc<App>, interval: std::time::Duration) {
         tick.tick().await;
         if let Err(e) = app.store.checkpoint(app.clock.now_ms()).await {
             eprintln!("hitl-gate serve: checkpoint failed: {e}");
+        }
+    }
+}
+
+fn conflict(state: State) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        "already_decided",
+        format!("the request is already {}", state.as_str()),
+    )
+}
+
+/// The answer to a state change: the request, or why it did not change.
+pub(super) fn changed(r: Changed) -> Result<Response, ApiError> {
+    match r {
+        Changed::Done(v) => Ok(Json(*v).into_response()),
+        Changed::Conflict(s) => Err(conflict(s)),
+        Changed::NotFound => Err(ApiError::not_found("request")),
+        Changed::NotAllowed(why) => Err(ApiError::forbidden(why)),
+        Changed::Duplicate(why) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "already_approved", why))
         }
     }
 }

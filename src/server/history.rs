@@ -1,6 +1,7 @@
 //! Read-only queries the web UI needs beyond the API's: the inbox's pending requests (from their
 //! small summaries), decided requests with filters and paging, who decided one (the identity
-//! details kept with the decision), and the audit log's head and last signed checkpoint.
+//! details kept with the decision), and the audit log's head, last signed checkpoint and events
+//! (with filters and paging, without their bodies).
 
 use sqlx::Row as _;
 
@@ -76,7 +77,7 @@ impl Store {
     /// short, the counts; no diff text), so a flood of large requests costs little to list.
     pub async fn pending_summaries(&self, limit: i64) -> Result<Vec<RequestView>> {
         let rows = sqlx::query(
-            "SELECT id, agent, created_at, deadline, summary, approvals FROM requests \
+            "SELECT id, agent, created_at, deadline, summary, approvals, agent_waiting_until FROM requests \
              WHERE state = 'pending' ORDER BY deadline, created_at LIMIT $1",
         )
         .bind(limit)
@@ -89,9 +90,13 @@ impl Store {
                         .map_err(|e| super::db::StoreError(format!("stored summary: {e}")))?;
                 let mut argv: Vec<String> =
                     serde_json::from_value(s["argv"].clone()).unwrap_or_default();
-                if s["argv_len"].as_u64().unwrap_or(0) > argv.len() as u64 {
+                // The last arguments (kept since the inbox cuts commands in the middle).
+                let tail: Vec<String> =
+                    serde_json::from_value(s["argv_tail"].clone()).unwrap_or_default();
+                if s["argv_len"].as_u64().unwrap_or(0) > (argv.len() + tail.len()) as u64 {
                     argv.push("…".into());
                 }
+                argv.extend(tail);
                 let classification = serde_json::from_value(s["classification"].clone())
                     .map_err(|e| super::db::StoreError(format!("stored summary: {e}")))?;
                 Ok(RequestView {
@@ -118,6 +123,9 @@ impl Store {
                     run: None,
                     approvals: serde_json::from_str(r.get::<&str, _>(5)).unwrap_or_default(),
                     review_url: None,
+                    agent_waiting_until: r.get(6),
+                    run_claimed: false,
+                    agent_waiting: false,
                     // The server's counts, made when the request was stored (older rows: unknown).
                     changes: serde_json::from_value(s["changes"].clone()).unwrap_or_default(),
                 })
@@ -167,5 +175,87 @@ impl Store {
     /// A connection of the read pool, for paging through the audit log.
     pub async fn reader(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>> {
         Ok(self.read.acquire().await?)
+    }
+}
+
+/// Filters of the audit page's event list; every field is optional.
+#[derive(Debug, Default, Clone)]
+pub struct AuditFilter {
+    /// One kind of event (`request_created`, `approval`, `approved`, `outcome`, …).
+    pub kind: Option<String>,
+    /// A substring of the actor (`agent:agent-a`, `oidc:…#alice`, `local:…`).
+    pub actor: Option<String>,
+    /// One request's id.
+    pub request_id: Option<String>,
+    /// At or after / before (unix ms).
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// One audit event as the audit page lists it (its body is not read: it can be large).
+#[derive(Debug, Clone)]
+pub struct AuditEvent {
+    pub seq: i64,
+    pub at: i64,
+    pub kind: String,
+    pub request_id: Option<String>,
+    pub actor: String,
+}
+
+/// Where a page of audit events starts: from the newest, below a `seq` (older), or above one
+/// (newer).
+#[derive(Debug, Clone, Copy)]
+pub enum AuditPage {
+    Newest,
+    Before(i64),
+    After(i64),
+}
+
+impl Store {
+    /// Up to `limit` audit events matching `f` on the page `at`, newest first.
+    pub async fn audit_events(
+        &self,
+        f: &AuditFilter,
+        at: AuditPage,
+        limit: i64,
+    ) -> Result<Vec<AuditEvent>> {
+        let (before, after) = match at {
+            AuditPage::Newest => (None, None),
+            AuditPage::Before(s) => (Some(s), None),
+            AuditPage::After(s) => (None, Some(s)),
+        };
+        let order = if after.is_some() { "ASC" } else { "DESC" };
+        let sql = format!(
+            "SELECT seq, at, kind, request_id, actor FROM audit \
+             WHERE ($1 IS NULL OR kind = $1) AND ($2 IS NULL OR instr(actor, $2) > 0) \
+             AND ($3 IS NULL OR request_id = $3) AND ($4 IS NULL OR at >= $4) \
+             AND ($5 IS NULL OR at <= $5) AND ($6 IS NULL OR seq < $6) \
+             AND ($7 IS NULL OR seq > $7) ORDER BY seq {order} LIMIT $8"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(&f.kind)
+            .bind(&f.actor)
+            .bind(&f.request_id)
+            .bind(f.since)
+            .bind(f.until)
+            .bind(before)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        let mut events: Vec<AuditEvent> = rows
+            .iter()
+            .map(|r| AuditEvent {
+                seq: r.get(0),
+                at: r.get(1),
+                kind: r.get(2),
+                request_id: r.get(3),
+                actor: r.get(4),
+            })
+            .collect();
+        if after.is_some() {
+            events.reverse();
+        }
+        Ok(events)
     }
 }

@@ -27,6 +27,7 @@ pub(super) fn valid_for(app: &App) -> i64 {
 
 /// The view with its web UI link, when the server has a web UI.
 pub(super) fn linked(app: &App, mut view: RequestView) -> RequestView {
+    view.agent_waiting = view.agent_waiting_at(app.clock.now_ms());
     if app.web.is_some() {
         if let Some(base) = &app.policy.serve().public_url {
             view.review_url = Some(format!(

@@ -8,6 +8,7 @@
 //! timed out in `conn.rs`) and the admin Unix socket `DATA_DIR/admin.sock` (mode 0600), whose
 //! callers are approvers identified by SO_PEERCRED as `local:<user>`.
 
+mod agent_runs;
 mod app;
 pub mod audit_log;
 pub mod auth;
@@ -22,6 +23,7 @@ mod extract;
 pub mod history;
 mod id_token;
 mod intake;
+mod long_poll;
 mod metrics;
 mod notify;
 pub mod oidc;

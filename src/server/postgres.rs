@@ -158,8 +158,16 @@ CREATE TABLE signing_key (public_key TEXT NOT NULL);
 CREATE UNIQUE INDEX signing_key_is_one ON signing_key ((true));
 "#;
 
+/// Version 2: until when the agent's shim waits for a pending request (renewed by its
+/// long-polls, cleared when it stops waiting: `max_wait`, a harness's SIGTERM); and the claim
+/// of the one shim that runs an approval (set once, by the conditional update).
+const SCHEMA_V2: &str = r#"
+ALTER TABLE requests ADD COLUMN agent_waiting_until BIGINT;
+ALTER TABLE requests ADD COLUMN run_claim TEXT;
+"#;
+
 /// Every schema version's script, in order: version N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
 /// Connects to the database at `url`: the writer connection, with the schema migrated, and
 /// the read pool.

@@ -1,6 +1,5 @@
 //! The HTTP routes of `/api/v1` and the public endpoints. docs/api.md documents each.
 
-use std::sync::atomic::{AtomicI64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,18 +10,19 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::app::{App, Held};
-use super::auth::{Agent, Approver, Caller, Reporter};
-use super::decide::{decide, By, Change};
+use super::agent_runs;
+use super::app::App;
+use super::auth::{Approver, Reporter};
+use super::decide::{changed, decide, By, Change};
 use super::error::ApiError;
 use super::extract::{Body, Q};
 use super::intake::{self, linked, valid_for};
+use super::long_poll::{self, check_id, RETRY_AFTER_SECONDS};
 use super::store::{Changed, OutcomeReport};
 use crate::api::{DecisionBody, Outcome, PublicKey, RequestView, State, Verb};
 use crate::policy::approvals::Person;
 
-/// The longest a single long-poll waits, in seconds.
-pub const MAX_WAIT_SECONDS: u64 = 60;
+use crate::api::MAX_WAIT_SECONDS;
 
 /// Alive (always 200), and whether the database answers.
 async fn healthz(AxState(app): AxState<Arc<App>>) -> String {
@@ -51,8 +51,14 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/public-key", get(public_key))
         .route("/api/v1/requests", post(intake::create).get(list))
-        .route("/api/v1/requests/{id}", get(show))
-        .route("/api/v1/requests/{id}/cancel", post(cancel))
+        .route("/api/v1/requests/{id}", get(long_poll::show))
+        .route("/api/v1/requests/{id}/cancel", post(agent_runs::cancel))
+        .route("/api/v1/requests/{id}/detach", post(agent_runs::detach))
+        .route(
+            "/api/v1/requests/{id}/supersede",
+            post(agent_runs::supersede),
+        )
+        .route("/api/v1/requests/{id}/claim", post(agent_runs::claim))
         .route("/api/v1/requests/{id}/outcome", post(outcome))
         .route("/api/v1/requests/{id}/decision", post(decision))
         .route("/api/v1/no-changes", post(intake::no_changes))
@@ -103,21 +109,6 @@ async fn request_deadline(req: Request, next: axum::middleware::Next) -> Respons
 
 type St = AxState<Arc<App>>;
 
-pub(super) fn check_id(id: &str) -> Result<(), ApiError> {
-    if id.len() == 32
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-    {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(
-            "invalid_id",
-            "a request id is 32 lowercase hex characters",
-        ))
-    }
-}
-
 async fn metrics(AxState(app): St) -> Result<Response, ApiError> {
     let pending = app.store.count(State::Pending).await?;
     let (depth, oldest) = app.store.outbox_depth().await?;
@@ -162,199 +153,6 @@ async fn list(
             .map(|v| linked(&app, v))
             .collect(),
     ))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WaitQuery {
-    wait: Option<u64>,
-    /// The number of approvals the caller knows of: a long-poll also returns when it changes
-    /// (a request that needs several approvals got one more).
-    approvals: Option<usize>,
-}
-
-/// Reads a request the caller may see: approvers see all, an agent only its own (others are
-/// "not found", so their existence does not leak).
-async fn visible(app: &App, caller: &Caller, id: &str) -> Result<RequestView, ApiError> {
-    check_id(id)?;
-    let view = app
-        .store
-        .get(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("request"))?;
-    match caller {
-        Caller::Agent(a) if a.name != view.agent => Err(ApiError::not_found("request")),
-        _ => Ok(view),
-    }
-}
-
-async fn show(
-    AxState(app): St,
-    caller: Caller,
-    Path(id): Path<String>,
-    Q(q): Q<WaitQuery>,
-) -> Result<Response, ApiError> {
-    let wait = Duration::from_secs(q.wait.unwrap_or(0).min(MAX_WAIT_SECONDS));
-    let mut poll = LongPoll {
-        app: &app,
-        caller: &caller,
-        id: &id,
-        until: tokio::time::Instant::now() + wait,
-        known_approvals: q.approvals,
-        slot: None,
-    };
-    let mut stop = app.shutdown.clone();
-    loop {
-        // Subscribe before reading, so a decision landing in between is not missed.
-        let notify = app.waiters.subscribe(&id);
-        let step = poll.step(&notify, &mut stop).await;
-        app.waiters.release(&id, notify);
-        if let Some(view) = step? {
-            return Ok(Json(linked(&app, view)).into_response());
-        }
-    }
-}
-
-/// How long an agent over `[serve] max_waits_per_agent` is told to wait before it long-polls
-/// again (`Retry-After`, seconds).
-const RETRY_AFTER_SECONDS: u16 = 2;
-
-/// One long-poll: who asks, for which request, until when.
-struct LongPoll<'a> {
-    app: &'a App,
-    caller: &'a Caller,
-    id: &'a str,
-    until: tokio::time::Instant,
-    /// The number of approvals the caller knows of.
-    known_approvals: Option<usize>,
-    /// An agent's count in `[serve] max_waits_per_agent`, taken before its first wait.
-    slot: Option<Held<'a>>,
-}
-
-impl<'a> LongPoll<'a> {
-    /// One round: the request if it is decided or the wait is over, `None` after a wake-up
-    /// (read it again), an error on shutdown or when the agent holds too many long-polls. A
-    /// request that needs no wait is answered whatever the agent holds.
-    async fn step(
-        &mut self,
-        notify: &tokio::sync::Notify,
-        stop: &mut tokio::sync::watch::Receiver<bool>,
-    ) -> Result<Option<RequestView>, ApiError> {
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let view = visible(self.app, self.caller, self.id).await?;
-        if view.state != State::Pending
-            || tokio::time::Instant::now() >= self.until
-            || self
-                .known_approvals
-                .is_some_and(|k| k != view.approvals.len())
-        {
-            return Ok(Some(view));
-        }
-        if *stop.borrow() {
-            return Err(shutting_down());
-        }
-        self.admit()?;
-        let _counted = Counted::new(&self.app.metrics.waiters);
-        tokio::select! {
-            () = &mut notified => Ok(None),
-            () = tokio::time::sleep_until(self.until) => Ok(None),
-            _ = stop.changed() => Err(shutting_down()),
-        }
-    }
-
-    /// Counts an agent's long-poll against `[serve] max_waits_per_agent` (once per long-poll);
-    /// 429 over it. Approvers are not counted.
-    fn admit(&mut self) -> Result<(), ApiError> {
-        let (Caller::Agent(agent), None) = (self.caller, &self.slot) else {
-            return Ok(());
-        };
-        let cap = self.app.policy.serve().max_waits_per_agent.get();
-        match self.app.waiters.hold(&agent.name, cap) {
-            Some(held) => {
-                self.slot = Some(held);
-                Ok(())
-            }
-            None => {
-                self.app.metrics.long_polls_refused.fetch_add(1, Relaxed);
-                Err(too_many_waits(cap))
-            }
-        }
-    }
-}
-
-/// 429 `too_many_waits` (`refusal_headers` adds `Retry-After`).
-fn too_many_waits(cap: usize) -> ApiError {
-    ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "too_many_waits",
-        format!(
-            "this agent already holds as many long-polls as [serve] max_waits_per_agent allows \
-             ({cap}); long-poll again after {RETRY_AFTER_SECONDS} s"
-        ),
-    )
-}
-
-/// One client in the `hitl_gate_waiters` gauge while it lives, so a client that goes away
-/// mid-wait (its handler dropped) is not counted forever.
-struct Counted<'a>(&'a AtomicI64);
-
-impl<'a> Counted<'a> {
-    fn new(gauge: &'a AtomicI64) -> Counted<'a> {
-        gauge.fetch_add(1, Relaxed);
-        Counted(gauge)
-    }
-}
-
-impl Drop for Counted<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Relaxed);
-    }
-}
-
-fn shutting_down() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "shutting_down",
-        "the server is shutting down; retry the same request (it is kept)",
-    )
-}
-
-fn conflict(state: State) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        "already_decided",
-        format!("the request is already {}", state.as_str()),
-    )
-}
-
-fn changed(r: Changed) -> Result<Response, ApiError> {
-    match r {
-        Changed::Done(v) => Ok(Json(*v).into_response()),
-        Changed::Conflict(s) => Err(conflict(s)),
-        Changed::NotFound => Err(ApiError::not_found("request")),
-        Changed::NotAllowed(why) => Err(ApiError::forbidden(why)),
-        Changed::Duplicate(why) => {
-            Err(ApiError::new(StatusCode::CONFLICT, "already_approved", why))
-        }
-    }
-}
-
-async fn cancel(
-    AxState(app): St,
-    agent: Agent,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    check_id(&id)?;
-    let change = Change {
-        to: State::Cancelled,
-        by: By::Agent(agent.name.clone()),
-        comment: Some("cancelled by the agent"),
-        now: app.clock.now_ms(),
-        valid_for_ms: 0,
-    };
-    changed(decide(&app, &id, change).await?)
 }
 
 async fn outcome(

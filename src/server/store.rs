@@ -159,7 +159,8 @@ impl Store {
                     }
                     sqlx::query(
                         "INSERT INTO requests (id, agent, state, created_at, deadline, data, \
-                         summary, idem_key) VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7)",
+                         summary, idem_key, agent_waiting_until) \
+                         VALUES ($1, $2, 'pending', $3, $4, $5, $6, $7, $8)",
                     )
                     .bind(&new.id)
                     .bind(&new.agent)
@@ -168,6 +169,8 @@ impl Store {
                     .bind(data.to_string())
                     .bind(summary.to_string())
                     .bind(&new.idempotency_key)
+                    // The shim that submitted it long-polls next.
+                    .bind(new.created_at + crate::api::WAITING_GRACE_MS)
                     .execute(&mut *c)
                     .await?;
                     let actor = format!("agent:{}", new.agent);
@@ -345,8 +348,8 @@ impl Store {
 
     pub async fn get(&self, id: &str) -> Result<Option<RequestView>> {
         let row = sqlx::query(
-            "SELECT id, agent, state, created_at, deadline, data, decision, outcome, approvals \
-             FROM requests WHERE id = $1",
+            "SELECT id, agent, state, created_at, deadline, data, decision, outcome, approvals, \
+             agent_waiting_until, run_claim FROM requests WHERE id = $1",
         )
         .bind(id)
         .fetch_optional(&self.read)
@@ -357,8 +360,8 @@ impl Store {
     /// Requests, newest first, optionally only those in `state`.
     pub async fn list(&self, state: Option<State>, limit: i64) -> Result<Vec<RequestView>> {
         let rows = sqlx::query(
-            "SELECT id, agent, state, created_at, deadline, data, decision, outcome, approvals \
-             FROM requests \
+            "SELECT id, agent, state, created_at, deadline, data, decision, outcome, approvals, \
+             agent_waiting_until, run_claim FROM requests \
              WHERE ($1 IS NULL OR state = $1) ORDER BY created_at DESC, id LIMIT $2",
         )
         .bind(state.map(State::as_str))

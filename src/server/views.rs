@@ -8,8 +8,9 @@ use super::db::{Result, StoreError};
 use crate::api::{Classification, CreateRequest, Outcome, RequestView, State};
 
 /// What the inbox shows of a request, kept beside it so listing never reads its whole body:
-/// the tool, the first 16 arguments (200 characters each at most), the reason (300), who it acts
-/// for, the server's classification and the change counts (the server's, from the model).
+/// the tool, the first 16 arguments and the last 4 after them (200 characters each at most; the
+/// tail of a long command is what tells two apart), the reason (300), who it acts for, the
+/// server's classification and the change counts (the server's, from the model).
 pub(super) fn summary(
     request: &CreateRequest,
     on_behalf_of: Option<&str>,
@@ -20,6 +21,15 @@ pub(super) fn summary(
         "tool": &request.tool,
         "argv": request.argv.iter().take(16).map(|a| cut(a, 200)).collect::<Vec<_>>(),
         "argv_len": request.argv.len(),
+        "argv_tail": request
+            .argv
+            .iter()
+            .skip(16)
+            .rev()
+            .take(4)
+            .rev()
+            .map(|a| cut(a, 200))
+            .collect::<Vec<_>>(),
         "reason": request.reason.as_deref().map(|r| cut(r, 300)),
         "on_behalf_of": on_behalf_of,
         "classification": classification,
@@ -77,6 +87,17 @@ pub(super) fn view_from_row(r: &sqlx::any::AnyRow) -> Result<RequestView> {
         approvals: serde_json::from_str(r.get::<&str, _>("approvals"))
             .map_err(|e| bad("approvals", &e))?,
         review_url: None,
+        agent_waiting: false,
+        run_claimed: r
+            .try_get::<Option<String>, _>("run_claim")
+            .ok()
+            .flatten()
+            .is_some(),
+        // Not every query reads it (decided requests have none).
+        agent_waiting_until: r
+            .try_get::<Option<i64>, _>("agent_waiting_until")
+            .ok()
+            .flatten(),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The gated (slow) path, one straight line: prepare (the tool's producer computes what to show
-//! and what to run) → submit → wait for a human → verify the signed decision → run exactly what
-//! was approved → report the outcome.
+//! and what to run) → submit, or pick up this command's own detached request (`resume.rs`) →
+//! wait for a human (or stop waiting: "still pending") → verify the signed decision → claim
+//! the approval's one run → run exactly what was approved → report the outcome.
 //!
 //! Every way out that does not run the tool returns a [`Stop`] with a code from `exit.rs`; the
 //! caller prints its message once. Which producer prepares the command (terraform, kubectl,
@@ -13,9 +14,10 @@ use std::time::Instant;
 
 use super::child;
 use super::prepared::{command_line, Prepared, Stop};
+use super::resume::{self, Found};
 use super::say::say;
-use super::wait::{announce, refused_block, retry_briefly, wait, Event};
-use crate::api::{Outcome, State};
+use super::wait::{announce, refused_block, retry_briefly, wait, Event, Waiting};
+use crate::api::{Outcome, RequestView, SignedDecision, State};
 use crate::client::Client;
 use crate::exit as code;
 use crate::policy::{Decision, Policy};
@@ -45,6 +47,8 @@ pub fn run(
                 .into(),
         ));
     };
+    // The agent's bound on the wait is read before anything is asked.
+    let waiting = Waiting::of(approval)?;
     // Signals first: the mask must be in place before any thread (reqwest's) exists.
     let (tx, rx) = mpsc::channel::<Event>();
     child::take_signals(tx.clone(), Event::Signal);
@@ -88,40 +92,24 @@ pub fn run(
             .map_err(|e| Stop::cannot_run(&prepared.program, e));
     }
 
-    let view = retry_briefly(|| client.create(&prepared.request))
-        .map_err(|e| unavailable(format!("submitting the request failed ({e})")))?;
-    announce(&cmdline, &view, client.base(), &prepared.request);
-    let view = wait(&client, view, &rx, tx)?;
+    let key = resume::Key::of(&prepared.request);
+    let view = submit(&client, &key, &mut prepared, &cmdline).map_err(unavailable)?;
+    let view = match view.state {
+        State::Pending => wait(&client, view, &rx, tx, &waiting)?,
+        _ => view,
+    };
     let id = view.id.clone();
     let decision = match (view.state, &view.decision) {
         (State::Approved, Some(d)) => d,
-        (state, d) => return Err(refused_block(state, d.as_ref(), &id, &cmdline)),
+        (state, d) => {
+            resume::forget(&key, &id);
+            return Err(refused_block(state, d.as_ref(), &id, &cmdline));
+        }
     };
-
-    let target = (prepared.target_now)().map_err(|e| {
-        Stop::verification(format!(
-            "request {id}: cannot recompute the target environment ({e}); nothing ran"
-        ))
-    })?;
-    if let Some(drift) = prepared.request.environment.drift(&target) {
-        return Err(Stop::verification(format!(
-            "request {id} was approved for another target: {drift} since the request was \
-             made; nothing ran"
-        )));
-    }
-    let want = signing::Expected {
-        request_id: &id,
-        argv_sha256: signing::argv_sha256(tool.name(), &args),
-        environment_sha256: signing::environment_sha256(&target),
-        artifact_sha256: artifact_hashes(&prepared)?,
-        request_sha256: prepared.request.sha256(),
-        nonce: &prepared.request.nonce,
-    };
-    signing::check_approval(&public_key, decision, &want, crate::api::now_ms()).map_err(|e| {
-        Stop::verification(format!(
-            "request {id} was approved, but the approval does not hold: {e}; nothing ran"
-        ))
-    })?;
+    verify(tool, &args, &prepared, &public_key, &id, decision)?;
+    // The approval's one run: claimed on the server before anything runs.
+    resume::claim(&client, &id)?;
+    resume::forget(&key, &id);
     say(&format!(
         "request {id} approved by {}{}; running it",
         decision.approvers.join(", "),
@@ -149,6 +137,68 @@ pub fn run(
         ));
     }
     Ok(status)
+}
+
+/// The request this command waits for: its own detached one picked up again (`resume.rs`), or
+/// a new one (recorded for a later run, superseding a stale detached one).
+fn submit(
+    client: &Client,
+    key: &resume::Key,
+    p: &mut Prepared,
+    cmdline: &str,
+) -> Result<RequestView, String> {
+    let view = match resume::attach(client, key, p).map_err(|s| s.message)? {
+        Found::Resume(view) => *view,
+        Found::New { replaces } => {
+            let view = retry_briefly(|| client.create(&p.request))
+                .map_err(|e| format!("submitting the request failed ({e})"))?;
+            resume::save(key, &view.id, p);
+            if let Some(old) = replaces {
+                resume::supersede(client, &old, &view.id);
+            }
+            view
+        }
+    };
+    if view.state == State::Pending {
+        announce(cmdline, &view, client.base());
+    }
+    Ok(view)
+}
+
+/// Checks the signed decision against what is about to run: the target as it is now, the
+/// argv, every artifact hash, the request's hash and nonce.
+fn verify(
+    tool: Tool,
+    args: &[String],
+    p: &Prepared,
+    public_key: &str,
+    id: &str,
+    decision: &SignedDecision,
+) -> Result<(), Stop> {
+    let target = (p.target_now)().map_err(|e| {
+        Stop::verification(format!(
+            "request {id}: cannot recompute the target environment ({e}); nothing ran"
+        ))
+    })?;
+    if let Some(drift) = p.request.environment.drift(&target) {
+        return Err(Stop::verification(format!(
+            "request {id} was approved for another target: {drift} since the request was \
+             made; nothing ran"
+        )));
+    }
+    let want = signing::Expected {
+        request_id: id,
+        argv_sha256: signing::argv_sha256(tool.name(), args),
+        environment_sha256: signing::environment_sha256(&target),
+        artifact_sha256: artifact_hashes(p)?,
+        request_sha256: p.request.sha256(),
+        nonce: &p.request.nonce,
+    };
+    signing::check_approval(public_key, decision, &want, crate::api::now_ms()).map_err(|e| {
+        Stop::verification(format!(
+            "request {id} was approved, but the approval does not hold: {e}; nothing ran"
+        ))
+    })
 }
 
 /// The command that runs the approved artifact.

@@ -23,6 +23,10 @@ use crate::policy::lockdown::Lockdown;
 use crate::runner::wire;
 use crate::tool::Tool;
 
+/// Set by the runner for its child: the agent's uid, which keeps the child's resume records
+/// (`resume.rs`) apart per agent. An agent setting it outside lockdown only moves its own.
+pub const AGENT_VAR: &str = "HITL_GATE_LOCKDOWN_AGENT";
+
 /// Whether this process is the runner's child (it runs as `runner_user`), which works as in
 /// exec mode.
 pub fn is_runner(l: &Lockdown) -> bool {

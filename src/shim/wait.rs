@@ -1,18 +1,60 @@
 //! Waiting for the decision: the poller thread long-polls the server (retrying lost
 //! connections until the deadline, and pausing as long as a 429's `Retry-After` asks), the main
-//! thread shows the time left and cancels the request on SIGINT, SIGTERM, SIGHUP or SIGQUIT;
-//! and what the agent reads when the answer is not yes.
+//! thread shows the time left and stops waiting when the wait is over (`[approval] max_wait`,
+//! `HITL_GATE_WAIT`) or a signal comes: SIGTERM and SIGHUP (a harness's timeout) detach with
+//! `on_signal = "detach"` (the request stays pending, "still pending" exit), SIGINT and SIGQUIT
+//! (a person) cancel it; and what the agent reads when the answer is not yes.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::child;
 use super::prepared::Stop;
 use super::say::say;
-use crate::api::{CreateRequest, RequestView, State};
+use crate::api::{RequestView, State};
 use crate::client::{Client, ClientError};
 use crate::exit as code;
+use crate::policy::schema::{Approval, OnSignal};
+
+/// The agent's own bound on the wait (`30s`, `2m`): it may shorten `[approval] max_wait`, never
+/// lengthen it.
+pub const WAIT_VAR: &str = "HITL_GATE_WAIT";
+
+/// How long this shim waits, and what a harness's signal does.
+pub struct Waiting {
+    /// The longest wait from now: the shorter of `max_wait` and `HITL_GATE_WAIT`.
+    pub at_most: Option<Duration>,
+    pub on_signal: OnSignal,
+}
+
+impl Waiting {
+    /// From the policy and the agent's environment; an unreadable `HITL_GATE_WAIT` refuses
+    /// (87) rather than waiting longer than asked.
+    pub fn of(a: &Approval) -> Result<Waiting, Stop> {
+        let own = match std::env::var_os(WAIT_VAR) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok_or_else(|| "not UTF-8".to_string())
+                    .and_then(crate::policy::duration::parse_duration)
+                    .map_err(|e| {
+                        Stop::refused(
+                            format!("{WAIT_VAR}={}", v.to_string_lossy()),
+                            format!("not a duration like 90s, 5m or 1h ({e})"),
+                        )
+                    })?,
+            ),
+        };
+        let policy = a.max_wait.map(|d| d.0);
+        Ok(Waiting {
+            at_most: [policy, own].into_iter().flatten().min(),
+            on_signal: a.on_signal,
+        })
+    }
+}
 
 /// Events the waiting shim reacts to.
 pub enum Event {
@@ -51,14 +93,8 @@ pub fn retry_briefly<T>(
     }
 }
 
-/// What the agent sees once the request is submitted.
-pub fn announce(cmdline: &str, view: &RequestView, base: &str, req: &CreateRequest) {
-    let summary = req
-        .diff
-        .summary
-        .get("summary")
-        .and_then(|s| s.as_str())
-        .unwrap_or("no diff");
+/// What the agent sees once the request is submitted (or picked up again).
+pub fn announce(cmdline: &str, view: &RequestView, base: &str) {
     let c = &view.classification;
     let review = match &view.review_url {
         Some(url) => url.clone(),
@@ -75,51 +111,81 @@ pub fn announce(cmdline: &str, view: &RequestView, base: &str, req: &CreateReque
     say(&format!(
         "`{cmdline}` is waiting for a human (rule {}, environment {}); it {}\n\
          request {id}; review: {review}\n\
-         changes: {summary}{freeze}",
+         changes: {}{freeze}",
         c.rule,
         c.environment.as_deref().unwrap_or("none"),
         c.needs(),
+        view.changes.summary,
         id = view.id,
     ));
 }
 
+/// The line an agent reads when the shim stopped waiting and the request stays pending (exit
+/// [`code::PENDING`]); docs/agents.md tells agents to parse it.
+pub fn pending(id: &str, deadline_ms: i64, why: &str) -> Stop {
+    let expires = jiff::Timestamp::from_second(deadline_ms.div_euclid(1000))
+        .map_or_else(|_| deadline_ms.to_string(), |t| t.to_string());
+    Stop::new(
+        code::PENDING,
+        format!(
+            "pending {id}: run the same command again to keep waiting (expires {expires})\n\
+             ({why}; the request stays pending and nothing ran)"
+        ),
+    )
+}
+
 /// Waits for the decision: a poller thread long-polls (retrying lost connections with backoff
-/// until the deadline), this thread shows the time left and reacts to signals by cancelling.
+/// until the deadline), this thread shows the time left, ends the wait when `how` says, and
+/// reacts to signals (detach or cancel).
 pub fn wait(
     client: &Client,
     view: RequestView,
     rx: &Receiver<Event>,
     tx: Sender<Event>,
+    how: &Waiting,
 ) -> Result<RequestView, Stop> {
     let id = view.id.clone();
     let deadline = view.deadline;
     let poller = client.clone();
     let pid = id.clone();
-    std::thread::spawn(move || poll(&poller, &pid, deadline, &tx));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    std::thread::spawn(move || poll(&poller, &pid, deadline, &tx, &stopped));
     let tty = std::io::stderr().is_terminal();
-    let tick = if tty {
-        Duration::from_secs(1)
-    } else {
-        Duration::from_secs(30)
+    let tick = Duration::from_secs(if tty { 1 } else { 30 });
+    let give_up = how.at_most.map(|d| Instant::now() + d);
+    // Stops waiting, the request left pending: the poller first, so no long-poll renews the
+    // agent's presence after the server is told it left.
+    let detach = |why: String| {
+        stop.store(true, Ordering::SeqCst);
+        if let Err(e) = client.detach(&id) {
+            say(&format!(
+                "warning: could not tell the server that this shim stopped waiting ({e})"
+            ));
+        }
+        pending(&id, deadline, &why)
     };
     loop {
-        let event = rx.recv_timeout(tick);
-        match event {
+        let left = give_up.map(|g| g.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|l| l.is_zero()) {
+            return Err(detach(
+                "the wait ended ([approval] max_wait or HITL_GATE_WAIT)".into(),
+            ));
+        }
+        match rx.recv_timeout(left.map_or(tick, |l| l.min(tick))) {
             Ok(Event::Decided(v)) => return Ok(*v),
-            Ok(Event::Progress(v)) => {
-                let who: Vec<&str> = v
-                    .approvals
-                    .iter()
-                    .map(|a| a.display.as_deref().unwrap_or(&a.approver))
-                    .collect();
-                say(&format!(
-                    "request {id}: {} of {} approvals ({}); waiting for more",
-                    v.approvals.len(),
-                    v.classification.approvals_needed.max(1),
-                    who.join(", ")
-                ));
-            }
+            Ok(Event::Progress(v)) => progress(&id, &v),
             Ok(Event::Signal(sig)) => {
+                let harness = [
+                    nix::sys::signal::Signal::SIGTERM,
+                    nix::sys::signal::Signal::SIGHUP,
+                ]
+                .iter()
+                .any(|s| *s as i32 == sig);
+                if harness && how.on_signal == OnSignal::Detach {
+                    return Err(detach(format!("got {}", child::name(sig))));
+                }
+                stop.store(true, Ordering::SeqCst);
                 let how = match client.cancel(&id) {
                     Ok(_) => "cancelled on the server".to_string(),
                     Err(e) => format!("could not be cancelled on the server ({e})"),
@@ -149,19 +215,7 @@ pub fn wait(
                      request {id}"
                 ));
             }
-            Err(RecvTimeoutError::Timeout) => {
-                let left = (deadline - crate::api::now_ms()).max(0) / 1000;
-                let line = format!(
-                    "waiting for approval of request {id}: {}m{:02}s left",
-                    left / 60,
-                    left % 60
-                );
-                if tty {
-                    super::say::live(&line);
-                } else {
-                    say(&line);
-                }
-            }
+            Err(RecvTimeoutError::Timeout) => time_left(&id, deadline, tty),
             Err(RecvTimeoutError::Disconnected) => {
                 return Err(Stop::internal("the waiting thread stopped"))
             }
@@ -169,15 +223,45 @@ pub fn wait(
     }
 }
 
+/// One more approval landed; more are needed.
+fn progress(id: &str, v: &RequestView) {
+    let who: Vec<&str> = v
+        .approvals
+        .iter()
+        .map(|a| a.display.as_deref().unwrap_or(&a.approver))
+        .collect();
+    say(&format!(
+        "request {id}: {} of {} approvals ({}); waiting for more",
+        v.approvals.len(),
+        v.classification.approvals_needed.max(1),
+        who.join(", ")
+    ));
+}
+
+/// The time left before the request's deadline, live on a terminal.
+fn time_left(id: &str, deadline: i64, tty: bool) {
+    let left = (deadline - crate::api::now_ms()).max(0) / 1000;
+    let line = format!(
+        "waiting for approval of request {id}: {}m{:02}s left",
+        left / 60,
+        left % 60
+    );
+    if tty {
+        super::say::live(&line);
+    } else {
+        say(&line);
+    }
+}
+
 /// The poller: long-polls until the request is decided. Transient errors are retried with
 /// backoff, and a 429 after its `Retry-After`, until a minute past the deadline (by then the
 /// server has expired the request). Neither is ever taken for a decision.
-fn poll(client: &Client, id: &str, deadline: i64, tx: &Sender<Event>) {
+fn poll(client: &Client, id: &str, deadline: i64, tx: &Sender<Event>, stop: &AtomicBool) {
     const FIRST_BACKOFF: Duration = Duration::from_millis(100);
     let mut backoff = FIRST_BACKOFF;
     let mut approvals = 0;
     let mut busy = false;
-    loop {
+    while !stop.load(Ordering::SeqCst) {
         let pause = match client.wait(id, 55, approvals) {
             Ok(v) if v.state != State::Pending => {
                 let _ = tx.send(Event::Decided(Box::new(v)));

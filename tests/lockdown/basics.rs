@@ -178,7 +178,7 @@ fn ends_on_sigint(mut c: Command) -> (Option<i32>, Option<i32>) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gated_delete_runs_by_the_writer_after_approval_and_a_dead_shim_cancels() {
+async fn a_gated_delete_runs_by_the_writer_after_approval_and_a_harness_kill_detaches() {
     let w = World::new().await;
     // The agent's own KUBECONFIG is ignored: the runner's credential is used.
     let mut c = w.agent("kubectl", &["delete", "deployment", "web", "-n", "prod"]);
@@ -232,39 +232,89 @@ async fn a_gated_delete_runs_by_the_writer_after_approval_and_a_dead_shim_cancel
         refused.body
     );
 
-    // The shim killed while waiting: the runner's child cancels the request; nothing runs.
+    // A harness's SIGTERM while it waits: the request stays pending, nobody waits for it, and
+    // the resume record is the runner's (in its home, per agent), not the agent's.
     w.fake.put_deployment("prod", "api");
-    let mut child = spawn_agent(
-        &w,
-        "kubectl",
-        &["delete", "deployment", "api", "-n", "prod"],
-        None,
-    );
+    let args = ["delete", "deployment", "api", "-n", "prod"];
+    let mut child = spawn_agent(&w, "kubectl", &args, None);
     let req = pending(&w, &mut child).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
     let id = req["id"].as_str().unwrap().to_string();
-    let start = Instant::now();
-    loop {
-        let (_, v) = w
-            .srv
-            .approver()
-            .request("GET", &format!("/api/v1/requests/{id}"), None)
-            .await;
-        if v["state"] == "cancelled" {
-            break;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let o = tokio::task::spawn_blocking(move || child.wait_with_output().unwrap())
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(91), "{err}");
+    assert!(
+        err.contains(&format!(
+            "hitl-gate: pending {id}: run the same command again"
+        )),
+        "{err}"
+    );
+    let view = |w: &World, id: String| {
+        let ap = w.srv.approver();
+        async move {
+            ap.request("GET", &format!("/api/v1/requests/{id}"), None)
+                .await
+                .1
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "the request stayed {}",
-            v["state"]
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let v = view(&w, id.clone()).await;
+    assert_eq!(
+        (v["state"].as_str(), v["agent_waiting"].as_bool()),
+        (Some("pending"), Some(false)),
+        "{v}"
+    );
+    let records = w
+        .runner_home
+        .join(".local/state/hitl-gate/pending")
+        .join(hitl_gate::hex::sha256(w.a.to_string().as_bytes()));
+    assert_eq!(
+        std::fs::read_dir(&records).map(|d| d.count()).unwrap_or(0),
+        1,
+        "{}",
+        records.display()
+    );
+    assert!(!w
+        .runner_home
+        .parent()
+        .unwrap()
+        .join("agent-home/.local")
+        .exists());
+
+    // The same command again: it attaches (no new request); approved, the writer runs it once.
+    let child = spawn_agent(&w, "kubectl", &args, None);
+    let start = Instant::now();
+    while view(&w, id.clone()).await["agent_waiting"] != true {
+        assert!(start.elapsed() < Duration::from_secs(60), "never attached");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let o = approve_and_finish(&w, child).await;
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains(&format!("resuming request {id}")),
+        "{o:?}"
+    );
     assert!(w
         .fake
         .get("apps/v1", "deployments", "prod", "api")
-        .is_some());
+        .is_none());
+    let (_, all) = w
+        .srv
+        .approver()
+        .request("GET", "/api/v1/requests?state=all", None)
+        .await;
+    assert_eq!(
+        all.as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["argv"][1] == "deployment" && r["argv"][2] == "api")
+            .count(),
+        1
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

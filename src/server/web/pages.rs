@@ -284,6 +284,9 @@ mod tests {
             run: None,
             approvals: Vec::new(),
             review_url: None,
+            agent_waiting_until: None,
+            run_claimed: false,
+            agent_waiting: false,
             changes: Changes {
                 counts: serde_json::from_value(counts).unwrap_or_default(),
                 ..Changes::default()
