@@ -3,6 +3,7 @@
 # host. POSIX sh (dash, bash, busybox ash). docs/install.md explains the choices.
 #
 #   install.sh agent  (--binary PATH --sha256 HEX | --from-source)
+#                     [--tools LIST]
 #                     [--server URL --public-key HEX --token-file FILE [--ca-file FILE]]
 #                     [--agent-group GROUP] [--agent-user USER] [--prefix DIR]
 #                     [--lockdown --agent-user USER [--runner-user NAME] [--writer-user NAME]
@@ -10,10 +11,12 @@
 #                      [--writer-token-file FILE] [--terraform-providers DIR]
 #                      [--workspace DIR]...]
 #   install.sh server (--binary PATH --sha256 HEX | --from-source)
-#                     [--listen ADDR] [--user NAME] [--prefix DIR]
+#                     [--listen ADDR [--tls-cert FILE --tls-key FILE]] [--user NAME]
+#                     [--prefix DIR]
 #   common:           [--root DIR] [--dry-run] [--uninstall [--purge]]
 #
-# agent:  PREFIX/bin/hitl-gate and PREFIX/shims/{terraform,tofu,kubectl,helm}; the system policy
+# agent:  PREFIX/bin/hitl-gate and PREFIX/shims/{terraform,tofu,kubectl,helm} (--tools: only
+#         those of a comma-separated list, e.g. kubectl,helm); the system policy
 #         /etc/hitl-gate/policy.toml (root, 0644), written when absent and never overwritten;
 #         the agent token /etc/hitl-gate/agent.token (root, readable by --agent-group only);
 #         /etc/profile.d/hitl-gate.sh (PATH); then `hitl-gate doctor` as --agent-user.
@@ -30,7 +33,11 @@
 #         an ACL (with a default ACL) that lets the runner and the writer write there.
 # server: PREFIX/bin/hitl-gate, the service user, /etc/hitl-gate/server.toml, the systemd unit
 #         /etc/systemd/system/hitl-gate.service, the data dir /var/lib/hitl-gate with the
-#         server's signing key; it prints the public key and how to make agent tokens.
+#         server's signing key; it prints the public key and how to make agent tokens. A
+#         --listen address that is not loopback needs --tls-cert and --tls-key (the server
+#         refuses to listen there in clear text): they are copied to /etc/hitl-gate/tls/
+#         (cert.pem 0644, key.pem 0640 readable by the service's group) and named in
+#         server.toml ([serve] tls_cert, tls_key).
 #
 # Every run is idempotent (a second one changes nothing, and says so). --dry-run prints each
 # action and changes nothing. --uninstall removes what was installed and keeps the policy, the
@@ -68,6 +75,9 @@ CA_FILE=
 AGENT_GROUP=
 AGENT_USER=
 LISTEN=127.0.0.1:8080
+TLS_CERT=
+TLS_KEY=
+TOOLS=terraform,tofu,kubectl,helm
 SERVICE_USER=hitl-gate
 DRY=
 UNINSTALL=
@@ -98,6 +108,9 @@ while [ $# -gt 0 ]; do
     --agent-group) need "$@"; AGENT_GROUP=$2; shift 2 ;;
     --agent-user) need "$@"; AGENT_USER=$2; shift 2 ;;
     --listen) need "$@"; LISTEN=$2; shift 2 ;;
+    --tls-cert) need "$@"; TLS_CERT=$2; shift 2 ;;
+    --tls-key) need "$@"; TLS_KEY=$2; shift 2 ;;
+    --tools) need "$@"; TOOLS=$2; shift 2 ;;
     --user) need "$@"; SERVICE_USER=$2; shift 2 ;;
     --lockdown) LOCKDOWN=1; shift ;;
     --runner-user) need "$@"; RUNNER_USER=$2; shift 2 ;;
@@ -117,6 +130,29 @@ while [ $# -gt 0 ]; do
 done
 
 [ -z "$PURGE" ] || [ -n "$UNINSTALL" ] || die "--purge goes with --uninstall"
+# --tools: a comma-separated subset of the four tools, each once.
+SHIM_TOOLS=
+for tool in $(printf '%s' "$TOOLS" | tr ',' ' '); do
+  case $tool in
+    terraform|tofu|kubectl|helm) ;;
+    *) die "--tools: unknown tool '$tool' (terraform, tofu, kubectl, helm)" ;;
+  esac
+  case " $SHIM_TOOLS " in *" $tool "*) die "--tools: $tool is named twice" ;; esac
+  SHIM_TOOLS="$SHIM_TOOLS $tool"
+done
+[ -n "$SHIM_TOOLS" ] || die "--tools: name at least one tool"
+[ -z "$TLS_CERT$TLS_KEY" ] || [ "$MODE" = server ] || die "--tls-cert and --tls-key are for the server"
+if [ -n "$TLS_CERT" ] || [ -n "$TLS_KEY" ]; then
+  if [ -z "$TLS_CERT" ] || [ -z "$TLS_KEY" ]; then die "--tls-cert and --tls-key go together"; fi
+  [ -f "$TLS_CERT" ] || die "--tls-cert $TLS_CERT: no such file"
+  [ -f "$TLS_KEY" ] || die "--tls-key $TLS_KEY: no such file"
+fi
+if [ "$MODE" = server ] && [ -z "$UNINSTALL" ] && [ -z "$TLS_CERT" ]; then
+  case $LISTEN in
+    127.*|localhost:*|\[::1\]:*) ;;
+    *) die "--listen $LISTEN is not a loopback address, and the server refuses to listen there without TLS (approvals and agent tokens would cross the network in clear text): give --tls-cert FILE and --tls-key FILE, or listen on 127.0.0.1 behind a TLS-terminating proxy" ;;
+  esac
+fi
 case $PREFIX in /*) ;; *) die "--prefix must be an absolute path" ;; esac
 if [ -n "$ROOT" ]; then
   case $ROOT in /*) ;; *) ROOT=$(pwd)/$ROOT ;; esac
@@ -235,7 +271,7 @@ uninstall() {
     fi
     # What an earlier --uninstall kept: the files install.sh writes, by their fixed names.
     for f in /etc/hitl-gate/policy.toml /etc/hitl-gate/agent.token /etc/hitl-gate/ca.pem \
-      /etc/hitl-gate/server.toml /var/lib/hitl-gate /var/lib/hitl-runner /var/lib/hitl-writer; do
+      /etc/hitl-gate/server.toml /etc/hitl-gate/tls /var/lib/hitl-gate /var/lib/hitl-runner /var/lib/hitl-writer; do
       if [ -e "$ROOT$f" ]; then act "remove $ROOT$f"; run rm -rf "$ROOT$f"; fi
     done
     if [ -d "$ETC" ] && [ -z "$(ls -A "$ETC")" ]; then act "remove $ETC/"; run rmdir "$ETC"; fi
@@ -281,7 +317,7 @@ policy_text() {
 agent() {
   install_binary
   ensure_dir "$P/shims" 0755
-  for tool in terraform tofu kubectl helm; do
+  for tool in $SHIM_TOOLS; do
     ensure_link ../bin/hitl-gate "$P/shims/$tool"
     record "$PREFIX/shims/$tool"
   done
@@ -574,7 +610,13 @@ server_policy_text() {
     '' \
     '[serve]' \
     "listen = \"$LISTEN\"" \
-    'data_dir = "/var/lib/hitl-gate"' \
+    'data_dir = "/var/lib/hitl-gate"'
+  if [ -n "$TLS_CERT" ]; then
+    printf '%s\n' \
+      'tls_cert = "/etc/hitl-gate/tls/cert.pem"' \
+      'tls_key = "/etc/hitl-gate/tls/key.pem"'
+  fi
+  printf '%s\n' \
     '# public_url = "https://gate.example.com"' \
     '' \
     '# [serve.oidc]' \
@@ -617,6 +659,13 @@ server() {
 
   ensure_dir "$ROOT/etc" 0755
   ensure_dir "$ETC" 0755
+  if [ -n "$TLS_CERT" ]; then
+    ensure_dir "$ETC/tls" 0755
+    ensure_file "$TLS_CERT" "$ETC/tls/cert.pem" 0644 0:0
+    ensure_file "$TLS_KEY" "$ETC/tls/key.pem" 0640 "0:$gid"
+    record /etc/hitl-gate/tls/cert.pem
+    record /etc/hitl-gate/tls/key.pem
+  fi
   if [ -f "$ETC/server.toml" ]; then
     tmp=$(mktemp)
     server_policy_text >"$tmp"

@@ -147,6 +147,29 @@ fn init_then_the_readmes_commands_gate_and_approve_a_kubectl_delete() {
     // The audit commands find the data dir the same way.
     let out = run(&mut cli(&home, &["audit", "verify"]));
     assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // explain and doctor in the approver's shell (no HITL_GATE_POLICY) find init's policy too,
+    // and say that the shims read it only where HITL_GATE_POLICY names it.
+    let told = format!(
+        "{} (your configuration, from `hitl-gate init`; the shims read it only where \
+         $HITL_GATE_POLICY names it)",
+        config.join("policy.toml").display()
+    );
+    let out = run(&mut cli(
+        &home,
+        &["explain", "--", "kubectl", "delete", "deploy", "web"],
+    ));
+    assert!(
+        stdout(&out).contains(&told),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let out = run(&mut cli(&home, &["doctor"]));
+    assert!(
+        stdout(&out).contains(&format!("ok   policy: {told}")),
+        "{}",
+        stdout(&out)
+    );
     crate::support::procs::kill_group(&mut serve);
 }
 

@@ -332,8 +332,11 @@ fn the_server_install_under_a_root() {
     for shell in SHELLS {
         let base = tempfile::tempdir().unwrap();
         let root = new_root(base.path());
+        let (cert, key, _) = crate::support::test_certificate(base.path());
         let (b, r) = (bin.display().to_string(), root.display().to_string());
-        let args = [
+        let (c, k) = (cert.display().to_string(), key.display().to_string());
+        // A listener off loopback without TLS could never start: refused, nothing written.
+        let plain = [
             "server",
             "--binary",
             &b,
@@ -344,6 +347,17 @@ fn the_server_install_under_a_root() {
             "--root",
             &r,
         ];
+        let before = tree(&root);
+        let out = install(shell, base.path(), &plain);
+        assert_eq!(code(&out), 1, "{shell:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("give --tls-cert FILE and --tls-key FILE"),
+            "{shell:?}: {}",
+            stderr(&out)
+        );
+        assert_eq!(tree(&root), before);
+        let mut args = plain.to_vec();
+        args.extend(["--tls-cert", &c, "--tls-key", &k]);
         let out = dry_run_then_install(shell, base.path(), &args, &root);
         assert!(
             stdout(&out).contains("server public key"),
@@ -375,6 +389,25 @@ fn the_server_install_under_a_root() {
         let parsed = hitl_gate::policy::load::parse(&policy).expect("server.toml parses");
         assert_eq!(parsed.serve().listen.as_deref(), Some("0.0.0.0:8443"));
         assert_eq!(
+            parsed.serve().tls_cert.as_deref(),
+            Some(Path::new("/etc/hitl-gate/tls/cert.pem"))
+        );
+        assert_eq!(
+            parsed.serve().tls_key.as_deref(),
+            Some(Path::new("/etc/hitl-gate/tls/key.pem"))
+        );
+        assert_eq!(
+            owner_mode(&root.join("etc/hitl-gate/tls/cert.pem")),
+            (0, 0, 0o644)
+        );
+        assert_eq!(
+            owner_mode(&root.join("etc/hitl-gate/tls/key.pem")),
+            (0, uid, 0o640)
+        );
+        if matches!(shell, Shell::Dash) {
+            serves_https_from(&root, &policy);
+        }
+        assert_eq!(
             owner_mode(&root.join("etc/hitl-gate/server.toml")),
             (0, uid, 0o640)
         );
@@ -394,6 +427,108 @@ fn the_server_install_under_a_root() {
         assert!(root.join("etc/hitl-gate/server.toml").exists());
         assert!(!root.join("opt/hitl-gate").exists());
         assert!(!root.join("etc/systemd/system/hitl-gate.service").exists());
+    }
+}
+
+/// The unit's command with the installed server.toml (its paths moved below `root`): it starts
+/// on a non-loopback address, with the certificate the policy names, and answers over HTTPS.
+fn serves_https_from(root: &Path, policy: &str) {
+    let port = crate::support::server::free_port();
+    let moved = policy
+        .replace(
+            "/etc/hitl-gate/",
+            &format!("{}/etc/hitl-gate/", root.display()),
+        )
+        .replace(
+            "/var/lib/hitl-gate",
+            &format!("{}/var/lib/hitl-gate", root.display()),
+        )
+        .replace("0.0.0.0:8443", &format!("0.0.0.0:{port}"));
+    let file = root.join("etc/hitl-gate/server-moved.toml");
+    std::fs::write(&file, moved).unwrap();
+    std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let sb = crate::support::Sandbox::new();
+    let mut serve = sb
+        .owner
+        .mark(&mut Command::new(root.join("opt/hitl-gate/bin/hitl-gate")))
+        .arg("serve")
+        .env("HITL_GATE_POLICY", &file)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let ca = std::fs::read(root.parent().unwrap().join("ca.pem")).unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .build()
+        .unwrap();
+    let start = std::time::Instant::now();
+    let answered = loop {
+        let got = client
+            .get(format!("https://127.0.0.1:{port}/healthz"))
+            .send()
+            .and_then(|r| r.text());
+        match got {
+            Ok(text) => break text,
+            Err(e) => {
+                if let Ok(Some(_)) = serve.try_wait() {
+                    let out = crate::support::gate::finish_now(&mut serve);
+                    panic!("serve ended: {}", stderr(&out));
+                }
+                assert!(start.elapsed() < std::time::Duration::from_secs(60), "{e}");
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(answered.starts_with("ok"), "{answered}");
+    crate::support::procs::kill_group(&mut serve);
+}
+
+#[test]
+fn an_agent_image_with_only_some_tools() {
+    let bin = static_binary();
+    let sha = sha256_of(&bin);
+    for shell in SHELLS {
+        let base = tempfile::tempdir().unwrap();
+        let root = new_root(base.path());
+        let (b, r) = (bin.display().to_string(), root.display().to_string());
+        let args = ["agent", "--binary", &b, "--sha256", &sha, "--root", &r];
+        for bad in ["kubectl,vault", "kubectl,kubectl", ""] {
+            let mut a = args.to_vec();
+            a.extend(["--tools", bad]);
+            let out = install(shell, base.path(), &a);
+            assert_eq!(code(&out), 1, "{shell:?} {bad}: {}", stderr(&out));
+            assert!(stderr(&out).contains("--tools"), "{}", stderr(&out));
+        }
+        let mut a = args.to_vec();
+        a.extend(["--tools", "kubectl,helm"]);
+        dry_run_then_install(shell, base.path(), &a, &root);
+        let shims = root.join("opt/hitl-gate/shims");
+        let mut names: Vec<String> = std::fs::read_dir(&shims)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["helm", "kubectl"], "{shell:?}");
+        second_run_changes_nothing(shell, base.path(), &a, &root);
+        // doctor: terraform is not installed here (a note); kubectl's shim without a real
+        // kubectl is broken (a failure).
+        let out = run(Command::new(root.join("opt/hitl-gate/bin/hitl-gate"))
+            .arg("doctor")
+            .env_clear()
+            .env("HOME", base.path())
+            .env("PATH", format!("{}:/nonexistent", shims.display())));
+        let text = stdout(&out);
+        assert!(
+            text.contains("note terraform: not installed here"),
+            "{text}"
+        );
+        assert!(text.contains("note tofu: not installed here"), "{text}");
+        assert!(
+            text.lines().any(|l| l.starts_with("FAIL kubectl:")),
+            "{text}"
+        );
+        assert_eq!(code(&out), 1, "{text}");
     }
 }
 

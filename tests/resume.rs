@@ -116,6 +116,18 @@ async fn a_harness_sigterm_detaches_and_the_same_command_picks_its_request_up_an
     signal(&child, nix::sys::signal::Signal::SIGTERM);
     let out = finish(child).await;
     assert_pending_line(&out, &id);
+    // Without a web UI, the review line is the approvers' command (the API URL is 401 in a
+    // browser).
+    assert!(
+        stderr(&out).contains(&format!("review: hitl-gate show {id}\n")),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        !stderr(&out).contains("/api/v1/requests/"),
+        "{}",
+        stderr(&out)
+    );
     let v = get(&k, &id).await;
     assert_eq!(v["state"], "pending", "{v}");
     assert_eq!(v["agent_waiting"], false, "{v}");

@@ -364,6 +364,14 @@ async fn no_server_fails_closed() {
         "{}",
         stderr(&out)
     );
+    // What to do, on a line of its own.
+    assert!(
+        stderr(&out).lines().any(|l| l
+            == "hitl-gate: check the approval server with `hitl-gate doctor` (run as this user, \
+                it says what is wrong), or start it (`hitl-gate serve`)"),
+        "{}",
+        stderr(&out)
+    );
     assert!(w.state().is_empty());
 }
 

@@ -39,7 +39,7 @@ pub fn run(args: Args) -> Result<i32, CliError> {
     if cfg!(feature = "test-hooks") {
         println!("note this build has test hooks (HITL_GATE_TEST_ROOT); do not deploy it");
     }
-    let policy = match policy::load::load() {
+    let policy = match policy::load::load_for_cli() {
         Ok((p, source)) => {
             report(true, format!("policy: {source}"));
             Some(p)
@@ -93,7 +93,11 @@ pub fn run(args: Args) -> Result<i32, CliError> {
         let first = first_on_path(tool.name(), &path);
         let real = resolver.find(tool, policy.as_ref().and_then(|p| p.real_path(tool)));
         match (&first, &real) {
-            (None, Err(_)) => println!("skip {tool}: neither a shim nor the real tool is on PATH"),
+            // Not installed here (install.sh --tools): a note, not a failure. A shim whose real
+            // tool is missing is broken (below).
+            (None, Err(_)) => println!(
+                "note {tool}: not installed here (neither a shim nor the real {tool} is on PATH)"
+            ),
             (Some(f), _) if !resolver.is_shim(f) => report(
                 false,
                 format!(

@@ -97,8 +97,8 @@ pub fn run(args: Args) -> Result<i32, CliError> {
             .as_millisecond(),
         None => crate::api::now_ms(),
     };
-    let (policy, source) =
-        policy::load::load().map_err(|e| CliError::new(exit::POLICY_ERROR, e.to_string()))?;
+    let (policy, source) = policy::load::load_for_cli()
+        .map_err(|e| CliError::new(exit::POLICY_ERROR, e.to_string()))?;
     let env = |k: &str| std::env::var(k).ok();
     let read = argv::read(tool, rest, &env);
     let resolver = Resolver::for_exe(std::env::var_os("PATH"));

@@ -16,10 +16,10 @@ pub struct Args {
     /// Address to listen on [default: [serve] listen, else 127.0.0.1:8080].
     #[arg(long)]
     listen: Option<String>,
-    /// PEM certificate chain for HTTPS.
+    /// PEM certificate chain for HTTPS [default: [serve] tls_cert].
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
-    /// PEM private key for HTTPS.
+    /// PEM private key for HTTPS [default: [serve] tls_key].
     #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
     /// Allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
@@ -45,15 +45,20 @@ pub fn run(args: Args) -> Result<i32, CliError> {
                 "--listen {listen:?} is not an address like 127.0.0.1:8080 or localhost:8080"
             ))
         })?;
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => Some(server::tls::load(c, k).map_err(fail)?),
-        _ => None,
+    // The flags, else the policy's pair (validated: both or neither).
+    let pair = match (args.tls_cert, args.tls_key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        _ => serve.tls_cert.clone().zip(serve.tls_key.clone()),
+    };
+    let tls = match &pair {
+        Some((c, k)) => Some(server::tls::load(c, k).map_err(fail)?),
+        None => None,
     };
     if !addr.ip().is_loopback() && tls.is_none() && !args.insecure_http {
         return Err(fail(format!(
             "refusing to listen on {addr} without TLS: approvals and agent tokens would cross the \
-             network in clear text. Give --tls-cert and --tls-key, or --insecure-http if a \
-             TLS-terminating proxy sits in front"
+             network in clear text. Give --tls-cert and --tls-key (or [serve] tls_cert and \
+             tls_key), or --insecure-http if a TLS-terminating proxy sits in front"
         )));
     }
     // Found as the approver commands find it; only a --data-dir of serve's own must be repeated

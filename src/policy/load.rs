@@ -35,7 +35,8 @@ pub const POLICY_ENV: &str = "HITL_GATE_POLICY";
 pub enum Source {
     System(PathBuf),
     Env(PathBuf),
-    /// The user's configuration (`hitl-gate init`), for the server's commands only.
+    /// The user's configuration (`hitl-gate init`), for the CLI's commands only (`serve`, the
+    /// approvers' commands, `explain`, `doctor`); never for the shims.
     User(PathBuf),
     Builtin,
 }
@@ -45,7 +46,12 @@ impl std::fmt::Display for Source {
         match self {
             Source::System(p) => write!(f, "{} (system policy)", p.display()),
             Source::Env(p) => write!(f, "{} (from ${POLICY_ENV})", p.display()),
-            Source::User(p) => write!(f, "{} (your configuration)", p.display()),
+            Source::User(p) => write!(
+                f,
+                "{} (your configuration, from `hitl-gate init`; the shims read it only where \
+                 ${POLICY_ENV} names it)",
+                p.display()
+            ),
             Source::Builtin => f.write_str("built-in rules (no policy file)"),
         }
     }
@@ -369,5 +375,16 @@ mod tests {
         let e = parse("version = 1\n[[rule]]\nname = \"x\"\naction = \"pass\"\nsubcommand = []\n")
             .unwrap_err();
         assert!(e.contains("line 5") && e.contains("subcommand"), "{e}");
+    }
+
+    #[test]
+    fn tls_files_go_together_and_are_absolute() {
+        let serve = |lines: &str| parse(&format!("version = 1\n[serve]\n{lines}"));
+        let both = serve("tls_cert = \"/c.pem\"\ntls_key = \"/k.pem\"\n").unwrap();
+        assert_eq!(both.serve().tls_key.as_deref(), Some(Path::new("/k.pem")));
+        let e = serve("tls_cert = \"/c.pem\"\n").unwrap_err();
+        assert!(e.contains("tls_cert and tls_key go together"), "{e}");
+        let e = serve("tls_cert = \"c.pem\"\ntls_key = \"/k.pem\"\n").unwrap_err();
+        assert!(e.contains("absolute"), "{e}");
     }
 }

@@ -115,6 +115,12 @@ pub struct Serve {
     /// Default `$XDG_DATA_HOME/hitl-gate`.
     #[serde(default)]
     pub data_dir: Option<PathBuf>,
+    /// PEM certificate chain and private key for HTTPS (`--tls-cert`/`--tls-key` override);
+    /// both or neither, absolute paths.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// The PostgreSQL database shared by the server's replicas (`postgres://user@host/db`),
     /// instead of SQLite in the data dir. Never with a password: see `database_password_file`
     /// (or libpq's `PGPASSFILE`).
@@ -217,6 +223,8 @@ impl Default for Serve {
         Serve {
             listen: None,
             data_dir: None,
+            tls_cert: None,
+            tls_key: None,
             database_url: None,
             database_password_file: None,
             body_limit_bytes: default_body_limit(),

@@ -106,6 +106,7 @@ pub(super) fn check(file: &PolicyFile) -> Result<(), String> {
     }
     validate_approval(&file.approval)?;
     validate_database(&file.serve)?;
+    validate_tls(&file.serve)?;
     if let Some(l) = &file.lockdown {
         lockdown::validate(l, &|n| file.environments.iter().any(|e| e.name == n))?;
     }
@@ -188,6 +189,16 @@ fn validate_approval(a: &schema::Approval) -> Result<(), String> {
         return Err("[approval] public_key must be 64 hex characters (hitl-gate keys show)".into());
     }
     Ok(())
+}
+
+/// `[serve] tls_cert` and `tls_key`: both or neither, absolute.
+fn validate_tls(s: &schema::Serve) -> Result<(), String> {
+    match (&s.tls_cert, &s.tls_key) {
+        (Some(c), Some(k)) if c.is_absolute() && k.is_absolute() => Ok(()),
+        (None, None) => Ok(()),
+        (Some(_), Some(_)) => Err("[serve] tls_cert and tls_key must be absolute paths".into()),
+        _ => Err("[serve] tls_cert and tls_key go together: set both or neither".into()),
+    }
 }
 
 /// `[serve] database_url`: a PostgreSQL URL without a password.

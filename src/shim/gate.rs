@@ -39,6 +39,7 @@ pub fn run(
 ) -> Result<ExitStatus, Stop> {
     let cmdline = command_line(tool, args);
     let unavailable = |why: String| Stop::unavailable(&cmdline, &gate.rule, why);
+    let server_down = |why: String| Stop::server_down(&cmdline, &gate.rule, why);
     let approval = policy.approval();
     let Some(public_key) = approval.public_key.clone() else {
         return Err(unavailable(
@@ -78,7 +79,7 @@ pub fn run(
 
     if prepared.no_changes && policy.skip_when_no_changes(&gate.rule) {
         retry_briefly(|| client.no_changes(&prepared.request)).map_err(|e| {
-            unavailable(format!(
+            server_down(format!(
                 "the plan has no changes and recording that failed ({e})"
             ))
         })?;
@@ -93,7 +94,7 @@ pub fn run(
     }
 
     let key = resume::Key::of(&prepared.request);
-    let view = submit(&client, &key, &mut prepared, &cmdline).map_err(unavailable)?;
+    let view = submit(&client, &key, &mut prepared, &cmdline).map_err(server_down)?;
     let view = match view.state {
         State::Pending => wait(&client, view, &rx, tx, &waiting)?,
         _ => view,
@@ -160,7 +161,7 @@ fn submit(
         }
     };
     if view.state == State::Pending {
-        announce(cmdline, &view, client.base());
+        announce(cmdline, &view);
     }
     Ok(view)
 }

@@ -41,6 +41,14 @@ impl Stop {
         )
     }
 
+    /// The approval server could not be reached or failed (83), with what to do about it.
+    pub fn server_down(cmdline: &str, rule: &str, why: impl std::fmt::Display) -> Stop {
+        let mut s = Stop::unavailable(cmdline, rule, why);
+        s.message.push('\n');
+        s.message.push_str(SERVER_HINT);
+        s
+    }
+
     /// An approval arrived but does not hold (88).
     pub fn verification(message: impl Into<String>) -> Stop {
         Stop::new(code::VERIFICATION_FAILED, message)
@@ -79,6 +87,10 @@ impl From<super::resolve::ResolveError> for Stop {
         Stop::new(code, e.to_string())
     }
 }
+
+/// The line under an unreachable or failing approval server: what to do.
+pub const SERVER_HINT: &str = "check the approval server with `hitl-gate doctor` (run as this \
+                               user, it says what is wrong), or start it (`hitl-gate serve`)";
 
 /// What a tool-specific producer hands to the gate.
 pub struct Prepared {

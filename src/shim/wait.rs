@@ -94,14 +94,12 @@ pub fn retry_briefly<T>(
 }
 
 /// What the agent sees once the request is submitted (or picked up again).
-pub fn announce(cmdline: &str, view: &RequestView, base: &str) {
+pub fn announce(cmdline: &str, view: &RequestView) {
     let c = &view.classification;
     let review = match &view.review_url {
         Some(url) => url.clone(),
-        None => format!(
-            "{base}/api/v1/requests/{id} (approvers: hitl-gate show {id})",
-            id = view.id
-        ),
+        // The API URL answers 401 in a browser: without a web UI, the approvers' command.
+        None => format!("hitl-gate show {}", view.id),
     };
     let freeze = c
         .freeze
@@ -200,7 +198,8 @@ pub fn wait(
                     code::APPROVAL_UNAVAILABLE,
                     format!(
                         "lost the approval server while waiting for request {id} ({e}); nothing \
-                         ran"
+                         ran\n{}",
+                        super::prepared::SERVER_HINT
                     ),
                 ))
             }
