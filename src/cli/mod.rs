@@ -1,6 +1,7 @@
 //! The `hitl-gate` command line (clap). Each subcommand lives in its own file. Errors are
 //! returned up to [`run`], which prints them once.
 
+mod about;
 #[cfg(feature = "server")]
 mod admin;
 #[cfg(feature = "server")]
@@ -14,6 +15,8 @@ mod init;
 #[cfg(feature = "server")]
 mod keys;
 mod locate;
+#[cfg(feature = "server")]
+mod print;
 mod runner;
 #[cfg(feature = "server")]
 mod serve;
@@ -28,7 +31,7 @@ pub use error::CliError;
 #[derive(Parser)]
 #[command(
     name = "hitl-gate",
-    version,
+    version = about::VERSION,
     about = "Human-in-the-loop approval gate for terraform, tofu, kubectl and helm",
     long_about = "Human-in-the-loop approval gate for terraform, tofu, kubectl and helm.\n\n\
         Installed under a tool's name (symlinks, as in shims/), this binary is a shim that \
@@ -74,6 +77,10 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Keys(keys::Command),
+    /// Print a shell completion script to stdout (bash, zsh, fish).
+    Completions(about::CompletionsArgs),
+    /// Print the man page (roff), or write every page into a directory with --dir.
+    Man(about::ManArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -115,6 +122,8 @@ fn run_clap() -> i32 {
         Command::Audit(c) => audit::run(c),
         #[cfg(feature = "server")]
         Command::Keys(c) => keys::run(c),
+        Command::Completions(a) => about::completions(a),
+        Command::Man(a) => about::man(a),
     };
     report(result)
 }
