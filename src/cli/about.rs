@@ -52,7 +52,19 @@ fn command() -> clap::Command {
 pub fn completions(a: CompletionsArgs) -> Result<i32, CliError> {
     let mut out = Vec::new();
     clap_complete::generate(a.shell, &mut command(), "hitl-gate", &mut out);
+    if a.shell == clap_complete::Shell::Bash {
+        out = bash_fix(&out).into_bytes();
+    }
     write_stdout(&out)
+}
+
+/// clap_complete 4.6's bash script, for a name with a hyphen, spells each subcommand's state
+/// `hitl__subcmd__gate__subcmd__list` in its case arms but `hitl__gate__subcmd__list` where it
+/// walks the words, so nothing after a subcommand completed (clap-rs/clap#6421, open). The
+/// arms are spelt as the walk spells them; once clap_complete spells them so, this changes
+/// nothing.
+fn bash_fix(script: &[u8]) -> String {
+    String::from_utf8_lossy(script).replace("hitl__subcmd__gate__subcmd__", "hitl__gate__subcmd__")
 }
 
 pub fn man(a: ManArgs) -> Result<i32, CliError> {
@@ -150,7 +162,7 @@ mod tests {
         let (commit, date) = rest.split_once(", built ").expect(VERSION);
         assert!(
             commit == "unknown"
-                || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+                || (commit.len() >= 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
             "{VERSION}"
         );
         let date = date.strip_suffix(')').expect(VERSION);

@@ -40,6 +40,9 @@ pub struct ListArgs {
     /// Which requests to list, by state.
     #[arg(long, default_value = "pending", value_parser = STATES)]
     state: String,
+    /// At most this many, newest first (1 to 1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: u16,
     #[command(flatten)]
     common: Common,
 }
@@ -116,7 +119,7 @@ pub fn list(a: ListArgs) -> Result<i32, CliError> {
     let text = call(
         &a.common,
         "GET",
-        &format!("/api/v1/requests?state={}", a.state),
+        &format!("/api/v1/requests?state={}&limit={}", a.state, a.limit),
         None,
     )?;
     let list: Vec<RequestView> = serde_json::from_str(&text).map_err(bad_answer)?;
