@@ -1,15 +1,13 @@
 //! What `hitl-gate` says about itself: the `--version` line (with the commit and build date
 //! that `build.rs` records), `hitl-gate completions SHELL` (clap_complete) and `hitl-gate man`
 //! (clap_mangen: `hitl-gate.1` and one page per subcommand, `hitl-gate-list.1`, …). All three
-//! are made from the same clap definition as `--help`, so they cannot drift from it.
+//! are made from the same clap definition as `--help` (`mod.rs` hands it over), so they
+//! cannot drift from it.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use clap::CommandFactory;
-
 use super::error::CliError;
-use super::Cli;
 
 /// `0.1.0 (commit 1a2b3c4d5e6f, built 2026-05-04)`; the commit is `unknown` for a build
 /// without git metadata.
@@ -43,15 +41,16 @@ fn fail(m: impl Into<String>) -> CliError {
 
 /// The clap command, built (subcommands know their full names), without the `help`
 /// subcommand (it has no page of its own).
-fn command() -> clap::Command {
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+fn built(cmd: clap::Command) -> clap::Command {
+    let mut cmd = cmd.disable_help_subcommand(true);
     cmd.build();
     cmd
 }
 
-pub fn completions(a: CompletionsArgs) -> Result<i32, CliError> {
+/// `hitl-gate completions SHELL`, for the CLI `cmd`.
+pub fn completions(a: CompletionsArgs, cmd: clap::Command) -> Result<i32, CliError> {
     let mut out = Vec::new();
-    clap_complete::generate(a.shell, &mut command(), "hitl-gate", &mut out);
+    clap_complete::generate(a.shell, &mut built(cmd), "hitl-gate", &mut out);
     if a.shell == clap_complete::Shell::Bash {
         out = bash_fix(&out).into_bytes();
     }
@@ -67,8 +66,9 @@ fn bash_fix(script: &[u8]) -> String {
     String::from_utf8_lossy(script).replace("hitl__subcmd__gate__subcmd__", "hitl__gate__subcmd__")
 }
 
-pub fn man(a: ManArgs) -> Result<i32, CliError> {
-    let cmd = command();
+/// `hitl-gate man [--dir DIR]`, for the CLI `cmd`.
+pub fn man(a: ManArgs, cmd: clap::Command) -> Result<i32, CliError> {
+    let cmd = built(cmd);
     match a.dir {
         None => write_stdout(&render(&cmd)?),
         Some(dir) => {
@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn every_argument_and_subcommand_has_a_description() {
         let mut missing = Vec::new();
-        let cmd = command();
+        let cmd = built(<crate::cli::Cli as clap::CommandFactory>::command());
         undescribed(&cmd, "hitl-gate", &mut missing);
         assert!(
             cmd.get_subcommands().count() > 10,

@@ -23,7 +23,7 @@ mod serve;
 #[cfg(feature = "server")]
 mod uds_http;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::shim::kube_diff;
 pub use error::CliError;
@@ -122,8 +122,8 @@ fn run_clap() -> i32 {
         Command::Audit(c) => audit::run(c),
         #[cfg(feature = "server")]
         Command::Keys(c) => keys::run(c),
-        Command::Completions(a) => about::completions(a),
-        Command::Man(a) => about::man(a),
+        Command::Completions(a) => about::completions(a, Cli::command()),
+        Command::Man(a) => about::man(a, Cli::command()),
     };
     report(result)
 }
