@@ -40,8 +40,9 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
 }
 
 /// Asks cargo to run this script again when HEAD moves: the HEAD file of this worktree, the
-/// branch's loose ref and `packed-refs`, those that exist (a path that does not exist would make
-/// cargo run the script on every build).
+/// branch's loose ref (or, while the branch is only in `packed-refs`, the directory its loose
+/// ref will appear in) and `packed-refs`, those that exist (a path that does not exist would
+/// make cargo run the script on every build).
 fn watch_head(dir: &Path) {
     let path = |what: &str| git(dir, &["rev-parse", "--path-format=absolute", what]);
     let git_dir = path("--git-dir");
@@ -51,7 +52,11 @@ fn watch_head(dir: &Path) {
         files.push(Path::new(g).join("HEAD"));
     }
     if let (Some(c), Some(head)) = (&common, git(dir, &["symbolic-ref", "-q", "HEAD"])) {
-        files.push(Path::new(c).join(head));
+        let loose = Path::new(c).join(head);
+        match loose.parent().filter(|_| !loose.exists()) {
+            Some(parent) => files.push(parent.to_path_buf()),
+            None => files.push(loose),
+        }
         files.push(Path::new(c).join("packed-refs"));
     }
     for f in files.iter().filter(|f| f.exists()) {
