@@ -51,6 +51,12 @@ enum Command {
     Doctor(doctor::Args),
     /// Lockdown mode's runner: runs the real tools for the agents' users (as this user).
     Runner(runner::Args),
+    /// Print a shell completion script to stdout (bash, zsh, fish).
+    #[command(display_order = 1000)]
+    Completions(about::CompletionsArgs),
+    /// Print the man page (roff), or write every page into a directory with --dir.
+    #[command(display_order = 1001)]
+    Man(about::ManArgs),
     /// Set up a working local gate: a policy, an agent token, the server's key, the shims.
     #[cfg(feature = "server")]
     Init(init::Args),
@@ -77,10 +83,6 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Keys(keys::Command),
-    /// Print a shell completion script to stdout (bash, zsh, fish).
-    Completions(about::CompletionsArgs),
-    /// Print the man page (roff), or write every page into a directory with --dir.
-    Man(about::ManArgs),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -106,6 +108,8 @@ fn run_clap() -> i32 {
         Command::Explain(a) => explain::run(a),
         Command::Doctor(a) => doctor::run(a),
         Command::Runner(a) => runner::run(a),
+        Command::Completions(a) => about::completions(a, Cli::command()),
+        Command::Man(a) => about::man(a, Cli::command()),
         #[cfg(feature = "server")]
         Command::Init(a) => init::run(a),
         #[cfg(feature = "server")]
@@ -122,8 +126,6 @@ fn run_clap() -> i32 {
         Command::Audit(c) => audit::run(c),
         #[cfg(feature = "server")]
         Command::Keys(c) => keys::run(c),
-        Command::Completions(a) => about::completions(a, Cli::command()),
-        Command::Man(a) => about::man(a, Cli::command()),
     };
     report(result)
 }
