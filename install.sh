@@ -15,8 +15,12 @@
 #                     [--prefix DIR]
 #   common:           [--root DIR] [--dry-run] [--uninstall [--purge]]
 #
-# agent:  PREFIX/bin/hitl-gate and PREFIX/shims/{terraform,tofu,kubectl,helm} (--tools: only
-#         those of a comma-separated list, e.g. kubectl,helm); the system policy
+# both:   PREFIX/bin/hitl-gate, and its shell completions and man pages, made by running it:
+#         PREFIX/share/bash-completion/completions/hitl-gate, PREFIX/share/zsh/site-functions/
+#         _hitl-gate, PREFIX/share/fish/vendor_completions.d/hitl-gate.fish and
+#         PREFIX/share/man/man1/hitl-gate*.1 (skipped, with a note, when it cannot run here).
+# agent:  PREFIX/shims/{terraform,tofu,kubectl,helm} (--tools: only those of a comma-separated
+#         list, e.g. kubectl,helm); the system policy
 #         /etc/hitl-gate/policy.toml (root, 0644), written when absent and never overwritten;
 #         the agent token /etc/hitl-gate/agent.token (root, readable by --agent-group only);
 #         /etc/profile.d/hitl-gate.sh (PATH); then `hitl-gate doctor` as --agent-user.
@@ -40,7 +44,7 @@
 #         server.toml ([serve] tls_cert, tls_key).
 #
 # Every run is idempotent (a second one changes nothing, and says so). --dry-run prints each
-# action and changes nothing. --uninstall removes what was installed and keeps the policy, the
+# action once and changes nothing. --uninstall removes what was installed and keeps the policy, the
 # token and the server's data unless --purge. --root installs below another root (image builds,
 # tests); nothing outside it is touched.
 set -eu
@@ -177,6 +181,8 @@ run() { [ -n "$DRY" ] || "$@"; }
 CREATED_DIRS=
 ensure_dir() { # path mode
   [ -d "$1" ] && return 0
+  # In a dry run nothing is created: a directory already announced is not announced again.
+  case " $CREATED_DIRS " in *" ${1#"$ROOT"} "*) return 0 ;; esac
   parent=$(dirname "$1")
   [ -d "$parent" ] || ensure_dir "$parent" 0755
   act "create $1/"
@@ -260,6 +266,38 @@ install_binary() {
   ensure_dir "$P/bin" 0755
   ensure_file "$BINARY" "$P/bin/hitl-gate" 0755 0:0
   record "$PREFIX/bin/hitl-gate"
+  install_completions_and_man
+}
+
+# The shell completions and man pages, as the binary being installed prints them. It runs
+# through a link named hitl-gate (the name it answers to as the CLI), so a dry run can compare
+# them with what is installed. A binary that cannot run here (another architecture, for an
+# image) installs neither.
+install_completions_and_man() {
+  gen=$(mktemp -d)
+  case $BINARY in /*) ln -s "$BINARY" "$gen/hitl-gate" ;; *) ln -s "$(pwd)/$BINARY" "$gen/hitl-gate" ;; esac
+  mkdir "$gen/man"
+  if ! { "$gen/hitl-gate" completions bash >"$gen/bash" && "$gen/hitl-gate" completions zsh >"$gen/zsh" &&
+    "$gen/hitl-gate" completions fish >"$gen/fish" && "$gen/hitl-gate" man --dir "$gen/man" >/dev/null; } 2>"$gen/err"; then
+    why=$(head -n 1 "$gen/err")
+    say "no shell completions or man pages: $BINARY cannot make them here${why:+ ($why)}"
+    rm -rf "$gen"
+    return 0
+  fi
+  share=$P/share
+  for pair in "bash:bash-completion/completions/hitl-gate" "zsh:zsh/site-functions/_hitl-gate" \
+    "fish:fish/vendor_completions.d/hitl-gate.fish"; do
+    dest=$share/${pair#*:}
+    ensure_dir "$(dirname "$dest")" 0755
+    ensure_file "$gen/${pair%%:*}" "$dest" 0644 0:0
+    record "$PREFIX/share/${pair#*:}"
+  done
+  ensure_dir "$share/man/man1" 0755
+  for page in "$gen/man/"*.1; do
+    ensure_file "$page" "$share/man/man1/${page##*/}" 0644 0:0
+    record "$PREFIX/share/man/man1/${page##*/}"
+  done
+  rm -rf "$gen"
 }
 
 # --- uninstall: what the manifest lists, but the policy, the token and data unless --purge

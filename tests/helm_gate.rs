@@ -165,7 +165,7 @@ async fn uninstall_lists_the_removals_and_post_renderers_are_refused() {
     let req = h.pending(&mut child).await;
     let text = req["diff"]["text"].as_str().unwrap();
     assert!(
-        text.contains("!!! Deployment rel-web will be DELETE"),
+        text.contains("!!! Deployment rel-web will be deleted"),
         "{text}"
     );
     h.decide(req["id"].as_str().unwrap(), "approve", "ok").await;

@@ -131,7 +131,7 @@ fn dry_run_then_install(shell: Shell, scratch: &Path, args: &[&str], root: &Path
     out
 }
 
-fn tree(root: &Path) -> String {
+pub fn tree(root: &Path) -> String {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         for e in std::fs::read_dir(dir).unwrap().flatten() {
             let p = e.path();
@@ -161,7 +161,7 @@ fn tree(root: &Path) -> String {
     out.join("\n")
 }
 
-fn owner_mode(p: &Path) -> (u32, u32, u32) {
+pub fn owner_mode(p: &Path) -> (u32, u32, u32) {
     let m = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     (m.uid(), m.gid(), m.mode() & 0o7777)
 }

@@ -4,6 +4,7 @@
 mod support;
 
 mod approval_policy;
+mod approver_cli;
 pub mod attacks;
 mod audit;
 mod audit_export;
@@ -16,6 +17,7 @@ mod flag_tables;
 mod helm_gate;
 mod init;
 mod install;
+mod install_docs;
 mod kube_fake;
 mod kubectl_gate;
 mod lockdown;

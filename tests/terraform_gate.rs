@@ -237,7 +237,7 @@ async fn destroy_replace_and_no_changes_are_classified_and_shown() {
     let text = req["diff"]["text"].as_str().unwrap();
     assert!(text.contains("Summary: +2 ~0 -2 (2 replace)"), "{text}");
     assert!(
-        text.contains("!!! null_resource.r0 will be REPLACE"),
+        text.contains("!!! null_resource.r0 will be replaced"),
         "{text}"
     );
     assert!(text.contains("triggers.n: \"1\" -> \"2\""), "{text}");
@@ -251,7 +251,7 @@ async fn destroy_replace_and_no_changes_are_classified_and_shown() {
     let text = req["diff"]["text"].as_str().unwrap();
     assert!(text.contains("Summary: +0 ~0 -2"), "{text}");
     assert!(
-        text.contains("!!! null_resource.r1 will be DELETE"),
+        text.contains("!!! null_resource.r1 will be deleted"),
         "{text}"
     );
     w.decide(req["id"].as_str().unwrap(), "approve", "ok").await;

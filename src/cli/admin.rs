@@ -1,36 +1,55 @@
 //! `hitl-gate list | show ID | approve ID [-m COMMENT] | reject ID -m REASON`: the approver's
 //! commands, sent over the server's admin Unix socket. The server identifies the caller with
-//! SO_PEERCRED (`local:<user>`); nothing here can claim another identity.
+//! SO_PEERCRED (`local:<user>`); nothing here can claim another identity. The text they print
+//! is made in `print.rs`; with `--json` they print the server's JSON as it came (docs/cli.md).
 
 use std::path::PathBuf;
 
+use jiff::tz::TimeZone;
+
 use super::error::CliError;
+use super::print;
 use super::uds_http;
 use crate::api::{ErrorBody, RequestView};
-use crate::escape::{shell_word, terminal};
 use crate::server;
+
+/// The values of `list --state`.
+const STATES: [&str; 6] = [
+    "pending",
+    "approved",
+    "rejected",
+    "expired",
+    "cancelled",
+    "all",
+];
 
 #[derive(clap::Args)]
 pub struct Common {
-    /// The server's data dir (where admin.sock is) [default: $XDG_DATA_HOME/hitl-gate].
+    /// The server's data dir, where admin.sock is [default: the policy's [serve] data_dir,
+    /// else $XDG_DATA_HOME/hitl-gate].
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
-    /// Print JSON.
+    /// Print the server's JSON instead of text: one request object, or for `list` an array of
+    /// them (docs/cli.md).
     #[arg(long, global = true)]
     json: bool,
 }
 
 #[derive(clap::Args)]
 pub struct ListArgs {
-    /// pending, approved, rejected, expired, cancelled or all.
-    #[arg(long, default_value = "pending")]
+    /// Which requests to list, by state.
+    #[arg(long, default_value = "pending", value_parser = STATES)]
     state: String,
+    /// At most this many, newest first (1 to 1000).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    limit: u16,
     #[command(flatten)]
     common: Common,
 }
 
 #[derive(clap::Args)]
 pub struct ShowArgs {
+    /// The request's id, as `list` prints it.
     id: String,
     #[command(flatten)]
     common: Common,
@@ -38,6 +57,7 @@ pub struct ShowArgs {
 
 #[derive(clap::Args)]
 pub struct ApproveArgs {
+    /// The request's id, as `list` prints it.
     id: String,
     /// A comment, recorded with the decision.
     #[arg(short = 'm', long = "message")]
@@ -48,6 +68,7 @@ pub struct ApproveArgs {
 
 #[derive(clap::Args)]
 pub struct RejectArgs {
+    /// The request's id, as `list` prints it.
     id: String,
     /// Why: required, and shown to the agent.
     #[arg(short = 'm', long = "message", required = true)]
@@ -79,158 +100,17 @@ fn call(
     Err(CliError::new(1, format!("server answered {status}: {msg}")))
 }
 
-/// Agent-supplied text on one line, safe for the terminal.
-fn line(s: &str) -> String {
-    terminal(s, false)
+fn bad_answer(e: serde_json::Error) -> CliError {
+    CliError::new(1, format!("bad answer: {e}"))
 }
 
-/// The command as shell words, safe for the terminal.
-fn command(v: &RequestView) -> String {
-    std::iter::once(v.tool.as_str())
-        .chain(v.argv.iter().map(String::as_str))
-        .map(shell_word)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `+1 ~2 -0`, as the server counted the change model.
-fn counts(v: &RequestView) -> String {
-    line(&v.changes.summary)
-}
-
-/// A pending request no agent waits for, marked: approving it runs nothing until the agent
-/// runs the same command again.
-fn waiting(v: &RequestView) -> &'static str {
-    if v.state == crate::api::State::Pending && !v.agent_waiting {
-        " (no agent waiting: approving runs nothing until the agent runs the command again)"
-    } else {
-        ""
-    }
-}
-
-fn print_one(v: &RequestView) {
-    let opt = |o: &Option<String>| o.as_deref().map_or_else(|| "-".into(), line);
-    println!("request     {}", v.id);
-    println!("state       {}{}", v.state.as_str(), waiting(v));
-    println!(
-        "agent       {} (for {})",
-        line(&v.agent),
-        opt(&v.on_behalf_of)
-    );
-    println!("command     {}", command(v));
-    if let Some(run) = &v.run {
-        println!("runs as     {}", line(&run.shown(&v.tool)));
-    }
-    println!("cwd         {} on {}", line(&v.cwd), line(&v.host));
-    println!("target      (what the approval covers)");
-    let t = &v.environment;
-    for (what, value) in [
-        ("kube context", &t.kube_context),
-        ("cluster", &t.cluster_server),
-        ("kube user", &t.kube_user),
-        ("namespace", &t.namespace),
-        ("workspace", &t.terraform_workspace),
-        ("backend", &t.terraform_backend),
-        ("directory", &t.dir),
-    ] {
-        if let Some(value) = value {
-            println!("  {what:<12} {}", line(value));
-        }
-    }
-    if let Some(why) = t.inexact_line() {
-        println!("  !!! {}", line(&why));
-    }
-    println!(
-        "policy      {} by rule {} (environment {}, risk {})",
-        v.classification.verdict,
-        line(&v.classification.rule),
-        opt(&v.classification.environment),
-        opt(&v.classification.risk)
-    );
-    let c = &v.classification;
-    if let Some(f) = &c.freeze {
-        println!("freeze      {} ({})", line(&f.name), line(&f.reason));
-    }
-    if let Some(rule) = &c.auto_approve {
-        println!(
-            "approval    approved without a human by rule {}",
-            line(rule)
-        );
-    } else {
-        println!(
-            "approval    {}{}",
-            line(&c.needs()),
-            if c.allow_self_approval {
-                ""
-            } else {
-                "; not by the person the agent acts for"
-            }
-        );
-    }
-    for a in &v.approvals {
-        println!(
-            "  approved  by {}{} {}",
-            line(&a.approver),
-            a.display
-                .as_deref()
-                .map(|d| format!(" ({})", line(d)))
-                .unwrap_or_default(),
-            a.comment
-                .as_deref()
-                .map(|c| format!("({})", line(c)))
-                .unwrap_or_default()
-        );
-    }
-    if v.state == crate::api::State::Pending && v.approvals.len() < c.approvals_needed as usize {
-        println!(
-            "  so far    {} of {}",
-            v.approvals.len(),
-            c.approvals_needed.max(1)
-        );
-    }
-    println!("changes     {}", counts(v));
-    if let Some(r) = &v.reason {
-        println!("reason      {} (the agent's words)", line(r));
-    }
-    if let Some(d) = &v.decision {
-        println!(
-            "decision    {} by {} {}",
-            d.decision.as_str(),
-            line(&d.approvers.join(", ")),
-            d.comment
-                .as_deref()
-                .map(|c| format!("({})", line(c)))
-                .unwrap_or_default()
-        );
-    }
-    if let Some(o) = &v.outcome {
-        let how = match (o.exit_code, o.signal) {
-            (Some(c), _) => format!("exit {c}"),
-            (None, Some(s)) => format!("killed by signal {s}"),
-            (None, None) => "unknown".into(),
-        };
-        println!(
-            "outcome     {how} after {:.1}s (reported by {}; not verified by the server)",
-            o.duration_ms as f64 / 1000.0,
-            opt(&v.outcome_reported_by)
-        );
-    }
-    if !v.diff.text.is_empty() {
-        // Untrusted text from the agent's side: shown, never obeyed.
-        println!("diff:\n{}", terminal(&v.diff.text, true));
-        if v.diff.truncated {
-            println!("(the diff was cut to fit; the rest was not sent)");
-        }
-    }
-}
-
+/// One request: its page, or with `--json` the server's JSON (checked to be a request first).
 fn output(common: &Common, text: &str) -> Result<i32, CliError> {
-    let v: RequestView =
-        serde_json::from_str(text).map_err(|e| CliError::new(1, format!("bad answer: {e}")))?;
+    let v: RequestView = serde_json::from_str(text).map_err(bad_answer)?;
     if common.json {
-        println!("{text}");
+        println!("{}", text.trim_end());
     } else {
-        print_one(&v);
+        print!("{}", print::request_text(&v, &TimeZone::system()));
     }
     Ok(0)
 }
@@ -239,38 +119,16 @@ pub fn list(a: ListArgs) -> Result<i32, CliError> {
     let text = call(
         &a.common,
         "GET",
-        &format!("/api/v1/requests?state={}", a.state),
+        &format!("/api/v1/requests?state={}&limit={}", a.state, a.limit),
         None,
     )?;
+    let list: Vec<RequestView> = serde_json::from_str(&text).map_err(bad_answer)?;
     if a.common.json {
-        println!("{text}");
-        return Ok(0);
-    }
-    let list: Vec<RequestView> =
-        serde_json::from_str(&text).map_err(|e| CliError::new(1, format!("bad answer: {e}")))?;
-    for v in &list {
-        let env = match (&v.classification.environment, &v.classification.risk) {
-            (Some(e), Some(r)) => format!("{}({})", line(e), r),
-            (Some(e), None) => line(e),
-            _ => "-".into(),
-        };
-        let absent = if v.state == crate::api::State::Pending && !v.agent_waiting {
-            "  [no agent waiting]"
-        } else {
-            ""
-        };
-        println!(
-            "{}  {:<9} {:<16} {:<14} {:<12} {}{absent}",
-            v.id,
-            v.state.as_str(),
-            env,
-            counts(v),
-            line(&v.agent),
-            command(v)
-        );
-    }
-    if list.is_empty() {
+        println!("{}", text.trim_end());
+    } else if list.is_empty() {
         println!("no {} requests", a.state);
+    } else {
+        print!("{}", print::list_text(&list));
     }
     Ok(0)
 }

@@ -50,11 +50,14 @@ pub struct ExportArgs {
     /// Only rows at or before this time (unix ms, or YYYY-MM-DD).
     #[arg(long)]
     until: Option<String>,
+    /// The server's database [default: DATA_DIR/hitl-gate.db].
     #[arg(long)]
     db: Option<PathBuf>,
     /// The server's PostgreSQL database, as for `verify`.
     #[arg(long, conflicts_with = "db")]
     database_url: Option<String>,
+    /// The server's data dir [default: the policy's [serve] data_dir, else
+    /// $XDG_DATA_HOME/hitl-gate].
     #[arg(long)]
     data_dir: Option<PathBuf>,
 }

@@ -11,11 +11,14 @@ use crate::signing::Keys;
 pub enum Command {
     /// Print the server's Ed25519 public key (hex); creates the key if the server never ran.
     Show {
+        /// The server's data dir, where its signing key is [default: the policy's [serve]
+        /// data_dir, else $XDG_DATA_HOME/hitl-gate].
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
     /// Make a new agent token: the token for the agent, the lines for [serve] in the policy.
     AgentToken {
+        /// The agent's name, as approvers and the audit log see it.
         name: String,
         /// The human this agent acts for.
         #[arg(long)]

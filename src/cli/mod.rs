@@ -1,6 +1,7 @@
 //! The `hitl-gate` command line (clap). Each subcommand lives in its own file. Errors are
 //! returned up to [`run`], which prints them once.
 
+mod about;
 #[cfg(feature = "server")]
 mod admin;
 #[cfg(feature = "server")]
@@ -14,13 +15,15 @@ mod init;
 #[cfg(feature = "server")]
 mod keys;
 mod locate;
+#[cfg(feature = "server")]
+mod print;
 mod runner;
 #[cfg(feature = "server")]
 mod serve;
 #[cfg(feature = "server")]
 mod uds_http;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::shim::kube_diff;
 pub use error::CliError;
@@ -28,7 +31,7 @@ pub use error::CliError;
 #[derive(Parser)]
 #[command(
     name = "hitl-gate",
-    version,
+    version = about::VERSION,
     about = "Human-in-the-loop approval gate for terraform, tofu, kubectl and helm",
     long_about = "Human-in-the-loop approval gate for terraform, tofu, kubectl and helm.\n\n\
         Installed under a tool's name (symlinks, as in shims/), this binary is a shim that \
@@ -48,6 +51,12 @@ enum Command {
     Doctor(doctor::Args),
     /// Lockdown mode's runner: runs the real tools for the agents' users (as this user).
     Runner(runner::Args),
+    /// Print a shell completion script to stdout (bash, zsh, fish).
+    #[command(display_order = 1000)]
+    Completions(about::CompletionsArgs),
+    /// Print the man page (roff), or write every page into a directory with --dir.
+    #[command(display_order = 1001)]
+    Man(about::ManArgs),
     /// Set up a working local gate: a policy, an agent token, the server's key, the shims.
     #[cfg(feature = "server")]
     Init(init::Args),
@@ -99,6 +108,8 @@ fn run_clap() -> i32 {
         Command::Explain(a) => explain::run(a),
         Command::Doctor(a) => doctor::run(a),
         Command::Runner(a) => runner::run(a),
+        Command::Completions(a) => about::completions(a, Cli::command()),
+        Command::Man(a) => about::man(a, Cli::command()),
         #[cfg(feature = "server")]
         Command::Init(a) => init::run(a),
         #[cfg(feature = "server")]

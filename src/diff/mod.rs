@@ -62,9 +62,21 @@ impl Action {
         }
     }
 
-    /// The action in lower case, for use inside a sentence.
-    pub fn word_lower(&self) -> String {
-        self.word().to_lowercase()
+    /// The past participle, for a sentence about the object (`deleted outside terraform`).
+    pub fn participle(&self) -> String {
+        match self {
+            Action::Create => "created".into(),
+            Action::Update => "updated".into(),
+            Action::Delete => "deleted".into(),
+            Action::Replace => "replaced".into(),
+            Action::Read => "read".into(),
+            Action::NoOp => "left as it is".into(),
+            Action::Import => "imported".into(),
+            Action::Move => "moved".into(),
+            Action::Drift => "written to the state as changed outside terraform".into(),
+            Action::Output => "changed (an output)".into(),
+            Action::Unknown(a) => format!("changed by an UNKNOWN ACTION {a:?}"),
+        }
     }
 
     fn word(&self) -> String {
@@ -231,7 +243,11 @@ impl ChangeSet {
         if !flagged.is_empty() {
             out.push_str("\n!!! DESTRUCTIVE CHANGES !!!\n");
             for r in &flagged {
-                out.push_str(&format!("!!! {} will be {}", r.address, r.action.word()));
+                out.push_str(&format!(
+                    "!!! {} will be {}",
+                    r.address,
+                    r.action.participle()
+                ));
                 if let Some(why) = &r.action_reason {
                     out.push_str(&format!(" ({why})"));
                 }
@@ -430,8 +446,8 @@ mod tests {
         assert_eq!(set.summary_line(), "+2 ~1 -2 (1 replace)");
         assert!(!set.is_empty());
         let text = set.render();
-        assert!(text.contains("!!! c will be DELETE"), "{text}");
-        assert!(text.contains("!!! d will be REPLACE"), "{text}");
+        assert!(text.contains("!!! c will be deleted\n"), "{text}");
+        assert!(text.contains("!!! d will be replaced\n"), "{text}");
         assert!(!text.contains("e ("), "no-ops are not listed: {text}");
     }
 
@@ -450,7 +466,11 @@ mod tests {
         };
         assert!(!set.is_empty());
         assert_eq!(set.summary_line(), "+0 ~0 -0 (1 unknown action)");
-        assert!(set.render().contains("UNKNOWN ACTION \"forget\""));
+        let text = set.render();
+        assert!(
+            text.contains("!!! a will be changed by an UNKNOWN ACTION \"forget\"\n"),
+            "{text}"
+        );
         for a in [Action::Import, Action::Move, Action::Drift, Action::Output] {
             let set = ChangeSet {
                 resources: vec![rc("a", a.clone())],

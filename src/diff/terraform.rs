@@ -55,7 +55,7 @@ pub fn parse_plan(json: &[u8]) -> Result<ChangeSet, String> {
     for rc in list("resource_drift") {
         let mut d = resource_change(rc)?;
         if d.action != Action::NoOp {
-            d.action_reason = Some(format!("{} outside terraform", d.action.word_lower()));
+            d.action_reason = Some(format!("{} outside terraform", d.action.participle()));
             d.action = Action::Drift;
             resources.push(d);
         }
@@ -253,6 +253,11 @@ mod tests {
             r#""resource_changes":[],"resource_drift":[{"address":"x.a","change":{"actions":["update"],"before":{"k":"a"},"after":{"k":"b"}}}]"#,
         );
         assert_eq!(drift.resources[0].action, Action::Drift);
+        assert!(
+            drift.render().contains("; updated outside terraform)"),
+            "{}",
+            drift.render()
+        );
         let applyable = plan(r#""resource_changes":[],"applyable":true"#);
         assert!(matches!(applyable.resources[0].action, Action::Unknown(_)));
         for set in [import, moved, out, drift, applyable] {
