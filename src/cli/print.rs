@@ -260,9 +260,16 @@ fn ending(out: &mut String, v: &RequestView) {
             (None, Some(s)) => format!("killed by signal {s}"),
             (None, None) => "unknown".into(),
         };
+        // A lockdown writer ran it and reported it with its own token; otherwise it is the
+        // agent's word.
+        let trust = if v.outcome_verified {
+            "verified: the lockdown writer that ran it reported it"
+        } else {
+            "not verified by the server"
+        };
         let _ = writeln!(
             out,
-            "outcome     {how} after {:.1}s (reported by {}; not verified by the server)",
+            "outcome     {how} after {:.1}s (reported by {}; {trust})",
             o.duration_ms as f64 / 1000.0,
             opt(&v.outcome_reported_by)
         );

@@ -211,6 +211,18 @@ async fn a_gated_delete_runs_by_the_writer_after_approval_and_a_harness_kill_det
     assert_eq!(v["outcome_reported_by"], "runner:writer", "{v}");
     assert_eq!(v["outcome_verified"], true, "{v}");
     assert_eq!(v["outcome"]["exit_code"], 0, "{v}");
+    let shown = crate::support::run(
+        std::process::Command::new(crate::support::bin())
+            .args(["show", id, "--data-dir"])
+            .arg(&w.srv.data),
+    );
+    assert!(
+        crate::support::stdout(&shown).contains(
+            "(reported by runner:writer; verified: the lockdown writer that ran it reported it)"
+        ),
+        "{}",
+        crate::support::stdout(&shown)
+    );
     // An outcome posted with the agent's token for it is refused, not recorded as verified.
     let (s, body) = w
         .srv
