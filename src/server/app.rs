@@ -16,21 +16,6 @@ use crate::signing::Keys;
 /// came from, or why it cannot be loaded.
 pub type Loader = Arc<dyn Fn() -> Result<(Policy, String), String> + Send + Sync>;
 
-/// An authenticated agent.
-#[derive(Debug, Clone)]
-pub struct Agent {
-    pub name: String,
-    pub on_behalf_of: Option<String>,
-}
-
-/// An authenticated lockdown writer (`[[serve.runner]]`): it reports the outcomes of its
-/// agents' approved runs.
-#[derive(Debug, Clone)]
-pub struct Runner {
-    pub name: String,
-    pub agents: Vec<String>,
-}
-
 /// Shared state of a running server.
 pub struct App {
     pub(crate) store: Store,

@@ -8,8 +8,8 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 
 use super::app::App;
-pub use super::app::{Agent, Runner};
 use super::error::ApiError;
+pub use super::live::{Agent, Runner};
 
 /// An authenticated human who may decide. Its string is the identity recorded in decisions and
 /// the audit log (`local:<user>`).

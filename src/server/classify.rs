@@ -3,7 +3,7 @@
 //! It reads the argv with the same readers as the shim and matches the reported target against
 //! the server's policy; it never trusts the shim's verdict.
 
-use super::app::Agent;
+use super::live::Agent;
 use crate::api::{Classification, CreateRequest, FreezeInfo};
 use crate::policy::on_server::{judge, ServerVerdict};
 use crate::policy::schema::Action;

@@ -10,7 +10,7 @@
 
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use nix::fcntl::{Flock, FlockArg};
 
@@ -63,7 +63,7 @@ fn holder(file: &mut std::fs::File) -> Option<u32> {
     text.trim().parse().ok()
 }
 
-fn in_use(dir: &Path, lock: &PathBuf, pid: Option<u32>) -> String {
+fn in_use(dir: &Path, lock: &Path, pid: Option<u32>) -> String {
     let pid = pid.map_or_else(|| "pid unknown".to_string(), |p| format!("pid {p}"));
     format!(
         "the data dir {} is in use by another hitl-gate serve ({pid}, which holds {}); stop \

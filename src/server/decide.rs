@@ -142,7 +142,7 @@ pub async fn decide(app: &App, id: &str, ch: Change<'_>) -> Result<Changed, Stor
                         continue;
                     }
                     tracing::info!(
-                        id,
+                        id = %id,
                         approver = %who.actor,
                         approvals = view.approvals.len() + 1,
                         needed,
@@ -176,7 +176,7 @@ pub async fn decide(app: &App, id: &str, ch: Change<'_>) -> Result<Changed, Stor
             }
         }
         tracing::info!(
-            id,
+            id = %id,
             rule = %view.classification.rule,
             by = %ch.by.actor(),
             "request {}",

@@ -5,6 +5,11 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::ErrorBody;
 
+/// Why an answer is an error, as the response carries it for the log (`logging.rs`): set by
+/// [`ApiError`] and the web UI's pages.
+#[derive(Debug, Clone)]
+pub struct Cause(pub String);
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -56,7 +61,7 @@ impl From<super::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let cause = super::logging::Cause(format!("{}: {}", self.code, self.message));
+        let cause = Cause(format!("{}: {}", self.code, self.message));
         let body = ErrorBody {
             code: self.code.to_string(),
             message: self.message,

@@ -164,9 +164,9 @@ pub(super) async fn create(
     tracing::info!(
         id = %view.id,
         agent = %view.agent,
-        on_behalf_of = view.on_behalf_of.as_deref().unwrap_or("-"),
+        on_behalf_of = %view.on_behalf_of.as_deref().unwrap_or("-"),
         tool = %view.tool,
-        environment = c.environment.as_deref().unwrap_or("-"),
+        environment = %c.environment.as_deref().unwrap_or("-"),
         rule = %c.rule,
         verdict = %c.verdict,
         "request created"
@@ -213,7 +213,7 @@ pub(super) async fn no_changes(
         seq,
         agent = %agent.name,
         tool = %req.tool,
-        environment = classification.environment.as_deref().unwrap_or("-"),
+        environment = %classification.environment.as_deref().unwrap_or("-"),
         rule = %classification.rule,
         "plan without changes recorded (ran without asking)"
     );

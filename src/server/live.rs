@@ -6,10 +6,24 @@
 
 use std::collections::HashMap;
 
-use super::app::{Agent, Runner};
-use super::notify::{self, Loaded};
+use super::sinks::{self, Loaded};
 use crate::policy::notify::EscalateAfter;
 use crate::policy::Policy;
+
+/// An authenticated agent.
+#[derive(Debug, Clone)]
+pub struct Agent {
+    pub name: String,
+    pub on_behalf_of: Option<String>,
+}
+
+/// An authenticated lockdown writer (`[[serve.runner]]`): it reports the outcomes of its
+/// agents' approved runs.
+#[derive(Debug, Clone)]
+pub struct Runner {
+    pub name: String,
+    pub agents: Vec<String>,
+}
 
 /// One loaded policy and everything the server derives from it.
 pub struct Live {
@@ -28,7 +42,7 @@ impl Live {
     /// `escalate_after` is not valid.
     pub fn build(policy: Policy) -> Result<Live, String> {
         let serve = policy.serve();
-        let sinks = notify::load(&serve.notify)?;
+        let sinks = sinks::load(&serve.notify)?;
         let escalate = serve
             .escalate_after
             .as_deref()

@@ -22,6 +22,7 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use super::auth::LocalPeer;
+use super::error::Cause;
 use crate::policy::schema::LogFormat;
 
 /// The variable that filters the log.
@@ -51,11 +52,6 @@ pub fn init(format: LogFormat) -> Result<(), String> {
     done.map_err(|e| format!("cannot start the log: {e}"))
 }
 
-/// Why an answer is an error, as the response carries it for this log (set by `ApiError` and
-/// the web UI's pages).
-#[derive(Debug, Clone)]
-pub struct Cause(pub String);
-
 /// The most 401/403 lines a minute; the rest are counted and the next line logged says how
 /// many were left out.
 pub const REFUSALS_PER_MINUTE: u32 = 20;
@@ -72,15 +68,15 @@ pub async fn answers(req: Request, next: Next) -> Response {
     if path == "/readyz" || path == "/healthz" {
         return r;
     }
-    let cause = r.extensions().get::<Cause>().map_or("-", |c| c.0.as_str());
+    let cause = one_line(r.extensions().get::<Cause>().map_or("-", |c| c.0.as_str()));
     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
         if let Some(left_out) = admit_refusal() {
             tracing::warn!(
                 status = status.as_u16(),
                 %method,
-                path,
-                peer,
-                reason = cause,
+                %path,
+                %peer,
+                reason = %cause,
                 left_out,
                 "request refused"
             );
@@ -89,13 +85,19 @@ pub async fn answers(req: Request, next: Next) -> Response {
         tracing::error!(
             status = status.as_u16(),
             %method,
-            path,
-            peer,
-            cause,
+            %path,
+            %peer,
+            %cause,
             "request failed"
         );
     }
     r
+}
+
+/// `text` on one line: every run of white space (newlines included: a TOML error spans
+/// several) becomes one space, so an event is always one line.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Who sent `req`: its TCP peer address, or the admin socket's user.

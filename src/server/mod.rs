@@ -40,6 +40,7 @@ pub mod reload;
 mod replicas;
 mod routes;
 pub mod sessions;
+mod sinks;
 mod slack;
 pub mod store;
 pub mod tls;

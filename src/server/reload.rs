@@ -43,7 +43,7 @@ pub async fn reload(app: &App, by: &str) -> Result<Reloaded, String> {
     let result = load(app).await;
     match &result {
         Ok(r) => tracing::info!(
-            by,
+            by = %by,
             source = %r.source,
             agents = r.agents,
             runners = r.runners,
@@ -54,7 +54,11 @@ pub async fn reload(app: &App, by: &str) -> Result<Reloaded, String> {
             "policy reloaded"
         ),
         Err(why) => {
-            tracing::warn!(by, error = %why, "policy reload failed; the old policy stays in force")
+            tracing::warn!(
+                by = %by,
+                error = %super::logging::one_line(why),
+                "policy reload failed; the old policy stays in force"
+            )
         }
     }
     result
