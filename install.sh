@@ -545,7 +545,7 @@ unit_text() {
     'Environment=HITL_GATE_POLICY=/etc/hitl-gate/server.toml' \
     "ExecStart=$PREFIX/bin/hitl-gate serve --data-dir /var/lib/hitl-gate" \
     '# systemctl reload hitl-gate: the policy is loaded again (docs/policy.md, "Reloading").' \
-    'ExecReload=/bin/kill -HUP $MAINPID' \
+    "ExecReload=/bin/kill -HUP \$MAINPID" \
     'StateDirectory=hitl-gate' \
     'StateDirectoryMode=0700' \
     'UMask=0077' \
