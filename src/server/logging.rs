@@ -59,17 +59,35 @@ pub const REFUSALS_PER_MINUTE: u32 = 20;
 /// Logs a line for each refused (401, 403) or failed (5xx) answer. The health probes log
 /// only when readiness changes (`routes.rs`).
 pub async fn answers(req: Request, next: Next) -> Response {
+    // Kept without formatting anything: most answers are not logged.
     let method = req.method().clone();
-    // The path only: a query string can carry an OIDC code or state.
-    let path = req.uri().path().to_string();
-    let peer = peer(&req);
+    let uri = req.uri().clone();
+    let tcp = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    let local = req
+        .extensions()
+        .get::<ConnectInfo<LocalPeer>>()
+        .map(|c| c.0 .0.clone());
     let r = next.run(req).await;
     let status = r.status();
-    if path == "/readyz" || path == "/healthz" {
+    let refused = status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN;
+    // The path only: a query string can carry an OIDC code or state.
+    let path = uri.path();
+    if !(refused || status.is_server_error()) || path == "/readyz" || path == "/healthz" {
         return r;
     }
+    let peer = match (tcp, local) {
+        (_, Some(who)) => format!(
+            "admin socket ({})",
+            who.as_deref().unwrap_or("unknown user")
+        ),
+        (Some(addr), None) => addr.to_string(),
+        (None, None) => "-".into(),
+    };
     let cause = one_line(r.extensions().get::<Cause>().map_or("-", |c| c.0.as_str()));
-    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+    if refused {
         if let Some(left_out) = admit_refusal() {
             tracing::warn!(
                 status = status.as_u16(),
@@ -81,7 +99,7 @@ pub async fn answers(req: Request, next: Next) -> Response {
                 "request refused"
             );
         }
-    } else if status.is_server_error() {
+    } else {
         tracing::error!(
             status = status.as_u16(),
             %method,
@@ -98,19 +116,6 @@ pub async fn answers(req: Request, next: Next) -> Response {
 /// several) becomes one space, so an event is always one line.
 pub fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-/// Who sent `req`: its TCP peer address, or the admin socket's user.
-fn peer(req: &Request) -> String {
-    if let Some(ConnectInfo(LocalPeer(who))) = req.extensions().get::<ConnectInfo<LocalPeer>>() {
-        return format!(
-            "admin socket ({})",
-            who.as_deref().unwrap_or("unknown user")
-        );
-    }
-    req.extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or_else(|| "-".into(), |c| c.0.to_string())
 }
 
 /// The refusals logged in the current minute: when it began, how many lines, how many left
