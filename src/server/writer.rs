@@ -52,6 +52,7 @@ impl Writer {
         let task = Task {
             conn,
             at: at.clone(),
+            lost: false,
         };
         tokio::spawn(task.run(rx, check_rx));
         Writer { tx, checks }
@@ -93,6 +94,8 @@ impl Writer {
 struct Task {
     conn: AnyConnection,
     at: Location,
+    /// The connection is lost and could not be made again yet (logged once per outage).
+    lost: bool,
 }
 
 impl Task {
@@ -122,17 +125,21 @@ impl Task {
             }
             let (runs, replies): (Vec<Job>, Vec<_>) =
                 batch.into_iter().map(|op| (op.run, op.reply)).unzip();
-            let results = match self.begin().await {
-                Ok(()) => run_batch(&mut self.conn, runs).await,
-                Err(e) => runs.iter().map(|_| Err(StoreError::from(&e))).collect(),
+            let (results, begun) = match self.begin().await {
+                Ok(()) => (run_batch(&mut self.conn, runs).await, true),
+                Err(e) => (
+                    runs.iter().map(|_| Err(StoreError::from(&e))).collect(),
+                    false,
+                ),
             };
             let failed = results.iter().any(Result::is_err);
             for (reply, r) in replies.into_iter().zip(results) {
                 let _ = reply.send(r);
             }
-            // A connection lost (the server restarted, a failover) is made again now, so the
-            // next write finds it; the failed writes were reported, nothing of them kept.
-            if failed {
+            // A connection lost during the batch (the server restarted, a failover) is made
+            // again now, so the next write finds it; the failed writes were reported, nothing
+            // of them kept. (A batch that could not begin has tried that already.)
+            if failed && begun {
                 self.heal().await;
             }
         }
@@ -165,21 +172,24 @@ impl Task {
         };
         let url = super::postgres::named(url, super::postgres::WRITER_NAME);
         let connect = <AnyConnection as sqlx::Connection>::connect(&url);
-        match tokio::time::timeout(PING_TIMEOUT, connect).await {
+        let why = match tokio::time::timeout(PING_TIMEOUT, connect).await {
             Ok(Ok(c)) => {
                 self.conn = c;
+                self.lost = false;
                 tracing::warn!("the database writer's connection was lost and is made again");
-                true
+                return true;
             }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "the database writer cannot reconnect");
-                false
-            }
-            Err(_) => {
-                tracing::warn!("the database writer cannot reconnect: timed out");
-                false
-            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "timed out".to_string(),
+        };
+        if !std::mem::replace(&mut self.lost, true) {
+            tracing::error!(
+                error = %why,
+                "the database writer's connection is lost and cannot be made again yet; \
+                 writes fail until it can"
+            );
         }
+        false
     }
 }
 
