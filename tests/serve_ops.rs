@@ -12,7 +12,8 @@ use nix::sys::signal::Signal;
 use serde_json::{json, Value};
 
 use crate::support::server::{
-    free_port, policy_with, Agent, Approver, ServeProcess, TestServer, TOKEN_A, TOKEN_B,
+    free_port, policy_with, waiters_at_least, Agent, Approver, ServeProcess, TestServer, TOKEN_A,
+    TOKEN_B,
 };
 use crate::support::{bin, code, postgres, run, run_within, stderr, stdout};
 
@@ -161,7 +162,7 @@ async fn the_log_has_one_line_per_event_and_no_token_secret_or_diff() {
         free_port(),
         secret_file.display()
     )));
-    let srv = ServeProcess::start_logged(&w.policy, &w.data, &[]);
+    let mut srv = ServeProcess::start_logged(&w.policy, &w.data, &[]);
     let a = agent(&srv.url, TOKEN_A);
     let ap = w.approver();
 
@@ -249,6 +250,20 @@ async fn the_log_has_one_line_per_event_and_no_token_secret_or_diff() {
         );
     }
     assert_eq!(srv.log_count(&["request escalated"]), 1, "{log}");
+
+    // Stopping with a shim waiting: one line says so, not one per waiting client.
+    let waiting = a.create(&["delete", "deploy", "e"]).await;
+    let waiter = {
+        let a = a.clone();
+        tokio::spawn(async move { a.wait(&waiting, 60).await })
+    };
+    waiters_at_least(&srv.url, 1).await;
+    srv.signal(Signal::SIGTERM);
+    assert_eq!(waiter.await.unwrap().0, 503);
+    assert!(srv.child.wait().unwrap().success());
+    let log = srv.log_text();
+    assert_eq!(srv.log_count(&["shutting down"]), 1, "{log}");
+    assert_eq!(srv.log_count(&["request failed"]), 0, "{log}");
     // Never a token, a secret, a reason typed by a person, or diff text.
     for never in [TOKEN_A, stranger, secret, DIFF_TEXT, reason] {
         assert!(!log.contains(never), "{never:?} is in the log:\n{log}");

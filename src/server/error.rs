@@ -6,9 +6,13 @@ use axum::response::{IntoResponse, Response};
 use crate::api::ErrorBody;
 
 /// Why an answer is an error, as the response carries it for the log (`logging.rs`): set by
-/// [`ApiError`] and the web UI's pages.
+/// [`ApiError`] (its code and message) and the web UI's pages (`page`, and the page's title and
+/// message).
 #[derive(Debug, Clone)]
-pub struct Cause(pub String);
+pub struct Cause {
+    pub code: &'static str,
+    pub message: String,
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -61,7 +65,10 @@ impl From<super::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let cause = Cause(format!("{}: {}", self.code, self.message));
+        let cause = Cause {
+            code: self.code,
+            message: self.message.clone(),
+        };
         let body = ErrorBody {
             code: self.code.to_string(),
             message: self.message,

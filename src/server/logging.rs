@@ -86,7 +86,16 @@ pub async fn answers(req: Request, next: Next) -> Response {
         (Some(addr), None) => addr.to_string(),
         (None, None) => "-".into(),
     };
-    let cause = one_line(r.extensions().get::<Cause>().map_or("-", |c| c.0.as_str()));
+    let cause = r.extensions().get::<Cause>();
+    // A server stopping answers every waiting client 503 `shutting_down` (they retry): one line
+    // at shutdown (`mod.rs`) says so, not one per client.
+    if cause.is_some_and(|c| c.code == "shutting_down") {
+        return r;
+    }
+    let cause = cause.map_or_else(
+        || "-".into(),
+        |c| one_line(&format!("{}: {}", c.code, c.message)),
+    );
     if refused {
         if let Some(left_out) = admit_refusal() {
             tracing::warn!(

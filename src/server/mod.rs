@@ -235,6 +235,7 @@ where
     ));
     tokio::spawn(async move {
         shutdown.await;
+        tracing::info!("shutting down: waiting clients are answered 503 shutting_down and retry");
         let _ = stop_tx.send(true);
     });
 
