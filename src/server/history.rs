@@ -163,19 +163,22 @@ impl Store {
         Ok((head, cp))
     }
 
-    /// Whether the database answers: a `SELECT 1` on the read pool within 2 s, and the
-    /// writer's own connection (made again first if it was lost) within 3 s. A replica whose
-    /// reads work but whose writer's connection is dead is not reachable: its next write would
-    /// fail.
+    /// Whether the database answers reads (a `SELECT 1` on the read pool within 2 s).
     pub async fn reachable(&self) -> bool {
-        use std::time::Duration;
         let ping = sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&self.read);
-        let read = matches!(
-            tokio::time::timeout(Duration::from_secs(2), ping).await,
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(2), ping).await,
             Ok(Ok(1))
-        );
-        read && matches!(
-            tokio::time::timeout(Duration::from_secs(3), self.writer.alive()).await,
+        )
+    }
+
+    /// Whether the writer's own connection answers (made again first if it was lost), within
+    /// 3 s: a replica whose reads work but whose writer's connection is dead would fail its
+    /// next write.
+    pub async fn writable(&self) -> bool {
+        let alive = self.writer.alive();
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(3), alive).await,
             Ok(true)
         )
     }

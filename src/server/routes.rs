@@ -35,10 +35,11 @@ async fn healthz(AxState(app): AxState<Arc<App>>) -> String {
     format!("ok\ndatabase: {db}\n")
 }
 
-/// Ready to serve: 200 while the database answers (reads and the writer's connection), 503
-/// while it does not. Logged when readiness changes.
+/// Ready to serve: 200 while the database answers reads and the writer's own connection, 503
+/// while it does not. Logged when readiness changes. (`/healthz`, the liveness probe, asks
+/// only the read pool: a busy writer must not make a replica look dead.)
 async fn readyz(AxState(app): AxState<Arc<App>>) -> Response {
-    let ready = app.store.reachable().await;
+    let ready = app.store.reachable().await && app.store.writable().await;
     if app.metrics.unready.swap(!ready, Relaxed) == ready {
         if ready {
             tracing::info!("ready again: the database answers");
