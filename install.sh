@@ -618,6 +618,8 @@ unit_text() {
     "Group=$SERVICE_USER" \
     'Environment=HITL_GATE_POLICY=/etc/hitl-gate/server.toml' \
     "ExecStart=$PREFIX/bin/hitl-gate serve --data-dir /var/lib/hitl-gate" \
+    '# systemctl reload hitl-gate: the policy is loaded again (docs/policy.md, "Reloading").' \
+    "ExecReload=/bin/kill -HUP \$MAINPID" \
     'StateDirectory=hitl-gate' \
     'StateDirectoryMode=0700' \
     'UMask=0077' \

@@ -95,6 +95,7 @@ async fn in_process_at(dir: tempfile::TempDir, data: PathBuf, text: &str) -> InP
             policy,
             tls: None,
             clock: hitl_gate::server::Clock::system(),
+            reload: None,
         },
         listener,
         async move {
@@ -466,6 +467,7 @@ async fn verify() {
                 policy,
                 tls: None,
                 clock: hitl_gate::server::Clock::system(),
+                reload: None,
             },
             listener,
             async {

@@ -415,3 +415,18 @@ pub struct PublicKey {
     /// 32 bytes, lowercase hex.
     pub public_key: String,
 }
+
+/// `GET /api/v1/whoami`: who the server takes the caller for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WhoAmI {
+    /// `agent`, `runner` (a lockdown writer's token) or `approver` (the admin socket's user).
+    pub kind: String,
+    /// The agent's or runner's name, or the approver's identity (`local:<user>`).
+    pub name: String,
+    /// The human an agent acts for (`[[serve.agent]] on_behalf_of`), if any.
+    #[serde(default)]
+    pub on_behalf_of: Option<String>,
+    /// The agents whose outcomes a runner reports.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<String>,
+}

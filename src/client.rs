@@ -7,7 +7,7 @@
 //! that cannot be reached or answers 503 hands the call to the next one. Errors say whether
 //! retrying can help: a lost connection or a 5xx is [`ClientError::Transient`]; a 429 is
 //! [`ClientError::Busy`], with the server's `Retry-After` (bounded); any other 4xx is
-//! [`ClientError::Fatal`].
+//! [`ClientError::Fatal`]. A 401 names the token file whose token the server does not know.
 
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use std::time::Duration;
 use reqwest::blocking::{Client as Http, RequestBuilder};
 use serde::de::DeserializeOwned;
 
-use crate::api::{CreateRequest, ErrorBody, Outcome, PublicKey, RequestView};
+use crate::api::{CreateRequest, ErrorBody, Outcome, PublicKey, RequestView, WhoAmI};
 use crate::policy::schema::Approval;
 
 /// A failed call.
@@ -58,6 +58,8 @@ pub struct Client {
     /// The one in use: a connection failure or a 503 moves on to the next.
     current: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     token: String,
+    /// Where the token was read from (named when the server refuses it).
+    token_file: std::path::PathBuf,
 }
 
 impl Client {
@@ -108,6 +110,7 @@ impl Client {
                 .collect(),
             current: Default::default(),
             token,
+            token_file: token_file.to_path_buf(),
         })
     }
 
@@ -164,7 +167,9 @@ impl Client {
         }
         let body: Option<ErrorBody> = resp.json().ok();
         let msg = match body {
+            Some(b) if status.as_u16() == 401 => unknown_token(base, &self.token_file, &b.message),
             Some(b) => format!("{base} answered {status} {}: {}", b.code, b.message),
+            None if status.as_u16() == 401 => unknown_token(base, &self.token_file, "-"),
             None => format!("{base} answered {status}"),
         };
         Err(if status.as_u16() == 503 {
@@ -269,6 +274,14 @@ impl Client {
         )
     }
 
+    /// `GET /whoami`: who the server takes this token for.
+    pub fn whoami(&self) -> Result<WhoAmI, ClientError> {
+        self.call(
+            |api| self.http.get(format!("{api}/whoami")),
+            Duration::from_secs(10),
+        )
+    }
+
     /// `GET /public-key`.
     pub fn public_key(&self) -> Result<PublicKey, ClientError> {
         self.call(
@@ -276,6 +289,16 @@ impl Client {
             Duration::from_secs(10),
         )
     }
+}
+
+/// What a 401 tells the agent: the token file whose token `base` does not know.
+fn unknown_token(base: &str, token_file: &std::path::Path, why: &str) -> String {
+    format!(
+        "{base} answered 401 Unauthorized: the server does not know the agent token in {} \
+         ({why}); its SHA-256 must be the token_sha256 of a [[serve.agent]] in the server's \
+         policy (`hitl-gate doctor` shows it)",
+        token_file.display()
+    )
 }
 
 /// The longest pause a server's `Retry-After` can impose on the shim.

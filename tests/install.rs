@@ -382,6 +382,7 @@ fn the_server_install_under_a_root() {
             "PrivateTmp=true",
             "Restart=on-failure",
             "Environment=HITL_GATE_POLICY=/etc/hitl-gate/server.toml",
+            "ExecReload=/bin/kill -HUP $MAINPID",
         ] {
             assert!(unit.contains(want), "{want}: {unit}");
         }

@@ -28,6 +28,7 @@ mod process;
 mod replicas;
 mod resolution;
 mod resume;
+mod serve_ops;
 mod server;
 mod server_urls;
 mod terraform_gate;

@@ -426,3 +426,24 @@ async fn kubectl_external_diff_cannot_make_the_shown_diff_lie() {
     k.decide(req["id"].as_str().unwrap(), "reject", "no").await;
     assert_eq!(code(&finish(child).await), 80);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_token_is_refused_and_the_shim_names_its_token_file() {
+    let k = Kube::new().await;
+    k.file("web.yaml", &deployment(1));
+    k.direct(&["apply", "-f", "web.yaml"]);
+    let token = k.sb.path().join("agent.token");
+    std::fs::write(&token, "a-token-nobody-registered").unwrap();
+    let out = finish(k.spawn(&["delete", "deploy", "web"])).await;
+    let err = stderr(&out);
+    assert_ne!(code(&out), 0, "{err}");
+    assert!(
+        err.contains(&format!(
+            "answered 401 Unauthorized: the server does not know the agent token in {}",
+            token.display()
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("a-token-nobody-registered"), "{err}");
+    assert!(k.web("prod").is_some(), "nothing ran");
+}

@@ -11,6 +11,9 @@
 //!   newer schema;
 //! - the database restarted during a decision: the decision fails cleanly and succeeds when
 //!   retried; while it is down, `/readyz` is 503 and `/healthz` says so;
+//! - right after a database restart, the first write on every replica succeeds (the writer
+//!   makes its connection again before it begins a transaction), and the log says so; a
+//!   replica whose writer's connection is dead is not ready, even while its reads work;
 //! - replicas run as a role with docs/deploy.md's grants, which cannot change the audit log;
 //!   a row the owner changes behind the triggers is found and located by `audit verify`;
 //! - the Kubernetes example passes kubectl's client dry run;
@@ -76,13 +79,18 @@ impl Replicas {
                 std::fs::copy(from, &to).unwrap();
                 std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o600)).unwrap();
             }
-            r.procs.push(Some(ServeProcess::start(&r.policy, &data)));
+            r.procs
+                .push(Some(ServeProcess::start_logged(&r.policy, &data, &[])));
         }
         r
     }
 
     fn data(&self, i: usize) -> PathBuf {
         self.dir.path().join(format!("r{i}"))
+    }
+
+    fn proc(&self, i: usize) -> &ServeProcess {
+        self.procs[i].as_ref().expect("running")
     }
 
     fn url(&self, i: usize) -> String {
@@ -435,6 +443,112 @@ async fn a_database_restart_fails_a_decision_cleanly_and_the_retry_succeeds() {
         .await;
     assert_eq!(now["state"], "approved", "{now}");
     assert!(r.verify().starts_with("audit log ok: 2 rows"));
+}
+
+/// `GET path` on replica `i`: its status and body.
+async fn probe(r: &Replicas, i: usize, path: &str) -> (u16, String) {
+    let resp = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}{path}", r.url(i)))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_database_restart_the_first_write_on_every_replica_succeeds() {
+    // A cluster of its own: the restart must not cut the other tests' connections.
+    let pg = postgres::TempPostgres::start();
+    let r = Replicas::start_on(pg.create_db(), 2, "");
+    let approved = r.agent(0).create(&["delete", "pod", "a"]).await;
+    let cancelled = r.agent(0).create(&["delete", "pod", "b"]).await;
+    pg.stop_server();
+    // While it is down a write fails cleanly, and the log says why.
+    let (s, v) = r.approver(0).decide(&approved, "approve", Some("ok")).await;
+    assert!(s >= 500, "{s} {v}");
+    r.proc(0)
+        .log_line(&["request failed", "status=500", "store_failed"])
+        .await;
+    pg.start_server();
+    // Right after the restart, the first write on each replica: the approver's approve on one,
+    // the shim's cancel on the other. Both connections of the writers died with the database.
+    let (s, v) = r.approver(0).decide(&approved, "approve", Some("ok")).await;
+    assert_eq!(s, 200, "the first approve after the restart: {v}");
+    let (s, v) = r
+        .agent(1)
+        .post(
+            &format!("/api/v1/requests/{cancelled}/cancel"),
+            serde_json::json!({}),
+        )
+        .await;
+    assert_eq!(s, 200, "the first cancel after the restart: {v}");
+    for i in 0..2 {
+        assert_eq!(probe(&r, i, "/readyz").await.0, 200);
+        r.proc(i)
+            .log_line(&["the database writer's connection was lost and is made again"])
+            .await;
+    }
+    let (_, v) = r
+        .approver(1)
+        .request("GET", &format!("/api/v1/requests/{approved}"), None)
+        .await;
+    assert_eq!(v["state"], "approved", "{v}");
+    assert!(r.verify().starts_with("audit log ok: 4 rows"));
+    // One of them runs the reaper, and said so.
+    let took = |i: usize| r.proc(i).log_count(&["took the reaper's lock"]);
+    assert!(took(0) + took(1) >= 1, "{}", r.proc(0).log_text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_is_not_ready_while_the_writers_connection_is_dead() {
+    let pg = postgres::TempPostgres::start();
+    let db = pg.create_db();
+    let name = db.rsplit('/').next().unwrap().to_string();
+    let admin = pg.url("postgres");
+    let r = Replicas::start_on(db, 1, "");
+    let a = r.agent(0);
+    let id = a.create(&["delete", "pod", "r"]).await;
+    assert_eq!(probe(&r, 0, "/readyz").await.0, 200);
+    // No new connection to the database, and the writer's own cut: reads still work on the
+    // connections the replica holds, but nothing could be written.
+    postgres::try_sql(
+        &admin,
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS false"),
+    )
+    .await
+    .unwrap();
+    let cut = postgres::terminate_named(&admin, &name, "hitl-gate-writer").await;
+    assert_eq!(cut, 1, "the writer's connection is named");
+    assert_eq!(
+        a.get(&format!("/api/v1/requests/{id}")).await.0,
+        200,
+        "reads work"
+    );
+    assert_eq!(
+        probe(&r, 0, "/readyz").await,
+        (503, "database unreachable\n".to_string())
+    );
+    // Alive, and its reads work: only readiness says the writer cannot write.
+    assert_eq!(
+        probe(&r, 0, "/healthz").await,
+        (200, "ok\ndatabase: reachable\n".to_string())
+    );
+    r.proc(0).log_line(&["not ready"]).await;
+    // Connections allowed again: ready (the writer's connection is made again), and the next
+    // write succeeds at once.
+    postgres::try_sql(
+        &admin,
+        &format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(probe(&r, 0, "/readyz").await.0, 200);
+    r.proc(0).log_line(&["ready again"]).await;
+    let (s, v) = r.approver(0).decide(&id, "approve", Some("ok")).await;
+    assert_eq!(s, 200, "{v}");
 }
 
 /// The replicas' data dirs hold no database: everything is in PostgreSQL.

@@ -471,6 +471,31 @@ async fn doctor_checks_the_token_file_the_server_and_the_pinned_key() {
         text.contains("ok   the server's public key is the pinned one"),
         "{text}"
     );
+    let token = w.sb.path().join("agent.token");
+    assert!(
+        text.contains(&format!(
+            "ok   the server knows the token in {} as agent agent-a (for alice)",
+            token.display()
+        )),
+        "{text}"
+    );
+
+    // A token the server does not know: doctor says which file, and what the server needs.
+    std::fs::write(&token, "a-token-nobody-registered").unwrap();
+    let out = doctor(&w.agent_policy);
+    assert_eq!(code(&out), 1);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let digest = hitl_gate::hex::sha256(b"a-token-nobody-registered");
+    assert!(
+        text.contains(&format!(
+            "FAIL {} answered 401 Unauthorized: the server does not know the agent token in {}",
+            w.srv.url,
+            token.display()
+        )) && text.contains(&format!("token_sha256 = \"{digest}\"")),
+        "{text}"
+    );
+    assert!(!text.contains("a-token-nobody-registered"), "{text}");
+    std::fs::write(&token, crate::support::server::TOKEN_A).unwrap();
 
     // Another key pinned.
     let other = "cd".repeat(32);

@@ -641,6 +641,7 @@ async fn a_server_whose_web_settings_cannot_work_does_not_start() {
                 policy,
                 tls: None,
                 clock: hitl_gate::server::Clock::system(),
+                reload: None,
             },
             listener,
             async {},

@@ -1,7 +1,8 @@
-//! `hitl-gate list | show ID | approve ID [-m COMMENT] | reject ID -m REASON`: the approver's
-//! commands, sent over the server's admin Unix socket. The server identifies the caller with
-//! SO_PEERCRED (`local:<user>`); nothing here can claim another identity. The text they print
-//! is made in `print.rs`; with `--json` they print the server's JSON as it came (docs/cli.md).
+//! `hitl-gate list | show ID | approve ID [-m COMMENT] | reject ID -m REASON | reload`: the
+//! approver's commands, sent over the server's admin Unix socket. The server identifies the
+//! caller with SO_PEERCRED (`local:<user>`); nothing here can claim another identity. The text
+//! they print is made in `print.rs`; with `--json` they print the server's JSON as it came
+//! (docs/cli.md).
 
 use std::path::PathBuf;
 
@@ -163,4 +164,44 @@ pub fn reject(a: RejectArgs) -> Result<i32, CliError> {
         Some(body),
     )?;
     output(&a.common, &text)
+}
+
+#[derive(clap::Args)]
+pub struct ReloadArgs {
+    #[command(flatten)]
+    common: Common,
+}
+
+/// `hitl-gate reload`: the server loads its policy file again (as SIGHUP does); on failure it
+/// keeps the old one, and this says why.
+pub fn reload(a: ReloadArgs) -> Result<i32, CliError> {
+    let text = call(&a.common, "POST", "/api/v1/reload", None)?;
+    if a.common.json {
+        println!("{text}");
+        return Ok(0);
+    }
+    let r: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| CliError::new(1, format!("bad answer: {e}")))?;
+    let n = |k: &str| r[k].as_u64().unwrap_or(0);
+    println!(
+        "policy reloaded from {}: {} agents, {} runners, {} rules, {} freezes, {} notification \
+         sinks",
+        line(r["source"].as_str().unwrap_or("?")),
+        n("agents"),
+        n("runners"),
+        n("rules"),
+        n("freezes"),
+        n("sinks")
+    );
+    let later: Vec<&str> = r["restart_needed"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|k| k.as_str()).collect())
+        .unwrap_or_default();
+    if !later.is_empty() {
+        println!(
+            "changed, but in force only after a restart: {}",
+            line(&later.join(", "))
+        );
+    }
+    Ok(0)
 }

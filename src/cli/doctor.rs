@@ -4,7 +4,8 @@
 //! - for each tool: the first match on PATH is a hitl-gate shim (else the agent bypasses the
 //!   gate), and a real binary is found behind it that is not a shim;
 //! - with `[approval]` configured: the token file is readable by this user and not by others,
-//!   the server answers, and its public key is the pinned one;
+//!   the server answers, its public key is the pinned one, and it knows the token as an
+//!   agent's (`GET /api/v1/whoami`);
 //! - the approval server's data dir (`--data-dir`, else the policy's `[serve] data_dir`, else the
 //!   default), if it is on this machine: this user must not be able to connect to its admin
 //!   socket (that is approving) or read its signing key (that is signing approvals). Run doctor
@@ -193,19 +194,22 @@ fn server_reach_checks(dir: &std::path::Path) -> Vec<(bool, String)> {
 fn approval_checks(a: &crate::policy::schema::Approval) -> Vec<(bool, String)> {
     let mut out = Vec::new();
     let token = a.token_file.as_deref().unwrap_or(std::path::Path::new(""));
-    match crate::client::read_token(token) {
-        Ok(_) => out.push((
-            true,
-            format!(
-                "token file {} is readable, and not by others",
-                token.display()
-            ),
-        )),
+    let digest = match crate::client::read_token(token) {
+        Ok(t) => {
+            out.push((
+                true,
+                format!(
+                    "token file {} is readable, and not by others",
+                    token.display()
+                ),
+            ));
+            crate::hex::sha256(t.as_bytes())
+        }
         Err(e) => {
             out.push((false, e));
             return out;
         }
-    }
+    };
     let client = match crate::client::Client::from_config(a) {
         Ok(c) => c,
         Err(e) => {
@@ -234,9 +238,54 @@ fn approval_checks(a: &crate::policy::schema::Approval) -> Vec<(bool, String)> {
                 ));
             }
         }
-        Err(e) => out.push((false, format!("approval server: {e}"))),
+        Err(e) => {
+            out.push((false, format!("approval server: {e}")));
+            return out;
+        }
     }
+    out.push(whoami_check(&client, token, &digest));
     out
+}
+
+/// Whether the server knows the token in `file` (SHA-256 `digest`) as an agent's.
+fn whoami_check(
+    client: &crate::client::Client,
+    file: &std::path::Path,
+    digest: &str,
+) -> (bool, String) {
+    match client.whoami() {
+        Ok(w) if w.kind == "agent" => (
+            true,
+            format!(
+                "the server knows the token in {} as agent {}{}",
+                file.display(),
+                crate::escape::terminal(&w.name, false),
+                w.on_behalf_of
+                    .as_deref()
+                    .map(|h| format!(" (for {})", crate::escape::terminal(h, false)))
+                    .unwrap_or_default()
+            ),
+        ),
+        Ok(w) => (
+            false,
+            format!(
+                "the token in {} is a {} token ({}), not an agent's: gated commands would be \
+                 refused",
+                file.display(),
+                crate::escape::terminal(&w.kind, false),
+                crate::escape::terminal(&w.name, false)
+            ),
+        ),
+        // A 401 names the token file (client.rs); the digest is what the server's policy needs.
+        Err(e) if e.to_string().contains(" answered 401 ") => (
+            false,
+            format!(
+                "{e}. The token's SHA-256 is {digest}: the server's policy needs a \
+                 [[serve.agent]] with token_sha256 = \"{digest}\""
+            ),
+        ),
+        Err(e) => (false, format!("who the server takes the token for: {e}")),
+    }
 }
 
 /// The first executable named `name` on PATH (absolute entries only, like the shim).

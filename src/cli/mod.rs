@@ -75,6 +75,9 @@ enum Command {
     /// Reject a request, as the local user; a reason is required.
     #[cfg(feature = "server")]
     Reject(admin::RejectArgs),
+    /// Make the running server load its policy file again (as SIGHUP does).
+    #[cfg(feature = "server")]
+    Reload(admin::ReloadArgs),
     /// Verify or export the audit log.
     #[cfg(feature = "server")]
     #[command(subcommand)]
@@ -122,6 +125,8 @@ fn run_clap() -> i32 {
         Command::Approve(a) => admin::approve(a),
         #[cfg(feature = "server")]
         Command::Reject(a) => admin::reject(a),
+        #[cfg(feature = "server")]
+        Command::Reload(a) => admin::reload(a),
         #[cfg(feature = "server")]
         Command::Audit(c) => audit::run(c),
         #[cfg(feature = "server")]

@@ -1,4 +1,6 @@
-//! `hitl-gate serve`: runs the approval server (see `src/server/`).
+//! `hitl-gate serve`: runs the approval server (see `src/server/`). It starts the log
+//! (`server::logging`), registers SIGHUP (which loads the policy again, `server::reload`)
+//! before anything else can receive it, and stops on SIGTERM or SIGINT.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,6 +27,10 @@ pub struct Args {
     /// Allow plain HTTP on a non-loopback address (only behind a TLS-terminating proxy).
     #[arg(long)]
     insecure_http: bool,
+    /// The log on stderr: text or json, one event per line [default: [serve] log_format, else
+    /// text]. HITL_GATE_LOG filters it (default: warn,hitl_gate=info).
+    #[arg(long, value_parser = ["text", "json"])]
+    log_format: Option<String>,
 }
 
 pub fn run(args: Args) -> Result<i32, CliError> {
@@ -32,6 +38,12 @@ pub fn run(args: Args) -> Result<i32, CliError> {
     let (policy, source) = policy::load::load_for_cli()
         .map_err(|e| CliError::new(crate::exit::POLICY_ERROR, e.to_string()))?;
     let serve = policy.serve().clone();
+    let format = match args.log_format.as_deref() {
+        Some("json") => policy::schema::LogFormat::Json,
+        Some(_) => policy::schema::LogFormat::Text,
+        None => serve.log_format,
+    };
+    server::logging::init(format).map_err(fail)?;
     let listen = args
         .listen
         .or(serve.listen.clone())
@@ -84,6 +96,9 @@ pub fn run(args: Args) -> Result<i32, CliError> {
     let scheme = if tls.is_some() { "https" } else { "http" };
     let agents = serve.agents.len();
     runtime.block_on(async move {
+        // Registered first: from here on SIGHUP reloads instead of killing the server.
+        let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|e| fail(format!("cannot handle SIGHUP: {e}")))?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| fail(format!("cannot listen on {addr}: {e}")))?;
@@ -93,6 +108,14 @@ pub fn run(args: Args) -> Result<i32, CliError> {
             policy,
             tls,
             clock: server::Clock::from_env(),
+            reload: Some(server::Reload {
+                loader: std::sync::Arc::new(|| {
+                    policy::load::load_for_cli()
+                        .map(|(p, source)| (p, source.to_string()))
+                        .map_err(|e| e.to_string())
+                }),
+                hangup: Some(hangup),
+            }),
         };
         server::launch_with_listener(config, listener, shutdown_signal(), |s| {
             println!("hitl-gate serve: listening on {scheme}://{local}");
@@ -118,6 +141,10 @@ pub fn run(args: Args) -> Result<i32, CliError> {
             println!(
                 "  decide:               hitl-gate list | show ID | approve ID | reject ID -m \
                  REASON{decide_flags}"
+            );
+            println!(
+                "  reload the policy:    hitl-gate reload{decide_flags}, or kill -HUP {}",
+                std::process::id()
             );
             let _ = std::io::Write::flush(&mut std::io::stdout());
         })

@@ -86,6 +86,11 @@ impl Policy {
         &self.file.serve
     }
 
+    /// The file's rules, in order.
+    pub fn rules(&self) -> &[Rule] {
+        &self.file.rules
+    }
+
     /// A file rule by name.
     pub fn rule(&self, name: &str) -> Option<&Rule> {
         self.file.rules.iter().find(|r| r.name == name)

@@ -185,6 +185,19 @@ pub struct Serve {
     /// duration (`10m`) or a share of its timeout (`50%`). Default: never.
     #[serde(default)]
     pub escalate_after: Option<String>,
+    /// The server's log on stderr: `text` (one line per event, the default) or `json` (one
+    /// object per line, for log pipelines). `--log-format` overrides; `HITL_GATE_LOG` filters.
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+/// `[serve] log_format`
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `[serve.oidc]`: the OpenID Connect provider approvers sign in with.
@@ -243,6 +256,7 @@ impl Default for Serve {
             oidc: None,
             notify: Vec::new(),
             escalate_after: None,
+            log_format: LogFormat::Text,
         }
     }
 }

@@ -2,39 +2,30 @@
 //! ([`Waiters`]) and the long-polls each agent holds ([`Held`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use tokio::sync::{watch, Notify};
 
+use super::live::Live;
 use super::metrics::Metrics;
 use super::store::Store;
 use crate::policy::Policy;
 use crate::signing::Keys;
 
-/// An authenticated agent.
-#[derive(Debug, Clone)]
-pub struct Agent {
-    pub name: String,
-    pub on_behalf_of: Option<String>,
-}
-
-/// An authenticated lockdown writer (`[[serve.runner]]`): it reports the outcomes of its
-/// agents' approved runs.
-#[derive(Debug, Clone)]
-pub struct Runner {
-    pub name: String,
-    pub agents: Vec<String>,
-}
+/// How the server loads its policy again (`hitl-gate reload`, SIGHUP): the policy and where it
+/// came from, or why it cannot be loaded.
+pub type Loader = Arc<dyn Fn() -> Result<(Policy, String), String> + Send + Sync>;
 
 /// Shared state of a running server.
 pub struct App {
     pub(crate) store: Store,
-    pub(crate) policy: Policy,
+    /// The policy and what is derived from it; replaced whole by a reload ([`App::live`]).
+    pub(crate) live: RwLock<Arc<Live>>,
+    /// How to load the policy again; `None` when the server was given a policy, not a file.
+    pub(crate) loader: Option<Loader>,
+    /// Wakes the notification worker: a transaction queued something, or the sinks changed.
+    pub(crate) notify_wake: Arc<Notify>,
     pub(crate) keys: Arc<Keys>,
-    /// Agents by the SHA-256 of their token.
-    pub(crate) agents: HashMap<String, Agent>,
-    /// Lockdown writers by the SHA-256 of their token.
-    pub(crate) runners: HashMap<String, Runner>,
     pub(crate) waiters: Waiters,
     pub(crate) metrics: Metrics,
     pub(crate) reaper: Notify,
@@ -49,6 +40,23 @@ pub struct App {
     pub(crate) exports: Arc<tokio::sync::Semaphore>,
     /// The time every decision is made at (`clock.rs`).
     pub(crate) clock: super::clock::Clock,
+}
+
+impl App {
+    /// The policy in force and what is derived from it: one whole policy, however many reloads
+    /// happen while the caller holds it.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().expect("live lock").clone()
+    }
+
+    /// Puts `live` in force (every later [`App::live`] sees it).
+    pub fn replace_live(&self, live: Live) {
+        let live = Arc::new(live);
+        self.store
+            .set_outbox(live.outbox(self.notify_wake.clone(), self.web.is_some()));
+        *self.live.write().expect("live lock") = live;
+        self.notify_wake.notify_one();
+    }
 }
 
 /// A change the live inbox shows: a request appeared or left the pending state.

@@ -8,8 +8,8 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 
 use super::app::App;
-pub use super::app::{Agent, Runner};
 use super::error::ApiError;
+pub use super::live::{Agent, Runner};
 
 /// An authenticated human who may decide. Its string is the identity recorded in decisions and
 /// the audit log (`local:<user>`).
@@ -37,16 +37,23 @@ impl FromRequestParts<Arc<App>> for Caller {
             return peer
                 .clone()
                 .map(|id| Caller::Approver(Approver(id)))
-                .ok_or_else(ApiError::unauthorized);
+                .ok_or_else(|| ApiError::unauthorized(NO_PEER));
         }
-        let digest = bearer_digest(parts).ok_or_else(ApiError::unauthorized)?;
-        app.agents
+        let digest = bearer_digest(parts).ok_or_else(|| ApiError::unauthorized(NO_TOKEN))?;
+        app.live()
+            .agents
             .get(&digest)
             .cloned()
             .map(Caller::Agent)
-            .ok_or_else(ApiError::unauthorized)
+            .ok_or_else(|| ApiError::unauthorized(UNKNOWN_TOKEN))
     }
 }
+
+/// Why a caller is not authenticated (the 401's message, and the log's reason).
+const NO_TOKEN: &str = "no agent token (Authorization: Bearer TOKEN)";
+const UNKNOWN_TOKEN: &str =
+    "unknown agent token: no [[serve.agent]] of this server has its SHA-256 (token_sha256)";
+const NO_PEER: &str = "the admin socket could not tell who is calling (SO_PEERCRED)";
 
 /// The SHA-256 of the request's bearer token, if it has one.
 fn bearer_digest(parts: &Parts) -> Option<String> {
@@ -71,13 +78,36 @@ impl FromRequestParts<Arc<App>> for Reporter {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let runner = bearer_digest(parts).and_then(|d| app.runners.get(&d).cloned());
+        let runner = bearer_digest(parts).and_then(|d| app.live().runners.get(&d).cloned());
         match runner {
             Some(r) => Ok(Reporter::Runner(r)),
             None => Agent::from_request_parts(parts, app)
                 .await
                 .map(Reporter::Agent),
         }
+    }
+}
+
+/// Any authenticated caller, a lockdown writer's token included (`GET /api/v1/whoami`).
+#[derive(Debug, Clone)]
+pub enum Anyone {
+    Caller(Caller),
+    Runner(Runner),
+}
+
+impl FromRequestParts<Arc<App>> for Anyone {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        if parts.extensions.get::<ConnectInfo<LocalPeer>>().is_none() {
+            let runner = bearer_digest(parts).and_then(|d| app.live().runners.get(&d).cloned());
+            if let Some(r) = runner {
+                return Ok(Anyone::Runner(r));
+            }
+        }
+        Caller::from_request_parts(parts, app)
+            .await
+            .map(Anyone::Caller)
     }
 }
 

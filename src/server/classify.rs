@@ -3,47 +3,46 @@
 //! It reads the argv with the same readers as the shim and matches the reported target against
 //! the server's policy; it never trusts the shim's verdict.
 
-use super::app::{Agent, App};
+use super::live::Agent;
 use crate::api::{Classification, CreateRequest, FreezeInfo};
 use crate::policy::on_server::{judge, ServerVerdict};
 use crate::policy::schema::Action;
-use crate::policy::Risk;
+use crate::policy::{Policy, Risk};
 use crate::tool::Tool;
 
-/// The server's own classification of a request made by `agent` at `now` (unix ms): it never
-/// trusts the shim's verdict.
+/// The server's own classification by `policy` of a request made by `agent` at `now` (unix
+/// ms): it never trusts the shim's verdict.
 pub fn classify(
-    app: &App,
+    policy: &Policy,
     req: &CreateRequest,
     tool: Tool,
     agent: &Agent,
     now: i64,
 ) -> Classification {
-    let serve = app.policy.serve();
+    let serve = policy.serve();
     let ServerVerdict {
         verdict,
         rule,
         environment: env,
     } = judge(
-        &app.policy,
+        policy,
         tool,
         req,
         &agent.name,
         agent.on_behalf_of.as_deref(),
     );
     let risk = env.as_ref().map(|e| e.risk);
-    let timeout = app.policy.rule_timeout(&rule).unwrap_or_else(|| {
+    let timeout = policy.rule_timeout(&rule).unwrap_or_else(|| {
         if risk >= Some(Risk::High) {
             serve.high_risk_timeout.0
         } else {
             serve.default_timeout.0
         }
     });
-    let file_rule = app.policy.rule(&rule);
+    let file_rule = policy.rule(&rule);
     let gate_rule = file_rule.filter(|r| r.action == Action::Gate);
     let environment = env.as_ref().map(|e| e.name.clone());
-    let freeze = app
-        .policy
+    let freeze = policy
         .freeze_at(environment.as_deref(), now)
         .map(|f| FreezeInfo {
             name: f.name.clone(),

@@ -167,6 +167,12 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl From<&sqlx::Error> for StoreError {
+    fn from(e: &sqlx::Error) -> Self {
+        StoreError(e.to_string())
+    }
+}
+
 impl std::fmt::Display for StoreError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.0)

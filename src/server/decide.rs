@@ -113,7 +113,7 @@ pub async fn decide(app: &App, id: &str, ch: Change<'_>) -> Result<Changed, Stor
                 // too: none at all, or its break-glass count.
                 if view.classification.freeze.is_none() {
                     let env = view.classification.environment.as_deref();
-                    if let Some(f) = app.policy.freeze_at(env, ch.now) {
+                    if let Some(f) = app.live().policy.freeze_at(env, ch.now) {
                         match f.freeze_approvals {
                             None => {
                                 return Ok(Changed::NotAllowed(format!(
@@ -141,6 +141,13 @@ pub async fn decide(app: &App, id: &str, ch: Change<'_>) -> Result<Changed, Stor
                     {
                         continue;
                     }
+                    tracing::info!(
+                        id = %id,
+                        approver = %who.actor,
+                        approvals = view.approvals.len() + 1,
+                        needed,
+                        "approval recorded"
+                    );
                     return woken(app, id, None).await;
                 }
                 approvers = view.approvals.iter().map(|a| a.approver.clone()).collect();
@@ -168,6 +175,13 @@ pub async fn decide(app: &App, id: &str, ch: Change<'_>) -> Result<Changed, Stor
                 v => return Ok(Changed::Conflict(v.map_or(State::Pending, |v| v.state))),
             }
         }
+        tracing::info!(
+            id = %id,
+            rule = %view.classification.rule,
+            by = %ch.by.actor(),
+            "request {}",
+            ch.to.as_str()
+        );
         return woken(app, id, Some((ch.to, ch.now))).await;
     }
     Err(StoreError(
@@ -235,7 +249,7 @@ pub async fn expire_due(app: &App) {
             valid_for_ms: 0,
         };
         if let Err(e) = decide(app, &id, change).await {
-            eprintln!("hitl-gate serve: expiring {id} failed (will retry): {e}");
+            tracing::error!(id = %id, error = %e, "expiring failed; will retry");
         }
     }
 }
@@ -280,7 +294,7 @@ pub async fn checkpointer(app: Arc<App>, interval: std::time::Duration) {
     loop {
         tick.tick().await;
         if let Err(e) = app.store.checkpoint(app.clock.now_ms()).await {
-            eprintln!("hitl-gate serve: checkpoint failed: {e}");
+            tracing::error!(error = %e, "checkpoint failed");
         }
     }
 }

@@ -39,7 +39,7 @@ impl Store {
         }
         let log = self.log.clone();
         let request = view.request();
-        let queued = self.outbox.as_ref().map_or_else(Vec::new, |o| {
+        let queued = self.outbox().map_or_else(Vec::new, |o| {
             o.rows(
                 Event::Approval,
                 &Subject::of(view, &request),
@@ -118,7 +118,7 @@ impl Store {
         }
         let log = self.log.clone();
         let request = view.request();
-        let queued = self.outbox.as_ref().map_or_else(Vec::new, |o| {
+        let queued = self.outbox().map_or_else(Vec::new, |o| {
             let event = if decision.decision == State::Expired {
                 Event::Expired
             } else {

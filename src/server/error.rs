@@ -5,6 +5,15 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api::ErrorBody;
 
+/// Why an answer is an error, as the response carries it for the log (`logging.rs`): set by
+/// [`ApiError`] (its code and message) and the web UI's pages (`page`, and the page's title and
+/// message).
+#[derive(Debug, Clone)]
+pub struct Cause {
+    pub code: &'static str,
+    pub message: String,
+}
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -21,9 +30,10 @@ impl ApiError {
         }
     }
 
-    /// 401 with no detail: a caller that failed authentication learns nothing more.
-    pub fn unauthorized() -> ApiError {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "unauthorized")
+    /// 401: the caller is not authenticated, and why (no token, or a token the server does
+    /// not know). It learns nothing more; the token itself is never echoed.
+    pub fn unauthorized(why: &str) -> ApiError {
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why)
     }
 
     pub fn forbidden(message: impl Into<String>) -> ApiError {
@@ -55,11 +65,16 @@ impl From<super::store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let cause = Cause {
+            code: self.code,
+            message: self.message.clone(),
+        };
         let body = ErrorBody {
             code: self.code.to_string(),
             message: self.message,
         };
         let mut resp = (self.status, axum::Json(body)).into_response();
+        resp.extensions_mut().insert(cause);
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
             resp.headers_mut()
                 .insert("retry-after", axum::http::HeaderValue::from_static("1"));

@@ -163,12 +163,23 @@ impl Store {
         Ok((head, cp))
     }
 
-    /// Whether the database answers (a `SELECT 1` on the read pool within 2 s).
+    /// Whether the database answers reads (a `SELECT 1` on the read pool within 2 s).
     pub async fn reachable(&self) -> bool {
         let ping = sqlx::query_scalar::<_, i64>("SELECT 1").fetch_one(&self.read);
         matches!(
             tokio::time::timeout(std::time::Duration::from_secs(2), ping).await,
             Ok(Ok(1))
+        )
+    }
+
+    /// Whether the writer's own connection answers (made again first if it was lost), within
+    /// 3 s: a replica whose reads work but whose writer's connection is dead would fail its
+    /// next write.
+    pub async fn writable(&self) -> bool {
+        let alive = self.writer.alive();
+        matches!(
+            tokio::time::timeout(std::time::Duration::from_secs(3), alive).await,
+            Ok(true)
         )
     }
 

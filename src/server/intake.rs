@@ -20,16 +20,16 @@ use crate::tool::Tool;
 
 type St = AxState<std::sync::Arc<App>>;
 
-/// How long an approval stays valid for the shim to start the run (ms).
-pub(super) fn valid_for(app: &App) -> i64 {
-    i64::try_from(app.policy.serve().decision_valid_for.0.as_millis()).unwrap_or(i64::MAX)
+/// How long an approval stays valid for the shim to start the run (ms), by `policy`.
+pub(super) fn valid_for(policy: &crate::policy::Policy) -> i64 {
+    i64::try_from(policy.serve().decision_valid_for.0.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The view with its web UI link, when the server has a web UI.
 pub(super) fn linked(app: &App, mut view: RequestView) -> RequestView {
     view.agent_waiting = view.agent_waiting_at(app.clock.now_ms());
     if app.web.is_some() {
-        if let Some(base) = &app.policy.serve().public_url {
+        if let Some(base) = &app.live().policy.serve().public_url {
             view.review_url = Some(format!(
                 "{}/ui/requests/{}",
                 base.trim_end_matches('/'),
@@ -108,9 +108,11 @@ pub(super) async fn create(
         }
     }
     let now = app.clock.now_ms();
-    let classification = classify(&app, &req, tool, &agent, now);
+    // One policy for the whole request, whatever a reload does meanwhile.
+    let live = app.live();
+    let classification = classify(&live.policy, &req, tool, &agent, now);
     let timeout_ms = i64::try_from(classification.timeout_seconds * 1000).unwrap_or(i64::MAX);
-    let timeout_ms = app
+    let timeout_ms = live
         .policy
         .rule_timeout(&classification.rule)
         .map_or(timeout_ms, |d| {
@@ -158,6 +160,17 @@ pub(super) async fn create(
     if !created {
         return repeated(&app, view, &request_sha256);
     }
+    let c = &view.classification;
+    tracing::info!(
+        id = %view.id,
+        agent = %view.agent,
+        on_behalf_of = %view.on_behalf_of.as_deref().unwrap_or("-"),
+        tool = %view.tool,
+        environment = %c.environment.as_deref().unwrap_or("-"),
+        rule = %c.rule,
+        verdict = %c.verdict,
+        "request created"
+    );
     app.reaper.notify_one();
     let _ = app.events.send(super::app::Event::Created(view.id.clone()));
     if let Some((to, actor, comment)) = initial {
@@ -166,7 +179,7 @@ pub(super) async fn create(
             by: By::Policy(actor),
             comment: Some(&comment),
             now: app.clock.now_ms(),
-            valid_for_ms: valid_for(&app),
+            valid_for_ms: valid_for(&live.policy),
         };
         match decide(&app, &view.id, change).await? {
             Changed::Done(v) => {
@@ -191,11 +204,19 @@ pub(super) async fn no_changes(
 ) -> Result<Response, ApiError> {
     let tool = tool_of(&req)?;
     let now = app.clock.now_ms();
-    let classification = classify(&app, &req, tool, &agent, now);
+    let classification = classify(&app.live().policy, &req, tool, &agent, now);
     let seq = app
         .store
         .no_changes(&agent.name, &req, &classification, now)
         .await?;
+    tracing::info!(
+        seq,
+        agent = %agent.name,
+        tool = %req.tool,
+        environment = %classification.environment.as_deref().unwrap_or("-"),
+        rule = %classification.rule,
+        "plan without changes recorded (ran without asking)"
+    );
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({"recorded": "no_changes", "seq": seq})),

@@ -182,7 +182,7 @@ impl<'a> LongPoll<'a> {
         let (Caller::Agent(agent), None) = (self.caller, &self.slot) else {
             return Ok(());
         };
-        let cap = self.app.policy.serve().max_waits_per_agent.get();
+        let cap = self.app.live().policy.serve().max_waits_per_agent.get();
         match self.app.waiters.hold(&agent.name, cap) {
             Some(held) => {
                 self.slot = Some(held);

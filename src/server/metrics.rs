@@ -39,6 +39,8 @@ pub struct Metrics {
     pub listener_reconnects: AtomicU64,
     /// Whether this replica holds the reaper's lock.
     pub reaper_leader: std::sync::atomic::AtomicBool,
+    /// Whether `/readyz` last answered "not ready" (its log line is written when this changes).
+    pub unready: std::sync::atomic::AtomicBool,
 }
 
 impl Metrics {

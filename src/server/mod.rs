@@ -6,7 +6,9 @@
 //!
 //! Two listeners share one router: TCP (agents, with bearer tokens; public endpoints; capped and
 //! timed out in `conn.rs`) and the admin Unix socket `DATA_DIR/admin.sock` (mode 0600), whose
-//! callers are approvers identified by SO_PEERCRED as `local:<user>`.
+//! callers are approvers identified by SO_PEERCRED as `local:<user>`. The data dir is locked
+//! for the server's life (`data_lock.rs`); the policy can be loaded again while it runs
+//! (`reload.rs`).
 
 mod agent_runs;
 mod app;
@@ -15,6 +17,7 @@ pub mod auth;
 mod classify;
 mod clock;
 mod conn;
+pub mod data_lock;
 mod db;
 mod decide;
 mod decision_store;
@@ -23,6 +26,8 @@ mod extract;
 pub mod history;
 mod id_token;
 mod intake;
+mod live;
+pub mod logging;
 mod long_poll;
 mod metrics;
 mod notify;
@@ -31,9 +36,11 @@ mod outbox;
 mod outbox_store;
 mod postgres;
 mod quorum;
+pub mod reload;
 mod replicas;
 mod routes;
 pub mod sessions;
+mod sinks;
 mod slack;
 pub mod store;
 pub mod tls;
@@ -51,7 +58,8 @@ use tokio::sync::{watch, Notify};
 
 use crate::policy::Policy;
 use crate::signing::Keys;
-use app::{Agent, App, Waiters};
+pub use app::Loader;
+use app::{App, Waiters};
 use auth::LocalPeer;
 use store::Store;
 
@@ -70,6 +78,16 @@ pub struct Config {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// The time every decision is made at: the system clock, except in tests (`clock.rs`).
     pub clock: Clock,
+    /// How to load the policy again (`hitl-gate reload`, SIGHUP); `None`: it cannot be.
+    pub reload: Option<Reload>,
+}
+
+/// How a server loads its policy again, and the signal that asks it to.
+pub struct Reload {
+    pub loader: Loader,
+    /// SIGHUP, registered by the caller before the server starts (so an early one does not
+    /// kill it); each delivery reloads.
+    pub hangup: Option<tokio::signal::unix::Signal>,
 }
 
 pub use crate::api::now_ms;
@@ -119,65 +137,39 @@ where
     F: std::future::Future<Output = ()> + Send + 'static,
 {
     prepare_data_dir(&config.data_dir)?;
+    // Held until this function returns: a second server on this data dir stops here.
+    let _lock = data_lock::DataDirLock::acquire(&config.data_dir)?;
     let keys = Arc::new(Keys::load_or_create(&config.data_dir)?);
     let serve = config.policy.serve().clone();
-    let sinks = notify::load(&serve.notify)?;
+    let live = live::Live::build(config.policy)?;
     let location = db::location(&serve, &config.data_dir.join(DB_FILE))?;
-    let mut store = Store::open(&location, keys.clone(), serve.checkpoint_every)
+    let store = Store::open(&location, keys.clone(), serve.checkpoint_every)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))?;
     if let db::Location::Postgres(url) = &location {
         postgres::check_signing_key(url, &keys.public_hex()).await?;
     }
-    let wake = Arc::new(Notify::new());
-    store.set_outbox(outbox::Outbox {
-        sinks: serve.notify.clone(),
-        public_url: serve.oidc.as_ref().and(serve.public_url.clone()),
-        wake: wake.clone(),
-    });
-    let escalate = serve
-        .escalate_after
-        .as_deref()
-        .map(crate::policy::notify::EscalateAfter::parse)
-        .transpose()?;
-    let agents = serve
-        .agents
-        .iter()
-        .map(|a| {
-            (
-                a.token_sha256.to_ascii_lowercase(),
-                Agent {
-                    name: a.name.clone(),
-                    on_behalf_of: a.on_behalf_of.clone(),
-                },
-            )
-        })
-        .collect();
-    let runners = serve
-        .runners
-        .iter()
-        .map(|r| {
-            let runner = app::Runner {
-                name: r.name.clone(),
-                agents: r.agents.clone(),
-            };
-            (r.token_sha256.to_ascii_lowercase(), runner)
-        })
-        .collect();
     let (stop_tx, stop_rx) = watch::channel(false);
+    let (loader, hangup) = match config.reload {
+        Some(r) => (Some(r.loader), r.hangup),
+        None => (None, None),
+    };
+    let web = web_settings::Web::from_config(&serve, &config.clock)?;
+    let notify_wake = Arc::new(Notify::new());
+    store.set_outbox(live.outbox(notify_wake.clone(), web.is_some()));
     let app = Arc::new(App {
         store,
-        policy: config.policy,
+        live: std::sync::RwLock::new(Arc::new(live)),
+        loader,
+        notify_wake,
         keys,
-        agents,
-        runners,
         waiters: Waiters::default(),
         metrics: metrics::Metrics::default(),
         reaper: Notify::new(),
         shutdown: stop_rx.clone(),
         body_limit: serve.body_limit_bytes,
         events: tokio::sync::broadcast::channel(1024).0,
-        web: web_settings::Web::from_config(&serve, &config.clock)?,
+        web,
         clock: config.clock,
         exports: Arc::new(tokio::sync::Semaphore::new(1)),
     });
@@ -235,14 +227,15 @@ where
     };
     let clock = tokio::spawn(app.clock.clone().watch());
     let reaper = tokio::spawn(decide::reaper(app.clone(), leadership));
-    let notifier = (!sinks.is_empty())
-        .then(|| tokio::spawn(notify::worker(app.clone(), sinks, escalate, wake)));
+    let notifier = tokio::spawn(notify::worker(app.clone()));
+    let reloader = hangup.map(|h| tokio::spawn(reload::on_signal(app.clone(), h)));
     let checkpointer = tokio::spawn(decide::checkpointer(
         app.clone(),
         serve.checkpoint_interval.0,
     ));
     tokio::spawn(async move {
         shutdown.await;
+        tracing::info!("shutting down: waiting clients are answered 503 shutting_down and retry");
         let _ = stop_tx.send(true);
     });
 
@@ -276,8 +269,9 @@ where
     if let Some(l) = listener_task {
         l.abort();
     }
-    if let Some(n) = notifier {
-        n.abort();
+    notifier.abort();
+    if let Some(r) = reloader {
+        r.abort();
     }
     let _ = std::fs::remove_file(&socket);
     // A last checkpoint so the head at shutdown is signed.

@@ -16,51 +16,7 @@ use std::time::Duration;
 
 use super::app::App;
 use super::outbox_store::Due;
-use crate::policy::notify::{EscalateAfter, Sink, SinkKind};
-
-/// A sink with its secrets read.
-pub struct Loaded {
-    pub name: String,
-    target: Target,
-}
-
-enum Target {
-    Webhook { url: String, secret: Vec<u8> },
-    Slack { url: String },
-}
-
-/// Reads every sink's secret files (mode 0600 or stricter, refused otherwise).
-pub fn load(sinks: &[Sink]) -> Result<Vec<Loaded>, String> {
-    sinks
-        .iter()
-        .map(|s| {
-            let what = |field: &str| format!("[[serve.notify]] {:?} {field}", s.name);
-            let target = match s.kind {
-                SinkKind::Webhook => Target::Webhook {
-                    url: s.url.clone().unwrap_or_default(),
-                    secret: super::oidc::read_secret(
-                        s.secret_file.as_deref().unwrap_or(std::path::Path::new("")),
-                        &what("secret_file"),
-                    )?
-                    .into_bytes(),
-                },
-                SinkKind::Slack => {
-                    let url = super::oidc::read_secret(
-                        s.url_file.as_deref().unwrap_or(std::path::Path::new("")),
-                        &what("url_file"),
-                    )?;
-                    crate::policy::notify::check_url(&url)
-                        .map_err(|e| format!("{}: {e}", what("url_file")))?;
-                    Target::Slack { url }
-                }
-            };
-            Ok(Loaded {
-                name: s.name.clone(),
-                target,
-            })
-        })
-        .collect()
-}
+use super::sinks::{Loaded, Target};
 
 /// The longest wait between two retries.
 const MAX_BACKOFF_MS: i64 = 5 * 60 * 1000;
@@ -156,22 +112,18 @@ impl Http {
 }
 
 /// The worker: delivers due rows, queues escalations, sleeps until the next is due (or a new
-/// row is queued), until shutdown.
-pub async fn worker(
-    app: Arc<App>,
-    sinks: Vec<Loaded>,
-    escalate: Option<EscalateAfter>,
-    wake: Arc<tokio::sync::Notify>,
-) {
+/// row is queued, or a reload changed the sinks), until shutdown. It reads the sinks in force
+/// at each round; with none, it sleeps until a reload brings some.
+pub async fn worker(app: Arc<App>) {
     let http = match Http::new() {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("hitl-gate serve: notifications are off: {e}");
+            tracing::error!(error = %e, "notifications are off");
             return;
         }
     };
+    let wake = app.notify_wake.clone();
     let mut stop = app.shutdown.clone();
-    let names: Vec<String> = sinks.iter().map(|s| s.name.clone()).collect();
     // Several replicas (PostgreSQL): only the one running the reaper delivers, so an event is
     // not sent once per replica; it looks for due rows every second, since rows queued by the
     // other replicas do not wake it.
@@ -191,19 +143,32 @@ pub async fn worker(
         let woken = wake.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
+        let live = app.live();
+        if live.sinks.is_empty() {
+            tokio::select! {
+                () = &mut woken => continue,
+                _ = stop.changed() => return,
+            }
+        }
+        let (sinks, escalate) = (&live.sinks, live.escalate);
+        let names: Vec<String> = sinks.iter().map(|s| s.name.clone()).collect();
         let now = app.clock.now_ms();
         if let Some(e) = escalate {
             match app.store.unescalated().await {
                 Ok(list) => {
                     for (id, created, deadline) in list {
                         if e.at(created, deadline) <= now {
-                            if let Err(err) = app.store.escalate(&id, now).await {
-                                eprintln!("hitl-gate serve: escalating {id} failed: {err}");
+                            match app.store.escalate(&id, now).await {
+                                Ok(true) => tracing::info!(id = %id, "request escalated"),
+                                Ok(false) => {}
+                                Err(err) => {
+                                    tracing::error!(id = %id, error = %err, "escalating failed")
+                                }
                             }
                         }
                     }
                 }
-                Err(err) => eprintln!("hitl-gate serve: reading escalations failed: {err}"),
+                Err(err) => tracing::error!(error = %err, "reading escalations failed"),
             }
         }
         let due = app
@@ -221,11 +186,13 @@ pub async fn worker(
                 .err()
                 .map(|e| (app.clock.now_ms() + backoff_ms(row.attempts + 1), e));
             if let Some((_, e)) = &failed {
-                eprintln!(
-                    "hitl-gate serve: notifying {} of {} failed (attempt {}; will retry): {e}",
-                    row.sink,
-                    row.key,
-                    row.attempts + 1
+                tracing::warn!(
+                    sink = %row.sink,
+                    event = %row.event,
+                    key = %row.key,
+                    attempt = row.attempts + 1,
+                    error = %e,
+                    "notification delivery failed; will retry"
                 );
             }
             if let Err(e) = app
@@ -233,7 +200,7 @@ pub async fn worker(
                 .outbox_result(row.id, app.clock.now_ms(), failed)
                 .await
             {
-                eprintln!("hitl-gate serve: recording a delivery failed: {e}");
+                tracing::error!(error = %e, "recording a delivery failed");
             }
         }
         if !due.is_empty() {

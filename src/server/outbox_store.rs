@@ -134,13 +134,14 @@ impl Store {
             .collect())
     }
 
-    /// Queues the escalation of a pending request, once (in one transaction with marking it).
-    pub async fn escalate(&self, id: &str, now: i64) -> Result<()> {
-        let Some(outbox) = self.outbox.clone() else {
-            return Ok(());
+    /// Queues the escalation of a pending request, once (in one transaction with marking it);
+    /// whether this call escalated it.
+    pub async fn escalate(&self, id: &str, now: i64) -> Result<bool> {
+        let Some(outbox) = self.outbox() else {
+            return Ok(false);
         };
         let Some(view) = self.get(id).await? else {
-            return Ok(());
+            return Ok(false);
         };
         let request = view.request();
         let extra = json!({"approvals": &view.approvals});
@@ -152,7 +153,8 @@ impl Store {
             now,
         );
         let id = id.to_string();
-        self.writer
+        let escalated = self
+            .writer
             .write(move |c| {
                 Box::pin(async move {
                     let r = sqlx::query(
@@ -163,14 +165,15 @@ impl Store {
                     .bind(&id)
                     .execute(&mut *c)
                     .await?;
-                    if r.rows_affected() > 0 {
+                    let escalated = r.rows_affected() > 0;
+                    if escalated {
                         insert(c, &rows, now).await?;
                     }
-                    Ok(())
+                    Ok(escalated)
                 })
             })
             .await?;
         outbox.wake.notify_one();
-        Ok(())
+        Ok(escalated)
     }
 }

@@ -169,10 +169,20 @@ ALTER TABLE requests ADD COLUMN run_claim TEXT;
 /// Every schema version's script, in order: version N is `MIGRATIONS[N - 1]`.
 const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
 
+/// The `application_name` of the writer's connection (`pg_stat_activity` shows it).
+pub const WRITER_NAME: &str = "hitl-gate-writer";
+
+/// `url` with the connection's `application_name` set to `name` (appended: a name the URL
+/// already gives is overridden).
+pub fn named(url: &str, name: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}application_name={name}")
+}
+
 /// Connects to the database at `url`: the writer connection, with the schema migrated, and
 /// the read pool.
 pub async fn open(url: &str) -> Result<(AnyConnection, AnyPool)> {
-    let mut writer = AnyConnection::connect(url)
+    let mut writer = AnyConnection::connect(&named(url, WRITER_NAME))
         .await
         .map_err(|e| format!("cannot connect to the PostgreSQL database: {e}"))?;
     migrate(&mut writer).await?;

@@ -55,7 +55,7 @@ pub async fn listener(app: Arc<App>, url: String) {
                 listening = None;
             }
             Err(e) => {
-                eprintln!("hitl-gate serve: listening for other replicas' changes: {e}");
+                tracing::warn!(error = %e, "listening for other replicas' changes failed; listening again");
                 app.metrics.listener_reconnects.fetch_add(1, Relaxed);
                 listening = None;
             }
@@ -111,7 +111,13 @@ impl Leadership {
             }
         }
         let leader = self.held.is_some();
-        app.metrics.reaper_leader.store(leader, Relaxed);
+        if app.metrics.reaper_leader.swap(leader, Relaxed) != leader {
+            if leader {
+                tracing::info!("this replica took the reaper's lock: it expires requests and delivers notifications");
+            } else {
+                tracing::warn!("this replica lost the reaper's lock (its connection was lost)");
+            }
+        }
         leader
     }
 }

@@ -1,5 +1,6 @@
 //! The HTTP routes of `/api/v1` and the public endpoints. docs/api.md documents each.
 
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,14 +13,14 @@ use serde::Deserialize;
 
 use super::agent_runs;
 use super::app::App;
-use super::auth::{Approver, Reporter};
+use super::auth::{Anyone, Approver, Caller, Reporter};
 use super::decide::{changed, decide, By, Change};
 use super::error::ApiError;
 use super::extract::{Body, Q};
 use super::intake::{self, linked, valid_for};
 use super::long_poll::{self, check_id, RETRY_AFTER_SECONDS};
 use super::store::{Changed, OutcomeReport};
-use crate::api::{DecisionBody, Outcome, PublicKey, RequestView, State, Verb};
+use crate::api::{DecisionBody, Outcome, PublicKey, RequestView, State, Verb, WhoAmI};
 use crate::policy::approvals::Person;
 
 use crate::api::MAX_WAIT_SECONDS;
@@ -34,9 +35,19 @@ async fn healthz(AxState(app): AxState<Arc<App>>) -> String {
     format!("ok\ndatabase: {db}\n")
 }
 
-/// Ready to serve: 200 while the database answers, 503 while it does not.
+/// Ready to serve: 200 while the database answers reads and the writer's own connection, 503
+/// while it does not. Logged when readiness changes. (`/healthz`, the liveness probe, asks
+/// only the read pool: a busy writer must not make a replica look dead.)
 async fn readyz(AxState(app): AxState<Arc<App>>) -> Response {
-    if app.store.reachable().await {
+    let ready = app.store.reachable().await && app.store.writable().await;
+    if app.metrics.unready.swap(!ready, Relaxed) == ready {
+        if ready {
+            tracing::info!("ready again: the database answers");
+        } else {
+            tracing::error!("not ready: the database does not answer (reads or the writer)");
+        }
+    }
+    if ready {
         "ready\n".into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "database unreachable\n").into_response()
@@ -50,6 +61,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/api/v1/public-key", get(public_key))
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/reload", post(super::reload::route))
         .route("/api/v1/requests", post(intake::create).get(list))
         .route("/api/v1/requests/{id}", get(long_poll::show))
         .route("/api/v1/requests/{id}/cancel", post(agent_runs::cancel))
@@ -74,6 +87,7 @@ pub fn router(app: Arc<App>) -> Router {
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(request_deadline))
         .layer(axum::middleware::map_response(refusal_headers))
+        .layer(axum::middleware::from_fn(super::logging::answers))
         .with_state(app)
 }
 
@@ -118,6 +132,22 @@ async fn metrics(AxState(app): St) -> Result<Response, ApiError> {
         app.metrics.render(pending, (depth, age)),
     )
         .into_response())
+}
+
+/// `GET /api/v1/whoami`: who the server takes the caller for (an agent's name and the human
+/// it acts for; a runner's agents; an approver's identity). It grants nothing.
+async fn whoami(who: Anyone) -> Json<WhoAmI> {
+    let (kind, name, on_behalf_of, agents) = match who {
+        Anyone::Caller(Caller::Agent(a)) => ("agent", a.name, a.on_behalf_of, Vec::new()),
+        Anyone::Caller(Caller::Approver(a)) => ("approver", a.0, None, Vec::new()),
+        Anyone::Runner(r) => ("runner", r.name, None, r.agents),
+    };
+    Json(WhoAmI {
+        kind: kind.into(),
+        name,
+        on_behalf_of,
+        agents,
+    })
 }
 
 async fn public_key(AxState(app): St) -> Json<PublicKey> {
@@ -169,6 +199,7 @@ async fn outcome(
             verified: false,
             owns: &|agent: &str| agent == a.name,
             refused: app
+                .live()
                 .runners
                 .values()
                 .find(|r| r.agents.contains(&a.name))
@@ -189,12 +220,21 @@ async fn outcome(
         },
     };
     let result = app.store.outcome(&id, &report, app.clock.now_ms()).await?;
-    if let Changed::Conflict(State::Approved) = &result {
-        eprintln!(
-            "hitl-gate serve: {} tried to record an outcome for request {id} that is not its \
-             to record now; refused and recorded (outcome_refused)",
-            report.actor
-        );
+    match &result {
+        Changed::Conflict(State::Approved) => tracing::warn!(
+            id = %id,
+            by = %report.actor,
+            "outcome refused: not this reporter's to record now (recorded as outcome_refused)"
+        ),
+        Changed::Done(_) => tracing::info!(
+            id = %id,
+            by = %report.actor,
+            exit_code = o.exit_code,
+            signal = o.signal,
+            verified = report.verified,
+            "outcome recorded"
+        ),
+        _ => {}
     }
     changed(result)
 }
@@ -206,7 +246,8 @@ async fn decision(
     Body(d): Body<DecisionBody>,
 ) -> Result<Response, ApiError> {
     check_id(&id)?;
-    if !app.policy.serve().allow_local_approvers {
+    let live = app.live();
+    if !live.policy.serve().allow_local_approvers {
         return Err(ApiError::forbidden(
             "local approvers are turned off ([serve] allow_local_approvers = false): decide in \
              the web UI",
@@ -240,7 +281,7 @@ async fn decision(
         },
         comment,
         now: app.clock.now_ms(),
-        valid_for_ms: valid_for(&app),
+        valid_for_ms: valid_for(&live.policy),
     };
     changed(decide(&app, &id, change).await?)
 }

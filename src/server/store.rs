@@ -62,7 +62,7 @@ pub struct Store {
     pub(super) log: AuditLog,
     /// The notification sinks (`outbox.rs`): every change queues its events in its own
     /// transaction. `None` when no sink is configured.
-    pub(super) outbox: Option<Arc<super::outbox::Outbox>>,
+    outbox: std::sync::RwLock<Option<Arc<super::outbox::Outbox>>>,
 }
 
 impl Store {
@@ -77,7 +77,7 @@ impl Store {
             writer: Writer::start(writer, at),
             read,
             log: AuditLog::new(keys, checkpoint_every),
-            outbox: None,
+            outbox: Default::default(),
         })
     }
 
@@ -124,7 +124,7 @@ impl Store {
         );
         let log = self.log.clone();
         let id = new.id.clone();
-        let queued = self.outbox.as_ref().map_or_else(Vec::new, |o| {
+        let queued = self.outbox().map_or_else(Vec::new, |o| {
             let subject = super::outbox::Subject {
                 id: &new.id,
                 agent: &new.agent,
@@ -199,14 +199,20 @@ impl Store {
         Ok((view, created))
     }
 
-    /// Sets the notification sinks.
-    pub fn set_outbox(&mut self, outbox: super::outbox::Outbox) {
-        self.outbox = (!outbox.sinks.is_empty()).then(|| Arc::new(outbox));
+    /// Sets the notification sinks (at start, and when a reload changes them).
+    pub fn set_outbox(&self, outbox: super::outbox::Outbox) {
+        let outbox = (!outbox.sinks.is_empty()).then(|| Arc::new(outbox));
+        *self.outbox.write().expect("outbox lock") = outbox;
+    }
+
+    /// The notification sinks in force, if any.
+    pub(super) fn outbox(&self) -> Option<Arc<super::outbox::Outbox>> {
+        self.outbox.read().expect("outbox lock").clone()
     }
 
     /// Wakes the delivery worker (after a transaction that may have queued events).
     pub(super) fn woke_outbox(&self) {
-        if let Some(o) = &self.outbox {
+        if let Some(o) = self.outbox() {
             o.wake.notify_one();
         }
     }

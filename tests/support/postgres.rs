@@ -265,3 +265,21 @@ pub async fn cut_listeners(url: &str) -> usize {
     .unwrap();
     cut.len()
 }
+
+/// Ends the connections to database `db` whose `application_name` is `name` (the server's
+/// writer is `hitl-gate-writer`), from a connection to `admin` (another database of the
+/// cluster); returns how many.
+pub async fn terminate_named(admin: &str, db: &str, name: &str) -> usize {
+    use sqlx::Connection;
+    let mut c = sqlx::postgres::PgConnection::connect(admin).await.unwrap();
+    let cut: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = $1 AND application_name = $2",
+    )
+    .bind(db)
+    .bind(name)
+    .fetch_all(&mut c)
+    .await
+    .unwrap();
+    cut.len()
+}

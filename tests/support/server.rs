@@ -91,6 +91,7 @@ impl TestServer {
             policy,
             tls,
             clock: clock.server_clock(),
+            reload: None,
         };
         let task = tokio::spawn(hitl_gate::server::launch_with_listener(
             config,
@@ -258,6 +259,9 @@ pub struct ServeProcess {
     pub child: Child,
     pub url: String,
     pub clock: TestClock,
+    /// Where its stderr (the log) goes, when started with [`ServeProcess::start_logged`]; the
+    /// log is printed if the test panics.
+    pub log: Option<PathBuf>,
     owner: Owner,
 }
 
@@ -268,18 +272,39 @@ impl ServeProcess {
 
     /// Starts `serve` listening on `listen` (a fixed port lets a restarted server keep its URL).
     pub fn start_on(policy_file: &Path, data: &Path, listen: &str) -> ServeProcess {
+        Self::start_with(policy_file, data, listen, &[], None)
+    }
+
+    /// Starts `serve` with `args` added, its log (stderr) written to `DATA.log` beside the data
+    /// dir, for the test to read ([`ServeProcess::log_text`], [`ServeProcess::log_line`]).
+    pub fn start_logged(policy_file: &Path, data: &Path, args: &[&str]) -> ServeProcess {
+        let log = data.with_extension("log");
+        Self::start_with(policy_file, data, "127.0.0.1:0", args, Some(log))
+    }
+
+    fn start_with(
+        policy_file: &Path,
+        data: &Path,
+        listen: &str,
+        args: &[&str],
+        log: Option<PathBuf>,
+    ) -> ServeProcess {
         let clock = TestClock::in_dir(data.parent().unwrap());
         let owner = Owner::new();
         let mut c = Command::new(super::bin());
         c.args(["serve", "--listen", listen, "--data-dir"])
             .arg(data)
+            .args(args)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HITL_GATE_POLICY", policy_file)
             .env("HITL_GATE_TEST_ROOT", data.parent().unwrap())
             .env("HITL_GATE_TEST_CLOCK", clock.path())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(match &log {
+                Some(path) => Stdio::from(std::fs::File::create(path).unwrap()),
+                None => Stdio::inherit(),
+            });
         let mut child = owner.mark(&mut c).spawn().unwrap();
         let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
         let first = lines.next().expect("serve printed nothing").unwrap();
@@ -293,6 +318,7 @@ impl ServeProcess {
             child,
             url,
             clock,
+            log,
             owner,
         }
     }
@@ -300,12 +326,49 @@ impl ServeProcess {
     pub fn signal(&self, sig: nix::sys::signal::Signal) {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.child.id() as i32), sig).unwrap();
     }
+
+    /// Everything the server logged so far (started with [`ServeProcess::start_logged`]).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log.as_ref().expect("started with a log")).unwrap()
+    }
+
+    /// The first log line that contains every one of `words`, once the server has written it
+    /// (at most 60 s).
+    pub async fn log_line(&self, words: &[&str]) -> String {
+        let start = std::time::Instant::now();
+        loop {
+            let text = self.log_text();
+            if let Some(l) = text.lines().find(|l| words.iter().all(|w| l.contains(w))) {
+                return l.to_string();
+            }
+            assert!(
+                start.elapsed() < std::time::Duration::from_secs(60),
+                "no log line with {words:?} in:\n{text}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// How many log lines contain every one of `words`.
+    pub fn log_count(&self, words: &[&str]) -> usize {
+        self.log_text()
+            .lines()
+            .filter(|l| words.iter().all(|w| l.contains(w)))
+            .count()
+    }
 }
 
 impl Drop for ServeProcess {
     fn drop(&mut self) {
         kill_group(&mut self.child);
         self.owner.kill_all();
+        if let (true, Some(log)) = (std::thread::panicking(), &self.log) {
+            eprintln!(
+                "--- the log of serve ({}):\n{}",
+                log.display(),
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
     }
 }
 

@@ -102,7 +102,7 @@ pub async fn decision(
         },
         comment,
         now: app.clock.now_ms(),
-        valid_for_ms: i64::try_from(app.policy.serve().decision_valid_for.0.as_millis())
+        valid_for_ms: i64::try_from(app.live().policy.serve().decision_valid_for.0.as_millis())
             .unwrap_or(i64::MAX),
     };
     match decide(&app, &id, change).await? {

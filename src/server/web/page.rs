@@ -48,7 +48,13 @@ impl IntoResponse for Page {
             // 303: after a form's POST the browser follows with a GET.
             Page::Redirect(to) => Redirect::to(&to).into_response(),
             Page::Status(status, title, message) => {
-                (status, html::message_page(title, &message)).into_response()
+                let cause = crate::server::error::Cause {
+                    code: "page",
+                    message: format!("{title}: {message}"),
+                };
+                let mut r = (status, html::message_page(title, &message)).into_response();
+                r.extensions_mut().insert(cause);
+                r
             }
             Page::Rendered(status, page) => (status, page).into_response(),
         }
