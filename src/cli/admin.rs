@@ -186,7 +186,7 @@ pub fn reload(a: ReloadArgs) -> Result<i32, CliError> {
     println!(
         "policy reloaded from {}: {} agents, {} runners, {} rules, {} freezes, {} notification \
          sinks",
-        line(r["source"].as_str().unwrap_or("?")),
+        print::line(r["source"].as_str().unwrap_or("?")),
         n("agents"),
         n("runners"),
         n("rules"),
@@ -200,7 +200,7 @@ pub fn reload(a: ReloadArgs) -> Result<i32, CliError> {
     if !later.is_empty() {
         println!(
             "changed, but in force only after a restart: {}",
-            line(&later.join(", "))
+            print::line(&later.join(", "))
         );
     }
     Ok(0)

@@ -12,7 +12,7 @@ use crate::api::{RequestView, State, Target};
 use crate::escape::{shell_word, terminal};
 
 /// Agent-supplied text on one line, safe for the terminal.
-fn line(s: &str) -> String {
+pub(super) fn line(s: &str) -> String {
     terminal(s, false)
 }
 
