@@ -167,7 +167,7 @@ fn doctor_passes_when_shims_come_first() {
         )),
         "{text}"
     );
-    assert!(text.contains("skip tofu"), "{text}");
+    assert!(text.contains("note tofu: not installed here"), "{text}");
     assert!(text.contains("ok   policy: built-in rules"), "{text}");
 }
 

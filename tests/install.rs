@@ -431,10 +431,12 @@ fn the_server_install_under_a_root() {
     }
 }
 
-/// The unit's command with the installed server.toml (its paths moved below `root`): it starts
-/// on a non-loopback address, with the certificate the policy names, and answers over HTTPS.
+/// The unit's command with the installed server.toml (its TLS paths moved below `root`, its
+/// data dir to a scratch one, so the installed tree stays as install.sh left it): it starts on a
+/// non-loopback address, with the certificate the policy names, and answers over HTTPS.
 fn serves_https_from(root: &Path, policy: &str) {
     let port = crate::support::server::free_port();
+    let scratch = tempfile::tempdir().unwrap();
     let moved = policy
         .replace(
             "/etc/hitl-gate/",
@@ -442,10 +444,10 @@ fn serves_https_from(root: &Path, policy: &str) {
         )
         .replace(
             "/var/lib/hitl-gate",
-            &format!("{}/var/lib/hitl-gate", root.display()),
+            &scratch.path().join("data").display().to_string(),
         )
         .replace("0.0.0.0:8443", &format!("0.0.0.0:{port}"));
-    let file = root.join("etc/hitl-gate/server-moved.toml");
+    let file = scratch.path().join("server.toml");
     std::fs::write(&file, moved).unwrap();
     std::fs::set_permissions(&file, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     let sb = crate::support::Sandbox::new();
