@@ -1,5 +1,5 @@
 //! Benchmarks of the approval server (a benchmark, not a test): run with
-//! `cargo bench --bench server -- [wakeup|waiters|throughput|verify|replicas]` (all by
+//! `cargo bench --bench server -- [wakeup|waiters|throughput|verify|replicas|tree]` (all by
 //! default). Results and the exact commands are recorded in docs/performance.md.
 //!
 //! - replicas: PostgreSQL beside SQLite in one run, on a throwaway cluster with `fsync = on`
@@ -9,7 +9,11 @@
 //! - wakeup: from a decision to the waiting long-poll's return, over 1,000 requests;
 //! - waiters: 10,000 concurrent long-polls on one server process, all woken; its RSS;
 //! - throughput: create+decide cycles per second, audit fsync'd (WAL, synchronous=FULL);
-//! - verify: `hitl-gate audit verify` rows per second on a 300,000-row log.
+//! - verify: `hitl-gate audit verify` rows per second on a 300,000-row log, the Merkle tree
+//!   rebuilt and checked against the signed C2SP checkpoint;
+//! - tree: what the audit log's Merkle tree costs: create+decide cycles per second with and
+//!   without it, in alternating runs of one process (`audit_tree::WITHOUT_TREE`, a switch only
+//!   benchmarks reach); inclusion and consistency proofs over HTTP on a 1,000,000-row log.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -452,36 +456,14 @@ async fn replicas() {
     drop(procs);
 }
 
-async fn verify() {
+/// A data dir whose log holds `n` rows appended in bulk, exactly as the server would chain
+/// them (the server made the schema and the key first), and then the server started once more:
+/// its start adds the rows to the Merkle tree, its stop signs a checkpoint over them. Returns
+/// the data dir and how long that start took.
+async fn bulk_log(n: i64, body: impl Fn(i64) -> Value) -> (tempfile::TempDir, PathBuf, f64) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    // The server creates the schema and the key; then rows are appended in bulk, exactly as the
-    // server would chain them.
-    let srv = {
-        let policy = hitl_gate::policy::load::parse(&policy_text("")).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (stx, srx) = tokio::sync::oneshot::channel();
-        let task = tokio::spawn(hitl_gate::server::launch_with_listener(
-            hitl_gate::server::Config {
-                data_dir: data.clone(),
-                policy,
-                tls: None,
-                clock: hitl_gate::server::Clock::system(),
-                reload: None,
-            },
-            listener,
-            async {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            },
-            move |_| {
-                let _ = stx.send(());
-            },
-        ));
-        srx.await.unwrap();
-        task
-    };
-    srv.await.unwrap().unwrap();
-    let n: i64 = 300_000;
+    once(&data).await;
     let db = data.join("hitl-gate.db");
     {
         use sqlx::ConnectOptions;
@@ -494,18 +476,14 @@ async fn verify() {
                 .unwrap();
         sqlx::query("BEGIN").execute(&mut c).await.unwrap();
         let mut prev: Option<(i64, String)> = None;
-        let text = "~ deployment web: replicas 3 -> 5\n".repeat(8);
         for i in 0..n {
-            let body = json!({"command": {"tool": "kubectl", "argv": ["scale", "deploy", "web", "--replicas=5"]},
-                              "environment": {"kube_context": "prod", "namespace": "web"},
-                              "diff": {"text": &text}, "i": i});
             let r = hitl_gate::audit::next_row(
                 prev.as_ref().map(|(s, h)| (s, h.as_str())),
                 1_700_000_000_000 + i,
                 "approved",
                 Some("0123456789abcdef0123456789abcdef"),
                 "local:bench",
-                &body,
+                &body(i),
             );
             sqlx::query("INSERT INTO audit (seq, at, kind, request_id, actor, body, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
                 .bind(r.seq).bind(r.at).bind(&r.kind).bind(&r.request_id).bind(&r.actor).bind(&r.body).bind(&r.prev_hash).bind(&r.hash)
@@ -514,6 +492,40 @@ async fn verify() {
         }
         sqlx::query("COMMIT").execute(&mut c).await.unwrap();
     }
+    let t = Instant::now();
+    once(&data).await;
+    (dir, data, t.elapsed().as_secs_f64())
+}
+
+/// Starts a server on `data` and stops it as soon as it listens.
+async fn once(data: &Path) {
+    let policy = hitl_gate::policy::load::parse(&policy_text("")).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let task = tokio::spawn(hitl_gate::server::launch_with_listener(
+        hitl_gate::server::Config {
+            data_dir: data.to_path_buf(),
+            policy,
+            tls: None,
+            clock: hitl_gate::server::Clock::system(),
+            reload: None,
+        },
+        listener,
+        async {},
+        |_| {},
+    ));
+    task.await.unwrap().unwrap();
+}
+
+async fn verify() {
+    let n: i64 = 300_000;
+    let text = "~ deployment web: replicas 3 -> 5\n".repeat(8);
+    let (_dir, data, _) = bulk_log(n, |i| {
+        json!({"command": {"tool": "kubectl", "argv": ["scale", "deploy", "web", "--replicas=5"]},
+               "environment": {"kube_context": "prod", "namespace": "web"},
+               "diff": {"text": &text}, "i": i})
+    })
+    .await;
+    let db = data.join("hitl-gate.db");
     let size = std::fs::metadata(&db).unwrap().len();
     if let Some(keep) = std::env::var_os("BENCH_KEEP_DB") {
         std::fs::copy(&db, keep).unwrap();
@@ -530,11 +542,171 @@ async fn verify() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("1 checkpoints checked"), "{said}");
     println!(
         "verify: {n} rows ({} MB) in {secs:.2}s = {:.0} rows/s ({})",
         size / 1_000_000,
         n as f64 / secs,
-        String::from_utf8_lossy(&out.stdout).trim()
+        said.trim()
+    );
+    verify_in_memory(&db).await;
+}
+
+/// The verifier's own work on rows already in memory, in one process: the chain alone (as
+/// before the tree) against the chain, the tree and the checkpoint's root, alternately.
+async fn verify_in_memory(db: &Path) {
+    use hitl_gate::audit::{self, witnessed};
+    use hitl_gate::server::audit_log::{self, PageConn};
+    use sqlx::ConnectOptions;
+    use std::str::FromStr;
+    let mut c = sqlx::sqlite::SqliteConnectOptions::from_str(&format!("sqlite://{}", db.display()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut rows = Vec::new();
+    let t = Instant::now();
+    loop {
+        let after = rows.last().map_or(0, |r: &audit::Row| r.seq);
+        let page = audit_log::page(PageConn::Sqlite(&mut c), after, None, None)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        rows.extend(page);
+    }
+    let n = rows.len() as f64;
+    println!(
+        "verify: reading the rows alone, page by page as `audit verify` does: {:.0} rows/s",
+        n / t.elapsed().as_secs_f64()
+    );
+    let cps = audit_log::checkpoints(PageConn::Sqlite(&mut c))
+        .await
+        .unwrap();
+    let (mut chain, mut tree) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let t = Instant::now();
+        audit::verify(rows.iter().cloned().map(Ok), &cps, None).unwrap();
+        chain.push(n / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let start = (1, audit::GENESIS.to_string());
+        let opts = witnessed::Options::default();
+        let (_, r) = witnessed::verify(rows.iter().cloned().map(Ok), &cps, start, &opts).unwrap();
+        assert_eq!(r.checked, 1);
+        tree.push(n / t.elapsed().as_secs_f64());
+    }
+    let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "verify in memory, best of 3: the chain alone {:.0} rows/s; the chain, the tree and the checkpoint's root {:.0} rows/s ({:.0}% of the chain alone)",
+        best(&chain),
+        best(&tree),
+        100.0 * best(&tree) / best(&chain)
+    );
+}
+
+/// Stops a server [`throughput_of`] measured.
+async fn stop(srv: Arc<InProcess>) {
+    let srv = Arc::try_unwrap(srv).ok().expect("the clients are done");
+    let _ = srv.stop.send(());
+    srv.task.await.unwrap().unwrap();
+}
+
+async fn tree() {
+    use std::sync::atomic::Ordering;
+    let off = &hitl_gate::server::audit_tree::WITHOUT_TREE;
+    // Alternating runs, each on a fresh server, so drift on a busy machine hits both alike.
+    let (mut with, mut without) = (Vec::new(), Vec::new());
+    for round in 0..4 {
+        for tree_on in if round % 2 == 0 {
+            [true, false]
+        } else {
+            [false, true]
+        } {
+            off.store(!tree_on, Ordering::SeqCst);
+            let srv = Arc::new(in_process("").await);
+            let what = if tree_on {
+                "with the tree"
+            } else {
+                "without the tree"
+            };
+            let r = throughput_of(srv.clone(), what).await;
+            stop(srv).await;
+            if tree_on {
+                with.push(r)
+            } else {
+                without.push(r)
+            }
+        }
+    }
+    off.store(false, Ordering::SeqCst);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    println!(
+        "tree: create+decide {:.0} cycles/s with the tree, {:.0} without (means of {} runs): the tree costs {:.1}%",
+        mean(&with),
+        mean(&without),
+        with.len(),
+        100.0 * (1.0 - mean(&with) / mean(&without))
+    );
+
+    let n: i64 = 1_000_000;
+    let (_dir, data, built) = bulk_log(n, |i| json!({"outcome": {"exit_code": 0}, "i": i})).await;
+    println!("tree: a {n}-row log's tree built at start in {built:.2}s");
+    let data_dir = data.clone();
+    let t = in_process_at(tempfile::tempdir().unwrap(), data, &policy_text("")).await;
+    let http = reqwest::Client::new();
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = |m: i64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        1 + (x % m as u64) as i64
+    };
+    for (what, count) in [("proof", 2000), ("consistency", 500)] {
+        let mut ms = Vec::new();
+        for _ in 0..count {
+            let q = match what {
+                "proof" => format!("proof?seq={}&size={n}", next(n)),
+                _ => format!("consistency?old={}&new={n}", next(n)),
+            };
+            let t0 = Instant::now();
+            let r = http
+                .get(format!("{}/api/v1/audit/{q}", t.url))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let v: Value = r.json().await.unwrap();
+            ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            assert!(v["proof"].as_array().unwrap().len() <= 40);
+        }
+        println!(
+            "tree: {what} on a {n}-row log over HTTP, {count} random requests: p50 {:.3} ms, p99 {:.3} ms",
+            pct(&mut ms, 0.5),
+            pct(&mut ms, 0.99)
+        );
+    }
+    let _ = t.stop.send(());
+    t.task.await.unwrap().unwrap();
+    // The proof itself, without HTTP: the store's call, on the same database.
+    let at = hitl_gate::server::Location::Sqlite(data_dir.join("hitl-gate.db"));
+    let keys = Arc::new(hitl_gate::signing::Keys::load_or_create(&data_dir).unwrap());
+    let store = hitl_gate::server::store::Store::open(&at, keys, 100)
+        .await
+        .unwrap();
+    let mut ms = Vec::new();
+    for _ in 0..2000 {
+        let seq = next(n);
+        let t0 = Instant::now();
+        let p = store.inclusion(seq, n).await.unwrap();
+        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+        assert!(!p.is_empty());
+    }
+    println!(
+        "tree: proof on a {n}-row log, the store's call alone, 2000 random rows: p50 {:.3} ms, p99 {:.3} ms",
+        pct(&mut ms, 0.5),
+        pct(&mut ms, 0.99)
     );
 }
 
@@ -563,6 +735,9 @@ fn main() {
         }
         if all || which.iter().any(|w| w == "replicas") {
             replicas().await;
+        }
+        if all || which.iter().any(|w| w == "tree") {
+            tree().await;
         }
     });
 }

@@ -25,3 +25,5 @@ pub mod server;
 pub mod shim;
 pub mod signing;
 pub mod tool;
+#[cfg(feature = "server")]
+pub mod witness;

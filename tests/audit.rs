@@ -3,6 +3,10 @@
 //! place, UPDATE and DELETE fail. An export verifies offline, and fails after one edit. An audit
 //! row that cannot be written (a failure injected with a trigger) fails the decision with it.
 //!
+//! The transparency log's tampering cases are here too, for the same reason: a truncation, and a
+//! rewrite re-signed with the server's own key, caught with a witness's cosignatures; and the
+//! tree written in the decision's own transaction.
+//!
 //! These are the only tests that open the store's database directly, on purpose; every other
 //! test reads through the API or the CLI (checked by tests/structure.rs).
 
@@ -290,4 +294,242 @@ async fn a_decision_fails_and_the_request_stays_pending_when_the_audit_cannot_be
     let (s, _) = srv.approver().decide(&id, "approve", None).await;
     assert_eq!(s, 200);
     srv.stop().await;
+}
+
+/// Rewrites row `seq` (`from` → `to` in its body) as the server's key holder could: every row
+/// chained again, the tree rebuilt, every checkpoint signed again with the server's key (its
+/// signature and its C2SP note). The witnesses' cosignatures stay, unless `drop_cosignatures`.
+async fn rewrite_and_resign(
+    data: &Path,
+    db: &Path,
+    seq: usize,
+    from: &str,
+    to: &str,
+    drop_cosignatures: bool,
+) {
+    use hitl_gate::audit::note::SignedCheckpoint;
+    use hitl_gate::audit::tree::{self, Frontier};
+    let keys = hitl_gate::signing::Keys::load_or_create(data).unwrap();
+    tamper(
+        db,
+        &[
+            "DROP TRIGGER audit_tree_no_delete",
+            "DROP TRIGGER cosignatures_no_delete",
+        ],
+    )
+    .await;
+    let mut c = raw_db(db).await;
+    type T = (i64, i64, String, Option<String>, String, String);
+    let mut rows: Vec<T> =
+        sqlx::query_as("SELECT seq, at, kind, request_id, actor, body FROM audit ORDER BY seq")
+            .fetch_all(&mut c)
+            .await
+            .unwrap();
+    rows[seq - 1].5 = rows[seq - 1].5.replace(from, to);
+    let note: String =
+        sqlx::query_scalar("SELECT note FROM checkpoints WHERE note IS NOT NULL LIMIT 1")
+            .fetch_one(&mut c)
+            .await
+            .unwrap();
+    let origin = SignedCheckpoint::parse(&note).unwrap().origin;
+    let mut prev = hitl_gate::audit::GENESIS.to_string();
+    let mut f = Frontier::default();
+    let mut heads = Vec::new();
+    sqlx::query("DELETE FROM audit_tree")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    for (s, at, kind, rid, actor, body) in &rows {
+        let entry =
+            hitl_gate::audit::entry_bytes(&prev, *s, *at, kind, rid.as_deref(), actor, body);
+        let hash = hitl_gate::hex::sha256(&entry);
+        sqlx::query("UPDATE audit SET body = ?, prev_hash = ?, hash = ? WHERE seq = ?")
+            .bind(body)
+            .bind(&prev)
+            .bind(&hash)
+            .bind(s)
+            .execute(&mut c)
+            .await
+            .unwrap();
+        let stored = f.push(tree::leaf_hash(&entry));
+        sqlx::query("INSERT INTO audit_tree (seq, hashes) VALUES (?, ?)")
+            .bind(s)
+            .bind(tree::pack(&stored))
+            .execute(&mut c)
+            .await
+            .unwrap();
+        heads.push((hash.clone(), f.root()));
+        prev = hash;
+    }
+    let cps: Vec<i64> = sqlx::query_scalar("SELECT seq FROM checkpoints")
+        .fetch_all(&mut c)
+        .await
+        .unwrap();
+    for s in cps {
+        let (hash, root) = &heads[s as usize - 1];
+        let sig = keys.sign(&hitl_gate::signing::checkpoint_bytes(s, hash));
+        let note = SignedCheckpoint::sign(&keys, &origin, s as u64, *root).unwrap();
+        sqlx::query("UPDATE checkpoints SET head_hash = ?, signature = ?, note = ? WHERE seq = ?")
+            .bind(hash)
+            .bind(sig)
+            .bind(note)
+            .bind(s)
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+    if drop_cosignatures {
+        sqlx::query("DELETE FROM cosignatures")
+            .execute(&mut c)
+            .await
+            .unwrap();
+    }
+}
+
+fn verify_with(db: &Path, key: &str, args: &[&str]) -> std::process::Output {
+    run(std::process::Command::new(bin())
+        .args(["audit", "verify", "--public-key", key])
+        .args(args)
+        .arg("--db")
+        .arg(db))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncation_and_a_rewrite_re_signed_with_the_server_key_are_caught_with_a_witness() {
+    use crate::transparency_log::{
+        cosigned, cycles, keyed_data_dir, witnessed_policy, WitnessProc,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let origin = "gate.example/tamper";
+    let (data, log_key) = keyed_data_dir(dir.path(), origin);
+    let port = crate::support::server::free_port();
+    let w = WitnessProc::start(&dir.path().join("w"), "witness.example/t", port, &log_key);
+    let policy = witnessed_policy(origin, &[&w]);
+    let srv = TestServer::start_in(tempfile::tempdir().unwrap(), data.clone(), &policy).await;
+    // 12 rows; checkpoints at 4, 8 and 12, each cosigned before the next is made (the server
+    // sends the witness its newest checkpoint only, so a fast run could skip one).
+    for size in [4, 8, 12] {
+        cycles(&srv, &format!("t{size}-"), 2).await;
+        cosigned(&srv, &w.key, size).await;
+    }
+    let key = srv.public_key.clone();
+    srv.stop().await;
+    // What an auditor keeps: the witness's newest view of the log.
+    let kept = dir.path().join("kept.checkpoint");
+    std::fs::write(&kept, w.checkpoint(origin).await).unwrap();
+    let kept = kept.display().to_string();
+    let wk = ["--witness-key", w.key.as_str()];
+    assert_eq!(code(&verify_with(&data.join("hitl-gate.db"), &key, &wk)), 0);
+
+    // Truncated after row 8, with everything that named the rows after it.
+    let trunc = dir.path().join("trunc");
+    let db = copy_db(&data, &trunc);
+    std::fs::copy(data.join("signing.key"), trunc.join("signing.key")).unwrap();
+    tamper(
+        &db,
+        &[
+            "DROP TRIGGER audit_tree_no_delete",
+            "DROP TRIGGER cosignatures_no_delete",
+            "DELETE FROM audit WHERE seq > 8",
+            "DELETE FROM audit_tree WHERE seq > 8",
+            "DELETE FROM checkpoints WHERE seq > 8",
+            "DELETE FROM cosignatures WHERE seq > 8",
+        ],
+    )
+    .await;
+    // The log and the witness's cosignature on 8 alone look intact...
+    let out = verify_with(&db, &key, &wk);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // ...not beside what the witness saw.
+    let out = verify_with(&db, &key, &["--witness-key", &w.key, "--checkpoint", &kept]);
+    assert_broken_at(&out, 9, "the tail was truncated");
+    assert!(
+        stderr(&out).contains("cosigned by witness.example/t covers seq 12"),
+        "{}",
+        stderr(&out)
+    );
+    // A server started on it hears it from the witness at its next checkpoint, and records it.
+    let srv = TestServer::start_in(tempfile::tempdir().unwrap(), trunc.clone(), &policy).await;
+    crate::transparency_log::cycles(&srv, "u", 2).await;
+    let start = std::time::Instant::now();
+    loop {
+        let alerts: Vec<_> = crate::support::server::audit_export(&trunc)
+            .into_iter()
+            .filter(|(k, _)| k == "witness_alert")
+            .collect();
+        if alerts
+            .iter()
+            .any(|(_, b)| b["why"].as_str().unwrap().contains("rewritten or forked"))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "no alert: {alerts:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    srv.stop().await;
+
+    // Row 2 rewritten, the chain, the tree and every checkpoint signed again with the server's
+    // key. The witness's cosignatures, which the key holder cannot forge, still name the old
+    // roots: the first one is at 4.
+    let db = copy_db(&data, &dir.path().join("rewrite"));
+    rewrite_and_resign(&data, &db, 2, "\"t4-0\"", "\"t4-7\"", false).await;
+    assert_broken_at(
+        &verify_with(&db, &key, &[]),
+        4,
+        "forked, or rewritten at or before seq 4",
+    );
+    // With the cosignatures deleted too, the server's key alone vouches for the rewritten log...
+    let db = copy_db(&data, &dir.path().join("rewrite2"));
+    rewrite_and_resign(&data, &db, 2, "\"t4-0\"", "\"t4-7\"", true).await;
+    let out = verify_with(&db, &key, &[]);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    // ...but no witness does, and the witness's own view says where.
+    assert_broken_at(
+        &verify_with(&db, &key, &wk),
+        1,
+        "not included in any checkpoint cosigned by witness",
+    );
+    let out = verify_with(&db, &key, &["--checkpoint", &kept]);
+    assert_broken_at(&out, 12, "forked, or rewritten at or before seq 12");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_fails_with_its_audit_row_when_the_tree_cannot_be_written() {
+    // The tree is appended in the decision's own transaction: if it cannot be, neither the
+    // decision nor its audit row is kept.
+    let srv = TestServer::start(&policy_with("")).await;
+    let a = srv.agent(TOKEN_A);
+    let id = a.create(&["delete", "pod", "x"]).await;
+    let mut db = raw_db(&srv.db()).await;
+    sqlx::query("CREATE TRIGGER tree_broken BEFORE INSERT ON audit_tree BEGIN SELECT RAISE(ABORT, 'disk I/O error (simulated)'); END")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (s, v) = srv.approver().decide(&id, "approve", None).await;
+    assert_eq!((s, v["code"].as_str()), (500, Some("store_failed")), "{v}");
+    let (_, v) = a.get(&format!("/api/v1/requests/{id}")).await;
+    assert_eq!(v["state"], "pending");
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "only request_created");
+    sqlx::query("DROP TRIGGER tree_broken")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (s, _) = srv.approver().decide(&id, "approve", None).await;
+    assert_eq!(s, 200);
+    let trees: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_tree")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(trees, 2, "one tree row per audit row");
+    let (key, path) = (srv.public_key.clone(), srv.db());
+    let _dir = srv.stop().await;
+    let out = verify(&path, &key);
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
 }

@@ -33,4 +33,5 @@ mod server;
 mod server_urls;
 mod terraform_gate;
 mod transparency;
+mod transparency_log;
 mod web_ui;

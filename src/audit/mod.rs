@@ -5,12 +5,23 @@
 //! `hash = SHA-256(prev_hash || canonical JSON of the row)`, where `prev_hash` is the previous
 //! row's hash as 64 lowercase hex characters (64 zeros before the first row) and the canonical
 //! JSON is `{"actor","at","body","kind","request_id","seq"}` with keys sorted, no whitespace, and
-//! `body` itself canonical. Checkpoints sign `(seq, hash of row seq)` with the server's key, so a
-//! truncated tail is detectable. docs/api.md documents the layout.
+//! `body` itself canonical. Those bytes, `prev_hash || canonical JSON`, are the row's *entry
+//! bytes*: the chain hashes them, and so does the Merkle tree (RFC 6962 leaf hash, `tree.rs`).
+//! Checkpoints sign `(seq, hash of row seq)` with the server's key, so a truncated tail is
+//! detectable; with the server feature each one is also a C2SP checkpoint over the tree's root
+//! (`note.rs`), which witnesses cosign, and `witnessed.rs` checks all of it. docs/api.md and
+//! docs/audit.md document the layouts.
 
 use serde::{Deserialize, Serialize};
 
 use crate::{hex, signing};
+
+#[cfg(feature = "server")]
+pub mod note;
+#[cfg(feature = "server")]
+pub mod tree;
+#[cfg(feature = "server")]
+pub mod witnessed;
 
 /// The `prev_hash` of the first row.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
@@ -34,14 +45,35 @@ pub struct Row {
     pub hash: String,
 }
 
-/// A signed checkpoint over the head of the chain at `seq`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A signed checkpoint over the head of the chain at `seq`, and (since schema v5) over the
+/// Merkle tree of rows `1..=seq`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Checkpoint {
     pub seq: i64,
     pub head_hash: String,
     pub at: i64,
     pub signature: String,
+    /// The C2SP checkpoint (`origin`, `seq`, the tree's root) as a signed note: the server's
+    /// signature, then the witnesses' cosignatures the server holds for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// In an export, on the checkpoint that covers its last row: that row's inclusion proof.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inclusion: Option<Proof>,
+    /// In an export that starts after row 1, on each checkpoint inside it: the consistency
+    /// proof from this checkpoint's tree to the tree of the checkpoint that carries `inclusion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consistency: Option<Proof>,
+}
+
+/// A Merkle proof in an export: for `inclusion`, of row `seq` in this checkpoint's tree; for
+/// `consistency`, from this checkpoint's tree to the tree of size `seq`. Hashes in base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Proof {
+    pub seq: i64,
+    pub hashes: Vec<String>,
 }
 
 /// One line of an export: a row or a checkpoint.
@@ -57,10 +89,8 @@ pub fn canonical(v: &serde_json::Value) -> String {
     v.to_string()
 }
 
-/// The hash of a row: `SHA-256(prev_hash || canonical JSON of the row)`. `body` is the row's
-/// stored body text, which is canonical JSON; the row's canonical JSON is built around it with the
-/// keys in sorted order, exactly as serde_json would print the whole row as a value, so nothing
-/// is parsed again and every stored byte of the body is covered.
+/// The hash of a row: `SHA-256(prev_hash || canonical JSON of the row)` (its entry bytes,
+/// [`entry_bytes`]), as 64 lowercase hex characters.
 pub fn row_hash(
     prev_hash: &str,
     seq: i64,
@@ -70,6 +100,24 @@ pub fn row_hash(
     actor: &str,
     body: &str,
 ) -> String {
+    hex::sha256(&entry_bytes(
+        prev_hash, seq, at, kind, request_id, actor, body,
+    ))
+}
+
+/// A row's entry bytes: `prev_hash || canonical JSON of the row`. `body` is the row's stored
+/// body text, which is canonical JSON; the row's canonical JSON is built around it with the
+/// keys in sorted order, exactly as serde_json would print the whole row as a value, so nothing
+/// is parsed again and every stored byte of the body is covered.
+pub fn entry_bytes(
+    prev_hash: &str,
+    seq: i64,
+    at: i64,
+    kind: &str,
+    request_id: Option<&str>,
+    actor: &str,
+    body: &str,
+) -> Vec<u8> {
     let s = |v: &str| serde_json::to_string(v).expect("strings serialise");
     let mut input = String::with_capacity(prev_hash.len() + body.len() + 160);
     input.push_str(prev_hash);
@@ -86,7 +134,22 @@ pub fn row_hash(
     input.push_str(",\"seq\":");
     input.push_str(&seq.to_string());
     input.push('}');
-    hex::sha256(input.as_bytes())
+    input.into_bytes()
+}
+
+impl Row {
+    /// This row's entry bytes ([`entry_bytes`]), from its stored `prev_hash`.
+    pub fn entry_bytes(&self) -> Vec<u8> {
+        entry_bytes(
+            &self.prev_hash,
+            self.seq,
+            self.at,
+            &self.kind,
+            self.request_id.as_deref(),
+            &self.actor,
+            &self.body,
+        )
+    }
 }
 
 /// Builds the next row of the chain.
@@ -98,13 +161,25 @@ pub fn next_row(
     actor: &str,
     body: &serde_json::Value,
 ) -> Row {
+    next_entry(prev, at, kind, request_id, actor, body).0
+}
+
+/// Builds the next row of the chain, and its entry bytes.
+pub fn next_entry(
+    prev: Option<(&i64, &str)>,
+    at: i64,
+    kind: &str,
+    request_id: Option<&str>,
+    actor: &str,
+    body: &serde_json::Value,
+) -> (Row, Vec<u8>) {
     let (seq, prev_hash) = match prev {
         Some((s, h)) => (s + 1, h.to_string()),
         None => (1, GENESIS.to_string()),
     };
     let body = canonical(body);
-    let hash = row_hash(&prev_hash, seq, at, kind, request_id, actor, &body);
-    Row {
+    let entry = entry_bytes(&prev_hash, seq, at, kind, request_id, actor, &body);
+    let row = Row {
         seq,
         at,
         kind: kind.into(),
@@ -112,8 +187,9 @@ pub fn next_row(
         actor: actor.into(),
         body,
         prev_hash,
-        hash,
-    }
+        hash: hex::sha256(&entry),
+    };
+    (row, entry)
 }
 
 /// The first problem found.
@@ -163,6 +239,29 @@ pub fn verify_from<I>(
 where
     I: IntoIterator<Item = Result<Row, VerifyError>>,
 {
+    verify_with(rows, checkpoints, public_key, start, None, &mut |_, _| {
+        Ok(())
+    })
+}
+
+/// Checks one row after its chain link and hash: given the row and its entry bytes.
+pub type Observe<'a> = dyn FnMut(&Row, &[u8]) -> Result<(), VerifyError> + 'a;
+
+/// [`verify_from`], calling `observe` with each row and its entry bytes once the chain vouches
+/// for it (the Merkle tree's check, `witnessed.rs`). `anchor` is the seq of a checkpoint past
+/// the last row that `observe`'s owner answers for (an export's last row's inclusion proof),
+/// which is then not read as a sign of truncation.
+pub fn verify_with<I>(
+    rows: I,
+    checkpoints: &[Checkpoint],
+    public_key: Option<&str>,
+    start: (i64, String),
+    anchor: Option<i64>,
+    observe: &mut Observe<'_>,
+) -> Result<Report, VerifyError>
+where
+    I: IntoIterator<Item = Result<Row, VerifyError>>,
+{
     let mut cps: Vec<&Checkpoint> = checkpoints.iter().collect();
     cps.sort_by_key(|c| c.seq);
     let mut cp_iter = cps.iter().peekable();
@@ -196,20 +295,14 @@ where
                 row.seq - 1
             )));
         }
-        let want = row_hash(
-            &prev,
-            row.seq,
-            row.at,
-            &row.kind,
-            row.request_id.as_deref(),
-            &row.actor,
-            &row.body,
-        );
-        if want != row.hash {
+        // `prev_hash` equals `prev` here, so these are the bytes the chain vouches for.
+        let entry = row.entry_bytes();
+        if hex::sha256(&entry) != row.hash {
             return Err(bad(
                 "hash does not match the row's contents: the row was edited".into(),
             ));
         }
+        observe(&row, &entry)?;
         while let Some(cp) = cp_iter.next_if(|c| c.seq <= row.seq) {
             check_checkpoint(cp, public_key)?;
             if cp.seq == row.seq && cp.head_hash != row.hash {
@@ -224,8 +317,12 @@ where
         expected += 1;
         n += 1;
     }
-    if let Some(cp) = cp_iter.next() {
+    for cp in cp_iter {
         check_checkpoint(cp, public_key)?;
+        if Some(cp.seq) == anchor {
+            checked += 1;
+            continue;
+        }
         return Err(VerifyError {
             seq: expected,
             why: format!(
@@ -347,6 +444,7 @@ mod tests {
             head_hash: rows[4].hash.clone(),
             at: 0,
             signature: String::new(),
+            ..Checkpoint::default()
         };
         let e = check(rows[..3].to_vec(), &[cp]).unwrap_err();
         assert_eq!(e.seq, 4);

@@ -1,12 +1,18 @@
-//! `hitl-gate audit verify` and `hitl-gate audit export`: check the hash chain and the signed
-//! checkpoints of a server database or of an export, and write evidence that verifies offline.
-//! The JSON-lines export escapes what `show` escapes (`crate::escape::json_line`).
+//! `hitl-gate audit verify`, `export` and `log-key`: check the hash chain, the Merkle tree, the
+//! signed checkpoints and the witnesses' cosignatures of a server database or of an export
+//! (`crate::audit::witnessed`), write evidence that verifies offline (the export ends with the
+//! checkpoints, the last row's inclusion proof among them: `server::audit_evidence`), and print
+//! the log's verifier key for a witness. The JSON-lines export escapes what `show` escapes
+//! (`crate::escape::json_line`).
 
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
+use super::audit_db::DbReader;
 use super::error::CliError;
-use crate::audit::{self, Checkpoint, ExportLine, Row, VerifyError};
+use crate::audit::note::{VKey, ALG_COSIGNATURE_V1, ALG_ED25519};
+use crate::audit::witnessed::{self, Options, TreeReport};
+use crate::audit::{self, Checkpoint, ExportLine, Report, Row, VerifyError};
 use crate::server::{self, audit_log};
 use crate::signing::{Keys, KEY_FILE};
 
@@ -16,6 +22,21 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Write the log (and its checkpoints) as JSON lines or CSV to stdout.
     Export(ExportArgs),
+    /// Print the log's verifier key (`origin+id+base64`), for a witness's --log.
+    LogKey(LogKeyArgs),
+}
+
+#[derive(clap::Args)]
+pub struct LogKeyArgs {
+    /// The server's public key (hex) [default: the signing key in --data-dir].
+    #[arg(long)]
+    public_key: Option<String>,
+    /// The log's origin, `[serve] log_origin` [default: hitl-gate/ and the key's first 16 hex].
+    #[arg(long)]
+    origin: Option<String>,
+    /// The server's data dir [default: $XDG_DATA_HOME/hitl-gate].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -37,6 +58,14 @@ pub struct VerifyArgs {
     /// The server's data dir [default: $XDG_DATA_HOME/hitl-gate].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// A witness's cosigner key (`hitl-gate witness key`): every row must be included in a
+    /// checkpoint it cosigned. Repeat for several witnesses.
+    #[arg(long = "witness-key")]
+    witness_keys: Vec<String>,
+    /// A signed checkpoint kept elsewhere (from a witness's `GET /<sha256(origin)>/checkpoint`,
+    /// or an earlier export): the log must be consistent with it. Repeat for several.
+    #[arg(long = "checkpoint")]
+    checkpoints: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -66,7 +95,30 @@ pub fn run(cmd: Command) -> Result<i32, CliError> {
     match cmd {
         Command::Verify(a) => verify(a),
         Command::Export(a) => export(a),
+        Command::LogKey(a) => log_key(a),
     }
+}
+
+fn log_key(a: LogKeyArgs) -> Result<i32, CliError> {
+    let pk = match a.public_key {
+        Some(k) => k,
+        None => {
+            let (dir, _) = super::locate::data_dir(a.data_dir)?;
+            if !dir.join(KEY_FILE).exists() {
+                return Err(fail(format!(
+                    "{}: no signing key; give --public-key",
+                    dir.display()
+                )));
+            }
+            Keys::load_or_create(&dir).map_err(fail)?.public_hex()
+        }
+    };
+    let origin = a.origin.unwrap_or_else(|| audit_log::default_origin(&pk));
+    println!(
+        "{}",
+        VKey::from_hex(&origin, ALG_ED25519, &pk).map_err(fail)?
+    );
+    Ok(0)
 }
 
 fn db_path(db: Option<PathBuf>, data_dir: Option<PathBuf>) -> Result<PathBuf, CliError> {
@@ -92,147 +144,86 @@ fn fail(m: impl Into<String>) -> CliError {
     CliError::new(1, m)
 }
 
-/// Reads the database page by page (read-only), as a blocking iterator of rows.
-struct DbReader {
-    rt: tokio::runtime::Runtime,
-    conn: Conn,
-}
-
-/// A SQLite file is read natively (faster than through `Any`); PostgreSQL through `Any`.
-enum Conn {
-    Sqlite(sqlx::SqliteConnection),
-    Any(sqlx::AnyConnection),
-}
-
-impl Conn {
-    fn as_page(&mut self) -> audit_log::PageConn<'_> {
-        match self {
-            Conn::Sqlite(c) => audit_log::PageConn::Sqlite(c),
-            Conn::Any(c) => audit_log::PageConn::Any(c),
+/// An export's rows and checkpoints.
+fn read_export(file: &Path) -> Result<(Vec<Row>, Vec<Checkpoint>), CliError> {
+    let f = std::fs::File::open(file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
+    let mut rows = Vec::new();
+    let mut cps = Vec::new();
+    for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
+        let line = line.map_err(|e| fail(format!("{}: {e}", file.display())))?;
+        if line.trim().is_empty() {
+            continue;
         }
-    }
-}
-
-impl DbReader {
-    fn open(path: &Path) -> Result<DbReader, CliError> {
-        use sqlx::ConnectOptions;
-        if !path.exists() {
-            return Err(fail(format!("{}: no such database", path.display())));
-        }
-        let url = server::sqlite_url(path, "ro");
-        let opts: sqlx::sqlite::SqliteConnectOptions =
-            url.parse().map_err(|e: sqlx::Error| fail(e.to_string()))?;
-        Self::connect(&path.display().to_string(), |rt| {
-            rt.block_on(opts.connect()).map(Conn::Sqlite)
-        })
-    }
-
-    fn open_url(url: &str) -> Result<DbReader, CliError> {
-        sqlx::any::install_default_drivers();
-        Self::connect("the PostgreSQL database", |rt| {
-            rt.block_on(<sqlx::AnyConnection as sqlx::Connection>::connect(url))
-                .map(Conn::Any)
-        })
-    }
-
-    fn connect(
-        what: &str,
-        f: impl FnOnce(&tokio::runtime::Runtime) -> sqlx::Result<Conn>,
-    ) -> Result<DbReader, CliError> {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| fail(e.to_string()))?;
-        let conn = f(&rt).map_err(|e| fail(format!("{what}: {e}")))?;
-        Ok(DbReader { rt, conn })
-    }
-
-    /// The next page of rows after `after` (see `server::audit_log::page`).
-    fn page(
-        &mut self,
-        after: i64,
-        since: Option<i64>,
-        until: Option<i64>,
-    ) -> Result<Vec<Row>, String> {
-        self.rt
-            .block_on(audit_log::page(self.conn.as_page(), after, since, until))
-            .map_err(|e| e.to_string())
-    }
-
-    fn checkpoints(&mut self) -> Result<Vec<Checkpoint>, CliError> {
-        self.rt
-            .block_on(audit_log::checkpoints(self.conn.as_page()))
-            .map_err(|e| fail(e.to_string()))
-    }
-
-    /// All rows, as an iterator for `audit::verify`. A reader thread fetches the next page while
-    /// the caller checks the current one (two pages in flight at most).
-    fn rows(
-        self,
-        since: Option<i64>,
-        until: Option<i64>,
-    ) -> impl Iterator<Item = Result<Row, VerifyError>> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Row>, (i64, String)>>(2);
-        std::thread::spawn(move || {
-            let mut db = self;
-            let mut after = 0i64;
-            loop {
-                match db.page(after, since, until) {
-                    Ok(p) if p.is_empty() => return,
-                    Ok(p) => {
-                        after = p.last().map_or(after, |r| r.seq);
-                        if tx.send(Ok(p)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.send(Err((after + 1, e)));
-                        return;
-                    }
-                }
+        match serde_json::from_str::<ExportLine>(&line) {
+            Ok(ExportLine::Row(r)) => rows.push(r),
+            Ok(ExportLine::Checkpoint(c)) => cps.push(c),
+            Err(e) => {
+                return Err(fail(format!(
+                    "{} line {}: not an export line ({e}): the file was edited",
+                    file.display(),
+                    i + 1
+                )))
             }
-        });
-        rx.into_iter()
-            .flat_map(|page| -> Vec<Result<Row, VerifyError>> {
-                match page {
-                    Ok(rows) => rows.into_iter().map(Ok).collect(),
-                    Err((seq, e)) => vec![Err(VerifyError {
-                        seq,
-                        why: format!("cannot read the database: {e}"),
-                    })],
-                }
-            })
+        }
     }
+    Ok((rows, cps))
+}
+
+/// The witnesses' keys of `--witness-key`, and the checkpoints of `--checkpoint`.
+fn evidence_args(a: &VerifyArgs) -> Result<(Vec<VKey>, Vec<String>), CliError> {
+    let mut keys = Vec::new();
+    for k in &a.witness_keys {
+        let v = VKey::parse(k).map_err(|e| CliError::new(2, format!("--witness-key: {e}")))?;
+        if v.alg != ALG_COSIGNATURE_V1 {
+            return Err(CliError::new(
+                2,
+                format!("--witness-key {k}: not a cosigner key"),
+            ));
+        }
+        keys.push(v);
+    }
+    let mut kept = Vec::new();
+    for f in &a.checkpoints {
+        kept.push(std::fs::read_to_string(f).map_err(|e| fail(format!("{}: {e}", f.display())))?);
+    }
+    Ok((keys, kept))
+}
+
+/// The public key `--public-key` names, else the one beside the database (if any).
+fn key_beside(a: &VerifyArgs, path: &Path) -> Result<Option<String>, CliError> {
+    if let Some(k) = &a.public_key {
+        return Ok(Some(k.clone()));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    dir.join(KEY_FILE)
+        .exists()
+        .then(|| Keys::load_or_create(dir).map(|k| k.public_hex()))
+        .transpose()
+        .map_err(fail)
 }
 
 fn verify(a: VerifyArgs) -> Result<i32, CliError> {
-    let report = if let Some(file) = &a.file {
-        let f = std::fs::File::open(file).map_err(|e| fail(format!("{}: {e}", file.display())))?;
-        let mut rows = Vec::new();
-        let mut cps = Vec::new();
-        for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-            let line = line.map_err(|e| fail(format!("{}: {e}", file.display())))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match serde_json::from_str::<ExportLine>(&line) {
-                Ok(ExportLine::Row(r)) => rows.push(r),
-                Ok(ExportLine::Checkpoint(c)) => cps.push(c),
-                Err(e) => {
-                    return Err(fail(format!(
-                        "{} line {}: not an export line ({e}): the file was edited",
-                        file.display(),
-                        i + 1
-                    )))
-                }
-            }
-        }
-        let key = a.public_key.clone();
-        if key.is_none() {
-            eprintln!("note: no --public-key: checkpoint signatures are not checked");
+    let (witnesses, mut extra) = evidence_args(&a)?;
+    let unchecked = "checkpoint signatures are not checked";
+    let check = |rows: Box<dyn Iterator<Item = Result<Row, VerifyError>>>,
+                 cps: &[Checkpoint],
+                 key: Option<&str>,
+                 extra: &[String],
+                 start: (i64, String)| {
+        let opts = Options {
+            public_key: key,
+            witnesses: &witnesses,
+            extra,
+        };
+        witnessed::verify(rows, cps, start, &opts)
+    };
+    let result = if let Some(file) = &a.file {
+        let (rows, cps) = read_export(file)?;
+        if a.public_key.is_none() {
+            eprintln!("note: no --public-key: {unchecked}");
         }
         // An export made with --since starts after row 1: verify the window it holds, anchored
-        // on its first row's prev_hash, and say so.
+        // on its first row's prev_hash and its last row's inclusion proof, and say so.
         let start = match rows.first() {
             Some(r) if r.seq > 1 => {
                 eprintln!(
@@ -244,7 +235,8 @@ fn verify(a: VerifyArgs) -> Result<i32, CliError> {
             }
             _ => (1, audit::GENESIS.to_string()),
         };
-        audit::verify_from(rows.into_iter().map(Ok), &cps, key.as_deref(), start)
+        let rows = Box::new(rows.into_iter().map(Ok));
+        check(rows, &cps, a.public_key.as_deref(), &extra, start)
     } else if let Some(url) = &a.database_url {
         let Some(key) = a.public_key.clone() else {
             return Err(CliError::new(
@@ -254,42 +246,69 @@ fn verify(a: VerifyArgs) -> Result<i32, CliError> {
         };
         let mut db = DbReader::open_url(url)?;
         let cps = db.checkpoints()?;
-        audit::verify(db.rows(None, None), &cps, Some(&key))
+        extra.extend(db.cosigned()?);
+        let rows = Box::new(db.rows(None, None));
+        check(
+            rows,
+            &cps,
+            Some(&key),
+            &extra,
+            (1, audit::GENESIS.to_string()),
+        )
     } else {
         let path = db_path(a.db.clone(), a.data_dir.clone())?;
-        let key = match &a.public_key {
-            Some(k) => Some(k.clone()),
-            None => {
-                let dir = path.parent().unwrap_or(Path::new("."));
-                dir.join(KEY_FILE)
-                    .exists()
-                    .then(|| Keys::load_or_create(dir).map(|k| k.public_hex()))
-                    .transpose()
-                    .map_err(fail)?
-            }
-        };
+        let key = key_beside(&a, &path)?;
         if key.is_none() {
-            eprintln!("note: no --public-key and no signing key beside the database: checkpoint signatures are not checked");
+            eprintln!("note: no --public-key and no signing key beside the database: {unchecked}");
         }
         let mut db = DbReader::open(&path)?;
         let cps = db.checkpoints()?;
+        extra.extend(db.cosigned()?);
         // Streamed page by page: a large log is never held in memory at once.
-        audit::verify(db.rows(None, None), &cps, key.as_deref())
+        let rows = Box::new(db.rows(None, None));
+        check(
+            rows,
+            &cps,
+            key.as_deref(),
+            &extra,
+            (1, audit::GENESIS.to_string()),
+        )
     };
-    match report {
-        Ok(r) => {
-            println!(
-                "audit log ok: {} rows (seq {}..{}), {} signed checkpoints, head {}",
-                r.rows,
-                r.last_seq + 1 - i64::try_from(r.rows).unwrap_or(0),
-                r.last_seq,
-                r.checkpoints,
-                r.head_hash
-            );
+    match result {
+        Ok((r, tree)) => {
+            println!("{}", summary(&r, &tree));
             Ok(0)
         }
         Err(e) => Err(fail(e.to_string())),
     }
+}
+
+/// The one line `verify` prints when everything checks.
+fn summary(r: &Report, tree: &TreeReport) -> String {
+    let mut s = format!(
+        "audit log ok: {} rows (seq {}..{}), {} signed checkpoints, head {}",
+        r.rows,
+        r.last_seq + 1 - i64::try_from(r.rows).unwrap_or(0),
+        r.last_seq,
+        r.checkpoints,
+        r.head_hash
+    );
+    if let (Some(origin), Some(root)) = (&tree.origin, &tree.root) {
+        s.push_str(&format!(
+            "; tree of {origin}: {} checkpoints checked, root {root} at size {}",
+            tree.checked, tree.size
+        ));
+    }
+    if tree.unchecked > 0 {
+        s.push_str(&format!(
+            " ({} outside this export not checked)",
+            tree.unchecked
+        ));
+    }
+    for (w, size) in &tree.cosigned {
+        s.push_str(&format!("; cosigned by {w} up to seq {size}"));
+    }
+    s
 }
 
 /// One JSON line of the export. The agent's strings in it (argv, reason, diff, inside `body`)
@@ -309,19 +328,29 @@ fn export(a: ExportArgs) -> Result<i32, CliError> {
     let since = a.since.as_deref().map(parse_time).transpose()?;
     let until = a.until.as_deref().map(parse_time).transpose()?;
     let mut db = open_db(a.database_url.as_deref(), a.db, a.data_dir)?;
-    let cps = db.checkpoints()?;
+    let (first, last) = db.bounds(since, until)?;
+    let (cps, covered) = db.evidence(first, last)?;
+    if !covered && last > 0 {
+        eprintln!(
+            "note: row {last} is not yet in a signed checkpoint (the server signs one every \
+             [serve] checkpoint_every rows and checkpoint_interval): the export carries no \
+             inclusion proof for it"
+        );
+    }
     let out = std::io::stdout();
     let mut out = std::io::BufWriter::new(out.lock());
     let w = |e: std::io::Error| fail(format!("writing the export: {e}"));
     match a.format.as_str() {
         "jsonl" => {
-            let mut last = 0;
+            // Rows appended since `bounds` are left out: the evidence is for `first..=last`.
             for row in db.rows(since, until) {
                 let row = row.map_err(|e| fail(e.to_string()))?;
-                last = row.seq;
+                if row.seq > last {
+                    break;
+                }
                 writeln!(out, "{}", export_line(&ExportLine::Row(row))).map_err(w)?;
             }
-            for cp in cps.into_iter().filter(|c| c.seq <= last) {
+            for cp in cps {
                 writeln!(out, "{}", export_line(&ExportLine::Checkpoint(cp))).map_err(w)?;
             }
         }

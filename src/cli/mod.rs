@@ -6,6 +6,8 @@ mod about;
 mod admin;
 #[cfg(feature = "server")]
 mod audit;
+#[cfg(feature = "server")]
+mod audit_db;
 mod doctor;
 mod doctor_lockdown;
 mod error;
@@ -22,6 +24,8 @@ mod runner;
 mod serve;
 #[cfg(feature = "server")]
 mod uds_http;
+#[cfg(feature = "server")]
+mod witness;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
@@ -86,6 +90,10 @@ enum Command {
     #[cfg(feature = "server")]
     #[command(subcommand)]
     Keys(keys::Command),
+    /// A witness that cosigns the audit log's checkpoints (run it on another host).
+    #[cfg(feature = "server")]
+    #[command(subcommand)]
+    Witness(witness::Command),
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -131,6 +139,8 @@ fn run_clap() -> i32 {
         Command::Audit(c) => audit::run(c),
         #[cfg(feature = "server")]
         Command::Keys(c) => keys::run(c),
+        #[cfg(feature = "server")]
+        Command::Witness(c) => witness::run(c),
     };
     report(result)
 }

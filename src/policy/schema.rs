@@ -189,6 +189,14 @@ pub struct Serve {
     /// object per line, for log pipelines). `--log-format` overrides; `HITL_GATE_LOG` filters.
     #[serde(default)]
     pub log_format: LogFormat,
+    /// The audit log's origin: the first line of its C2SP checkpoints and their key name
+    /// (`gate.example.com/audit`). Default `hitl-gate/` and the first 16 hex characters of the
+    /// server's public key. Witnesses know the log by it: a new origin is a new log to them.
+    #[serde(default)]
+    pub log_origin: Option<String>,
+    /// `[[serve.witness]]`: the witnesses each signed checkpoint is taken to for cosigning.
+    #[serde(default, rename = "witness")]
+    pub witnesses: Vec<Witness>,
 }
 
 /// `[serve] log_format`
@@ -198,6 +206,18 @@ pub enum LogFormat {
     #[default]
     Text,
     Json,
+}
+
+/// `[[serve.witness]]`: a witness that cosigns the audit log's checkpoints
+/// (c2sp.org/tlog-witness; `hitl-gate witness`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Witness {
+    /// The witness's URL prefix (`https://witness.example.com`): the server posts each new
+    /// checkpoint to `URL/add-checkpoint`.
+    pub url: String,
+    /// Its cosigner verifier key, `name+id+base64` (`hitl-gate witness key`).
+    pub key: String,
 }
 
 /// `[serve.oidc]`: the OpenID Connect provider approvers sign in with.
@@ -257,6 +277,8 @@ impl Default for Serve {
             notify: Vec::new(),
             escalate_after: None,
             log_format: LogFormat::Text,
+            log_origin: None,
+            witnesses: Vec::new(),
         }
     }
 }

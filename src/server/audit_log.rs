@@ -1,15 +1,21 @@
-//! The audit log in the database: appending a row (hash-chained to the one before it, and every
-//! N rows a signed checkpoint) inside the writer's transaction, and reading rows and checkpoints
-//! back, page by page, for `hitl-gate audit verify` and `export`.
+//! The audit log in the database: appending a row (hash-chained to the one before it, added to
+//! the Merkle tree (`audit_tree.rs`), and every N rows a signed checkpoint: the chain's head,
+//! and the tree's root as a C2SP checkpoint under the log's origin) inside the writer's
+//! transaction, and reading rows, checkpoints, cosignatures and tree hashes back for `hitl-gate
+//! audit verify` and `export` and the proof endpoints.
 //!
-//! The row format, the hash and the verification are the pure code of `crate::audit`; this file
-//! only moves rows in and out of SQLite.
+//! The row format, the hashes, the note formats and the verification are the pure code of
+//! `crate::audit`; this file only moves them in and out of the database.
 
 use std::sync::Arc;
 
 use sqlx::AnyConnection;
+use tokio::sync::Notify;
 
-use super::db::Result;
+use super::audit_tree::{self, TreeCache};
+use super::db::{Result, StoreError};
+use crate::audit::note::SignedCheckpoint;
+use crate::audit::tree::{Hash, Query};
 use crate::audit::{self, Checkpoint, Row};
 use crate::signing::{self, Keys};
 
@@ -25,19 +31,38 @@ pub struct Entry<'a> {
     pub body: &'a serde_json::Value,
 }
 
-/// The audit log: the server's key (for checkpoints) and how often to sign one.
+/// The audit log: the server's key (for checkpoints), how often to sign one, the log's origin
+/// (the first line of its C2SP checkpoints, and their key name), and the tree's cache.
 #[derive(Clone)]
 pub struct AuditLog {
     keys: Arc<Keys>,
     checkpoint_every: i64,
+    pub(super) origin: Arc<str>,
+    pub(super) tree: Arc<TreeCache>,
+    /// Woken when a checkpoint is signed: the cosigner (`cosign.rs`) takes it to the witnesses.
+    pub(super) signed: Arc<Notify>,
+}
+
+/// The origin of a log whose policy names none: `hitl-gate/` and the first 16 hex characters
+/// of the server's public key.
+pub fn default_origin(public_hex: &str) -> String {
+    format!("hitl-gate/{}", public_hex.get(..16).unwrap_or(public_hex))
 }
 
 impl AuditLog {
     pub fn new(keys: Arc<Keys>, checkpoint_every: u64) -> AuditLog {
         AuditLog {
+            origin: default_origin(&keys.public_hex()).into(),
             keys,
             checkpoint_every: i64::try_from(checkpoint_every.max(1)).unwrap_or(i64::MAX),
+            tree: Arc::default(),
+            signed: Arc::default(),
         }
+    }
+
+    /// The log's origin.
+    pub fn origin(&self) -> &str {
+        &self.origin
     }
 
     /// Appends one row on the writer's transaction (and, every N rows, a signed checkpoint).
@@ -47,7 +72,7 @@ impl AuditLog {
             sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&mut *c)
                 .await?;
-        let row = audit::next_row(
+        let (row, entry) = audit::next_entry(
             head.as_ref().map(|(s, h)| (s, h.as_str())),
             e.at,
             e.kind,
@@ -69,6 +94,12 @@ impl AuditLog {
         .bind(&row.hash)
         .execute(&mut *c)
         .await?;
+        if audit_tree::enabled() {
+            let prev = head.as_ref().map(|(s, h)| (*s, h.as_str()));
+            self.tree
+                .append(c, prev, row.seq, &row.hash, &entry)
+                .await?;
+        }
         if row.seq % self.checkpoint_every == 0 {
             self.insert_checkpoint(c, row.seq, &row.hash, e.at).await?;
         }
@@ -110,15 +141,25 @@ impl AuditLog {
         at: i64,
     ) -> Result<()> {
         let sig = self.keys.sign(&signing::checkpoint_bytes(seq, hash));
+        let note = if audit_tree::enabled() {
+            let root = self.tree.root(c, Some((seq, hash))).await?;
+            let size = u64::try_from(seq).unwrap_or(0);
+            Some(SignedCheckpoint::sign(&self.keys, &self.origin, size, root).map_err(StoreError)?)
+        } else {
+            None
+        };
         sqlx::query(
-            "INSERT INTO checkpoints (seq, head_hash, at, signature) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO checkpoints (seq, head_hash, at, signature, note) \
+             VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(seq)
         .bind(hash)
         .bind(at)
         .bind(sig)
+        .bind(note)
         .execute(&mut *c)
         .await?;
+        self.signed.notify_one();
         Ok(())
     }
 }
@@ -132,6 +173,16 @@ const PAGE: i64 = 5000;
 pub enum PageConn<'a> {
     Any(&'a mut AnyConnection),
     Sqlite(&'a mut sqlx::SqliteConnection),
+}
+
+impl PageConn<'_> {
+    /// The same connection, borrowed again.
+    pub fn again(&mut self) -> PageConn<'_> {
+        match self {
+            PageConn::Any(c) => PageConn::Any(c),
+            PageConn::Sqlite(c) => PageConn::Sqlite(c),
+        }
+    }
 }
 
 /// Runs the query `q` builds with `method` on either connection of a [`PageConn`] (sqlx's
@@ -224,19 +275,78 @@ pub async fn page(
     }
 }
 
-/// Every signed checkpoint, in seq order.
+/// The first and last seq of the rows with `at` in `since..=until` (0 when there are none).
+pub async fn bounds(c: PageConn<'_>, since: Option<i64>, until: Option<i64>) -> Result<(i64, i64)> {
+    let pg = matches!(&c, PageConn::Any(a) if a.backend_name() == "PostgreSQL");
+    let sql = if pg {
+        "SELECT MIN(seq), MAX(seq) FROM audit WHERE ($1::bigint IS NULL OR at >= $1) \
+         AND ($2::bigint IS NULL OR at <= $2)"
+    } else {
+        "SELECT MIN(seq), MAX(seq) FROM audit WHERE ($1 IS NULL OR at >= $1) \
+         AND ($2 IS NULL OR at <= $2)"
+    };
+    let mut c = c;
+    let (a, b): (Option<i64>, Option<i64>) = on_conn!(
+        &mut c,
+        sqlx::query_as(sql).bind(since).bind(until),
+        fetch_one
+    );
+    Ok((a.unwrap_or(0), b.unwrap_or(0)))
+}
+
+/// Every signed checkpoint, in seq order, each with its C2SP note as the server signed it.
 pub async fn checkpoints(c: PageConn<'_>) -> Result<Vec<Checkpoint>> {
-    type T = (i64, String, i64, String);
-    let sql = "SELECT seq, head_hash, at, signature FROM checkpoints ORDER BY seq";
+    type T = (i64, String, i64, String, Option<String>);
+    let sql = "SELECT seq, head_hash, at, signature, note FROM checkpoints ORDER BY seq";
     let mut c = c;
     let rows: Vec<T> = on_conn!(&mut c, sqlx::query_as(sql), fetch_all);
     Ok(rows
         .into_iter()
-        .map(|(seq, head_hash, at, signature)| Checkpoint {
+        .map(|(seq, head_hash, at, signature, note)| Checkpoint {
             seq,
             head_hash,
             at,
             signature,
+            note,
+            ..Checkpoint::default()
         })
         .collect())
+}
+
+/// Every checkpoint as a witness cosigned it (the note with the server's signature and the
+/// witness's), in seq order.
+pub async fn cosigned(c: PageConn<'_>) -> Result<Vec<(i64, String)>> {
+    let sql = "SELECT seq, note FROM cosignatures ORDER BY seq, witness";
+    let mut c = c;
+    Ok(on_conn!(&mut c, sqlx::query_as(sql), fetch_all))
+}
+
+/// Answers a tree query (a proof, a root) from the stored tree hashes.
+pub async fn tree_query(c: PageConn<'_>, q: Query) -> Result<Vec<Hash>> {
+    let idx = q.indexes();
+    let seqs = audit_tree::seqs_of(&idx);
+    let rows: Vec<(i64, Vec<u8>)> = if seqs.is_empty() {
+        Vec::new()
+    } else {
+        let sql = audit_tree::hashes_sql(seqs.len());
+        let mut c = c;
+        match &mut c {
+            PageConn::Any(c) => {
+                let mut query = sqlx::query_as(&sql);
+                for s in &seqs {
+                    query = query.bind(*s);
+                }
+                query.fetch_all(&mut **c).await?
+            }
+            PageConn::Sqlite(c) => {
+                let mut query = sqlx::query_as(&sql);
+                for s in &seqs {
+                    query = query.bind(*s);
+                }
+                query.fetch_all(&mut **c).await?
+            }
+        }
+    };
+    let hashes = audit_tree::pick(&idx, rows)?;
+    q.answer(&idx, &hashes).map_err(StoreError)
 }

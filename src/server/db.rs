@@ -154,8 +154,39 @@ WHEN OLD.run_claim IS NOT NULL AND NEW.run_claim IS NOT OLD.run_claim
 BEGIN SELECT RAISE(ABORT, 'the run is already claimed'); END;
 "#;
 
+/// Version 6: the audit log as a transparency log. `audit_tree` holds, for each audit row, the
+/// Merkle tree hashes that appending it stores (its RFC 6962 leaf hash, then the roots of the
+/// subtrees it completes; 32 bytes each, `audit/tree.rs`), written in the row's transaction;
+/// rows from before this version are added at the next start. `checkpoints.note` is the C2SP
+/// checkpoint the server signed over the tree at that seq; `cosignatures` holds each note as a
+/// witness cosigned it. All three are append-only.
+const SCHEMA_V6: &str = r#"
+CREATE TABLE audit_tree (
+    seq INTEGER PRIMARY KEY,
+    hashes BLOB NOT NULL
+);
+CREATE TRIGGER audit_tree_no_update BEFORE UPDATE ON audit_tree
+BEGIN SELECT RAISE(ABORT, 'the audit tree is append-only'); END;
+CREATE TRIGGER audit_tree_no_delete BEFORE DELETE ON audit_tree
+BEGIN SELECT RAISE(ABORT, 'the audit tree is append-only'); END;
+ALTER TABLE checkpoints ADD COLUMN note TEXT;
+CREATE TABLE cosignatures (
+    seq INTEGER NOT NULL,
+    witness TEXT NOT NULL,
+    note TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    PRIMARY KEY (seq, witness)
+);
+CREATE TRIGGER cosignatures_no_update BEFORE UPDATE ON cosignatures
+BEGIN SELECT RAISE(ABORT, 'cosignatures are append-only'); END;
+CREATE TRIGGER cosignatures_no_delete BEFORE DELETE ON cosignatures
+BEGIN SELECT RAISE(ABORT, 'cosignatures are append-only'); END;
+"#;
+
 /// Every schema version's script, in order: version N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: &[&str] = &[SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5];
+const MIGRATIONS: &[&str] = &[
+    SCHEMA, SCHEMA_V2, SCHEMA_V3, SCHEMA_V4, SCHEMA_V5, SCHEMA_V6,
+];
 
 /// A store failure, reported to the client as a 500 with a stable code.
 #[derive(Debug)]

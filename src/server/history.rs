@@ -159,6 +159,7 @@ impl Store {
             head_hash: r.get(1),
             at: r.get(2),
             signature: r.get(3),
+            ..Checkpoint::default()
         });
         Ok((head, cp))
     }

@@ -12,11 +12,14 @@
 
 mod agent_runs;
 mod app;
+pub mod audit_evidence;
 pub mod audit_log;
+pub mod audit_tree;
 pub mod auth;
 mod classify;
 mod clock;
 mod conn;
+mod cosign;
 pub mod data_lock;
 mod db;
 mod decide;
@@ -44,6 +47,8 @@ mod sinks;
 mod slack;
 pub mod store;
 pub mod tls;
+mod transparency;
+mod tree_store;
 mod views;
 mod web;
 mod web_settings;
@@ -143,9 +148,15 @@ where
     let serve = config.policy.serve().clone();
     let live = live::Live::build(config.policy)?;
     let location = db::location(&serve, &config.data_dir.join(DB_FILE))?;
-    let store = Store::open(&location, keys.clone(), serve.checkpoint_every)
+    let witnesses = cosign::load(&serve.witnesses)?;
+    let mut store = Store::open(&location, keys.clone(), serve.checkpoint_every)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))?;
+    if let Some(origin) = &serve.log_origin {
+        crate::audit::note::VKey::of(&keys, origin, crate::audit::note::ALG_ED25519)
+            .map_err(|e| format!("[serve] log_origin: {e}"))?;
+        store.set_log_origin(origin);
+    }
     if let db::Location::Postgres(url) = &location {
         postgres::check_signing_key(url, &keys.public_hex()).await?;
     }
@@ -233,6 +244,8 @@ where
         app.clone(),
         serve.checkpoint_interval.0,
     ));
+    let cosigner = (!witnesses.is_empty())
+        .then(|| tokio::spawn(cosign::cosigner(app.clone(), witnesses.clone())));
     tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: waiting clients are answered 503 shutting_down and retry");
@@ -265,6 +278,9 @@ where
     let ((), b) = tokio::join!(tcp, uds_server);
     reaper.abort();
     checkpointer.abort();
+    if let Some(c) = cosigner {
+        c.abort();
+    }
     clock.abort();
     if let Some(l) = listener_task {
         l.abort();
@@ -274,8 +290,9 @@ where
         r.abort();
     }
     let _ = std::fs::remove_file(&socket);
-    // A last checkpoint so the head at shutdown is signed.
+    // A last checkpoint so the head at shutdown is signed, and taken to the witnesses.
     let _ = app.store.checkpoint(app.clock.now_ms()).await;
+    cosign::push_once(&app, &witnesses, std::time::Duration::from_secs(5)).await;
     b.map_err(|e| format!("server error: {e}"))
 }
 

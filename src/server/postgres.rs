@@ -6,7 +6,8 @@
 //! checkpoints are append-only, requests are never deleted, a decided request cannot change,
 //! an outcome is recorded once, approvals only grow while pending. On PostgreSQL the owner of the
 //! tables can still drop the triggers, so run the server as a role that owns nothing and may
-//! only `SELECT, INSERT` on `audit` and `checkpoints` (docs/deploy.md).
+//! only `SELECT, INSERT` on `audit`, `audit_tree`, `checkpoints` and `cosignatures`
+//! (docs/deploy.md).
 //!
 //! Every write transaction first takes one transaction-scoped advisory lock (`CHAIN_LOCK`):
 //! the writers of all replicas are serialized, so the audit chain never forks and each
@@ -166,8 +167,30 @@ ALTER TABLE requests ADD COLUMN agent_waiting_until BIGINT;
 ALTER TABLE requests ADD COLUMN run_claim TEXT;
 "#;
 
+/// Version 3: SQLite's version 6, the audit log as a transparency log (`db.rs` says what each
+/// table holds): the tree's stored hashes per row, the checkpoints' C2SP notes, the witnesses'
+/// cosignatures; append-only like the log.
+const SCHEMA_V3: &str = r#"
+CREATE TABLE audit_tree (
+    seq BIGINT PRIMARY KEY,
+    hashes BYTEA NOT NULL
+);
+ALTER TABLE checkpoints ADD COLUMN note TEXT;
+CREATE TABLE cosignatures (
+    seq BIGINT NOT NULL,
+    witness TEXT NOT NULL,
+    note TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    PRIMARY KEY (seq, witness)
+);
+CREATE TRIGGER audit_tree_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON audit_tree
+    FOR EACH STATEMENT EXECUTE FUNCTION hitl_append_only();
+CREATE TRIGGER cosignatures_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON cosignatures
+    FOR EACH STATEMENT EXECUTE FUNCTION hitl_append_only();
+"#;
+
 /// Every schema version's script, in order: version N is `MIGRATIONS[N - 1]`.
-const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2];
+const MIGRATIONS: &[&str] = &[SCHEMA_V1, SCHEMA_V2, SCHEMA_V3];
 
 /// The `application_name` of the writer's connection (`pg_stat_activity` shows it).
 pub const WRITER_NAME: &str = "hitl-gate-writer";

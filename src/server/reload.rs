@@ -141,6 +141,15 @@ pub fn restart_needed(old: &Serve, new: &Serve) -> Vec<&'static str> {
         differs(&old.log_format, &new.log_format),
         "[serve] log_format",
     );
+    check(
+        differs(&old.tls_cert, &new.tls_cert) || differs(&old.tls_key, &new.tls_key),
+        "[serve] tls_cert/tls_key",
+    );
+    check(
+        differs(&old.log_origin, &new.log_origin),
+        "[serve] log_origin",
+    );
+    check(differs(&old.witnesses, &new.witnesses), "[[serve.witness]]");
     keys
 }
 

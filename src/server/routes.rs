@@ -75,6 +75,15 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/api/v1/requests/{id}/outcome", post(outcome))
         .route("/api/v1/requests/{id}/decision", post(decision))
         .route("/api/v1/no-changes", post(intake::no_changes))
+        .route(
+            "/api/v1/audit/checkpoint",
+            get(super::transparency::checkpoint),
+        )
+        .route("/api/v1/audit/proof", get(super::transparency::proof))
+        .route(
+            "/api/v1/audit/consistency",
+            get(super::transparency::consistency),
+        )
         .merge(super::web::router(app.clone()))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {

@@ -73,12 +73,19 @@ impl Store {
         checkpoint_every: u64,
     ) -> Result<Store> {
         let (writer, read) = super::db::open(at).await?;
-        Ok(Store {
+        let store = Store {
             writer: Writer::start(writer, at),
             read,
             log: AuditLog::new(keys, checkpoint_every),
             outbox: Default::default(),
-        })
+        };
+        store.catch_up_tree().await?;
+        Ok(store)
+    }
+
+    /// Names the log's origin (its C2SP checkpoints' first line), before the store is used.
+    pub fn set_log_origin(&mut self, origin: &str) {
+        self.log.origin = origin.into();
     }
 
     /// Inserts a request and its `request_created` audit row.
@@ -243,7 +250,7 @@ impl Store {
 
     /// Appends one audit row that changes no request, in its own operation of the writer.
     /// Returns its seq.
-    async fn append_alone(
+    pub(super) async fn append_alone(
         &self,
         at: i64,
         kind: &'static str,
