@@ -115,6 +115,7 @@ async fn live() {
     let agent = w.srv.agent(TOKEN_A);
     let approver = w.srv.approver();
     let (mut to_row, mut post) = (Vec::new(), Vec::new());
+    let (mut to_fetch, mut serving, mut drawing) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..40 {
         let t0 = now_ms();
         let (s, v) = agent.post("/api/v1/requests", body(i)).await;
@@ -134,6 +135,24 @@ async fn live() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         };
         to_row.push(seen - t0);
+        // Where the time went: the last fetch of the rows before the row was seen (browser
+        // clock): the event's arrival (fetch start), the server's answer, the drawing.
+        let t = b
+            .js(&format!(
+                "var e = performance.getEntriesByType('resource').filter(function (e) {{
+                   return e.name.indexOf('/ui/inbox-rows') >= 0 &&
+                     performance.timeOrigin + e.startTime <= {seen};
+                 }}).pop();
+                 return e ? [performance.timeOrigin + e.startTime, performance.timeOrigin + e.responseStart,
+                             performance.timeOrigin + e.responseEnd] : null"
+            ))
+            .await;
+        if let Some(t) = t.as_array().filter(|a| a.len() == 3) {
+            let at = |i: usize| t[i].as_f64().unwrap_or(0.0);
+            to_fetch.push(at(0) - t0);
+            serving.push(at(1) - at(0));
+            drawing.push(seen - at(2));
+        }
         approver.decide(&id, "approve", None).await;
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
@@ -148,6 +167,13 @@ async fn live() {
         p90(&mut post)
     );
     println!("  ratio: {:.2}", mr / mp);
+    println!(
+        "  of which (medians): the event reaching the page {:.1} ms, the rows' fetch until its \
+         answer starts {:.1} ms, drawing after it ends {:.1} ms",
+        median(&mut to_fetch),
+        median(&mut serving),
+        median(&mut drawing)
+    );
 }
 
 fn rss_kb(pid: u32) -> u64 {

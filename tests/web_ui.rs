@@ -1,12 +1,14 @@
 //! The web UI over HTTP, without a browser: sign-in through a real OIDC provider's login form,
 //! sessions, the decision form and every check that guards it (approver groups, CSRF, Origin,
-//! state, replayed codes, logout, fresh sign-in for risky decisions, confirmation of
-//! destructive ones), the audit row of a web decision, and the security headers.
+//! state, replayed codes, logout, fresh sign-in for risky decisions with the real reason,
+//! confirmation of destructive ones, the form only for who may decide), the audit row of a web
+//! decision, refusals that keep the header, the approver's own queue, the audit page's events,
+//! the field-level diff, times and durations for people, the icon, and the security headers.
 
 use serde_json::json;
 
-use crate::support::oidc::{WebClient, WebServer};
-use crate::support::server::{audit_rows, create_body, TOKEN_A};
+use crate::support::oidc::{agent_acting_for, WebClient, WebServer};
+use crate::support::server::{audit_rows, create_body, TOKEN_A, TOKEN_B};
 
 /// A request in `environment` (the server's classification), made through the agent API.
 async fn request(w: &WebServer, argv: &[&str], kube_context: &str) -> String {
@@ -84,12 +86,13 @@ async fn signed_in(w: &WebServer, user: &str) -> WebClient {
     c
 }
 
-/// The request's state, through the agent API.
+/// The request's state.
 async fn state(w: &WebServer, id: &str) -> String {
+    // Over the admin socket, which reads every agent's requests.
     let (_, v) = w
         .srv
-        .agent(TOKEN_A)
-        .get(&format!("/api/v1/requests/{id}"))
+        .approver()
+        .request("GET", &format!("/api/v1/requests/{id}"), None)
         .await;
     v["state"].as_str().unwrap().to_string()
 }
@@ -305,9 +308,19 @@ async fn a_risky_decision_needs_a_fresh_sign_in_and_the_environments_name() {
     let w = WebServer::start(PROD, "reauth_after = \"10m\"").await;
     let id = request(&w, &["delete", "deploy", "web"], "prod-eu").await;
     let here = format!("{}/ui/requests/{id}", w.url);
-    let mut c = signed_in(&w, "alice").await;
-    // Signed in just now: the form is there, and asks for the environment's name.
+    // Every sign-in asks for max_age (here the session's longest life), so the provider, which
+    // sends auth_time only when asked, dates it.
+    let mut c = WebClient::new(&w.url);
+    let r = c.get(&format!("{}/ui/login?return_to=/ui", w.url)).await;
+    assert!(
+        r.location.as_deref().unwrap().contains("max_age=43200"),
+        "{r:?}"
+    );
+    let callback = c.provider_login(r, &w.url, "alice").await;
+    assert_eq!(c.get(&callback).await.status, 303);
+    // Signed in just now: that counts; the form is there, and asks for the environment's name.
     let page = c.get(&here).await;
+    assert!(!page.body.contains("Sign in again"), "{}", page.body);
     assert!(
         page.body.contains("data-confirm=\"production\""),
         "{}",
@@ -330,6 +343,16 @@ async fn a_risky_decision_needs_a_fresh_sign_in_and_the_environments_name() {
     w.srv.clock.advance(std::time::Duration::from_secs(11 * 60));
     let page = c.get(&here).await;
     assert!(page.body.contains("Sign in again"), "{}", page.body);
+    // The real reason, in durations people read.
+    assert!(
+        page.body.contains(
+            "you signed in 11 min ago, and a decision in production needs a sign-in within \
+             the last 10 min"
+        ),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("value=\"approve\""), "{}", page.body);
     let r = c
         .post(
             &decide,
@@ -893,4 +916,423 @@ async fn one_audit_export_streams_at_a_time() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+}
+
+/// The world of the queue tests: agent-c acts for alice (by her verified email), only the
+/// `sre` group may decide a drain, and a rollout needs two approvals.
+async fn queue_world() -> WebServer {
+    let rules = format!(
+        "{PROD}\n[[rule]]\nname = \"sre-only\"\ntools = [\"kubectl\"]\nsubcommands = [\"drain\"]\naction = \"gate\"\napprovers = [\"group:sre\"]\n\n[[rule]]\nname = \"two\"\ntools = [\"kubectl\"]\nsubcommands = [\"rollout *\"]\naction = \"gate\"\napprovals = 2\n"
+    );
+    WebServer::start(
+        &rules,
+        &agent_acting_for("agent-c", TOKEN_C, "alice@example.com"),
+    )
+    .await
+}
+
+const TOKEN_C: &str = "token-of-agent-c";
+
+/// A request by the agent with `token`; returns its id.
+async fn request_by(w: &WebServer, token: &str, argv: &[&str], ctx: &str) -> String {
+    let mut body = create_body(argv);
+    body["environment"] = json!({"kube_context": ctx, "namespace": "web"});
+    let (s, v) = w.srv.agent(token).post("/api/v1/requests", body).await;
+    assert_eq!(s, 201, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// The page shows the header with who is signed in and Sign out.
+fn keeps_the_header(body: &str, email: &str) {
+    assert!(
+        body.contains("<header class=\"top\">")
+            && body.contains(&format!("Signed in as {email}"))
+            && body.contains("Sign out"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decision_is_offered_only_to_whom_it_belongs_and_refusals_keep_the_header() {
+    let w = queue_world().await;
+    let anyone = request_by(
+        &w,
+        TOKEN_B,
+        &["scale", "deploy", "api", "--replicas=2"],
+        "staging",
+    )
+    .await;
+    let hers = request_by(
+        &w,
+        TOKEN_C,
+        &["scale", "deploy", "web", "--replicas=3"],
+        "staging",
+    )
+    .await;
+    let sre = request_by(&w, TOKEN_B, &["drain", "node-7"], "staging").await;
+    let mut alice = signed_in(&w, "alice").await;
+    let mut carol = signed_in(&w, "carol").await;
+    let page = |id: &str| format!("{}/ui/requests/{id}", w.url);
+    // Her own agent's request: reject only, and why.
+    let r = alice.get(&page(&hers)).await;
+    assert!(
+        r.body
+            .contains("You cannot approve this: agent-c acts for you."),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("value=\"approve\""), "{}", r.body);
+    assert!(r.body.contains("value=\"reject\""), "{}", r.body);
+    // Approving anyway: refused, and the refusal keeps the header.
+    let r = alice
+        .decide(&w.url, &hers, &[("decision", "approve")])
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    keeps_the_header(&r.body, "alice@example.com");
+    assert_eq!(state(&w, &hers).await, "pending");
+    // The sre's request: who may decide, and no form at all.
+    let r = alice.get(&page(&sre)).await;
+    assert!(
+        r.body
+            .contains("Only group:sre may decide this request (rule sre-only)."),
+        "{}",
+        r.body
+    );
+    assert!(!r.body.contains("name=\"decision\""), "{}", r.body);
+    let r = alice
+        .decide(&w.url, &sre, &[("decision", "reject"), ("comment", "no")])
+        .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    keeps_the_header(&r.body, "alice@example.com");
+    // carol may decide both.
+    for id in [&hers, &sre] {
+        let r = carol.get(&page(id)).await;
+        assert!(r.body.contains("value=\"approve\""), "{id}: {}", r.body);
+    }
+    // Other refusals keep it too: no such request, a bad filter, deciding twice.
+    let r = alice.get(&page(&"f".repeat(32))).await;
+    assert_eq!(r.status, 404);
+    keeps_the_header(&r.body, "alice@example.com");
+    let r = alice.get(&format!("{}/ui/history?colour=red", w.url)).await;
+    assert_eq!(r.status, 400);
+    keeps_the_header(&r.body, "alice@example.com");
+    let r = alice.get(&format!("{}/ui/audit?colour=red", w.url)).await;
+    assert_eq!(r.status, 400);
+    keeps_the_header(&r.body, "alice@example.com");
+    let r = carol
+        .decide(&w.url, &anyone, &[("decision", "approve")])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let csrf = WebClient::csrf(&carol.get(&format!("{}/ui", w.url)).await.body);
+    let r = carol
+        .post(
+            &format!("{}/ui/requests/{anyone}/decision", w.url),
+            &[("csrf", &csrf), ("decision", "approve")],
+        )
+        .await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    keeps_the_header(&r.body, "carol@example.com");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_for_me_queue_holds_what_this_person_may_still_decide() {
+    let w = queue_world().await;
+    let anyone = request_by(
+        &w,
+        TOKEN_B,
+        &["scale", "deploy", "api", "--replicas=2"],
+        "staging",
+    )
+    .await;
+    let hers = request_by(
+        &w,
+        TOKEN_C,
+        &["scale", "deploy", "web", "--replicas=3"],
+        "staging",
+    )
+    .await;
+    let sre = request_by(&w, TOKEN_B, &["drain", "node-7"], "staging").await;
+    let mut alice = signed_in(&w, "alice").await;
+    let mut carol = signed_in(&w, "carol").await;
+    let ids = |body: &str| -> Vec<String> {
+        body.split("data-id=\"")
+            .skip(1)
+            .map(|s| s[..32].to_string())
+            .collect()
+    };
+    let mine = |body: &str| body.matches(" data-for-me").count();
+    // alice: only the first is for her (she is the human of agent-c, and not in sre).
+    let r = alice.get(&format!("{}/ui?for=me", w.url)).await;
+    assert_eq!(ids(&r.body), std::slice::from_ref(&anyone));
+    assert!(
+        r.body.contains("<title>(1) Inbox · hitl-gate</title>"),
+        "{}",
+        r.body
+    );
+    let r = alice.get(&format!("{}/ui", w.url)).await;
+    assert_eq!(ids(&r.body).len(), 3);
+    assert_eq!(mine(&r.body), 1, "the rows for her are marked");
+    let r = alice.get(&format!("{}/ui/inbox-rows?for=me", w.url)).await;
+    assert_eq!(r.headers["x-for-me"], "1");
+    assert_eq!(r.headers["x-pending"], "3");
+    // carol: all three.
+    let r = carol.get(&format!("{}/ui?for=me", w.url)).await;
+    assert_eq!(ids(&r.body).len(), 3, "{}", r.body);
+    assert!(r.body.contains("<title>(3) Inbox · hitl-gate</title>"));
+    // A request that needs two approvals: once carol approved it, it leaves her queue, not
+    // alice's, and its page shows the progress.
+    drop((hers, sre));
+    let two = request_by(
+        &w,
+        TOKEN_B,
+        &["rollout", "restart", "deploy/web"],
+        "staging",
+    )
+    .await;
+    let r = carol.decide(&w.url, &two, &[("decision", "approve")]).await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(state(&w, &two).await, "pending");
+    let r = carol.get(&format!("{}/ui/inbox-rows?for=me", w.url)).await;
+    assert_eq!(r.headers["x-for-me"], "3");
+    assert!(!ids(&r.body).contains(&two));
+    let r = carol.get(&format!("{}/ui/requests/{two}", w.url)).await;
+    assert!(r.body.contains("You approved this at"), "{}", r.body);
+    assert!(
+        r.body.contains("1 of 2 approvals: carol@example.com"),
+        "{}",
+        r.body
+    );
+    let r = alice.get(&format!("{}/ui/inbox-rows?for=me", w.url)).await;
+    assert_eq!(r.headers["x-for-me"], "2");
+    assert!(ids(&r.body).contains(&two));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_page_lists_events_with_filters_and_paging_and_checks_the_head() {
+    let w = WebServer::start(PROD, "").await;
+    let ap = w.srv.approver();
+    let mut ids = Vec::new();
+    for i in 0..55 {
+        let verb = if i % 5 == 0 { "reject" } else { "approve" };
+        let argv = ["scale", "deploy", "web", &format!("--replicas={i}")];
+        let id = request(&w, &argv, "staging").await;
+        let (s, _) = ap.decide(&id, verb, Some("because")).await;
+        assert_eq!(s, 200);
+        ids.push(id);
+    }
+    let mut c = signed_in(&w, "alice").await;
+    let rows = |body: &str| body.matches("<td class=\"num\">").count();
+    let page = c.get(&format!("{}/ui/audit", w.url)).await;
+    assert_eq!(page.status, 200);
+    // The server signs a checkpoint every 100 rows: the head is checked from there.
+    let chain = page.body.split("id=\"chain\">").nth(1).unwrap_or_default();
+    let chain = chain.split("</p>").next().unwrap();
+    assert_eq!(
+        chain,
+        "The chain's head verifies: rows 100 to 110 chain correctly, from a checkpoint signed \
+         with this server's key."
+    );
+    assert_eq!(rows(&page.body), 100);
+    assert!(
+        page.body.contains("<td class=\"num\">110</td>"),
+        "newest first"
+    );
+    assert!(!page.body.contains("← newer"));
+    let older = page
+        .body
+        .split("href=\"/ui/audit?")
+        .find_map(|s| {
+            s.split_once("\">older →")
+                .map(|(q, _)| q.replace("&amp;", "&"))
+        })
+        .expect("an older page");
+    assert!(older.ends_with("before=11"), "{older}");
+    let p2 = c.get(&format!("{}/ui/audit?{older}", w.url)).await;
+    assert_eq!(rows(&p2.body), 10);
+    assert!(p2.body.contains("<td class=\"num\">1</td>"));
+    assert!(p2.body.contains("← newer") && !p2.body.contains("older →"));
+    // Filters: a kind, a request (its events link to it), an actor, a day.
+    let r = c.get(&format!("{}/ui/audit?kind=rejected", w.url)).await;
+    assert_eq!(rows(&r.body), 11, "{}", r.body);
+    let r = c
+        .get(&format!("{}/ui/audit?request={}", w.url, ids[3]))
+        .await;
+    assert_eq!(rows(&r.body), 2);
+    assert_eq!(
+        r.body
+            .matches(&format!("href=\"/ui/requests/{}\"", ids[3]))
+            .count(),
+        2
+    );
+    let r = c
+        .get(&format!("{}/ui/audit?actor=agent%3Aagent-a", w.url))
+        .await;
+    assert_eq!(rows(&r.body), 55);
+    let r = c
+        .get(&format!(
+            "{}/ui/audit?since=2000-01-01&until=2000-01-02",
+            w.url
+        ))
+        .await;
+    assert_eq!(rows(&r.body), 0);
+    assert!(r.body.contains("No events match."));
+    assert_eq!(
+        c.get(&format!("{}/ui/audit?before=x", w.url)).await.status,
+        400
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_reads_field_by_field_and_times_and_durations_read_for_people() {
+    let w = WebServer::start(PROD, "").await;
+    let mut body = create_body(&["apply", "-f", "web.yaml"]);
+    body["environment"] = json!({"kube_context": "prod-eu", "namespace": "web"});
+    body["diff"] = json!({
+        "text": "--- before Deployment web/web\n+++ after Deployment web/web\n@@ -1,2 +1,2 @@\n-        image: nginx:1.25.3\n+        image: nginx:1.26.0\n         name: web\n",
+        "summary": {"complete": true, "resources": [
+            {"address": "Deployment web/web", "action": "update", "attributes": [
+                {"path": "spec.template.spec.containers[web].image",
+                 "before": "\"nginx:1.25.3\"", "after": "\"nginx:1.26.0\""}]},
+            {"address": "Secret web/creds", "action": "delete", "attributes": [
+                {"path": "data (keys)", "before": "\"password, user\"", "after": null}]}]},
+        "truncated": false
+    });
+    let (s, v) = w.srv.agent(TOKEN_A).post("/api/v1/requests", body).await;
+    assert_eq!(s, 201, "{v}");
+    let id = v["id"].as_str().unwrap();
+    let mut c = signed_in(&w, "alice").await;
+    let r = c.get(&format!("{}/ui/requests/{id}", w.url)).await;
+    let b = &r.body;
+    assert!(
+        b.contains("2 changes: UPDATE Deployment web/web (image nginx:1.25.3 → nginx:1.26.0); DELETE Secret web/creds (keys password, user)"),
+        "{b}"
+    );
+    assert!(
+        b.contains("in production / web, for agent-a acting for alice, "),
+        "{b}"
+    );
+    assert!(
+        b.contains("<code>spec.template.spec.containers[web].image</code>"),
+        "{b}"
+    );
+    assert!(b.contains("nginx:1.<del>25</del>.<del>3</del>"), "{b}");
+    assert!(b.contains("nginx:1.<ins>26</ins>.<ins>0</ins>"), "{b}");
+    assert!(
+        b.contains("What is deleted (its key fields as they are now)"),
+        "{b}"
+    );
+    // The timeout in minutes, times as <time> with UTC in the tooltip.
+    assert!(b.contains("<dt>Timeout</dt><dd>15 min</dd>"), "{b}");
+    assert!(b.contains("<time datetime=\""), "{b}");
+    assert!(b.contains(" UTC\" data-local"), "{b}");
+    // The inbox cuts a long command in the middle: its tail stays.
+    let mut argv: Vec<String> = ["upgrade", "web", "./chart"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for i in 0..30 {
+        argv.push(format!("--set=replicaCount{i}=3"));
+    }
+    argv.push("--set=image.tag=1.26.0".into());
+    let mut body = create_body(&argv.iter().map(String::as_str).collect::<Vec<_>>());
+    body["tool"] = json!("helm");
+    body["environment"] = json!({"kube_context": "staging"});
+    let (s, v) = w.srv.agent(TOKEN_A).post("/api/v1/requests", body).await;
+    assert_eq!(s, 201, "{v}");
+    let inbox = c.get(&format!("{}/ui", w.url)).await;
+    let row = inbox
+        .body
+        .split("<li class=\"card\"")
+        .find(|r| r.contains("helm"))
+        .expect("the helm row");
+    let cmd = row
+        .split("<code class=\"cmd\"")
+        .nth(1)
+        .and_then(|s| s.split_once('>'))
+        .map(|(_, s)| s.split("</code>").next().unwrap())
+        .unwrap();
+    assert!(cmd.starts_with("helm upgrade web ./chart"), "{cmd}");
+    assert!(cmd.ends_with("--set=image.tag=1.26.0"), "{cmd}");
+    assert!(cmd.contains('…'), "{cmd}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_find_the_icon() {
+    let w = WebServer::start(PROD, "").await;
+    let mut c = WebClient::new(&w.url);
+    let r = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("{}/favicon.ico", w.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/x-icon");
+    let bytes = r.bytes().await.unwrap();
+    assert_eq!(&bytes[..4], b"\x00\x00\x01\x00", "an ICO file");
+    let page = c.get(&format!("{}/ui/signed-out", w.url)).await;
+    assert!(page
+        .body
+        .contains("<link rel=\"icon\" href=\"/favicon.ico\">"));
+}
+
+/// The list item of request `id` in an inbox page.
+fn inbox_row<'a>(body: &'a str, id: &str) -> &'a str {
+    let start = body
+        .find(&format!("data-id=\"{id}\""))
+        .unwrap_or_else(|| panic!("{id} is not in the inbox: {body}"));
+    let end = body[start..]
+        .find("</li>")
+        .map_or(body.len(), |e| start + e);
+    &body[start..end]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_no_shim_waits_for_is_marked_in_the_inbox_and_on_its_page() {
+    let w = WebServer::start(PROD, "").await;
+    let waited = request(&w, &["scale", "deploy", "a", "--replicas=2"], "staging").await;
+    let alone = request(&w, &["scale", "deploy", "b", "--replicas=2"], "staging").await;
+    // A shim long-polls `waited`; `alone`'s shim stopped waiting and said so (a detach).
+    let (s, v) = w
+        .srv
+        .agent(TOKEN_A)
+        .post(&format!("/api/v1/requests/{alone}/detach"), json!({}))
+        .await;
+    assert_eq!((s, &v["agent_waiting"]), (200, &json!(false)), "{v}");
+    let agent = w.srv.agent(TOKEN_A);
+    let path = format!("/api/v1/requests/{waited}?wait=60");
+    let poll = tokio::spawn(async move { agent.get(&path).await });
+    let mut c = signed_in(&w, "alice").await;
+    let start = std::time::Instant::now();
+    let inbox = loop {
+        let inbox = c.get(&format!("{}/ui", w.url)).await;
+        assert_eq!(inbox.status, 200, "{}", inbox.body);
+        if !inbox_row(&inbox.body, &waited).contains("no agent waiting") {
+            break inbox;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "the long-poll never marked {waited} as waited for"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(
+        inbox_row(&inbox.body, &alone).contains("no agent waiting"),
+        "{}",
+        inbox.body
+    );
+    let page = c.get(&format!("{}/ui/requests/{alone}", w.url)).await;
+    assert!(page.body.contains("no agent waiting"), "{}", page.body);
+    let page = c.get(&format!("{}/ui/requests/{waited}", w.url)).await;
+    assert!(!page.body.contains("no agent waiting"), "{}", page.body);
+    // Once decided, nobody needs to know.
+    let r = c
+        .decide(&w.url, &alone, &[("decision", "reject"), ("comment", "no")])
+        .await;
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = c.get(&format!("{}/ui/requests/{alone}", w.url)).await;
+    assert!(!page.body.contains("no agent waiting"), "{}", page.body);
+    poll.abort();
 }

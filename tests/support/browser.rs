@@ -3,6 +3,10 @@
 //! scripts/fetch-test-tools. Screenshots go to `target/screenshots/`, or to the directory in
 //! `HITL_GATE_SCREENSHOT_DIR` (`docs/images` to refresh the README's pictures).
 //!
+//! The browser runs in the time zone [`ZONE`] (not UTC), so the pages' local times differ from
+//! the UTC the server writes. [`Browser::axe`] runs axe-core (pinned in tests/axe/, installed
+//! by scripts/fetch-test-tools) on the page and fails on serious or critical violations.
+//!
 //! chromedriver starts Chromium (and Chromium its renderers and helpers) as its children; a
 //! test that panicked before it quit the session used to leave them all running, since killing
 //! chromedriver alone orphans its browser. So chromedriver leads a process group of its own,
@@ -16,6 +20,23 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use super::procs::Group;
+
+/// The browser's time zone.
+pub const ZONE: &str = "Europe/Berlin";
+
+/// axe-core's source, read once.
+fn axe_source() -> &'static str {
+    static SRC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SRC.get_or_init(|| {
+        let path = super::tools::dir().join("axe/node_modules/axe-core/axe.min.js");
+        std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!(
+                "{} is missing ({e}): run scripts/fetch-test-tools (it installs axe-core with npm ci)",
+                path.display()
+            )
+        })
+    })
+}
 
 /// A browser session, and the chromedriver behind it (stopped with its browser on drop).
 pub struct Browser {
@@ -54,6 +75,7 @@ impl Browser {
         let driver = Group::spawn(
             Command::new("chromedriver")
                 .arg(format!("--port={port}"))
+                .env("TZ", ZONE)
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         )
@@ -128,6 +150,25 @@ impl Browser {
         }
     }
 
+    /// Waits up to `secs` until the text of `css` contains `needle`; returns that text.
+    pub async fn wait_text(&self, css: &str, needle: &str, secs: u64) -> String {
+        let start = Instant::now();
+        loop {
+            let text = match self.c.find(Locator::Css(css)).await {
+                Ok(e) => e.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(secs),
+                "{css} did not say {needle:?} within {secs} s: {text:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// The page's visible text.
     pub async fn text(&self) -> String {
         self.c
@@ -165,6 +206,80 @@ impl Browser {
             .click()
             .await
             .unwrap();
+    }
+
+    /// Runs axe-core on the page (`what` names it in the failure) and fails on any serious or
+    /// critical violation, listing each with the elements it found.
+    pub async fn axe(&self, what: &str) {
+        let r = self.axe_findings().await;
+        let serious: Vec<String> = serde_json::from_value(r["serious"].clone()).unwrap_or_default();
+        assert!(
+            serious.is_empty(),
+            "accessibility ({what}), serious or critical:\n{}",
+            serious.join("\n")
+        );
+        assert!(
+            r["passes"].as_u64().unwrap_or(0) > 10,
+            "axe checked next to nothing on {what}: {r}"
+        );
+        // The lesser findings are printed (shown with --nocapture), not failed on.
+        for v in r["other"].as_array().into_iter().flatten() {
+            eprintln!("axe ({what}): {}", v.as_str().unwrap_or_default());
+        }
+    }
+
+    /// What axe-core finds on the page: `serious` (serious and critical violations), `other`
+    /// (the lesser ones), each a line, and how many rules `passes`.
+    pub async fn axe_findings(&self) -> serde_json::Value {
+        if self.js("return typeof window.axe").await != serde_json::json!("object") {
+            self.c
+                .execute(&format!("{}\n;return true", axe_source()), vec![])
+                .await
+                .expect("axe-core loads");
+        }
+        self.c
+            .execute_async(
+                "var done = arguments[arguments.length - 1];
+                 var line = function (v) {
+                   return v.impact + ' ' + v.id + ': ' + v.help + ' at ' +
+                     v.nodes.map(function (n) { return n.target.join(' '); }).join(', ');
+                 };
+                 axe.run(document, {resultTypes: ['violations']}).then(function (r) {
+                   done({
+                     serious: r.violations.filter(function (v) {
+                       return v.impact === 'serious' || v.impact === 'critical';
+                     }).map(line),
+                     other: r.violations.filter(function (v) {
+                       return v.impact !== 'serious' && v.impact !== 'critical';
+                     }).map(line),
+                     passes: r.passes.length
+                   });
+                 }).catch(function (e) { done({serious: ['axe failed: ' + e], other: [], passes: 0}); });",
+                vec![],
+            )
+            .await
+            .expect("axe runs")
+    }
+
+    /// Checks that `css` is drawn entirely within the first `px` pixels of the window (and the
+    /// window's height), where it is now.
+    pub async fn in_first(&self, css: &str, px: u32) {
+        let r = self
+            .js(&format!(
+                "var e = document.querySelector({css:?}); if (!e) {{ return null; }}
+                 var r = e.getBoundingClientRect();
+                 return [r.top, r.bottom, r.height, window.innerHeight];"
+            ))
+            .await;
+        let v: Vec<f64> = serde_json::from_value(r.clone())
+            .unwrap_or_else(|_| panic!("{css} is not on the page: {r}"));
+        let limit = f64::from(px).min(v[3]);
+        assert!(
+            v[2] > 0.0 && v[0] >= 0.0 && v[1] <= limit,
+            "{css} is drawn from {} to {} px, not within the first {limit} px",
+            v[0],
+            v[1]
+        );
     }
 
     /// Saves a screenshot of the top of the page as `name.png` and returns where.

@@ -217,6 +217,15 @@ pub fn web_policy(
     ))
 }
 
+/// A `[[serve.agent]]` table to end `oidc_extra` with: agent `name`, whose token is `token`,
+/// acting for `human` (an email, so a web approver can be that human).
+pub fn agent_acting_for(name: &str, token: &str, human: &str) -> String {
+    format!(
+        "\n[[serve.agent]]\nname = \"{name}\"\ntoken_sha256 = \"{}\"\non_behalf_of = \"{human}\"\n",
+        hitl_gate::hex::sha256(token.as_bytes())
+    )
+}
+
 impl WebServer {
     pub async fn start(extra_top: &str, oidc_extra: &str) -> WebServer {
         let dir = tempfile::tempdir().unwrap();

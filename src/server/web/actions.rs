@@ -1,29 +1,28 @@
 //! What the web UI does besides showing pages: the decision form (the same `decide` and the
 //! same transaction as the admin CLI, with the approver's identity, sign-in time, session hash,
-//! source address and user agent in the audit row), the live inbox's server-sent events, and
-//! the audit log export.
+//! source address and user agent in the audit row) and the audit log export. (The live pages'
+//! event stream is `events.rs`.)
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Path, Query, State as AxState};
 use axum::http::{header, HeaderMap, StatusCode};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
-use futures_util::stream::{self, Stream};
+use futures_util::stream;
 use serde::Deserialize;
 use serde_json::json;
-use tokio::sync::broadcast::error::RecvError;
 
 use super::auth;
 use super::page::{web_of, Page};
-use super::pages::{needs_confirm, needs_reauth, not_found, request_id};
+use super::pages::{not_found, request_id};
+use super::rules::{needs_confirm, person, reauth};
 use crate::api::State;
 use crate::audit::ExportLine;
-use crate::policy::approvals::Person;
-use crate::server::app::{App, Event};
+use crate::server::app::App;
 use crate::server::decide::{decide, By, Change};
+use crate::server::sessions::Session;
 use crate::server::store::Changed;
 
 #[derive(Deserialize)]
@@ -50,9 +49,26 @@ pub async fn decision(
     request_id(&id)?;
     let here = format!("/ui/requests/{id}");
     let s = auth::approver(&app, web, &headers, &here).await?;
-    auth::check_form(web, &headers, &s, &f.csrf)?;
-    let v = app.store.get(&id).await?.ok_or_else(not_found)?;
-    if needs_reauth(&app, &s, &v) {
+    auth::check_form(web, &headers, &s, &f.csrf).map_err(|p| p.signed_in(&s))?;
+    let source_ip = peer.map(|Extension(ConnectInfo(a))| a.ip().to_string());
+    decide_as(&app, &s, &id, f, &headers, source_ip)
+        .await
+        .map_err(|p| p.signed_in(&s))
+}
+
+/// The decision of `s` on request `id`, after the form's checks: the risky-decision rules,
+/// then `decide`.
+async fn decide_as(
+    app: &App,
+    s: &Session,
+    id: &str,
+    f: DecisionForm,
+    headers: &HeaderMap,
+    source_ip: Option<String>,
+) -> Result<Response, Page> {
+    let here = format!("/ui/requests/{id}");
+    let v = app.store.get(id).await?.ok_or_else(not_found)?;
+    if reauth(app, s, &v).is_some() {
         // A decision in a high-risk environment needs a recent sign-in: the provider asks
         // again, and the approver comes back to this request.
         return Err(Page::Redirect(auth::login_url(&here, true)));
@@ -86,17 +102,13 @@ pub async fn decision(
         "name": &s.who.name,
         "auth_time": s.who.auth_time,
         "session_sha256": &s.id_sha256,
-        "source_ip": peer.map(|Extension(ConnectInfo(a))| a.ip().to_string()),
+        "source_ip": source_ip,
         "user_agent": headers.get(header::USER_AGENT).and_then(|u| u.to_str().ok()),
     });
     let change = Change {
         to,
         by: By::Person {
-            who: Person {
-                actor: s.actor(),
-                email: s.who.email.clone(),
-                groups: s.who.groups.clone(),
-            },
+            who: person(s),
             display: s.who.email.clone().or_else(|| s.who.name.clone()),
             details: Some(details),
         },
@@ -105,7 +117,7 @@ pub async fn decision(
         valid_for_ms: i64::try_from(app.live().policy.serve().decision_valid_for.0.as_millis())
             .unwrap_or(i64::MAX),
     };
-    match decide(&app, &id, change).await? {
+    match decide(app, id, change).await? {
         Changed::Done(_) => Ok(Page::Redirect(here).into_response()),
         Changed::NotAllowed(why) => Err(Page::new(
             StatusCode::FORBIDDEN,
@@ -129,77 +141,6 @@ pub async fn decision(
     }
 }
 
-/// `GET /ui/events`: an event stream that names every request created (`created`) or ended
-/// (`ended`), fed by the same wake-up that answers waiting shims. The inbox's script refreshes
-/// its rows on each.
-pub async fn events(
-    AxState(app): AxState<Arc<App>>,
-    headers: HeaderMap,
-) -> Result<Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>>, Page> {
-    let web = web_of(&app)?;
-    if let Err(e) = auth::approver_with(&app, web, &headers, "/ui", false).await {
-        return Err(match e {
-            Page::Redirect(_) => Page::new(StatusCode::UNAUTHORIZED, "Signed out", "Sign in."),
-            e => e,
-        });
-    }
-    /// The stream's state: the events, shutdown, and a periodic check that the session that
-    /// opened it is still valid (the stream ends when it is not; the page then reloads).
-    struct Live {
-        rx: tokio::sync::broadcast::Receiver<Event>,
-        stop: tokio::sync::watch::Receiver<bool>,
-        recheck: tokio::time::Interval,
-        app: Arc<App>,
-        headers: HeaderMap,
-    }
-    let mut recheck = tokio::time::interval(SESSION_RECHECK);
-    recheck.reset();
-    let live = Live {
-        rx: app.events.subscribe(),
-        stop: app.shutdown.clone(),
-        recheck,
-        app: app.clone(),
-        headers,
-    };
-    enum Step {
-        Event(Result<Event, RecvError>),
-        Stop,
-        Recheck,
-    }
-    let stream = stream::unfold(live, |mut l| async move {
-        loop {
-            let step = tokio::select! {
-                r = l.rx.recv() => Step::Event(r),
-                _ = l.stop.wait_for(|s| *s) => Step::Stop,
-                _ = l.recheck.tick() => Step::Recheck,
-            };
-            let event = match step {
-                Step::Event(Ok(Event::Created(id))) => {
-                    SseEvent::default().event("created").data(id)
-                }
-                Step::Event(Ok(Event::Ended(id))) => SseEvent::default().event("ended").data(id),
-                // Missed some: a refresh shows the current state anyway.
-                Step::Event(Err(RecvError::Lagged(_))) => {
-                    SseEvent::default().event("ended").data("")
-                }
-                Step::Event(Err(RecvError::Closed)) | Step::Stop => return None,
-                Step::Recheck => {
-                    let web = l.app.web.as_ref()?;
-                    match auth::approver_with(&l.app, web, &l.headers, "/ui", false).await {
-                        Ok(_) => continue,
-                        Err(_) => return None,
-                    }
-                }
-            };
-            return Some((Ok(event), l));
-        }
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
-}
-
-/// How often an open event stream checks that its session is still valid.
-const SESSION_RECHECK: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// The longest an audit export may stream.
 const EXPORT_LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
 
@@ -218,27 +159,30 @@ pub async fn export(
     headers: HeaderMap,
 ) -> Result<Response, Page> {
     let web = web_of(&app)?;
-    auth::approver(&app, web, &headers, "/ui/audit").await?;
+    let s = auth::approver(&app, web, &headers, "/ui/audit").await?;
+    let signed = |p: Page| p.signed_in(&s);
     let day = |v: Option<String>| -> Result<Option<i64>, Page> {
         v.filter(|v| !v.trim().is_empty())
             .map(|v| crate::audit::parse_time(v.trim()))
             .transpose()
-            .map_err(Page::bad_request)
+            .map_err(|e| signed(Page::bad_request(e)))
     };
     let since = day(q.since.clone())?;
     let until = super::pages::until(&q.until, day(q.until.clone())?);
     let Ok(permit) = app.exports.clone().try_acquire_owned() else {
-        return Err(Page::new(
+        return Err(signed(Page::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "An export is running",
             "Another audit export is being downloaded; try again when it has finished.",
-        ));
+        )));
     };
-    let checkpoints = {
+    let checkpoints = async {
         let mut conn = app.store.reader().await?;
         crate::server::audit_log::checkpoints(crate::server::audit_log::PageConn::Any(&mut conn))
-            .await?
-    };
+            .await
+    }
+    .await
+    .map_err(|e| signed(e.into()))?;
     /// The walk through the log: a read connection is taken for each page and given back.
     struct Walk {
         app: Arc<App>,

@@ -1,11 +1,12 @@
 //! Signing in and out of the web UI, and the session every page checks.
 //!
-//! - **Sign-in** (`/ui/login` → provider → `/auth/callback`): the `state` is stored hashed with
-//!   the PKCE verifier, the nonce and the hash of a random cookie set in the browser that
-//!   started it, and taken once; the callback refuses a `state` it does not hold (forged,
-//!   replayed or older than 10 minutes), a browser without that cookie (login CSRF: someone
-//!   else's callback URL), and an `iss` that is not the issuer (mix-up). Then the code is
-//!   exchanged and the ID token checked (`oidc.rs`).
+//! - **Sign-in** (`/ui/login` → provider → `/auth/callback`): every sign-in asks for `max_age`,
+//!   so the provider dates it (`auth_time`) and a fresh one counts for risky decisions. The
+//!   `state` is stored hashed with the PKCE verifier, the nonce and the hash of a random cookie
+//!   set in the browser that started it, and taken once; the callback refuses a `state` it does
+//!   not hold (forged, replayed or older than 10 minutes), a browser without that cookie (login
+//!   CSRF: someone else's callback URL), and an `iss` that is not the issuer (mix-up). Then the
+//!   code is exchanged and the ID token checked (`oidc.rs`).
 //! - **Sessions**: a 256-bit random id in the cookie `__Host-hitl_session` (`HttpOnly`, `Secure`,
 //!   `SameSite=Lax`, `Path=/`; on plain-HTTP loopback `hitl_session` without `Secure`), only its
 //!   SHA-256 in the database. A session ends after `session_idle` unused or `session_max` in all.
@@ -232,9 +233,15 @@ pub async fn login(
     Query(q): Query<LoginQuery>,
 ) -> Result<Response, Page> {
     let web = web_of(&app)?;
-    let fresh = q.fresh.is_some();
-    // max_age=0: the provider must authenticate the user again, now.
-    let max_age = fresh.then_some(Duration::ZERO);
+    // `max_age` on every sign-in: the provider must then say when the user authenticated
+    // (`auth_time`; without it a sign-in never counts as recent for a risky decision). A fresh
+    // one asks for 0 (authenticate again, now); any other for a session's longest life, which
+    // only asks again when the provider's own sign-in is older than a session may live.
+    let max_age = Some(if q.fresh.is_some() {
+        Duration::ZERO
+    } else {
+        web.oidc.config().session_max.0
+    });
     let (url, state, pending) = web.oidc.begin(max_age).await.map_err(unavailable)?;
     let browser = random_hex()?;
     let login = Login {

@@ -1,14 +1,13 @@
-//! The HTML of the web UI's pages (maud: compile-time templates that escape every value), and
-//! the helpers they share. Everything an agent supplied (argv, diff, reason, names, hostnames)
-//! passes through [`shown`] first, so terminal escapes and bidi or invisible characters appear
-//! as `\u{…}` instead of acting on the reader; maud then escapes it for HTML.
+//! The frame of every page (maud: compile-time templates that escape every value) and the
+//! helpers the pages share. Everything an agent supplied (argv, diff, reason, names,
+//! hostnames) passes through [`shown`] first, so terminal escapes and bidi or invisible
+//! characters appear as `\u{…}` instead of acting on the reader; maud then escapes it for HTML.
 
 use maud::{html, Markup, DOCTYPE};
 
-use crate::api::RequestView;
-use crate::audit::Checkpoint;
+use super::fmt;
+use crate::api::{RequestView, State};
 use crate::escape::{shell_word, terminal};
-use crate::server::history::{Decided, Filter};
 use crate::server::sessions::Session;
 
 /// Agent-supplied text of one line, made visible (control and bidi characters escaped).
@@ -41,36 +40,17 @@ pub fn command(v: &RequestView) -> String {
         .join(" ")
 }
 
-/// At most `n` characters of `s`, with an ellipsis when cut.
-pub fn short(s: &str, n: usize) -> String {
-    match s.char_indices().nth(n) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
+/// A time: UTC in the page, which the script shows in the browser's time zone, keeping UTC in
+/// the tooltip.
+pub fn when(ms: i64) -> Markup {
+    html! {
+        time datetime=(fmt::iso(ms)) title=(fmt::utc(ms)) data-local { (fmt::utc(ms)) }
     }
 }
 
-/// `14m 05s left`, or `expired`.
-pub fn time_left(deadline: i64, now: i64) -> String {
-    let ms = deadline - now;
-    if ms <= 0 {
-        return "expired".into();
-    }
-    let s = ms / 1000;
-    let (h, m, x) = (s / 3600, s % 3600 / 60, s % 60);
-    if h > 0 {
-        format!("{h}h {m:02}m {x:02}s left")
-    } else if m > 0 {
-        format!("{m}m {x:02}s left")
-    } else {
-        format!("{x}s left")
-    }
-}
-
-/// A unix-ms time as `2026-11-30 10:22:13 UTC`.
-pub fn time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
-        .unwrap_or_else(|| ms.to_string())
+/// The time left before a pending request's deadline, counted down by the script.
+pub fn left(deadline: i64, now: i64) -> Markup {
+    html! { span.left data-deadline=(deadline) { (fmt::time_left(deadline, now)) } }
 }
 
 /// The change counts, the server's own (`RequestView::changes`): (creates, updates, deletes,
@@ -79,6 +59,20 @@ pub fn counts(v: &RequestView) -> (u64, u64, u64, u64) {
     let c = &v.changes.counts;
     let n = |x: usize| x as u64;
     (n(c.add), n(c.change), n(c.destroy), n(c.replace))
+}
+
+/// The counts as `+1 ~2 -0`, coloured, with replaces and an unknown change said in words.
+pub fn count_badges(v: &RequestView) -> Markup {
+    let (add, change, destroy, replace) = counts(v);
+    html! {
+        span.counts {
+            span.add { "+" (add) } " "
+            span.chg { "~" (change) } " "
+            span.del { "-" (destroy) }
+            @if replace > 0 { " " span.rep { "±" (replace) " replace" } }
+            @if !v.changes.complete { " " span.unknown-count { "(changes not fully known)" } }
+        }
+    }
 }
 
 /// The risk badge's text and class.
@@ -101,196 +95,25 @@ pub fn environment(v: &RequestView) -> String {
         .map_or_else(|| "no environment".into(), shown)
 }
 
-/// Every page: the header with navigation and the signed-in approver, then `body`.
-pub fn layout(title: &str, s: Option<&Session>, now: i64, body: Markup) -> Markup {
+/// The markers of a request, the same in the inbox and on its page: the tool, the
+/// environment, the risk, and whether it waits for the signed-in person. Another marker of a
+/// request's state (that no agent waits for it any more, say) belongs here, so both places
+/// show it.
+pub fn markers(v: &RequestView, mine: bool, now: i64) -> Markup {
+    let (risk_text, risk_class) = risk(v);
     html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · hitl-gate" }
-                link rel="stylesheet" href="/ui/static/app.css";
-                script src="/ui/static/app.js" defer {}
-            }
-            body data-now=(now) {
-                header.top {
-                    a.brand href="/ui" { "hitl-gate" }
-                    @if let Some(s) = s {
-                        nav {
-                            a href="/ui" { "Inbox" }
-                            a href="/ui/history" { "History" }
-                            a href="/ui/audit" { "Audit" }
-                        }
-                        form.signout method="post" action="/ui/logout" {
-                            input type="hidden" name="csrf" value=(s.csrf);
-                            span.who { (who(s)) }
-                            button type="submit" { "Sign out" }
-                        }
-                    }
-                }
-                main { (body) }
+        span.tool { (shown(&v.tool)) }
+        span.env { (environment(v)) }
+        span class=(risk_class) { (risk_text) " risk" }
+        @if mine { span.mine { "for you" } }
+        // A pending request whose shim stopped waiting (detached, timed out, killed): approving
+        // it does nothing until the agent runs the same command again.
+        @if v.state == State::Pending && !v.agent_waiting_at(now) {
+            span.nowait title="No shim is waiting for this decision: approving it runs nothing until the agent runs the same command again" {
+                "no agent waiting"
             }
         }
     }
-}
-
-/// A page with a title and one message (errors, signed out).
-pub fn message_page(title: &str, message: &str) -> Markup {
-    message_page_for(None, title, message)
-}
-
-/// A message page for a signed-in person (with the sign-out form).
-pub fn message_page_for(s: Option<&Session>, title: &str, message: &str) -> Markup {
-    layout(
-        title,
-        s,
-        crate::api::now_ms(),
-        html! {
-            section.message {
-                h1 { (title) }
-                p { (message) }
-                p { a href="/ui" { "Back to the inbox" } }
-            }
-        },
-    )
-}
-
-/// The inbox: pending requests, refreshed live by the script.
-pub fn inbox(s: &Session, pending: &[RequestView], now: i64) -> Markup {
-    layout(
-        "Inbox",
-        Some(s),
-        now,
-        html! {
-            h1 { "Waiting for a decision" }
-            ul #inbox-rows .cards { (inbox_rows(pending, now)) }
-        },
-    )
-}
-
-/// The inbox's list items (also served alone, for the live refresh).
-pub fn inbox_rows(pending: &[RequestView], now: i64) -> Markup {
-    html! {
-        @if pending.is_empty() {
-            li.empty { "Nothing is waiting." }
-        }
-        @for v in pending {
-            @let (risk_text, risk_class) = risk(v);
-            @let (add, change, destroy, replace) = counts(v);
-            li.card {
-                a.req href={ "/ui/requests/" (v.id) } {
-                    div.line1 {
-                        span.tool { (shown(&v.tool)) }
-                        span.env { (environment(v)) }
-                        span class=(risk_class) { (risk_text) }
-                        span.left data-deadline=(v.deadline) { (time_left(v.deadline, now)) }
-                    }
-                    code.cmd { (short(&command(v), 120)) }
-                    div.line3 {
-                        span.counts {
-                            span.add { "+" (add) } " "
-                            span.chg { "~" (change) } " "
-                            span.del { "-" (destroy) }
-                            @if replace > 0 { " " span.rep { "±" (replace) " replace" } }
-                        }
-                        span.agent {
-                            "agent " (shown(&v.agent))
-                            @if let Some(h) = &v.on_behalf_of { " for " (shown(h)) }
-                        }
-                    }
-                    @if let Some(r) = &v.reason {
-                        div.reason { "“" (short(&shown(r), 200)) "”" }
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// The history page: decided requests with filters and paging.
-pub fn history(
-    s: &Session,
-    rows: &[Decided],
-    f: &Filter,
-    page: i64,
-    more: bool,
-    query: &str,
-    now: i64,
-) -> Markup {
-    let opt = |v: &Option<String>| v.clone().unwrap_or_default();
-    let date = |ms: Option<i64>| {
-        ms.and_then(chrono::DateTime::from_timestamp_millis)
-            .map(|t| t.format("%Y-%m-%d").to_string())
-            .unwrap_or_default()
-    };
-    layout(
-        "History",
-        Some(s),
-        now,
-        html! {
-            h1 { "History" }
-            form.filters method="get" action="/ui/history" {
-                label { "State "
-                    select name="state" {
-                        @for st in ["", "approved", "rejected", "expired", "cancelled"] {
-                            option value=(st) selected[f.state.as_deref() == Some(st)] {
-                                @if st.is_empty() { "any" } @else { (st) }
-                            }
-                        }
-                    }
-                }
-                label { "Tool " input name="tool" value=(opt(&f.tool)) size="9"; }
-                label { "Environment " input name="environment" value=(opt(&f.environment)) size="10"; }
-                label { "Agent " input name="agent" value=(opt(&f.agent)) size="10"; }
-                label { "Approver " input name="approver" value=(opt(&f.approver)) size="14"; }
-                label { "From " input type="date" name="since" value=(date(f.since)); }
-                label { "To " input type="date" name="until" value=(date(f.until)); }
-                button type="submit" { "Filter" }
-            }
-            @if rows.is_empty() { p.empty { "No decided requests match." } }
-            ul.cards {
-                @for d in rows {
-                    @let v = &d.view;
-                    li.card {
-                        a.req href={ "/ui/requests/" (v.id) } {
-                            div.line1 {
-                                span class={ "state state-" (v.state.as_str()) } { (v.state.as_str()) }
-                                span.tool { (shown(&v.tool)) }
-                                span.env { (environment(v)) }
-                                span.when { (time(v.created_at)) }
-                            }
-                            code.cmd { (short(&command(v), 120)) }
-                            div.line3 {
-                                span.agent { "agent " (shown(&v.agent)) }
-                                @if let Some(dec) = &v.decision {
-                                    span.by { "by " (approver_name(dec.approvers.first(), d.approver.as_ref())) " at " (time(dec.decided_at)) }
-                                }
-                                @if let Some(o) = &v.outcome {
-                                    span.outcome {
-                                        "run: "
-                                        @match (o.exit_code, o.signal) {
-                                            (Some(c), _) => { "exit " (c) }
-                                            (None, Some(sig)) => { "signal " (sig) }
-                                            _ => { "ended" }
-                                        }
-                                        ", " (o.duration_ms) " ms (reported by the agent)"
-                                    }
-                                }
-                            }
-                            @if let Some(c) = v.decision.as_ref().and_then(|d| d.comment.as_ref()) {
-                                div.reason { "“" (short(&shown(c), 200)) "”" }
-                            }
-                        }
-                    }
-                }
-            }
-            nav.pages {
-                @if page > 1 { a href={ "/ui/history?" (query) "&page=" (page - 1) } { "← newer" } }
-                @if more { a href={ "/ui/history?" (query) "&page=" (page + 1) } { "older →" } }
-            }
-        },
-    )
 }
 
 /// An approver as the page names them: the verified email recorded with a web decision; else
@@ -306,63 +129,79 @@ pub fn approver_name(id: Option<&String>, details: Option<&serde_json::Value>) -
     })
 }
 
-/// The audit page: the head of the chain, the last signed checkpoint, the export.
-pub fn audit(
-    s: &Session,
-    head: Option<&(i64, String)>,
-    cp: Option<&Checkpoint>,
-    public_key: &str,
-    now: i64,
-) -> Markup {
-    layout(
-        "Audit log",
-        Some(s),
-        now,
-        html! {
-            h1 { "Audit log" }
-            dl.facts {
-                dt { "Newest row" }
-                dd { @match head { Some((seq, hash)) => { "seq " (seq) ", hash " code { (hash) } } None => { "none yet" } } }
-                dt { "Last signed checkpoint" }
-                dd { @match cp {
-                    Some(c) => { "seq " (c.seq) " at " (time(c.at)) ", head " code { (c.head_hash) } }
-                    None => { "none yet" }
-                } }
-                dt { "Server public key (ed25519)" }
-                dd { code { (public_key) } }
-            }
-            h2 { "Export" }
-            form.filters method="get" action="/ui/audit/export" {
-                label { "From " input type="date" name="since"; }
-                label { "To " input type="date" name="until"; }
-                button type="submit" { "Download JSONL" }
-            }
-            p { "Check an export offline, on any machine, with the key above:" }
-            pre.cmd { "hitl-gate audit verify --file hitl-gate-audit.jsonl --public-key " (public_key) }
-        },
-    )
+/// Which page of the navigation is open (marked for screen readers and the eye).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Nav {
+    Inbox,
+    History,
+    Audit,
+    None,
 }
 
-/// Text with its lines coloured by their first character (`+` added, `-` removed, `~` or `!`
-/// changed; `---`, `+++` and `@@` are headers), escaped and made visible.
-pub fn diff_lines(text: &str) -> Markup {
+/// Every page: a skip link, the header with the navigation and the signed-in approver (with
+/// Sign out), then `body` in `main`. `title` may start with a count (`(2) Inbox`).
+pub fn layout(title: &str, s: Option<&Session>, now: i64, body: Markup) -> Markup {
+    frame(title, s, now, Nav::None, body)
+}
+
+/// [`layout`], with the navigation's current page marked.
+pub fn frame(title: &str, s: Option<&Session>, now: i64, nav: Nav, body: Markup) -> Markup {
+    let link = |href: &str, text: &str, me: Nav| {
+        html! { a href=(href) aria-current=[(nav == me).then_some("page")] { (text) } }
+    };
     html! {
-        @for line in shown_lines(text).split_inclusive('\n') {
-            @let t = line.trim_start();
-            @let class = if t.starts_with("---") || t.starts_with("+++") || t.starts_with("@@") {
-                "hdr"
-            } else if t.starts_with("-/+") || t.starts_with("+/-") || t.starts_with('~') || t.starts_with('!') {
-                "chg"
-            } else if t.starts_with('+') {
-                "add"
-            } else if t.starts_with('-') {
-                "del"
-            } else {
-                "ctx"
-            };
-            span class=(class) { (line) }
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · hitl-gate" }
+                link rel="icon" href="/favicon.ico";
+                link rel="stylesheet" href="/ui/static/app.css";
+                script src="/ui/static/app.js" defer {}
+            }
+            body data-now=(now) {
+                a.skip href="#main" { "Skip to the content" }
+                header.top {
+                    a.brand href="/ui" { "hitl-gate" }
+                    @if let Some(s) = s {
+                        nav aria-label="Pages" {
+                            (link("/ui", "Inbox", Nav::Inbox))
+                            (link("/ui/history", "History", Nav::History))
+                            (link("/ui/audit", "Audit", Nav::Audit))
+                        }
+                        form.signout method="post" action="/ui/logout" {
+                            input type="hidden" name="csrf" value=(s.csrf);
+                            span.who { "Signed in as " (who(s)) }
+                            button type="submit" { "Sign out" }
+                        }
+                    }
+                }
+                main #main { (body) }
+            }
         }
     }
+}
+
+/// A page with a title and one message (errors, signed out).
+pub fn message_page(title: &str, message: &str) -> Markup {
+    message_page_for(None, title, message)
+}
+
+/// A message page for a signed-in person (with the header, their name and Sign out).
+pub fn message_page_for(s: Option<&Session>, title: &str, message: &str) -> Markup {
+    layout(
+        title,
+        s,
+        crate::api::now_ms(),
+        html! {
+            section.message {
+                h1 { (title) }
+                p { (message) }
+                p { a href="/ui" { "Back to the inbox" } }
+            }
+        },
+    )
 }
 
 /// Nothing but the text: for attributes of raw JSON.

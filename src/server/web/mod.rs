@@ -1,21 +1,33 @@
 //! The approvers' web UI, served by `hitl-gate serve` when `[serve.oidc]` is configured:
-//! sign-in with the company's identity provider (`auth.rs`), the pages (`pages.rs`, with their
-//! HTML in `html.rs`), and what changes state or streams (`actions.rs`: the decision form, the
-//! live inbox's server-sent events, the audit export).
+//! sign-in with the company's identity provider (`auth.rs`), the pages (the inbox `inbox.rs`,
+//! a request `pages.rs` with `request_page.rs`, the history `history_page.rs`, the audit log
+//! `audit_page.rs`), what changes state (`actions.rs`: the decision form, the audit export) and
+//! the live pages' event stream (`events.rs`, with who has a request open, `presence.rs`).
 //!
-//! The pages are rendered on the server (maud, compile-time templates); one small script and
-//! one stylesheet are embedded in the binary (`static/`). Every page works without the script,
-//! less live. Every response carries a strict Content-Security-Policy (no inline script or
-//! style), `frame-ancestors 'none'`, `Referrer-Policy`, `nosniff` and `Cache-Control: no-store`.
+//! The pages are rendered on the server (maud, compile-time templates); one small script, one
+//! stylesheet and the icon are embedded in the binary (`static/`). Every page works without the
+//! script, less live. Every response carries a strict Content-Security-Policy (no inline script
+//! or style), `frame-ancestors 'none'`, `Referrer-Policy`, `nosniff` and `Cache-Control:
+//! no-store`.
 //!
 //! Agent tokens open nothing here: the UI knows only its own session cookie.
 
 mod actions;
+mod audit_page;
 mod auth;
+mod decide_bar;
+mod events;
+mod fields;
+mod fmt;
+mod history_page;
 mod html;
+mod inbox;
 mod page;
 mod pages;
+mod presence;
 mod request_page;
+mod rules;
+mod summary;
 
 use std::sync::Arc;
 
@@ -24,7 +36,7 @@ use axum::http::{header, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use axum::Router;
+use axum::{Extension, Router};
 
 use super::app::App;
 use super::oidc::CALLBACK_PATH;
@@ -33,20 +45,22 @@ use super::oidc::CALLBACK_PATH;
 pub fn router(app: Arc<App>) -> Router<Arc<App>> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui") }))
-        .route("/ui", get(pages::inbox))
-        .route("/ui/inbox-rows", get(pages::inbox_rows))
+        .route("/ui", get(inbox::inbox))
+        .route("/ui/inbox-rows", get(inbox::inbox_rows))
         .route("/ui/requests/{id}", get(pages::request))
         .route("/ui/requests/{id}/decision", post(actions::decision))
-        .route("/ui/history", get(pages::history))
-        .route("/ui/audit", get(pages::audit))
+        .route("/ui/history", get(history_page::history))
+        .route("/ui/audit", get(audit_page::audit))
         .route("/ui/audit/export", get(actions::export))
-        .route("/ui/events", get(actions::events))
+        .route("/ui/events", get(events::events))
         .route("/ui/login", get(auth::login))
         .route("/ui/logout", post(auth::logout))
         .route("/ui/signed-out", get(auth::signed_out))
         .route(CALLBACK_PATH, get(auth::callback))
         .route("/ui/static/app.js", get(script))
         .route("/ui/static/app.css", get(style))
+        .route("/favicon.ico", get(favicon))
+        .layer(Extension(Arc::new(presence::Presence::default())))
         .layer(axum::middleware::from_fn_with_state(app, headers))
 }
 
@@ -110,5 +124,16 @@ async fn style() -> impl IntoResponse {
             (header::CACHE_CONTROL, "no-cache"),
         ],
         include_str!("static/app.css"),
+    )
+}
+
+/// The icon browsers ask for on their own (`/favicon.ico`), with or without the web UI.
+async fn favicon() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "image/x-icon"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        &include_bytes!("static/favicon.ico")[..],
     )
 }

@@ -1,11 +1,13 @@
 //! What ends a web request early, for every page of the UI: a redirect, or a short page with
-//! its status (the UI being off, a refusal, a conflict, a store failure).
+//! its status (the UI being off, a refusal, a conflict, a store failure). Once the person is
+//! known, such a page keeps the header with their name and Sign out (`Page::signed_in`).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::html;
 use crate::server::app::App;
+use crate::server::sessions::Session;
 use crate::server::web_settings::Web;
 
 /// The web UI of `app`, or the 404 page that says it is off.
@@ -39,6 +41,16 @@ impl Page {
 
     pub fn bad_request(message: impl Into<String>) -> Page {
         Page::new(StatusCode::BAD_REQUEST, "That did not work", message)
+    }
+
+    /// The page for someone signed in: a refusal keeps the header, their name and Sign out.
+    pub fn signed_in(self, s: &Session) -> Page {
+        match self {
+            Page::Status(status, title, message) => {
+                Page::Rendered(status, html::message_page_for(Some(s), title, &message))
+            }
+            other => other,
+        }
     }
 }
 
