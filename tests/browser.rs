@@ -85,7 +85,8 @@ async fn a_kubectl_delete_waits_until_an_approver_approves_it_in_the_browser() {
     let summary = b.wait_for("h1.summary", 5).await.text().await.unwrap();
     assert!(
         summary.starts_with(
-            "DELETE deployment.apps/web in production / prod, for agent-a acting for alice, "
+            "DELETE deployment.apps/web (3 replicas, image nginx:1.25.3) in production / prod, \
+             for agent-a acting for alice, "
         ),
         "{summary}"
     );

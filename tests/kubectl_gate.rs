@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::{Child, Stdio};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::support::gate::{finish, KubeGated};
 use crate::support::{code, stderr};
@@ -152,6 +152,28 @@ async fn delete_shows_the_objects_and_removes_them_when_approved() {
     let text = req["diff"]["text"].as_str().unwrap();
     assert!(text.contains("deployment.apps/web"), "{text}");
     assert!(text.contains("Summary: +0 ~0 -1"), "{text}");
+    // The live object's key fields go with it, read from the cluster, not from the agent.
+    let r = &req["diff"]["summary"]["resources"][0];
+    assert_eq!(
+        (&r["address"], &r["action"]),
+        (&json!("deployment.apps/web"), &json!("delete")),
+        "{r}"
+    );
+    let fields: Vec<(&str, &str)> = r["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| (a["path"].as_str().unwrap(), a["before"].as_str().unwrap()))
+        .collect();
+    for want in [
+        ("spec.replicas", "1"),
+        (
+            "spec.template.spec.containers[web].image",
+            r#""nginx:1.25""#,
+        ),
+    ] {
+        assert!(fields.contains(&want), "{want:?} not in {fields:?}");
+    }
     assert!(k.web("prod").is_some(), "still there before the approval");
     k.decide(req["id"].as_str().unwrap(), "approve", "ok").await;
     let out = finish(child).await;
@@ -215,6 +237,24 @@ async fn secret_values_never_reach_the_server() {
         stored.contains(hitl_gate::diff::kube::MASKED),
         "the values are shown masked: {stored}"
     );
+    // Its delete shows the key names, never a value.
+    let mut child = k.spawn(&["delete", "secret", "creds"]);
+    let req = k.pending(&mut child).await;
+    let shown = req.to_string();
+    assert!(
+        shown.contains("password") && shown.contains("token"),
+        "{shown}"
+    );
+    for needle in ["swordfish", "new-plain-token"] {
+        assert!(!shown.contains(needle), "{needle} leaked: {shown}");
+        let b = crate::support::kube::b64(needle.as_bytes());
+        assert!(
+            !shown.contains(b.trim_end_matches('=')),
+            "{needle} (base64) leaked"
+        );
+    }
+    k.decide(req["id"].as_str().unwrap(), "reject", "no").await;
+    finish(child).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,9 +16,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+pub use super::kube_fields::{field_changes, key_fields};
+pub use super::kube_yaml::{to_yaml, yaml_documents};
 use super::{Action, AttrChange, ChangeSet, ResourceChange};
 
 /// The annotation in which client-side apply keeps the whole object, a Secret's values included.
@@ -35,99 +35,6 @@ const NOISE: &[&str] = &[
     "resourceVersion",
     "uid",
 ];
-
-/// Parses a YAML stream (a rendered manifest) into its documents as JSON values; empty documents
-/// are skipped. Aliases are refused: they would let a small document expand without bound, and
-/// no rendered manifest needs them.
-pub fn yaml_documents(text: &str) -> Result<Vec<Value>, String> {
-    let mut b = Builder::default();
-    Parser::new_from_str(text)
-        .load(&mut b, true)
-        .map_err(|e| format!("not YAML: {e}"))?;
-    if let Some(e) = b.error {
-        return Err(e);
-    }
-    Ok(b.docs.into_iter().filter(|d| !d.is_null()).collect())
-}
-
-/// Builds JSON values from YAML parser events.
-#[derive(Default)]
-struct Builder {
-    docs: Vec<Value>,
-    /// Open collections: a sequence, or a mapping with the key waiting for its value.
-    stack: Vec<(Value, Option<String>)>,
-    error: Option<String>,
-}
-
-impl Builder {
-    fn fail(&mut self, e: String) {
-        self.error.get_or_insert(e);
-    }
-
-    fn push(&mut self, v: Value) {
-        match self.stack.last_mut() {
-            None => self.docs.push(v),
-            Some((Value::Array(a), _)) => a.push(v),
-            Some((Value::Object(m), key)) => match key.take() {
-                None => {
-                    *key = Some(match v {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    })
-                }
-                Some(k) => {
-                    if m.insert(k.clone(), v).is_some() {
-                        self.fail(format!("duplicate key {k:?}"));
-                    }
-                }
-            },
-            Some(_) => unreachable!("only collections are stacked"),
-        }
-    }
-}
-
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, _mark: Marker) {
-        match ev {
-            Event::Alias(_) => self.fail("YAML aliases are not accepted".into()),
-            Event::Scalar(v, style, _, tag) => {
-                let value = if style != TScalarStyle::Plain || tag.is_some() {
-                    Value::String(v)
-                } else {
-                    plain_scalar(v)
-                };
-                self.push(value);
-            }
-            Event::SequenceStart(..) => self.stack.push((Value::Array(Vec::new()), None)),
-            Event::MappingStart(..) => self.stack.push((Value::Object(Map::new()), None)),
-            Event::SequenceEnd | Event::MappingEnd => {
-                if let Some((v, _)) = self.stack.pop() {
-                    self.push(v);
-                }
-            }
-            Event::Nothing
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart
-            | Event::DocumentEnd => {}
-        }
-    }
-}
-
-/// A plain YAML scalar as JSON: null, a boolean, a number or a string (YAML 1.2 core schema).
-fn plain_scalar(v: String) -> Value {
-    match yaml_rust2::Yaml::from_str(&v) {
-        yaml_rust2::Yaml::Null => Value::Null,
-        yaml_rust2::Yaml::Boolean(b) => Value::Bool(b),
-        yaml_rust2::Yaml::Integer(i) => Value::from(i),
-        yaml_rust2::Yaml::Real(r) => r
-            .parse::<f64>()
-            .ok()
-            .and_then(serde_json::Number::from_f64)
-            .map_or(Value::String(v), Value::Number),
-        _ => Value::String(v),
-    }
-}
 
 /// The objects of a `kubectl … -o json` answer: the items of a `List`, else the object itself.
 pub fn items(v: Value) -> Vec<Value> {
@@ -196,7 +103,7 @@ pub fn clean(mut o: Value, keep_status: bool) -> Value {
 }
 
 /// True for a Secret.
-fn is_secret(o: &Map<String, Value>) -> bool {
+pub(super) fn is_secret(o: &Map<String, Value>) -> bool {
     o.get("kind").and_then(Value::as_str) == Some("Secret")
 }
 
@@ -269,7 +176,7 @@ fn mask_values(v: &mut Value, other: &Value) {
 
 /// The sensitivity marks of an object for [`crate::diff::changed_attributes`]: a Secret's
 /// values and its last-applied annotation.
-fn marks(o: &Value) -> Value {
+pub(super) fn marks(o: &Value) -> Value {
     if !o.as_object().is_some_and(is_secret) {
         return Value::Null;
     }
@@ -398,115 +305,6 @@ impl SecretValues {
     }
 }
 
-/// Renders a JSON value as block YAML, for reading (keys sorted, strings quoted when a plain
-/// scalar would be ambiguous or span lines). Only ever shown, never parsed.
-pub fn to_yaml(v: &Value) -> String {
-    let mut out = String::new();
-    match v {
-        Value::Object(m) if !m.is_empty() => yaml_map(m, 0, &mut out),
-        Value::Array(a) if !a.is_empty() => yaml_seq(a, 0, &mut out),
-        Value::Null => {}
-        other => {
-            out.push_str(&scalar(other));
-            out.push('\n');
-        }
-    }
-    out
-}
-
-fn yaml_map(m: &Map<String, Value>, indent: usize, out: &mut String) {
-    for (k, v) in m {
-        out.push_str(&" ".repeat(indent));
-        out.push_str(&key(k));
-        out.push(':');
-        yaml_value(v, indent, out);
-    }
-}
-
-fn yaml_seq(a: &[Value], indent: usize, out: &mut String) {
-    for v in a {
-        out.push_str(&" ".repeat(indent));
-        out.push('-');
-        match v {
-            Value::Object(m) if !m.is_empty() => {
-                // The first key on the dash's line, the rest under it.
-                let mut first = true;
-                for (k, v) in m {
-                    if first {
-                        out.push(' ');
-                        first = false;
-                    } else {
-                        out.push_str(&" ".repeat(indent + 2));
-                    }
-                    out.push_str(&key(k));
-                    out.push(':');
-                    yaml_value(v, indent + 2, out);
-                }
-            }
-            Value::Array(inner) if !inner.is_empty() => {
-                out.push('\n');
-                yaml_seq(inner, indent + 2, out);
-            }
-            other => {
-                out.push(' ');
-                out.push_str(&scalar(other));
-                out.push('\n');
-            }
-        }
-    }
-}
-
-/// The rest of a `key:` line: a scalar on it, or a nested block under it.
-fn yaml_value(v: &Value, indent: usize, out: &mut String) {
-    match v {
-        Value::Object(m) if !m.is_empty() => {
-            out.push('\n');
-            yaml_map(m, indent + 2, out);
-        }
-        Value::Array(a) if !a.is_empty() => {
-            out.push('\n');
-            yaml_seq(a, indent, out);
-        }
-        other => {
-            out.push(' ');
-            out.push_str(&scalar(other));
-            out.push('\n');
-        }
-    }
-}
-
-fn key(k: &str) -> String {
-    scalar(&Value::String(k.to_string()))
-}
-
-fn scalar(v: &Value) -> String {
-    match v {
-        Value::Null => "null".into(),
-        Value::Object(_) => "{}".into(),
-        Value::Array(_) => "[]".into(),
-        Value::String(s) if plain_is_safe(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
-/// Whether a string can be shown unquoted without reading as something else.
-fn plain_is_safe(s: &str) -> bool {
-    !s.is_empty()
-        && s.trim() == s
-        && !matches!(
-            plain_scalar(s.to_string()),
-            Value::Null | Value::Bool(_) | Value::Number(_)
-        )
-        && !s.starts_with([
-            '-', '?', ':', ',', '[', ']', '{', '}', '#', '&', '*', '!', '|', '>', '\'', '"', '%',
-            '@', '`',
-        ])
-        && !s.contains(": ")
-        && !s.contains(" #")
-        && !s.ends_with(':')
-        && s.chars().all(|c| !c.is_control())
-}
-
 /// The diff of one object: before and after (either may be absent), both cleaned (status
 /// kept with `keep_status`) and masked, as a unified diff of their YAML and as a resource
 /// change. Returns `None` when nothing changes.
@@ -540,154 +338,6 @@ pub fn object_change(
             attributes,
         },
     ))
-}
-
-/// The fields that differ between two objects, one per changed value, masked where a Secret
-/// holds it. Items of a list that are named (containers, env, ports, volumes) are matched by
-/// name and shown by it (`spec.template.spec.containers[web].image`), so adding an item in
-/// front does not make every later one look changed.
-pub fn field_changes(before: &Value, after: &Value) -> Vec<AttrChange> {
-    let (b, a) = (by_name(before), by_name(after));
-    let mut out =
-        crate::diff::changed_attributes((&b, &marks(before)), (&a, &marks(after)), &Value::Null);
-    for c in &mut out {
-        c.path = c.path.replace(NAMED, "[");
-    }
-    out
-}
-
-/// How a named item's key starts while a diff runs; `.` + this becomes `[` in the paths shown.
-const NAMED: &str = ".\u{0}[";
-
-/// `v` with every list whose items are all objects with distinct string `name`s turned into
-/// an object keyed by those names (`\u{0}[NAME]`), at any depth.
-fn by_name(v: &Value) -> Value {
-    match v {
-        Value::Object(m) => Value::Object(m.iter().map(|(k, c)| (k.clone(), by_name(c))).collect()),
-        Value::Array(items) => {
-            let names: Vec<&str> = items.iter().filter_map(|i| i["name"].as_str()).collect();
-            let distinct: BTreeSet<&str> = names.iter().copied().collect();
-            if !items.is_empty() && names.len() == items.len() && distinct.len() == names.len() {
-                Value::Object(
-                    items
-                        .iter()
-                        .zip(names)
-                        .map(|(i, n)| (format!("{}{n}]", &NAMED[1..]), by_name(i)))
-                        .collect(),
-                )
-            } else {
-                Value::Array(items.iter().map(by_name).collect())
-            }
-        }
-        other => other.clone(),
-    }
-}
-
-/// The key fields of an object that is deleted, as attribute changes with no "after": a
-/// workload's replicas and container images, a Service's type and ports, a volume's size and
-/// storage class, a CronJob's schedule, an Ingress's hosts, a Secret's type and the *names* of
-/// its keys (never a value), a ConfigMap's key names.
-pub fn key_fields(o: &Value) -> Vec<AttrChange> {
-    let mut out = Vec::new();
-    let mut put = |path: String, v: &Value| {
-        if !v.is_null() {
-            out.push(AttrChange {
-                path,
-                before: Some(v.to_string()),
-                after: None,
-            });
-        }
-    };
-    for p in [
-        "spec.replicas",
-        "spec.type",
-        "spec.schedule",
-        "spec.resources.requests.storage",
-        "spec.capacity.storage",
-        "spec.storageClassName",
-    ] {
-        put(p.into(), pointer(o, p));
-    }
-    for (path, image) in images(o, "") {
-        put(path, &image);
-    }
-    if let Some(ports) = o["spec"]["ports"].as_array() {
-        let shown: Vec<String> = ports.iter().map(port).collect();
-        put("spec.ports".into(), &Value::String(shown.join(", ")));
-    }
-    if let Some(rules) = o["spec"]["rules"].as_array() {
-        let hosts: Vec<&str> = rules.iter().filter_map(|r| r["host"].as_str()).collect();
-        if !hosts.is_empty() {
-            put(
-                "spec.rules (hosts)".into(),
-                &Value::String(hosts.join(", ")),
-            );
-        }
-    }
-    if o.as_object().is_some_and(is_secret) {
-        put("type".into(), &o["type"]);
-    }
-    for field in ["data", "stringData", "binaryData"] {
-        if let Some(m) = o[field].as_object() {
-            let names: Vec<&str> = m.keys().map(String::as_str).collect();
-            put(format!("{field} (keys)"), &Value::String(names.join(", ")));
-        }
-    }
-    out
-}
-
-/// The value at a dotted path of plain keys.
-fn pointer<'a>(o: &'a Value, path: &str) -> &'a Value {
-    path.split('.').fold(o, |v, k| &v[k])
-}
-
-/// Every container image under `v` (pods, pod templates, job templates), by its path.
-fn images(v: &Value, path: &str) -> Vec<(String, Value)> {
-    let mut out = Vec::new();
-    if let Value::Object(m) = v {
-        for (k, child) in m {
-            let here = if path.is_empty() {
-                k.clone()
-            } else {
-                format!("{path}.{k}")
-            };
-            match (k.as_str(), child) {
-                ("containers" | "initContainers", Value::Array(cs)) => {
-                    for (i, c) in cs.iter().enumerate() {
-                        let name = c["name"]
-                            .as_str()
-                            .map_or_else(|| i.to_string(), String::from);
-                        out.push((format!("{here}[{name}].image"), c["image"].clone()));
-                    }
-                }
-                ("metadata" | "status", _) => {}
-                _ => out.extend(images(child, &here)),
-            }
-        }
-    }
-    out
-}
-
-/// A Service port as `80/TCP→8080` (with its name when it has one).
-fn port(p: &Value) -> String {
-    let n = |v: &Value| match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    };
-    let mut s = format!(
-        "{}/{}",
-        n(&p["port"]),
-        p["protocol"].as_str().unwrap_or("TCP")
-    );
-    let target = n(&p["targetPort"]);
-    if !target.is_empty() && target != n(&p["port"]) {
-        s.push_str(&format!("→{target}"));
-    }
-    if let Some(name) = p["name"].as_str() {
-        s.push_str(&format!(" ({name})"));
-    }
-    s
 }
 
 /// The change of a set of objects: each object of `after` against the object with its key in
@@ -774,39 +424,6 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn yaml_streams_parse_like_kubectl_reads_them() {
-        let docs = yaml_documents(
-            "---\n# c\napiVersion: v1\nkind: Secret\nmetadata: {name: s}\ndata: {pw: aGk=}\n---\n\n---\nkind: List\nitems:\n- a: 1\n  b: \"2\"\n  c: 1.5\n  d: ~\n  e: yes\n",
-        )
-        .unwrap();
-        assert_eq!(docs.len(), 2);
-        assert_eq!(docs[0]["data"]["pw"], "aGk=");
-        assert_eq!(
-            docs[1]["items"][0],
-            json!({"a": 1, "b": "2", "c": 1.5, "d": null, "e": "yes"})
-        );
-        assert!(yaml_documents("a: &x [1]\nb: *x\n")
-            .unwrap_err()
-            .contains("aliases"));
-        assert!(yaml_documents("a: 1\na: 2\n")
-            .unwrap_err()
-            .contains("duplicate"));
-    }
-
-    #[test]
-    fn the_yaml_rendering_reads_back_as_the_same_value() {
-        let v = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "labels": {"app": "web", "n": "1", "empty": ""}},
-            "spec": {"replicas": 2, "template": {"spec": {"containers": [
-                {"name": "web", "image": "nginx:1.25", "args": ["-c", "a: b", "# x"], "env": []},
-                {"name": "side", "command": [["nested"]]}]}}},
-            "data": {"multi": "line one\nline two", "t": "true", "colon:": "x"}});
-        let text = to_yaml(&v);
-        assert!(text.contains("  replicas: 2\n"), "{text}");
-        assert_eq!(yaml_documents(&text).unwrap(), vec![v], "{text}");
-    }
-
-    #[test]
     fn secrets_are_masked_in_lists_annotations_and_flow_style() {
         let last =
             json!({"apiVersion": "v1", "kind": "Secret", "stringData": {"t": "plain-token"}})
@@ -873,89 +490,6 @@ mod tests {
         let (_, created) = object_change(None, Some(&new), false).unwrap();
         assert_eq!(created.action, Action::Create);
     }
-
-    #[test]
-    fn containers_are_matched_and_named_by_their_names() {
-        let live = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": "p"},
-            "spec": {"replicas": 3, "template": {"spec": {"containers": [
-                {"name": "web", "image": "nginx:1.25.3", "env": [{"name": "A", "value": "1"}]}]}}}});
-        let mut new = live.clone();
-        // A sidecar in front, and the image of web changed: only web's image reads as changed.
-        new["spec"]["template"]["spec"]["containers"] = json!([
-            {"name": "proxy", "image": "envoy:1.30"},
-            {"name": "web", "image": "nginx:1.26.0", "env": [{"name": "A", "value": "1"}]}]);
-        let (_, rc) = object_change(Some(&live), Some(&new), false).unwrap();
-        let paths: Vec<&str> = rc.attributes.iter().map(|a| a.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            [
-                "spec.template.spec.containers[proxy].image",
-                "spec.template.spec.containers[proxy].name",
-                "spec.template.spec.containers[web].image",
-            ]
-        );
-        assert_eq!(rc.attributes[2].before.as_deref(), Some("\"nginx:1.25.3\""));
-        assert_eq!(rc.attributes[2].after.as_deref(), Some("\"nginx:1.26.0\""));
-    }
-
-    #[test]
-    fn a_deleted_object_shows_its_key_fields_and_a_secret_only_its_key_names() {
-        let fields = |o: Value| -> Vec<(String, String)> {
-            let (_, rc) = object_change(Some(&o), None, false).unwrap();
-            assert_eq!(rc.action, Action::Delete);
-            rc.attributes
-                .into_iter()
-                .map(|a| (a.path, a.before.unwrap()))
-                .collect()
-        };
-        let deploy = json!({"apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "labels": {"a": "b"}},
-            "spec": {"replicas": 3, "selector": {}, "template": {"spec": {"containers": [
-                {"name": "web", "image": "nginx:1.25.3", "args": ["-x"]}]}}}});
-        assert_eq!(
-            fields(deploy),
-            [
-                ("spec.replicas".into(), "3".into()),
-                (
-                    "spec.template.spec.containers[web].image".into(),
-                    "\"nginx:1.25.3\"".into()
-                ),
-            ]
-        );
-        let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
-            "spec": {"type": "LoadBalancer", "ports": [
-                {"port": 80, "targetPort": 8080, "protocol": "TCP", "name": "http"}]}});
-        assert_eq!(
-            fields(svc),
-            [
-                ("spec.type".into(), "\"LoadBalancer\"".into()),
-                ("spec.ports".into(), "\"80/TCP→8080 (http)\"".into()),
-            ]
-        );
-        let pvc = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": "data"},
-            "spec": {"storageClassName": "fast", "resources": {"requests": {"storage": "10Gi"}}}});
-        assert_eq!(
-            fields(pvc),
-            [
-                ("spec.resources.requests.storage".into(), "\"10Gi\"".into()),
-                ("spec.storageClassName".into(), "\"fast\"".into()),
-            ]
-        );
-        let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-            "metadata": {"name": "creds"}, "data": {"password": "aHVudGVyMg==", "user": "YWRt"}});
-        let shown = fields(secret);
-        assert_eq!(
-            shown,
-            [
-                ("type".into(), "\"Opaque\"".into()),
-                ("data (keys)".into(), "\"password, user\"".into()),
-            ]
-        );
-        assert!(!format!("{shown:?}").contains("aHVudGVyMg"));
-    }
-
     #[test]
     fn manifests_are_diffed_per_object_and_secrets_masked() {
         let old = "---\n# Source: c/templates/d.yaml\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: rel-web\nspec:\n  replicas: 1\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: rel-creds\ndata:\n  password: aHVudGVyMg==\n";

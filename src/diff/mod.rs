@@ -8,6 +8,8 @@
 //! The tool's output is untrusted text; nothing here decides anything from it but what to show.
 
 pub mod kube;
+mod kube_fields;
+mod kube_yaml;
 pub mod terraform;
 pub mod wire;
 

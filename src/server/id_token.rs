@@ -3,8 +3,9 @@
 //! key, it is shared with the provider and sits in a file on this host) by a key the provider
 //! publishes; `iss`; `aud` (this client alone: another listed audience is refused) and `azp`
 //! (checked here: the library does not); `exp` and `iat` (60 s of clock skew, and not older
-//! than 10 minutes); `nonce`; with `max_age` the `auth_time`. `email` is kept only when
-//! `email_verified` is true; without `auth_time` the sign-in never counts as recent.
+//! than 10 minutes); `nonce`; with `max_age` the `auth_time` (required only for a fresh
+//! sign-in, `max_age=0`). `email` is kept only when `email_verified` is true; without
+//! `auth_time` the sign-in never counts as recent.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -95,7 +96,12 @@ pub fn check(
     })
     .set_auth_time_verifier_fn(move |at| match (max_age, at) {
         (None, _) => Ok(()),
-        (Some(_), None) => Err("no auth_time, but a fresh sign-in was asked for".into()),
+        // A fresh sign-in (`max_age=0`) must be dated; an everyday one (`max_age` = a session's
+        // life) is let in undated, and then never counts as recent for a risky decision.
+        (Some(age), None) if age.is_zero() => {
+            Err("no auth_time, but a fresh sign-in was asked for".into())
+        }
+        (Some(_), None) => Ok(()),
         (Some(age), Some(at)) => {
             let age = chrono::Duration::from_std(age).unwrap_or_default();
             if at + age + skew < now {

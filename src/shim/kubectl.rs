@@ -77,7 +77,7 @@ pub fn prepare(real: &Path, args: &[String], inv: &Invocation) -> Result<Prepare
     let (text, mut changes) = if !inv.known_subcommand || !inv.uncertain.is_empty() {
         no_kube_diff(args, &resolved, inv)
     } else if path == "delete" {
-        h.deletions()?
+        h.deletions(&mut secrets)?
     } else if path == "apply" {
         h.source_diff(&mut secrets)?
     } else if takes_flag(&path, "--dry-run") && takes_flag(&path, "--output") {

@@ -23,7 +23,7 @@ use super::prepared::Stop;
 use super::sealed::Sealed;
 use crate::argv::kubectl::is_global_flag;
 use crate::argv::Invocation;
-use crate::diff::kube::{items, objects_change, SecretValues};
+use crate::diff::kube::{clean, items, key_fields, objects_change, SecretValues};
 use crate::diff::{Action, ChangeSet, ResourceChange};
 use crate::exit as code;
 use crate::tool::Tool;
@@ -130,13 +130,15 @@ impl Helpers<'_> {
         Ok(objects_change(&live, &merged, true, false))
     }
 
-    /// The objects `delete` would remove: `kubectl get` with the same selection.
-    pub fn deletions(&self) -> Result<(String, ChangeSet), Stop> {
+    /// The objects `delete` would remove: `kubectl get -o json` with the same selection, each
+    /// named as kubectl names it (`deployment.apps/web`) with its key fields (replicas, images,
+    /// a Secret's key names but never a value: `diff::kube::key_fields`).
+    pub fn deletions(&self, secrets: &mut SecretValues) -> Result<(String, ChangeSet), Stop> {
         let mut args = vec!["get".to_string()];
         args.extend(self.global());
         args.extend(render_flags(self.inv, |f| SELECT_FLAGS.contains(&f)));
         args.extend(self.sources.iter().cloned());
-        args.extend(["-o", "name", "--ignore-not-found", "--"].map(String::from));
+        args.extend(["-o", "json", "--ignore-not-found", "--"].map(String::from));
         args.extend(self.inv.positionals.iter().cloned());
         let (status, out, err) = kube::run_helper(self.command(&args))
             .map_err(|e| Stop::new(code::CANNOT_EXECUTE, e))?;
@@ -149,31 +151,32 @@ impl Helpers<'_> {
                 ),
             ));
         }
-        let names: Vec<String> = String::from_utf8_lossy(&out)
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .map(String::from)
-            .collect();
+        // Nothing found prints nothing; anything else must be kubectl's JSON.
+        let objects = match String::from_utf8_lossy(&out).trim() {
+            "" => Vec::new(),
+            json => items(serde_json::from_str(json).map_err(|e| {
+                Stop::refused(
+                    "kubectl",
+                    format!("kubectl get (to list what delete removes) printed no JSON: {e}"),
+                )
+            })?),
+        };
         let mut text = String::from("Objects that will be DELETED:\n");
-        for n in &names {
-            text.push_str(&format!("  - {n}\n"));
+        let mut changes = ChangeSet::default();
+        for o in &objects {
+            secrets.collect(o);
+            let address = kubectl_name(o);
+            text.push_str(&format!("  - {address}\n"));
+            changes.resources.push(ResourceChange {
+                address,
+                action: Action::Delete,
+                action_reason: None,
+                attributes: key_fields(&clean(o.clone(), false)),
+            });
         }
-        if names.is_empty() {
+        if objects.is_empty() {
             text.push_str("  (none found now)\n");
         }
-        let changes = ChangeSet {
-            resources: names
-                .into_iter()
-                .map(|address| ResourceChange {
-                    address,
-                    action: Action::Delete,
-                    action_reason: None,
-                    attributes: Vec::new(),
-                })
-                .collect(),
-            unknown: Vec::new(),
-        };
         Ok((text, changes))
     }
 
@@ -292,4 +295,19 @@ fn get_json(c: Command) -> Result<Vec<Value>, String> {
     let v: Value =
         serde_json::from_slice(&out).map_err(|e| format!("kubectl get printed no JSON: {e}"))?;
     Ok(items(v))
+}
+
+/// An object's name as `kubectl get -o name` prints it: `kind.group/name` (`pod/x` in the core
+/// group).
+fn kubectl_name(o: &Value) -> String {
+    let kind = o["kind"].as_str().unwrap_or("unknown").to_lowercase();
+    let group = o["apiVersion"]
+        .as_str()
+        .and_then(|v| v.split_once('/'))
+        .map(|(g, _)| g);
+    let name = o["metadata"]["name"].as_str().unwrap_or("");
+    match group {
+        Some(g) => format!("{kind}.{g}/{name}"),
+        None => format!("{kind}/{name}"),
+    }
 }

@@ -9,12 +9,17 @@
 
 use maud::{html, Markup};
 use serde_json::Value;
-use similar::{capture_diff_slices, Algorithm, DiffTag};
+use similar::{capture_diff_slices_deadline, Algorithm, DiffTag};
 
 use super::html::{shown, shown_lines};
 
 /// Lines longer than this are not compared word by word (the cost grows with their product).
 const MAX_WORDS_LINE: usize = 2000;
+/// At most this many characters of one text diff are compared word by word (a diff may hold
+/// 4 MiB, and the page is drawn on every view); the lines after them are shown unmarked.
+const MARK_BUDGET: usize = 256 * 1024;
+/// The longest one comparison may take; the rest of its line is then marked as a whole.
+const MARK_DEADLINE: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// `s` cut into words: runs of letters and digits, runs of spaces, and single other characters.
 pub fn words(s: &str) -> Vec<&str> {
@@ -51,7 +56,8 @@ pub fn marked(old: &str, new: &str) -> (Markup, Markup) {
         return (html! { (old) }, html! { (new) });
     }
     let (a, b) = (words(old), words(new));
-    let ops = capture_diff_slices(Algorithm::Myers, &a, &b);
+    let deadline = std::time::Instant::now() + MARK_DEADLINE;
+    let ops = capture_diff_slices_deadline(Algorithm::Myers, &a, &b, Some(deadline));
     let part = |ws: &[&str]| ws.concat();
     let left = html! {
         @for op in &ops {
@@ -176,14 +182,16 @@ pub fn diff_lines(text: &str) -> Markup {
     let text = shown_lines(text);
     let lines: Vec<&str> = text.split_inclusive('\n').collect();
     let mut pairs: Vec<Option<usize>> = vec![None; lines.len()];
-    let mut i = 0;
+    let (mut i, mut budget) = (0, MARK_BUDGET);
     while i < lines.len() {
         let dels = lines[i..].iter().take_while(|l| class(l) == "del").count();
         let adds = lines[i + dels..]
             .iter()
             .take_while(|l| class(l) == "add")
             .count();
-        if dels > 0 && dels == adds {
+        let size: usize = lines[i..i + dels + adds].iter().map(|l| l.len()).sum();
+        if dels > 0 && dels == adds && size <= budget {
+            budget -= size;
             for k in 0..dels {
                 pairs[i + k] = Some(i + dels + k);
                 pairs[i + dels + k] = Some(i + k);
@@ -252,5 +260,17 @@ mod tests {
         );
         assert!(html.contains("nginx:1.<ins>26</ins>"), "{html}");
         assert!(html.contains("a: &lt;b&gt;"), "{html}");
+    }
+
+    #[test]
+    fn a_huge_diff_is_marked_only_up_to_its_budget() {
+        let pair = "-  image: nginx:1.25\n+  image: nginx:1.26\n";
+        let n = MARK_BUDGET / pair.len() + 50;
+        let html = diff_lines(&pair.repeat(n)).into_string();
+        let marked = html.matches("<ins>26</ins>").count();
+        assert!(marked > 0 && marked < n, "{marked} of {n} pairs marked");
+        assert_eq!(marked, MARK_BUDGET / pair.len());
+        // Every line is still shown.
+        assert_eq!(html.matches("image: nginx:1.").count(), 2 * n);
     }
 }

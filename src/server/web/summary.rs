@@ -153,6 +153,14 @@ pub fn what(v: &RequestView) -> String {
     if !v.changes.complete {
         out.push_str(" (changes not fully known)");
     }
+    // The model is the agent's side's word; the command is what runs. A command that deletes
+    // or replaces, beside a model that shows neither, is said so, not summed up as harmless.
+    let deletes = rs
+        .iter()
+        .any(|r| matches!(r.action.as_str(), "delete" | "replace"));
+    if !deletes && super::rules::destructive(v) {
+        out.push_str(" (the command deletes or replaces, which the change model does not show: read the command)");
+    }
     out
 }
 
@@ -272,5 +280,30 @@ mod tests {
             what(&unknown),
             "kubectl scale deploy web (changes not fully known)"
         );
+    }
+
+    #[test]
+    fn a_deleting_command_beside_a_model_without_a_delete_is_said_so() {
+        let update = json!({"complete": true, "resources": [{"address": "ConfigMap default/x",
+            "action": "update"}]});
+        for (tool, argv) in [
+            ("kubectl", &["delete", "ns", "prod"][..]),
+            ("helm", &["uninstall", "web"][..]),
+            ("terraform", &["destroy"][..]),
+        ] {
+            let w = what(&view(tool, argv, update.clone()));
+            assert!(w.starts_with("UPDATE ConfigMap default/x"), "{w}");
+            assert!(
+                w.ends_with("(the command deletes or replaces, which the change model does not show: read the command)"),
+                "{tool} {argv:?}: {w}"
+            );
+        }
+        // A model that shows the delete, or a command that deletes nothing: no such words.
+        let delete = json!({"complete": true, "resources": [{"address": "Namespace prod",
+            "action": "delete"}]});
+        let w = what(&view("kubectl", &["delete", "ns", "prod"], delete));
+        assert_eq!(w, "DELETE Namespace prod");
+        let w = what(&view("kubectl", &["apply", "-f", "x.yaml"], update));
+        assert_eq!(w, "UPDATE ConfigMap default/x");
     }
 }
