@@ -103,7 +103,11 @@ async fn a_quorum_of_two_waits_for_two_different_people() {
         .get("apps/v1", "deployments", "prod", "web")
         .is_some());
     let page = alice.get(&format!("{url}/ui/requests/{id}")).await;
-    assert!(page.body.contains("1 of 2 so far"), "{}", page.body);
+    assert!(
+        page.body.contains("1 of 2 approvals: alice@example.com"),
+        "{}",
+        page.body
+    );
     // The same person again: counted once.
     let (s, body) = approve_in_ui(&mut alice, &url, &id, "production").await;
     assert_eq!(s, 409, "{body}");

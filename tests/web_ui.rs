@@ -1130,7 +1130,11 @@ async fn the_audit_page_lists_events_with_filters_and_paging_and_checks_the_head
     let chain = chain.split("</p>").next().unwrap();
     let from: u64 = chain
         .strip_prefix("The chain's head verifies: rows ")
-        .and_then(|r| r.strip_suffix(" to 110 chain correctly, from a checkpoint signed with this server's key."))
+        .and_then(|r| {
+            r.strip_suffix(
+                " to 110 chain correctly, from a checkpoint signed with this server's key.",
+            )
+        })
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{chain}"));
     assert!((100..=110).contains(&from), "{chain}");
