@@ -733,10 +733,22 @@ async fn a_rerun_with_an_unchanged_plan_applies_the_detached_plan_and_a_changed_
             .contains("+ null_resource.r3"),
         "{new}"
     );
-    let (_, v) = w
-        .approver()
-        .request("GET", &format!("/api/v1/requests/{old}"), None)
-        .await;
+    // The shim supersedes the old request once the new one is made: wait for it.
+    let start = Instant::now();
+    let v = loop {
+        let (_, v) = w
+            .approver()
+            .request("GET", &format!("/api/v1/requests/{old}"), None)
+            .await;
+        if v["state"] != "pending" {
+            break v;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "never superseded: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(v["state"], "cancelled", "{v}");
     assert!(
         v["decision"]["comment"]
