@@ -80,25 +80,47 @@ impl AuditLog {
             e.actor,
             e.body,
         );
-        sqlx::query(
-            "INSERT INTO audit (seq, at, kind, request_id, actor, body, prev_hash, hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(row.seq)
-        .bind(row.at)
-        .bind(&row.kind)
-        .bind(&row.request_id)
-        .bind(&row.actor)
-        .bind(&row.body)
-        .bind(&row.prev_hash)
-        .bind(&row.hash)
-        .execute(&mut *c)
-        .await?;
-        if audit_tree::enabled() {
+        // The tree row is computed first, so that on SQLite both rows go in as one statement
+        // (one trip to the connection's worker: the writer's transaction is the server's serial
+        // path, and a second trip per row cost more than the hashing). PostgreSQL prepares one
+        // statement at a time.
+        let tree = if audit_tree::enabled() {
             let prev = head.as_ref().map(|(s, h)| (*s, h.as_str()));
-            self.tree
-                .append(c, prev, row.seq, &row.hash, &entry)
-                .await?;
+            Some(self.tree.next(c, prev, &entry).await?)
+        } else {
+            None
+        };
+        let one_trip = tree.is_some() && c.backend_name() != "PostgreSQL";
+        let sql = if one_trip {
+            "INSERT INTO audit (seq, at, kind, request_id, actor, body, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8); \
+             INSERT INTO audit_tree (seq, hashes) VALUES ($1, $9)"
+        } else {
+            "INSERT INTO audit (seq, at, kind, request_id, actor, body, prev_hash, hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        };
+        let mut q = sqlx::query(sql)
+            .bind(row.seq)
+            .bind(row.at)
+            .bind(&row.kind)
+            .bind(&row.request_id)
+            .bind(&row.actor)
+            .bind(&row.body)
+            .bind(&row.prev_hash)
+            .bind(&row.hash);
+        if let (true, Some((_, packed))) = (one_trip, &tree) {
+            q = q.bind(packed.clone());
+        }
+        q.execute(&mut *c).await?;
+        if let Some((f, packed)) = tree {
+            if !one_trip {
+                sqlx::query("INSERT INTO audit_tree (seq, hashes) VALUES ($1, $2)")
+                    .bind(row.seq)
+                    .bind(packed)
+                    .execute(&mut *c)
+                    .await?;
+            }
+            self.tree.appended(row.seq, &row.hash, f);
         }
         if row.seq % self.checkpoint_every == 0 {
             self.insert_checkpoint(c, row.seq, &row.hash, e.at).await?;

@@ -41,25 +41,24 @@ pub struct TreeCache(Mutex<Option<(i64, String, Frontier)>>);
 pub type Head<'a> = Option<(i64, &'a str)>;
 
 impl TreeCache {
-    /// Appends row `seq` (chain hash `hash`, its entry bytes) on the writer's transaction;
-    /// `head` is the row before it.
-    pub async fn append(
+    /// The tree row for the row after `head` (its entry bytes `entry`): the frontier after it,
+    /// and the hashes to store for it (packed). Nothing is written or cached: the caller inserts
+    /// the packed hashes with the row, then hands the frontier to [`TreeCache::appended`].
+    pub async fn next(
         &self,
         c: &mut AnyConnection,
         head: Head<'_>,
-        seq: i64,
-        hash: &str,
         entry: &[u8],
-    ) -> Result<()> {
+    ) -> Result<(Frontier, Vec<u8>)> {
         let mut f = self.frontier(c, head).await?;
         let stored = f.push(tree::leaf_hash(entry));
-        sqlx::query("INSERT INTO audit_tree (seq, hashes) VALUES ($1, $2)")
-            .bind(seq)
-            .bind(tree::pack(&stored))
-            .execute(&mut *c)
-            .await?;
+        Ok((f, tree::pack(&stored)))
+    }
+
+    /// Records that row `seq` (chain hash `hash`) and its tree row were written: `f` is the
+    /// frontier [`TreeCache::next`] returned for it.
+    pub fn appended(&self, seq: i64, hash: &str, f: Frontier) {
         *self.0.lock().expect("tree cache") = Some((seq, hash.to_string(), f));
-        Ok(())
     }
 
     /// The tree's root after `head`.
