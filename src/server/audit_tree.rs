@@ -1,6 +1,7 @@
 //! The audit log's Merkle tree in the database: table `audit_tree` holds, for each audit row,
 //! the tree hashes that appending it stores (`crate::audit::tree`), written by
-//! `audit_log::append` on the writer's transaction, beside the row.
+//! `audit_log::append` on the writer's transaction, beside the row (on SQLite in the same
+//! statement as the row).
 //!
 //! Appending needs the tree's right edge (its frontier: at most one hash per level), which
 //! [`TreeCache`] keeps between appends, tagged with the head it belongs to (the last row's seq
@@ -8,7 +9,7 @@
 //! wrote since, a savepoint or transaction was rolled back, the server restarted), the frontier
 //! is read again from the table, after appending to the tree any rows the log holds without it
 //! (rows written before schema v6, or by a replica that predates it). So the append costs two
-//! hashes and one insert, and never reads, in the common case.
+//! hashes and one more row to insert, and never reads, in the common case.
 //!
 //! The SQL that reads stored hashes by index is here too ([`hashes_sql`], [`pick`]); each
 //! connection kind runs it (`audit_log::tree_query`).
