@@ -17,12 +17,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
-pub use super::kube_fields::{field_changes, key_fields};
+use super::kube_fields::is_secret;
+pub use super::kube_fields::{field_changes, key_fields, LAST_APPLIED};
 pub use super::kube_yaml::{to_yaml, yaml_documents};
 use super::{Action, AttrChange, ChangeSet, ResourceChange};
 
-/// The annotation in which client-side apply keeps the whole object, a Secret's values included.
-pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// A masked value.
 pub const MASKED: &str = "(sensitive value)";
 /// A masked value that differs from the one on the other side.
@@ -102,11 +101,6 @@ pub fn clean(mut o: Value, keep_status: bool) -> Value {
     o
 }
 
-/// True for a Secret.
-pub(super) fn is_secret(o: &Map<String, Value>) -> bool {
-    o.get("kind").and_then(Value::as_str) == Some("Secret")
-}
-
 /// Masks every Secret in `before` and `after` (either may be `Null`), together: a value that
 /// differs between the two sides is shown as [`MASKED_CHANGED`] on the after side.
 pub fn mask_pair(before: &mut Value, after: &mut Value) {
@@ -172,26 +166,6 @@ fn mask_values(v: &mut Value, other: &Value) {
             *scalar = Value::String(if changed { MASKED_CHANGED } else { MASKED }.into());
         }
     }
-}
-
-/// The sensitivity marks of an object for [`crate::diff::changed_attributes`]: a Secret's
-/// values and its last-applied annotation.
-pub(super) fn marks(o: &Value) -> Value {
-    if !o.as_object().is_some_and(is_secret) {
-        return Value::Null;
-    }
-    // Key by key, so a change names the key (`data.password`) without showing the value.
-    let each = |field: &str| -> Value {
-        match &o[field] {
-            Value::Object(m) => {
-                Value::Object(m.keys().map(|k| (k.clone(), Value::Bool(true))).collect())
-            }
-            Value::Null => Value::Null,
-            _ => Value::Bool(true),
-        }
-    };
-    serde_json::json!({"data": each("data"), "stringData": each("stringData"),
-        "metadata": {"annotations": {LAST_APPLIED: true}}})
 }
 
 /// Every Secret value in a set of objects, to be redacted from any text sent (the last line of

@@ -4,10 +4,37 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
-use super::kube::{is_secret, marks};
 use crate::diff::AttrChange;
+
+/// The annotation in which client-side apply keeps the whole object, a Secret's values included.
+pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+/// True for a Secret.
+pub(super) fn is_secret(o: &Map<String, Value>) -> bool {
+    o.get("kind").and_then(Value::as_str) == Some("Secret")
+}
+
+/// The sensitivity marks of an object for [`crate::diff::changed_attributes`]: a Secret's
+/// values and its last-applied annotation.
+pub(super) fn marks(o: &Value) -> Value {
+    if !o.as_object().is_some_and(is_secret) {
+        return Value::Null;
+    }
+    // Key by key, so a change names the key (`data.password`) without showing the value.
+    let each = |field: &str| -> Value {
+        match &o[field] {
+            Value::Object(m) => {
+                Value::Object(m.keys().map(|k| (k.clone(), Value::Bool(true))).collect())
+            }
+            Value::Null => Value::Null,
+            _ => Value::Bool(true),
+        }
+    };
+    serde_json::json!({"data": each("data"), "stringData": each("stringData"),
+        "metadata": {"annotations": {LAST_APPLIED: true}}})
+}
 
 /// The fields that differ between two objects, one per changed value, masked where a Secret
 /// holds it. Items of a list that are named (containers, env, ports, volumes) are matched by
