@@ -65,6 +65,25 @@ enum Step {
     Recheck,
 }
 
+/// The approver's session for a page's background call (its rows' fetch, its event stream):
+/// the session is not touched, and without one the answer is 401 with `signed_out`, since the
+/// page's script, not the person, would follow a redirect.
+pub(super) async fn approver_in_background(
+    app: &App,
+    web: &crate::server::web_settings::Web,
+    headers: &HeaderMap,
+    signed_out: &str,
+) -> Result<crate::server::sessions::Session, Page> {
+    match auth::approver_with(app, web, headers, "/ui", false).await {
+        Err(Page::Redirect(_)) => Err(Page::new(
+            StatusCode::UNAUTHORIZED,
+            "Signed out",
+            signed_out,
+        )),
+        r => r,
+    }
+}
+
 /// `GET /ui/events[?watch=ID]`
 pub async fn events(
     AxState(app): AxState<Arc<App>>,
@@ -73,17 +92,7 @@ pub async fn events(
     headers: HeaderMap,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, std::convert::Infallible>>>, Page> {
     let web = web_of(&app)?;
-    let s = match auth::approver_with(&app, web, &headers, "/ui", false).await {
-        Ok(s) => s,
-        Err(Page::Redirect(_)) => {
-            return Err(Page::new(
-                StatusCode::UNAUTHORIZED,
-                "Signed out",
-                "Sign in.",
-            ))
-        }
-        Err(e) => return Err(e),
-    };
+    let s = approver_in_background(&app, web, &headers, "Sign in.").await?;
     let watching = match q.watch {
         Some(id) => {
             request_id(&id)?;
@@ -146,7 +155,7 @@ async fn next(mut l: Live) -> Option<(Result<SseEvent, std::convert::Infallible>
             Step::Presence => continue,
             Step::Recheck => {
                 let web = l.app.web.as_ref()?;
-                match auth::approver_with(&l.app, web, &l.headers, "/ui", false).await {
+                match approver_in_background(&l.app, web, &l.headers, "Sign in.").await {
                     Ok(_) => continue,
                     Err(_) => return None,
                 }

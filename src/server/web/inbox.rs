@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State as AxState};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use maud::{html, Markup};
 use serde::Deserialize;
@@ -93,17 +93,13 @@ pub async fn inbox_rows(
     headers: HeaderMap,
 ) -> Result<Response, Page> {
     let web = web_of(&app)?;
-    let s = match auth::approver_with(&app, web, &headers, "/ui", false).await {
-        Ok(s) => s,
-        Err(Page::Redirect(_)) => {
-            return Err(Page::new(
-                StatusCode::UNAUTHORIZED,
-                "Signed out",
-                "Your session ended; reload the page to sign in again.",
-            ))
-        }
-        Err(e) => return Err(e),
-    };
+    let s = super::events::approver_in_background(
+        &app,
+        web,
+        &headers,
+        "Your session ended; reload the page to sign in again.",
+    )
+    .await?;
     let r = rows(&app, &person(&s), q.mine()).await?;
     let mut resp = list(&r, q.mine(), app.clock.now_ms()).into_response();
     for (k, n) in [("x-pending", r.all), ("x-for-me", r.mine)] {
