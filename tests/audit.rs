@@ -269,25 +269,36 @@ async fn a_windowed_export_verifies_offline_from_its_first_row() {
     assert_eq!(code(&bad), 1, "{}", stdout(&bad));
 }
 
+/// A server with one pending request (its id), after which every insert into `table` fails,
+/// made so from outside the server (as a full disk or an I/O error would) by the trigger
+/// `broken_<table>` on the returned connection.
+async fn a_request_then_failing_inserts_into(
+    table: &str,
+) -> (TestServer, String, sqlx::SqliteConnection) {
+    let srv = TestServer::start(&policy_with("")).await;
+    let id = srv.agent(TOKEN_A).create(&["delete", "pod", "x"]).await;
+    let mut db = raw_db(&srv.db()).await;
+    sqlx::query(&format!(
+        "CREATE TRIGGER broken_{table} BEFORE INSERT ON {table} \
+         BEGIN SELECT RAISE(ABORT, 'disk I/O error (simulated)'); END"
+    ))
+    .execute(&mut db)
+    .await
+    .unwrap();
+    (srv, id, db)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_decision_fails_and_the_request_stays_pending_when_the_audit_cannot_be_written() {
-    let srv = TestServer::start(&policy_with("")).await;
+    let (srv, id, mut db) = a_request_then_failing_inserts_into("audit").await;
     let a = srv.agent(TOKEN_A);
-    let id = a.create(&["delete", "pod", "x"]).await;
-    // Make every audit append fail, from outside the server (as a full disk or an I/O error
-    // would): a trigger that aborts inserts into the audit table.
-    let mut db = raw_db(&srv.db()).await;
-    sqlx::query("CREATE TRIGGER audit_broken BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'disk I/O error (simulated)'); END")
-        .execute(&mut db)
-        .await
-        .unwrap();
     let (s, v) = srv.approver().decide(&id, "approve", None).await;
     assert_eq!((s, v["code"].as_str()), (500, Some("store_failed")), "{v}");
     let (_, v) = a.get(&format!("/api/v1/requests/{id}")).await;
     assert_eq!(v["state"], "pending", "no decision without its audit row");
     assert!(v["decision"].is_null());
     // Once the audit can be written again, the decision goes through.
-    sqlx::query("DROP TRIGGER audit_broken")
+    sqlx::query("DROP TRIGGER broken_audit")
         .execute(&mut db)
         .await
         .unwrap();
@@ -500,14 +511,8 @@ async fn a_truncation_and_a_rewrite_re_signed_with_the_server_key_are_caught_wit
 async fn a_decision_fails_with_its_audit_row_when_the_tree_cannot_be_written() {
     // The tree is appended in the decision's own transaction: if it cannot be, neither the
     // decision nor its audit row is kept.
-    let srv = TestServer::start(&policy_with("")).await;
+    let (srv, id, mut db) = a_request_then_failing_inserts_into("audit_tree").await;
     let a = srv.agent(TOKEN_A);
-    let id = a.create(&["delete", "pod", "x"]).await;
-    let mut db = raw_db(&srv.db()).await;
-    sqlx::query("CREATE TRIGGER tree_broken BEFORE INSERT ON audit_tree BEGIN SELECT RAISE(ABORT, 'disk I/O error (simulated)'); END")
-        .execute(&mut db)
-        .await
-        .unwrap();
     let (s, v) = srv.approver().decide(&id, "approve", None).await;
     assert_eq!((s, v["code"].as_str()), (500, Some("store_failed")), "{v}");
     let (_, v) = a.get(&format!("/api/v1/requests/{id}")).await;
@@ -517,7 +522,7 @@ async fn a_decision_fails_with_its_audit_row_when_the_tree_cannot_be_written() {
         .await
         .unwrap();
     assert_eq!(rows, 1, "only request_created");
-    sqlx::query("DROP TRIGGER tree_broken")
+    sqlx::query("DROP TRIGGER broken_audit_tree")
         .execute(&mut db)
         .await
         .unwrap();

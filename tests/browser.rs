@@ -205,12 +205,7 @@ async fn a_kubernetes_image_change_reads_field_by_field() {
     b.axe("a kubernetes update").await;
     b.screenshot("request-kube-image").await;
     // An update needs no typed name: approve, and the new image runs.
-    b.c.find(Locator::Css("button.approve"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.wait_for("button.approve", 5).await.click().await.unwrap();
     let out = finish(child).await;
     assert_eq!(code(&out), 0, "{}", stderr(&out));
     let live = k.fake.get("apps/v1", "deployments", "prod", "web").unwrap();
@@ -248,18 +243,12 @@ async fn a_terraform_apply_rejected_in_the_browser_exits_with_the_reason() {
     decision_on_first_screen(&b).await;
     b.axe("a terraform apply").await;
     b.screenshot("request-terraform").await;
-    b.c.find(Locator::Css("textarea[name=comment]"))
-        .await
-        .unwrap()
+    let comment = b.wait_for("textarea[name=comment]", 5).await;
+    comment
         .send_keys("the migration window is tonight, not now")
         .await
         .unwrap();
-    b.c.find(Locator::Css("button.reject"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.wait_for("button.reject", 5).await.click().await.unwrap();
     let out = finish(child).await;
     assert_eq!(code(&out), 80, "{}", stderr(&out));
     assert!(

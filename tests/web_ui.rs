@@ -942,6 +942,16 @@ async fn request_by(w: &WebServer, token: &str, argv: &[&str], ctx: &str) -> Str
     v["id"].as_str().unwrap().to_string()
 }
 
+/// The requests of the queue tests, in this order: a scale anyone may decide, a scale by
+/// agent-c (alice's agent), and a drain only `sre` may decide; returns their ids.
+async fn three_requests(w: &WebServer) -> (String, String, String) {
+    let scale = |d: &'static str, n: &'static str| ["scale", "deploy", d, n];
+    let anyone = request_by(w, TOKEN_B, &scale("api", "--replicas=2"), "staging").await;
+    let hers = request_by(w, TOKEN_C, &scale("web", "--replicas=3"), "staging").await;
+    let sre = request_by(w, TOKEN_B, &["drain", "node-7"], "staging").await;
+    (anyone, hers, sre)
+}
+
 /// The page shows the header with who is signed in and Sign out.
 fn keeps_the_header(body: &str, email: &str) {
     assert!(
@@ -955,21 +965,7 @@ fn keeps_the_header(body: &str, email: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_decision_is_offered_only_to_whom_it_belongs_and_refusals_keep_the_header() {
     let w = queue_world().await;
-    let anyone = request_by(
-        &w,
-        TOKEN_B,
-        &["scale", "deploy", "api", "--replicas=2"],
-        "staging",
-    )
-    .await;
-    let hers = request_by(
-        &w,
-        TOKEN_C,
-        &["scale", "deploy", "web", "--replicas=3"],
-        "staging",
-    )
-    .await;
-    let sre = request_by(&w, TOKEN_B, &["drain", "node-7"], "staging").await;
+    let (anyone, hers, sre) = three_requests(&w).await;
     let mut alice = signed_in(&w, "alice").await;
     let mut carol = signed_in(&w, "carol").await;
     let page = |id: &str| format!("{}/ui/requests/{id}", w.url);
@@ -1037,21 +1033,7 @@ async fn the_decision_is_offered_only_to_whom_it_belongs_and_refusals_keep_the_h
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_for_me_queue_holds_what_this_person_may_still_decide() {
     let w = queue_world().await;
-    let anyone = request_by(
-        &w,
-        TOKEN_B,
-        &["scale", "deploy", "api", "--replicas=2"],
-        "staging",
-    )
-    .await;
-    let hers = request_by(
-        &w,
-        TOKEN_C,
-        &["scale", "deploy", "web", "--replicas=3"],
-        "staging",
-    )
-    .await;
-    let sre = request_by(&w, TOKEN_B, &["drain", "node-7"], "staging").await;
+    let (anyone, hers, sre) = three_requests(&w).await;
     let mut alice = signed_in(&w, "alice").await;
     let mut carol = signed_in(&w, "carol").await;
     let ids = |body: &str| -> Vec<String> {
